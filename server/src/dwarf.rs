@@ -1,0 +1,1 @@
+//! DWARF line tables (being written).

@@ -1,0 +1,5 @@
+//! coverlay: live test coverage for Rust from a ptrace coverage engine.
+//! The core (build, DWARF, source analysis, engine, results) knows nothing about LSP.
+
+pub mod analysis;
+pub mod dwarf;
