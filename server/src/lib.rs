@@ -2,4 +2,8 @@
 //! The core (build, DWARF, source analysis, engine, results) knows nothing about LSP.
 
 pub mod analysis;
+pub mod cargo;
+pub mod coverage;
 pub mod dwarf;
+pub mod engine;
+pub mod libtest;

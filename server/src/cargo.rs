@@ -1,0 +1,227 @@
+//! Talks to cargo: finds the workspace (`cargo metadata`) and builds its test executables with the
+//! flags the engine needs (`cargo test --no-run --message-format=json`) in coverlay's own target dir.
+
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cargo_metadata::{Message, MetadataCommand, TargetKind};
+
+/// Flags every coverlay build adds: full line tables, functions nobody calls kept in the binary
+/// (so they show as uncovered rather than absent), and `cfg(coverlay)` so that tests which cannot run
+/// under a tracer can skip themselves.
+pub const COVERLAY_RUSTFLAGS: &[&str] = &[
+    "-Cdebuginfo=2",
+    "-Clink-dead-code",
+    "-Cstrip=none",
+    "--cfg=coverlay",
+    "--check-cfg=cfg(coverlay)",
+];
+
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    /// The user's target directory; coverlay builds in `coverlay/` below it.
+    pub target_dir: PathBuf,
+    pub packages: Vec<Package>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub manifest_dir: PathBuf,
+}
+
+impl Workspace {
+    pub fn coverlay_dir(&self) -> PathBuf {
+        self.target_dir.join("coverlay")
+    }
+
+    /// Source files of the workspace's own crates: not the registry, not generated files in target.
+    pub fn owns_source(&self, path: &Path) -> bool {
+        path.starts_with(&self.root)
+            && !path.starts_with(&self.target_dir)
+            && path.extension().is_some_and(|e| e == "rs")
+    }
+
+    /// Integration tests, benches and examples: code that only exists to exercise the crate.
+    pub fn is_test_file(&self, path: &Path) -> bool {
+        self.packages.iter().any(|p| {
+            ["tests", "benches"]
+                .iter()
+                .any(|dir| path.starts_with(p.manifest_dir.join(dir)))
+        })
+    }
+}
+
+/// A test executable that cargo built, with what is needed to run it as `cargo test` would.
+#[derive(Clone, Debug)]
+pub struct TestExecutable {
+    pub path: PathBuf,
+    /// Cargo target name (`ledger` for the lib, `script` for `tests/script.rs`); prefix of test ids.
+    pub target: String,
+    pub kind: String,
+    pub package: Package,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CargoError {
+    #[error("{} has no Cargo.toml (coverlay needs a cargo package or workspace): {message}", path.display())]
+    Metadata { path: PathBuf, message: String },
+    #[error("cannot run cargo: {0}. Is cargo on PATH?")]
+    Spawn(std::io::Error),
+    #[error("the tests do not compile:\n{rendered}")]
+    BuildFailed { rendered: String },
+}
+
+/// Reads the workspace that contains `path`.
+pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
+    let metadata_error = |message: String| CargoError::Metadata {
+        path: path.to_path_buf(),
+        message,
+    };
+    let dir = path
+        .canonicalize()
+        .map_err(|e| metadata_error(e.to_string()))?;
+    let metadata = MetadataCommand::new()
+        .current_dir(&dir)
+        .no_deps()
+        .exec()
+        .map_err(|e| metadata_error(e.to_string()))?;
+    let packages = metadata
+        .workspace_packages()
+        .into_iter()
+        .map(|p| Package {
+            name: p.name.to_string(),
+            version: p.version.to_string(),
+            manifest_dir: p
+                .manifest_path
+                .parent()
+                .map(|d| d.as_std_path().to_path_buf())
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(Workspace {
+        root: metadata.workspace_root.into_std_path_buf(),
+        target_dir: metadata.target_directory.into_std_path_buf(),
+        packages,
+    })
+}
+
+/// What the build reports while it runs.
+pub enum BuildEvent<'a> {
+    Compiled { crate_name: &'a str },
+}
+
+/// Builds every test executable of the workspace. `extra_args` go to `cargo test` as they are
+/// (`--features x`, `-p crate`, `--release`).
+pub fn build_tests(
+    workspace: &Workspace,
+    extra_args: &[String],
+    on_event: &mut dyn FnMut(BuildEvent),
+) -> Result<Vec<TestExecutable>, CargoError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&workspace.root)
+        .args(["test", "--no-run", "--message-format=json"])
+        .arg("--target-dir")
+        .arg(workspace.coverlay_dir())
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    set_rustflags(&mut command);
+    let mut child = command.spawn().map_err(CargoError::Spawn)?;
+
+    // cargo's own errors (bad manifest, unknown flag) arrive on stderr, not as JSON messages.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let mut executables = Vec::new();
+    let mut errors = Vec::new();
+    let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    for message in Message::parse_stream(stdout).flatten() {
+        match message {
+            Message::CompilerArtifact(artifact) => {
+                on_event(BuildEvent::Compiled {
+                    crate_name: &artifact.target.name,
+                });
+                let Some(exe) = artifact.executable.filter(|_| artifact.profile.test) else {
+                    continue;
+                };
+                let manifest_dir = artifact
+                    .manifest_path
+                    .parent()
+                    .map(|d| d.as_std_path().to_path_buf())
+                    .unwrap_or_default();
+                let package = workspace
+                    .packages
+                    .iter()
+                    .find(|p| p.manifest_dir == manifest_dir)
+                    .cloned()
+                    .unwrap_or_else(|| Package {
+                        name: artifact.target.name.clone(),
+                        version: String::new(),
+                        manifest_dir,
+                    });
+                executables.push(TestExecutable {
+                    path: exe.into_std_path_buf(),
+                    target: artifact.target.name.clone(),
+                    kind: target_kind(&artifact.target.kind),
+                    package,
+                });
+            }
+            Message::CompilerMessage(msg) => {
+                if msg.message.level == cargo_metadata::diagnostic::DiagnosticLevel::Error {
+                    if let Some(rendered) = msg.message.rendered {
+                        errors.push(rendered);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let status = child.wait().map_err(CargoError::Spawn)?;
+    let stderr = stderr_reader.join().unwrap_or_default();
+    if !status.success() {
+        let rendered = if errors.is_empty() {
+            stderr.trim().to_string()
+        } else {
+            errors.concat().trim_end().to_string()
+        };
+        return Err(CargoError::BuildFailed { rendered });
+    }
+    executables.sort_by(|a, b| (&a.package.name, &a.target).cmp(&(&b.package.name, &b.target)));
+    Ok(executables)
+}
+
+/// Adds coverlay's flags to the user's own: `CARGO_ENCODED_RUSTFLAGS` wins over `RUSTFLAGS` in
+/// cargo, so extend whichever the user set. Flags from `.cargo/config` `build.rustflags` are
+/// replaced, as with any `RUSTFLAGS`.
+fn set_rustflags(command: &mut Command) {
+    if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        let mut flags: Vec<&str> = encoded.split('\x1f').filter(|f| !f.is_empty()).collect();
+        flags.extend(COVERLAY_RUSTFLAGS);
+        command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    } else {
+        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+        for flag in COVERLAY_RUSTFLAGS {
+            flags.push(' ');
+            flags.push_str(flag);
+        }
+        command.env("RUSTFLAGS", flags.trim_start());
+    }
+}
+
+fn target_kind(kinds: &[TargetKind]) -> String {
+    kinds
+        .first()
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}

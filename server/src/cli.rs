@@ -1,0 +1,198 @@
+//! Command-line entry points: argument parsing, progress on stderr, and the printed results of
+//! `coverlay run`. Everything it shows comes from `run::RunReport`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::Exit;
+use crate::libtest::Outcome;
+use crate::report;
+use crate::run::{self, Progress, RunOptions, RunReport};
+
+/// Live test coverage for Rust: a ptrace coverage engine and a language server.
+#[derive(Debug, Parser)]
+#[command(name = "coverlay", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the workspace's tests, run them under the coverage engine, print a per-file table.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Workspace or package directory.
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// Write an lcov tracefile here.
+    #[arg(long, value_name = "FILE")]
+    lcov: Option<PathBuf>,
+    /// Write the JSON report here (schema in the README).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Executions counted per line before its breakpoint is removed (reported as "≥ N").
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    count_cap: u32,
+    /// Record only whether each line ran (fastest): every hit count is 0 or 1.
+    #[arg(long, conflicts_with = "count_cap")]
+    no_counts: bool,
+    /// Seconds a test executable may run before it is killed.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    timeout: u64,
+    /// Leave test code (#[test] fns, #[cfg(test)] modules, tests/ files) out of the results.
+    #[arg(long)]
+    exclude_tests: bool,
+    /// Test executables run at once (default: one per core).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Arguments for `cargo test`, e.g. `-- --features serde -p mycrate`.
+    #[arg(last = true, value_name = "CARGO_ARGS")]
+    cargo_args: Vec<String>,
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => match run_command(args) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let defaults = RunOptions::default();
+    let options = RunOptions {
+        cargo_args: args.cargo_args,
+        count_cap: if args.no_counts {
+            1
+        } else {
+            args.count_cap.max(1)
+        },
+        timeout: Duration::from_secs(args.timeout),
+        exclude_tests: args.exclude_tests,
+        jobs: args.jobs.unwrap_or(defaults.jobs),
+        cancel: None,
+    };
+    let progress = ProgressLine::new();
+    let report = run::run(&args.path, &options, &|p| progress.show(p));
+    progress.clear();
+    let report = report?;
+
+    print_failures(&report);
+    print!(
+        "{}",
+        report::table::render(&report.coverage, &report.workspace.root)
+    );
+    if let Some(path) = &args.lcov {
+        std::fs::write(path, report::lcov::render(&report.coverage))
+            .with_context(|| format!("writing lcov to {}", path.display()))?;
+        eprintln!("wrote lcov to {}", path.display());
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, report::json::render(&report))
+            .with_context(|| format!("writing JSON to {}", path.display()))?;
+        eprintln!("wrote JSON to {}", path.display());
+    }
+    Ok(if report.tests_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(101)
+    })
+}
+
+/// Failures as `cargo test` shows them: each failed test's captured output, then what died how.
+fn print_failures(report: &RunReport) {
+    for run in report.executables.iter().filter(|r| !r.succeeded()) {
+        let name = run
+            .executable
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!("\n---- {} ({name}) ----", run.executable.target);
+        let mut explained = false;
+        for test in &run.tests {
+            match &test.outcome {
+                Outcome::Failed => {
+                    println!("test {} FAILED", test.name);
+                    if let Some(message) = &test.message {
+                        println!("{message}");
+                    }
+                    explained = true;
+                }
+                Outcome::Crashed { signal } => {
+                    println!("test {} crashed (signal {signal})", test.name);
+                    explained = true;
+                }
+                Outcome::TimedOut => {
+                    println!("test {} timed out", test.name);
+                    explained = true;
+                }
+                Outcome::Passed | Outcome::Ignored => {}
+            }
+        }
+        if !explained {
+            print!("{}{}", run.stdout, run.stderr);
+        }
+        match run.exit {
+            Exit::Code(code) => println!("exited with code {code}"),
+            Exit::Signal(signal) => println!("killed by signal {signal}"),
+            Exit::TimedOut => println!("killed after the timeout"),
+            Exit::Cancelled => println!("cancelled"),
+        }
+    }
+    println!();
+}
+
+/// One status line on stderr, rewritten in place on a terminal and printed per phase otherwise.
+struct ProgressLine {
+    tty: bool,
+    last: std::sync::Mutex<String>,
+}
+
+impl ProgressLine {
+    fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            last: std::sync::Mutex::new(String::new()),
+        }
+    }
+
+    fn show(&self, progress: Progress) {
+        let text = match progress {
+            Progress::Building { crates_compiled } => {
+                format!("building tests ({crates_compiled} crates compiled)")
+            }
+            Progress::Running { done, total } => {
+                format!("running test executables under coverage ({done}/{total})")
+            }
+        };
+        let mut last = self.last.lock().expect("progress lock");
+        let mut stderr = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(stderr, "\r\x1b[K{text}");
+            let _ = stderr.flush();
+        } else if text.split(' ').next() != last.split(' ').next() {
+            let _ = writeln!(stderr, "{}", text.split(" (").next().unwrap_or(&text));
+        }
+        *last = text;
+    }
+
+    fn clear(&self) {
+        if self.tty {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The result of a coverage run in plain terms: per file, the coverable lines with their hit counts
+//! and the functions with their entry counts. Reports and the editor overlay read this.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Sorted by path.
+    pub files: Vec<FileCoverage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileCoverage {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Coverable lines only, sorted by line.
+    pub lines: Vec<LineCoverage>,
+    /// Sorted by line.
+    pub functions: Vec<FunctionCoverage>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineCoverage {
+    pub line: u32,
+    /// Executions, summed over test executables; each executable counts up to the run's cap.
+    pub hits: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCoverage {
+    pub name: String,
+    /// Entry line (the `fn` line).
+    pub line: u32,
+    pub end_line: u32,
+    /// Executions of the entry line.
+    pub hits: u64,
+    pub is_test: bool,
+}
+
+impl FileCoverage {
+    pub fn coverable(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn covered(&self) -> usize {
+        self.lines.iter().filter(|l| l.hits > 0).count()
+    }
+
+    pub fn hits(&self, line: u32) -> Option<u64> {
+        self.lines
+            .binary_search_by_key(&line, |l| l.line)
+            .ok()
+            .map(|i| self.lines[i].hits)
+    }
+}
+
+impl Coverage {
+    pub fn coverable(&self) -> usize {
+        self.files.iter().map(FileCoverage::coverable).sum()
+    }
+
+    pub fn covered(&self) -> usize {
+        self.files.iter().map(FileCoverage::covered).sum()
+    }
+
+    pub fn file(&self, path: &std::path::Path) -> Option<&FileCoverage> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// Percentage for display; an empty set counts as fully covered, as lcov tools do.
+pub fn percent(covered: usize, coverable: usize) -> f64 {
+    if coverable == 0 {
+        100.0
+    } else {
+        covered as f64 * 100.0 / coverable as f64
+    }
+}

@@ -1,0 +1,105 @@
+//! The ptrace coverage engine: runs one test executable traced, with an int3 at every given address,
+//! and reports how often each address executed. It knows nothing of source lines or tests.
+
+mod breakpoints;
+mod launch;
+mod tracer;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to run: a test executable with its arguments, environment and working directory.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub exe: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+}
+
+/// Where breakpoints go, in the executable's own (link-time) addresses.
+#[derive(Clone, Debug)]
+pub struct Breakpoints {
+    /// Strictly increasing.
+    pub addresses: Vec<u64>,
+    /// Lowest PT_LOAD address of the executable (see `dwarf::LineTable::load_base`).
+    pub load_base: u64,
+    pub position_independent: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Executions counted per address before its breakpoint is removed; 1 is first-hit mode, the
+    /// fastest. Every count costs a trap and a single step (≈ 20–40 µs).
+    pub count_cap: u32,
+    /// The whole process tree is killed when this passes.
+    pub timeout: Option<Duration>,
+    /// Set to true from any thread to kill the run.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// How the traced process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Debug)]
+pub struct Trace {
+    /// Executions per breakpoint, aligned with `Breakpoints::addresses`, capped at `count_cap`.
+    pub hits: Vec<u32>,
+    pub exit: Exit,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot start {}: {source}", exe.display())]
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ptrace failed on pid {pid} ({op}): {errno}. If this is a container, allow ptrace (e.g. docker --cap-add=SYS_PTRACE) or set kernel.yama.ptrace_scope=0")]
+    Ptrace {
+        pid: i32,
+        op: &'static str,
+        errno: nix::errno::Errno,
+    },
+    #[error("cannot patch the memory of pid {pid} through /proc/{pid}/mem: {source}")]
+    Memory { pid: i32, source: std::io::Error },
+    #[error("cannot find where {} is loaded in pid {pid}", exe.display())]
+    NoMapping { exe: PathBuf, pid: i32 },
+    #[error("breakpoint addresses must be strictly increasing")]
+    UnsortedAddresses,
+}
+
+/// Runs `program` to completion under the tracer and returns the hit counts.
+///
+/// Tracing happens on a thread of its own: ptrace requests are only valid from the thread that
+/// attached, and waiting with `__WNOTHREAD` there never reaps children of other threads (cargo builds
+/// started by the language server, other shards).
+pub fn trace(
+    program: &Program,
+    breakpoints: &Breakpoints,
+    options: &Options,
+) -> Result<Trace, EngineError> {
+    if breakpoints.addresses.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(EngineError::UnsortedAddresses);
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("coverlay-tracer".into())
+            .spawn_scoped(scope, || tracer::run(program, breakpoints, options))
+            .expect("spawning the tracer thread")
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}

@@ -1,0 +1,385 @@
+//! The event loop of one traced session: a state machine over `waitpid` events of every thread and
+//! child of the test process, turning int3 traps into hit counts and passing every other signal on.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::ptrace::{self, Event};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::breakpoints::{Space, Table};
+use super::launch::{spawn_traced, OutputReaders, Watchdog};
+use super::{Breakpoints, EngineError, Exit, Options, Program, Trace};
+
+/// Byte offset of `rip` in `struct user` on x86_64, for PTRACE_PEEKUSER/POKEUSER: one register
+/// read or write is all a breakpoint needs, cheaper than a whole GETREGS/SETREGS pair.
+const RIP_OFFSET: usize = libc::RIP as usize * 8;
+
+/// How long output pipes may stay open after the process tree is gone.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+struct Task {
+    space: usize,
+    /// Breakpoint this thread is single-stepping over (counting mode).
+    stepping: Option<usize>,
+    /// A new tracee starts with a SIGSTOP that belongs to the tracer, not to the program.
+    awaiting_initial_stop: bool,
+}
+
+struct Session {
+    table: Table,
+    spaces: Vec<Option<Space>>,
+    tasks: HashMap<Pid, Task>,
+    /// New tracees whose initial stop arrived before their creator's clone/fork event.
+    early: HashSet<Pid>,
+    hits: Vec<u32>,
+    cap: u32,
+    root: Pid,
+    root_exit: Option<Exit>,
+}
+
+pub(super) fn run(
+    program: &Program,
+    breakpoints: &Breakpoints,
+    options: &Options,
+) -> Result<Trace, EngineError> {
+    let started = Instant::now();
+    let mut child = spawn_traced(program)?;
+    let root = Pid::from_raw(child.id() as i32);
+    let readers = OutputReaders::start(child.stdout.take(), child.stderr.take());
+    let watchdog = Watchdog::start(root, options.timeout, options.cancel.clone());
+
+    let mut session = Session {
+        table: Table::new(breakpoints.addresses.clone()),
+        spaces: Vec::new(),
+        tasks: HashMap::new(),
+        early: HashSet::new(),
+        hits: vec![0; breakpoints.addresses.len()],
+        cap: options.count_cap.max(1),
+        root,
+        root_exit: None,
+    };
+    let outcome = session
+        .start(program, breakpoints)
+        .and_then(|()| session.event_loop());
+    if outcome.is_err() {
+        session.kill_everything();
+        session.reap_all();
+    }
+    let timed_out = watchdog.finish();
+    let (stdout, stderr) = readers.finish(OUTPUT_GRACE);
+    outcome?;
+
+    let cancelled = options
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+    let exit = match session.root_exit.take() {
+        _ if cancelled => Exit::Cancelled,
+        _ if timed_out => Exit::TimedOut,
+        Some(exit) => exit,
+        None => Exit::Signal(Signal::SIGKILL as i32),
+    };
+    Ok(Trace {
+        hits: session.hits,
+        exit,
+        stdout,
+        stderr,
+        duration: started.elapsed(),
+    })
+}
+
+impl Session {
+    /// Waits for the post-exec stop, sets the trace options, finds the load bias and arms all.
+    fn start(&mut self, program: &Program, breakpoints: &Breakpoints) -> Result<(), EngineError> {
+        match waitpid(self.root, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => {}
+            Ok(WaitStatus::Exited(_, code)) => {
+                self.root_exit = Some(Exit::Code(code));
+                return Ok(());
+            }
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                self.root_exit = Some(Exit::Signal(signal as i32));
+                return Ok(());
+            }
+            Ok(_) => return Err(self.ptrace_error(self.root, "first stop", Errno::EPROTO)),
+            Err(errno) => return Err(self.ptrace_error(self.root, "waitpid", errno)),
+        }
+        let options = ptrace::Options::PTRACE_O_EXITKILL
+            | ptrace::Options::PTRACE_O_TRACECLONE
+            | ptrace::Options::PTRACE_O_TRACEFORK
+            | ptrace::Options::PTRACE_O_TRACEVFORK
+            | ptrace::Options::PTRACE_O_TRACEEXEC;
+        ptrace::setoptions(self.root, options)
+            .map_err(|e| self.ptrace_error(self.root, "PTRACE_SETOPTIONS", e))?;
+
+        let bias = if breakpoints.position_independent {
+            load_address(self.root, &program.exe)?.wrapping_sub(breakpoints.load_base)
+        } else {
+            0
+        };
+        let mut space = Space::open(self.root, bias, vec![false; self.table.len()])?;
+        space.arm_all(&mut self.table)?;
+        self.spaces.push(Some(space));
+        self.tasks.insert(
+            self.root,
+            Task {
+                space: 0,
+                stepping: None,
+                awaiting_initial_stop: false,
+            },
+        );
+        self.resume(self.root, None);
+        Ok(())
+    }
+
+    fn event_loop(&mut self) -> Result<(), EngineError> {
+        let flags = WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD;
+        loop {
+            match waitpid(None, Some(flags)) {
+                Ok(status) => self.handle(status)?,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => return Ok(()),
+                Err(errno) => return Err(self.ptrace_error(self.root, "waitpid", errno)),
+            }
+        }
+    }
+
+    fn handle(&mut self, status: WaitStatus) -> Result<(), EngineError> {
+        match status {
+            WaitStatus::Exited(pid, code) => self.gone(pid, Exit::Code(code)),
+            WaitStatus::Signaled(pid, signal, _) => self.gone(pid, Exit::Signal(signal as i32)),
+            WaitStatus::Stopped(pid, signal) => self.stopped(pid, signal)?,
+            WaitStatus::PtraceEvent(pid, _, event) => self.event(pid, event)?,
+            WaitStatus::PtraceSyscall(pid) => self.resume(pid, None),
+            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+        }
+        Ok(())
+    }
+
+    fn gone(&mut self, pid: Pid, exit: Exit) {
+        self.tasks.remove(&pid);
+        self.early.remove(&pid);
+        if pid == self.root {
+            self.root_exit = Some(exit);
+            // Whatever the test left running (forked children, detached daemons) dies with it.
+            self.kill_everything();
+        }
+    }
+
+    fn stopped(&mut self, pid: Pid, signal: Signal) -> Result<(), EngineError> {
+        let Some(task) = self.tasks.get_mut(&pid) else {
+            self.early.insert(pid);
+            return Ok(());
+        };
+        if task.awaiting_initial_stop && signal == Signal::SIGSTOP {
+            task.awaiting_initial_stop = false;
+            self.resume(pid, None);
+            return Ok(());
+        }
+        if signal == Signal::SIGTRAP {
+            return self.trap(pid);
+        }
+        if task.stepping.is_some() {
+            // Deliver the signal and keep stepping: the handler runs, then the step completes.
+            let _ = ptrace::step(pid, signal);
+            return Ok(());
+        }
+        if is_stop_signal(signal) && ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
+            // A group-stop, not a signal: resuming it keeps the test running.
+            self.resume(pid, None);
+        } else {
+            self.resume(pid, Some(signal));
+        }
+        Ok(())
+    }
+
+    fn trap(&mut self, pid: Pid) -> Result<(), EngineError> {
+        let code = match ptrace::getsiginfo(pid) {
+            Ok(info) => info.si_code,
+            Err(_) => return Ok(()),
+        };
+        let task = &self.tasks[&pid];
+        if code == libc::SI_KERNEL {
+            let rip = match ptrace::read_user(pid, RIP_OFFSET as ptrace::AddressType) {
+                Ok(rip) => rip as u64,
+                Err(_) => return Ok(()),
+            };
+            let space = self.spaces[task.space].as_ref();
+            let index = space.and_then(|s| self.table.lookup(rip.wrapping_sub(1 + s.bias)));
+            if let Some(index) = index {
+                return self.breakpoint(pid, index, rip - 1);
+            }
+        } else if let Some(index) = task.stepping {
+            if code == libc::TRAP_TRACE || code == libc::TRAP_BRKPT {
+                return self.stepped(pid, index);
+            }
+        }
+        // The program's own SIGTRAP (raise, its own int3): not ours to swallow.
+        self.resume(pid, Some(Signal::SIGTRAP));
+        Ok(())
+    }
+
+    fn breakpoint(&mut self, pid: Pid, index: usize, address: u64) -> Result<(), EngineError> {
+        let count = &mut self.hits[index];
+        *count = count.saturating_add(1);
+        let counting = *count < self.cap;
+        let space_id = self.tasks[&pid].space;
+        let Some(space) = self.spaces[space_id].as_mut() else {
+            return Ok(());
+        };
+        space.disarm(&self.table, index)?;
+        if ptrace::write_user(pid, RIP_OFFSET as ptrace::AddressType, address as _).is_err() {
+            return Ok(());
+        }
+        if counting {
+            match space.steppers.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, n)) => *n += 1,
+                None => space.steppers.push((index, 1)),
+            }
+            self.tasks.get_mut(&pid).expect("known task").stepping = Some(index);
+            let _ = ptrace::step(pid, None);
+        } else {
+            self.resume(pid, None);
+        }
+        Ok(())
+    }
+
+    /// The thread has executed the original instruction: put the breakpoint back, unless another
+    /// thread is still stepping over it (it would trap a second time and be counted twice).
+    fn stepped(&mut self, pid: Pid, index: usize) -> Result<(), EngineError> {
+        let task = self.tasks.get_mut(&pid).expect("known task");
+        task.stepping = None;
+        let space_id = task.space;
+        if let Some(space) = self.spaces[space_id].as_mut() {
+            let mut last = false;
+            if let Some(pos) = space.steppers.iter().position(|(i, _)| *i == index) {
+                space.steppers[pos].1 -= 1;
+                if space.steppers[pos].1 == 0 {
+                    space.steppers.swap_remove(pos);
+                    last = true;
+                }
+            }
+            if last && self.hits[index] < self.cap {
+                space.arm(&self.table, index)?;
+            }
+        }
+        self.resume(pid, None);
+        Ok(())
+    }
+
+    fn event(&mut self, pid: Pid, event: i32) -> Result<(), EngineError> {
+        const CLONE: i32 = Event::PTRACE_EVENT_CLONE as i32;
+        const FORK: i32 = Event::PTRACE_EVENT_FORK as i32;
+        const VFORK: i32 = Event::PTRACE_EVENT_VFORK as i32;
+        const EXEC: i32 = Event::PTRACE_EVENT_EXEC as i32;
+        match event {
+            CLONE | FORK | VFORK => {
+                let child = match ptrace::getevent(pid) {
+                    Ok(child) => Pid::from_raw(child as i32),
+                    Err(_) => return Ok(()),
+                };
+                let Some(parent_space) = self.tasks.get(&pid).map(|t| t.space) else {
+                    return Ok(());
+                };
+                let space = if event == FORK {
+                    match self.spaces[parent_space].as_ref().map(|s| s.fork(child)) {
+                        Some(Ok(space)) => {
+                            self.spaces.push(Some(space));
+                            self.spaces.len() - 1
+                        }
+                        // The child died before we could open its memory; its events still come.
+                        _ => parent_space,
+                    }
+                } else {
+                    parent_space
+                };
+                let seen = self.early.remove(&child);
+                self.tasks.insert(
+                    child,
+                    Task {
+                        space,
+                        stepping: None,
+                        awaiting_initial_stop: !seen,
+                    },
+                );
+                if seen {
+                    self.resume(child, None);
+                }
+            }
+            EXEC => {
+                // A new program image has none of our breakpoints: let it run untraced, so that it
+                // can even trace processes of its own. It stays in the process group we kill at the end.
+                if let Some(task) = self.tasks.remove(&pid) {
+                    // A vfork child shares its parent's space; only the process that owns the
+                    // space loses it to the new image (its other threads are gone by now).
+                    let owned = self.spaces[task.space]
+                        .as_ref()
+                        .is_some_and(|s| s.pid == pid);
+                    if owned {
+                        self.spaces[task.space] = None;
+                        self.tasks.retain(|_, t| t.space != task.space);
+                    }
+                }
+                let _ = ptrace::detach(pid, None);
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.resume(pid, None);
+        Ok(())
+    }
+
+    fn resume(&self, pid: Pid, signal: Option<Signal>) {
+        // ESRCH means the thread was killed meanwhile; its exit event is still to come.
+        let _ = ptrace::cont(pid, signal);
+    }
+
+    fn kill_everything(&self) {
+        let _ = killpg(self.root, Signal::SIGKILL);
+        for space in self.spaces.iter().flatten() {
+            let _ = kill(space.pid, Signal::SIGKILL);
+        }
+    }
+
+    fn reap_all(&mut self) {
+        let flags = WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD;
+        while !matches!(waitpid(None, Some(flags)), Err(Errno::ECHILD)) {}
+    }
+
+    fn ptrace_error(&self, pid: Pid, op: &'static str, errno: Errno) -> EngineError {
+        EngineError::Ptrace {
+            pid: pid.as_raw(),
+            op,
+            errno,
+        }
+    }
+}
+
+fn is_stop_signal(signal: Signal) -> bool {
+    matches!(
+        signal,
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+    )
+}
+
+/// Start address of the executable's first mapping (file offset 0), found by inode so that
+/// symlinks and deleted-then-rebuilt paths cannot confuse it.
+fn load_address(pid: Pid, exe: &std::path::Path) -> Result<u64, EngineError> {
+    let no_mapping = || EngineError::NoMapping {
+        exe: exe.to_path_buf(),
+        pid: pid.as_raw(),
+    };
+    let inode = std::fs::metadata(exe).map_err(|_| no_mapping())?.ino();
+    let maps = procfs::process::Process::new(pid.as_raw())
+        .and_then(|p| p.maps())
+        .map_err(|_| no_mapping())?;
+    maps.iter()
+        .find(|m| m.inode == inode && m.offset == 0)
+        .map(|m| m.address.0)
+        .ok_or_else(no_mapping)
+}

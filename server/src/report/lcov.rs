@@ -1,0 +1,62 @@
+//! Standard lcov tracefile output (`SF`, `FN`/`FNDA`, `DA`, `LF`/`LH`, `end_of_record`) with absolute
+//! paths, readable by genhtml, Coverage Gutters and codecov.
+
+use std::fmt::Write;
+
+use crate::coverage::Coverage;
+
+pub fn render(coverage: &Coverage) -> String {
+    let mut out = String::new();
+    for file in &coverage.files {
+        let _ = writeln!(out, "TN:\nSF:{}", file.path.display());
+        for function in &file.functions {
+            let _ = writeln!(out, "FN:{},{}", function.line, function.name);
+        }
+        for function in &file.functions {
+            let _ = writeln!(out, "FNDA:{},{}", function.hits, function.name);
+        }
+        let hit_functions = file.functions.iter().filter(|f| f.hits > 0).count();
+        let _ = writeln!(out, "FNF:{}\nFNH:{hit_functions}", file.functions.len());
+        for line in &file.lines {
+            let _ = writeln!(out, "DA:{},{}", line.line, line.hits);
+        }
+        let _ = writeln!(
+            out,
+            "LF:{}\nLH:{}\nend_of_record",
+            file.coverable(),
+            file.covered()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coverage::{FileCoverage, FunctionCoverage, LineCoverage};
+
+    #[test]
+    fn one_record_per_file_with_functions_lines_and_totals() {
+        let coverage = Coverage {
+            files: vec![FileCoverage {
+                path: "/w/src/lib.rs".into(),
+                lines: vec![
+                    LineCoverage { line: 3, hits: 2 },
+                    LineCoverage { line: 4, hits: 0 },
+                ],
+                functions: vec![FunctionCoverage {
+                    name: "Ledger::deposit".into(),
+                    line: 3,
+                    end_line: 5,
+                    hits: 2,
+                    is_test: false,
+                }],
+            }],
+        };
+        assert_eq!(
+            render(&coverage),
+            "TN:\nSF:/w/src/lib.rs\nFN:3,Ledger::deposit\nFNDA:2,Ledger::deposit\nFNF:1\nFNH:1\n\
+             DA:3,2\nDA:4,0\nLF:2\nLH:1\nend_of_record\n"
+        );
+    }
+}
