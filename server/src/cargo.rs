@@ -177,12 +177,10 @@ pub fn build_tests(
                     package,
                 });
             }
-            Message::CompilerMessage(msg) => {
-                if msg.message.level == cargo_metadata::diagnostic::DiagnosticLevel::Error {
-                    if let Some(rendered) = msg.message.rendered {
-                        errors.push(rendered);
-                    }
-                }
+            Message::CompilerMessage(msg)
+                if msg.message.level == cargo_metadata::diagnostic::DiagnosticLevel::Error =>
+            {
+                errors.extend(msg.message.rendered);
             }
             _ => {}
         }

@@ -3,7 +3,11 @@
 
 pub mod analysis;
 pub mod cargo;
+pub mod cli;
 pub mod coverage;
 pub mod dwarf;
 pub mod engine;
 pub mod libtest;
+pub mod plan;
+pub mod report;
+pub mod run;

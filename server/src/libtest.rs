@@ -68,7 +68,7 @@ fn failure_section(stdout: &str, name: &str) -> Option<String> {
         .flatten()
         .min()
         .unwrap_or(body.len());
-    Some(body[..end].trim_end().to_string())
+    Some(body[..end].trim().to_string())
 }
 
 #[cfg(test)]
