@@ -151,6 +151,10 @@ fn run(mode: &str, cap: u32, timeout: Option<Duration>) -> (u32, u32, engine::Tr
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn counts_every_call_up_to_the_cap() {
     let (hit, never, trace) = run("loop", 1000, None);
     assert_eq!((hit, never), (10, 0));
@@ -162,6 +166,10 @@ fn counts_every_call_up_to_the_cap() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn a_hot_loop_stays_cheap_once_the_cap_is_reached() {
     let (hit, _, trace) = run("hot", 100, None);
     assert_eq!(hit, 100);
@@ -169,6 +177,10 @@ fn a_hot_loop_stays_cheap_once_the_cap_is_reached() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn threads_are_traced_in_first_hit_mode() {
     let (hit, never, trace) = run("threads", 1, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -176,6 +188,10 @@ fn threads_are_traced_in_first_hit_mode() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn a_crash_is_an_outcome_with_the_coverage_kept() {
     let (hit, _, trace) = run("segv", 1000, None);
     assert_eq!(trace.exit, Exit::Signal(libc::SIGSEGV));
@@ -186,6 +202,10 @@ fn a_crash_is_an_outcome_with_the_coverage_kept() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn a_hanging_program_is_killed_at_its_deadline() {
     let (hit, _, trace) = run("hang", 1000, Some(Duration::from_millis(500)));
     assert_eq!(trace.exit, Exit::TimedOut);
@@ -194,6 +214,10 @@ fn a_hanging_program_is_killed_at_its_deadline() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn the_programs_own_signals_reach_it() {
     let (hit, _, trace) = run("sigusr1", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -201,6 +225,10 @@ fn the_programs_own_signals_reach_it() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn a_forked_child_is_traced_with_its_own_breakpoints() {
     let (hit, _, trace) = run("fork", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -208,6 +236,10 @@ fn a_forked_child_is_traced_with_its_own_breakpoints() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn an_exec_child_runs_untraced() {
     let (hit, _, trace) = run("exec", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -215,6 +247,10 @@ fn an_exec_child_runs_untraced() {
 }
 
 #[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn nothing_is_left_running_after_the_program_exits() {
     let (_, _, trace) = run("orphan", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);

@@ -5,10 +5,26 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::libtest::Outcome;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coverage {
     /// Sorted by path.
     pub files: Vec<FileCoverage>,
+    /// Every test of the run; `LineCoverage::tests` holds indexes into this list.
+    pub tests: Vec<TestInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestInfo {
+    /// `<cargo target name>::<libtest test path>`, e.g. `ledger::tests::deposit`.
+    pub id: String,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+    /// A failed test's captured output: the panic message and its location.
+    pub message: Option<String>,
+    /// Where the test function is (file, line of `fn`), when the debug info tells.
+    pub location: Option<(PathBuf, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,11 +37,14 @@ pub struct FileCoverage {
     pub functions: Vec<FunctionCoverage>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineCoverage {
     pub line: u32,
     /// Executions, summed over test executables; each executable counts up to the run's cap.
     pub hits: u64,
+    /// Tests that reached the line (indexes into `Coverage::tests`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

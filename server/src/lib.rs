@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod dwarf;
 pub mod engine;
 pub mod libtest;
+pub mod parallel;
 pub mod plan;
 pub mod report;
 pub mod run;

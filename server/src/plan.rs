@@ -23,17 +23,31 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Analyses the files not seen yet, `jobs` at a time: syn parsing is the costly part of planning.
+    pub fn add_all(&mut self, paths: &[&Path], jobs: usize) {
+        let mut new: Vec<&Path> = paths
+            .iter()
+            .copied()
+            .filter(|p| !self.index.contains_key(*p))
+            .collect();
+        new.sort();
+        new.dedup();
+        let analyses = crate::parallel::map(&new, jobs, |path| analyse(path));
+        for (path, analysis) in new.into_iter().zip(analyses) {
+            self.index.insert(path.to_path_buf(), self.files.len());
+            self.files.push(SourceFile {
+                path: path.to_path_buf(),
+                analysis,
+                lines_with_code: BTreeSet::new(),
+            });
+        }
+    }
+
     fn id(&mut self, path: &Path) -> usize {
         if let Some(&id) = self.index.get(path) {
             return id;
         }
-        let analysis = analyse(path);
-        self.files.push(SourceFile {
-            path: path.to_path_buf(),
-            analysis,
-            lines_with_code: BTreeSet::new(),
-        });
-        self.index.insert(path.to_path_buf(), self.files.len() - 1);
+        self.add_all(&[path], 1);
         self.files.len() - 1
     }
 }

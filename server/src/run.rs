@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::analysis::LineKind;
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
-use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage};
+use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestInfo};
 use crate::dwarf::{self, DwarfError};
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{self, Outcome, TestResult};
@@ -100,7 +100,9 @@ pub fn run(
     options: &RunOptions,
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<RunReport, RunError> {
+    let started = std::time::Instant::now();
     let workspace = cargo::load_workspace(path)?;
+    tracing::debug!("workspace read after {:?}", started.elapsed());
     let mut crates_compiled = 0;
     let executables = cargo::build_tests(&workspace, &options.cargo_args, &mut |_| {
         crates_compiled += 1;
@@ -112,25 +114,34 @@ pub fn run(
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
     };
+    tracing::debug!("tests built after {:?}", started.elapsed());
     if cancelled() {
         return Err(RunError::Cancelled);
     }
 
+    let tables = crate::parallel::map(&executables, options.jobs, |executable| {
+        dwarf::read_line_table(&executable.path, &|p| workspace.owns_source(p))
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     let mut sources = Sources::default();
-    let mut plans = Vec::with_capacity(executables.len());
-    for executable in &executables {
-        let table = dwarf::read_line_table(&executable.path, &|p| workspace.owns_source(p))?;
-        let plan = plan::plan(&table, &mut sources);
-        plans.push((
-            plan,
-            engine::Breakpoints {
+    let paths: Vec<&Path> = tables
+        .iter()
+        .flat_map(|t| t.files.iter().map(PathBuf::as_path))
+        .collect();
+    sources.add_all(&paths, options.jobs);
+    let plans: Vec<(Plan, engine::Breakpoints)> = tables
+        .iter()
+        .map(|table| {
+            let layout = engine::Breakpoints {
                 addresses: Vec::new(),
                 load_base: table.load_base,
                 position_independent: table.position_independent,
-            },
-        ));
-    }
-
+            };
+            (plan::plan(table, &mut sources), layout)
+        })
+        .collect();
+    tracing::debug!("breakpoints planned after {:?}", started.elapsed());
     let traces = trace_all(&executables, plans, options, on_progress)?;
     if cancelled() {
         return Err(RunError::Cancelled);
@@ -138,6 +149,14 @@ pub fn run(
     let mut hits: HashMap<(usize, u32), u64> = HashMap::new();
     let mut runs = Vec::with_capacity(executables.len());
     for (executable, (plan, trace)) in executables.into_iter().zip(traces) {
+        tracing::debug!(
+            "{}: {} breakpoints, {} hit, {} traps, {:?}",
+            executable.target,
+            plan.addresses.len(),
+            trace.hits.iter().filter(|&&h| h > 0).count(),
+            trace.hits.iter().map(|&h| u64::from(h)).sum::<u64>(),
+            trace.duration
+        );
         for (target, count) in plan.targets.iter().zip(&trace.hits) {
             *hits.entry(*target).or_default() += u64::from(*count);
         }
@@ -155,7 +174,20 @@ pub fn run(
             stderr: trace.stderr,
         });
     }
-    let coverage = merge(&sources, &hits, &workspace, options.exclude_tests);
+    tracing::debug!("tests traced after {:?}", started.elapsed());
+    let mut coverage = merge(&sources, &hits, &workspace, options.exclude_tests);
+    coverage.tests = runs
+        .iter()
+        .flat_map(|run| {
+            run.tests.iter().map(|t| TestInfo {
+                id: format!("{}::{}", run.executable.target, t.name),
+                outcome: t.outcome.clone(),
+                duration_ms: 0,
+                message: t.message.clone(),
+                location: None,
+            })
+        })
+        .collect();
     Ok(RunReport {
         workspace,
         coverage,
@@ -171,53 +203,35 @@ fn trace_all(
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Vec<(Plan, engine::Trace)>, RunError> {
     let total = executables.len();
-    let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<engine::Trace, RunError>>>> =
-        (0..total).map(|_| Mutex::new(None)).collect();
     let engine_options = engine::Options {
         count_cap: options.count_cap,
         timeout: Some(options.timeout),
         cancel: options.cancel.clone(),
     };
     on_progress(Progress::Running { done: 0, total });
-    std::thread::scope(|scope| {
-        for _ in 0..options.jobs.clamp(1, total.max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    return;
-                }
-                let (plan, layout) = &plans[i];
-                let breakpoints = engine::Breakpoints {
-                    addresses: plan.addresses.clone(),
-                    ..layout.clone()
-                };
-                let result =
-                    engine::trace(&program(&executables[i]), &breakpoints, &engine_options)
-                        .map_err(|source| RunError::Engine {
-                            exe: executables[i].path.clone(),
-                            source,
-                        });
-                *slots[i].lock().expect("slot lock") = Some(result);
-                let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                on_progress(Progress::Running {
-                    done: finished,
-                    total,
-                });
-            });
-        }
+    let work: Vec<(&TestExecutable, &(Plan, engine::Breakpoints))> =
+        executables.iter().zip(&plans).collect();
+    let traces = crate::parallel::map(&work, options.jobs, |(executable, (plan, layout))| {
+        let breakpoints = engine::Breakpoints {
+            addresses: plan.addresses.clone(),
+            ..layout.clone()
+        };
+        let trace = engine::trace(&program(executable), &breakpoints, &engine_options);
+        let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+        on_progress(Progress::Running {
+            done: finished,
+            total,
+        });
+        trace.map_err(|source| RunError::Engine {
+            exe: executable.path.clone(),
+            source,
+        })
     });
     plans
         .into_iter()
-        .zip(slots)
-        .map(|((plan, _), slot)| {
-            let trace = slot
-                .into_inner()
-                .expect("slot lock")
-                .expect("every executable traced")?;
-            Ok((plan, trace))
-        })
+        .zip(traces)
+        .map(|((plan, _), trace)| Ok((plan, trace?)))
         .collect()
 }
 
@@ -274,6 +288,7 @@ fn merge(
                 .map(|line| LineCoverage {
                     line,
                     hits: hits.get(&(id, line)).copied().unwrap_or(0),
+                    tests: Vec::new(),
                 })
                 .collect();
             if lines.is_empty() {
@@ -308,7 +323,10 @@ fn merge(
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Coverage { files }
+    Coverage {
+        files,
+        tests: Vec::new(),
+    }
 }
 
 fn is_coverable(file: &SourceFile, line: u32) -> bool {

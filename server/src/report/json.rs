@@ -3,8 +3,7 @@
 
 use serde::Serialize;
 
-use crate::coverage::{FileCoverage, FunctionCoverage, LineCoverage};
-use crate::libtest::Outcome;
+use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, TestInfo};
 use crate::run::RunReport;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -16,7 +15,7 @@ struct Report<'a> {
     covered: usize,
     coverable: usize,
     files: Vec<File<'a>>,
-    tests: Vec<Test<'a>>,
+    tests: &'a [TestInfo],
     executables: Vec<Executable<'a>>,
 }
 
@@ -25,15 +24,16 @@ struct File<'a> {
     path: &'a std::path::Path,
     covered: usize,
     coverable: usize,
-    lines: &'a [LineCoverage],
+    lines: Vec<Line<'a>>,
     functions: &'a [FunctionCoverage],
 }
 
 #[derive(Serialize)]
-struct Test<'a> {
-    id: String,
-    outcome: &'a Outcome,
-    message: Option<&'a str>,
+struct Line<'a> {
+    line: u32,
+    hits: u64,
+    /// Test ids rather than indexes, so that the report reads on its own.
+    tests: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -46,32 +46,14 @@ struct Executable<'a> {
 }
 
 pub fn render(report: &RunReport) -> String {
-    fn file(f: &FileCoverage) -> File<'_> {
-        File {
-            path: &f.path,
-            covered: f.covered(),
-            coverable: f.coverable(),
-            lines: &f.lines,
-            functions: &f.functions,
-        }
-    }
+    let coverage = &report.coverage;
     let report = Report {
         version: SCHEMA_VERSION,
         workspace: &report.workspace.root,
-        covered: report.coverage.covered(),
-        coverable: report.coverage.coverable(),
-        files: report.coverage.files.iter().map(file).collect(),
-        tests: report
-            .executables
-            .iter()
-            .flat_map(|run| {
-                run.tests.iter().map(|t| Test {
-                    id: format!("{}::{}", run.executable.target, t.name),
-                    outcome: &t.outcome,
-                    message: t.message.as_deref(),
-                })
-            })
-            .collect(),
+        covered: coverage.covered(),
+        coverable: coverage.coverable(),
+        files: coverage.files.iter().map(|f| file(f, coverage)).collect(),
+        tests: &coverage.tests,
         executables: report
             .executables
             .iter()
@@ -85,4 +67,26 @@ pub fn render(report: &RunReport) -> String {
             .collect(),
     };
     serde_json::to_string_pretty(&report).expect("report serialises")
+}
+
+fn file<'a>(f: &'a FileCoverage, coverage: &'a Coverage) -> File<'a> {
+    File {
+        path: &f.path,
+        covered: f.covered(),
+        coverable: f.coverable(),
+        lines: f
+            .lines
+            .iter()
+            .map(|l| Line {
+                line: l.line,
+                hits: l.hits,
+                tests: l
+                    .tests
+                    .iter()
+                    .map(|&t| coverage.tests[t as usize].id.as_str())
+                    .collect(),
+            })
+            .collect(),
+        functions: &f.functions,
+    }
 }

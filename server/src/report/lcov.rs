@@ -41,8 +41,16 @@ mod tests {
             files: vec![FileCoverage {
                 path: "/w/src/lib.rs".into(),
                 lines: vec![
-                    LineCoverage { line: 3, hits: 2 },
-                    LineCoverage { line: 4, hits: 0 },
+                    LineCoverage {
+                        line: 3,
+                        hits: 2,
+                        tests: vec![],
+                    },
+                    LineCoverage {
+                        line: 4,
+                        hits: 0,
+                        tests: vec![],
+                    },
                 ],
                 functions: vec![FunctionCoverage {
                     name: "Ledger::deposit".into(),
@@ -52,6 +60,7 @@ mod tests {
                     is_test: false,
                 }],
             }],
+            tests: Vec::new(),
         };
         assert_eq!(
             render(&coverage),

@@ -59,12 +59,14 @@ mod tests {
                 .map(|(i, &hits)| LineCoverage {
                     line: i as u32 + 1,
                     hits,
+                    tests: Vec::new(),
                 })
                 .collect(),
             functions: Vec::new(),
         };
         let coverage = Coverage {
             files: vec![file("/w/src/lib.rs", &[1, 0, 3]), file("/w/src/a.rs", &[1])],
+            tests: Vec::new(),
         };
         assert_eq!(
             render(&coverage, Path::new("/w")),
