@@ -109,6 +109,8 @@ fn symbol_breakpoints(exe: &Path, names: &[&str]) -> Breakpoints {
         addresses: addresses.into_iter().map(|(a, _)| a).collect(),
         load_base,
         position_independent: file.kind() == object::ObjectKind::Dynamic,
+        test_entries: Vec::new(),
+        rearm_per_test: Vec::new(),
     }
 }
 

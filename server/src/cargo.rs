@@ -65,6 +65,13 @@ pub struct TestExecutable {
     pub package: Package,
 }
 
+impl TestExecutable {
+    /// The crate name rustc used, which prefixes the executable's paths in its debug info.
+    pub fn crate_name(&self) -> String {
+        self.target.replace('-', "_")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CargoError {
     #[error("{} has no Cargo.toml (coverlay needs a cargo package or workspace): {message}", path.display())]

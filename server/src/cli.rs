@@ -84,6 +84,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         exclude_tests: args.exclude_tests,
         jobs: args.jobs.unwrap_or(defaults.jobs),
         cancel: None,
+        only_tests: None,
     };
     let progress = ProgressLine::new();
     let report = run::run(&args.path, &options, &|p| progress.show(p));
@@ -143,17 +144,35 @@ fn print_failures(report: &RunReport) {
                 Outcome::Passed | Outcome::Ignored => {}
             }
         }
-        if !explained {
-            print!("{}{}", run.stdout, run.stderr);
+        if explained {
+            continue;
         }
-        match run.exit {
-            Exit::Code(code) => println!("exited with code {code}"),
-            Exit::Signal(signal) => println!("killed by signal {signal}"),
-            Exit::TimedOut => println!("killed after the timeout"),
-            Exit::Cancelled => println!("cancelled"),
+        print!("{}{}", run.stdout, run.stderr);
+        for exit in run.exits.iter().filter(|e| **e != Exit::Code(0)) {
+            match exit {
+                Exit::Code(code) => println!("the test process exited with code {code}"),
+                Exit::Signal(signal) => println!("the test process was killed by signal {signal}"),
+                Exit::TimedOut => println!("the test process was killed after the timeout"),
+                Exit::Cancelled => println!("cancelled"),
+            }
         }
     }
-    println!();
+    let count = |pred: fn(&Outcome) -> bool| {
+        report
+            .coverage
+            .tests
+            .iter()
+            .filter(|t| pred(&t.outcome))
+            .count()
+    };
+    println!(
+        "\ntests: {} passed; {} failed; {} ignored; {} timed out; {} crashed\n",
+        count(|o| *o == Outcome::Passed),
+        count(|o| *o == Outcome::Failed),
+        count(|o| *o == Outcome::Ignored),
+        count(|o| *o == Outcome::TimedOut),
+        count(|o| matches!(o, Outcome::Crashed { .. })),
+    );
 }
 
 /// One status line on stderr, rewritten in place on a terminal and printed per phase otherwise.

@@ -7,12 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::libtest::Outcome;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Coverage {
     /// Sorted by path.
     pub files: Vec<FileCoverage>,
     /// Every test of the run; `LineCoverage::tests` holds indexes into this list.
     pub tests: Vec<TestInfo>,
+    /// Hit counts stop here: a line with `hits == count_cap` ran at least that often.
+    #[serde(default = "default_cap")]
+    pub count_cap: u32,
+}
+
+fn default_cap() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

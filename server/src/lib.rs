@@ -12,3 +12,4 @@ pub mod parallel;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod testrun;

@@ -76,13 +76,21 @@ fn analyse(path: &Path) -> SourceAnalysis {
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub addresses: Vec<u64>,
-    pub targets: Vec<(usize, u32)>,
+    /// `(source id, line)` each breakpoint counts for; `None` for a test entry that holds no line.
+    pub targets: Vec<Option<(usize, u32)>>,
+    /// Breakpoints on the entry lines of functions.
+    pub function_entries: Vec<usize>,
+    /// `(breakpoint, test number)`: where each test's function begins.
+    pub test_entries: Vec<(usize, u32)>,
+    /// Per test number: its function's file and line, when the debug info has it.
+    pub test_locations: Vec<Option<(PathBuf, u32)>>,
 }
 
 /// Chooses breakpoints for one executable. A coverable line is trapped at the addresses of its own
 /// line-table rows; a statement whose first line has no code (a call whose arguments come first) is
 /// trapped at its first later line that has. One trap per statement start keeps runs fast.
-pub fn plan(table: &LineTable, sources: &mut Sources) -> Plan {
+/// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
+pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &[String]) -> Plan {
     #[derive(Default)]
     struct Candidate {
         own: Vec<u64>,
@@ -109,7 +117,7 @@ pub fn plan(table: &LineTable, sources: &mut Sources) -> Plan {
             }
         }
     }
-    let mut pairs: Vec<(u64, (usize, u32))> = Vec::new();
+    let mut pairs: Vec<(u64, Option<(usize, u32)>)> = Vec::new();
     for ((file, line), candidate) in candidates {
         let addresses = if candidate.own.is_empty() {
             candidate.later
@@ -120,12 +128,56 @@ pub fn plan(table: &LineTable, sources: &mut Sources) -> Plan {
             continue;
         }
         sources.files[file].lines_with_code.insert(line);
-        pairs.extend(addresses.into_iter().map(|a| (a, (file, line))));
+        pairs.extend(addresses.into_iter().map(|a| (a, Some((file, line)))));
     }
-    pairs.sort_unstable_by_key(|&(address, _)| address);
+
+    let functions: HashMap<&str, &crate::dwarf::FunctionEntry> = table
+        .functions
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let test_functions: Vec<Option<&crate::dwarf::FunctionEntry>> = tests
+        .iter()
+        .map(|name| {
+            functions
+                .get(format!("{crate_name}::{name}").as_str())
+                .copied()
+        })
+        .collect();
+    pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
+    // A line target wins over a bare test entry at the same address.
+    pairs.sort_unstable_by_key(|&(address, target)| (address, target.is_none()));
     pairs.dedup_by_key(|&mut (address, _)| address);
+
+    let addresses: Vec<u64> = pairs.iter().map(|&(a, _)| a).collect();
+    let index_of = |address: u64| addresses.binary_search(&address).ok();
+    let test_entries = test_functions
+        .iter()
+        .enumerate()
+        .filter_map(|(test, f)| Some((index_of((*f)?.address)?, test as u32)))
+        .collect();
+    let test_locations = test_functions
+        .iter()
+        .map(|f| f.map(|f| (table.files[f.file as usize].clone(), f.line)))
+        .collect();
+    let function_entries = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, target))| {
+            target.is_some_and(|(file, line)| {
+                sources.files[file]
+                    .analysis
+                    .function_at(line)
+                    .is_some_and(|f| f.line == line)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
     Plan {
-        addresses: pairs.iter().map(|&(a, _)| a).collect(),
         targets: pairs.into_iter().map(|(_, t)| t).collect(),
+        addresses,
+        function_entries,
+        test_entries,
+        test_locations,
     }
 }

@@ -13,8 +13,9 @@ use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestInfo};
 use crate::dwarf::{self, DwarfError};
 use crate::engine::{self, EngineError, Exit};
-use crate::libtest::{self, Outcome, TestResult};
+use crate::libtest::{Outcome, TestResult};
 use crate::plan::{self, Plan, SourceFile, Sources};
+use crate::testrun;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -29,6 +30,8 @@ pub struct RunOptions {
     /// Test executables traced at once.
     pub jobs: usize,
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Run only these tests (ids `<target>::<test path>`); `None` runs every test.
+    pub only_tests: Option<Vec<String>>,
 }
 
 impl Default for RunOptions {
@@ -40,6 +43,7 @@ impl Default for RunOptions {
             exclude_tests: false,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cancel: None,
+            only_tests: None,
         }
     }
 }
@@ -54,8 +58,8 @@ pub enum Progress {
 #[derive(Debug)]
 pub struct ExecutableRun {
     pub executable: TestExecutable,
-    pub exit: Exit,
-    pub duration: Duration,
+    /// How each process that ran its tests ended.
+    pub exits: Vec<Exit>,
     pub tests: Vec<TestResult>,
     pub stdout: String,
     pub stderr: String,
@@ -63,7 +67,11 @@ pub struct ExecutableRun {
 
 impl ExecutableRun {
     pub fn succeeded(&self) -> bool {
-        self.exit == Exit::Code(0)
+        self.exits.iter().all(|e| *e == Exit::Code(0))
+            && self
+                .tests
+                .iter()
+                .all(|t| matches!(t.outcome, Outcome::Passed | Outcome::Ignored))
     }
 }
 
@@ -119,75 +127,155 @@ pub fn run(
         return Err(RunError::Cancelled);
     }
 
-    let tables = crate::parallel::map(&executables, options.jobs, |executable| {
-        dwarf::read_line_table(&executable.path, &|p| workspace.owns_source(p))
-    })
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()?;
+    let listed = crate::parallel::map(&executables, options.jobs, |executable| {
+        let tables = dwarf::read_line_table(&executable.path, &|p| workspace.owns_source(p));
+        (tables, testrun::list(&program(executable)))
+    });
+    let mut tables = Vec::with_capacity(listed.len());
+    let mut listings = Vec::with_capacity(listed.len());
+    for (table, listing) in listed {
+        tables.push(table?);
+        listings.push(listing);
+    }
     let mut sources = Sources::default();
     let paths: Vec<&Path> = tables
         .iter()
         .flat_map(|t| t.files.iter().map(PathBuf::as_path))
         .collect();
     sources.add_all(&paths, options.jobs);
-    let plans: Vec<(Plan, engine::Breakpoints)> = tables
+    let plans: Vec<Plan> = executables
         .iter()
-        .map(|table| {
-            let layout = engine::Breakpoints {
-                addresses: Vec::new(),
-                load_base: table.load_base,
-                position_independent: table.position_independent,
-            };
-            (plan::plan(table, &mut sources), layout)
+        .zip(&tables)
+        .zip(&listings)
+        .map(|((executable, table), listing)| {
+            let tests = listing.as_deref().unwrap_or_default();
+            plan::plan(table, &mut sources, &executable.crate_name(), tests)
+        })
+        .collect();
+    let breakpoints: Vec<engine::Breakpoints> = plans
+        .iter()
+        .zip(&tables)
+        .map(|(plan, table)| engine::Breakpoints {
+            addresses: plan.addresses.clone(),
+            load_base: table.load_base,
+            position_independent: table.position_independent,
+            test_entries: plan.test_entries.clone(),
+            rearm_per_test: plan.function_entries.clone(),
         })
         .collect();
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
-    let traces = trace_all(&executables, plans, options, on_progress)?;
+
+    let shards = shard(&executables, &listings, options);
+    let engine_options = engine::Options {
+        count_cap: options.count_cap,
+        timeout: Some(options.timeout),
+        cancel: options.cancel.clone(),
+    };
+    let done = AtomicUsize::new(0);
+    on_progress(Progress::Running {
+        done: 0,
+        total: shards.len(),
+    });
+    let shard_runs = crate::parallel::map(&shards, options.jobs, |shard| {
+        let executable = &executables[shard.executable];
+        let tests: Vec<(u32, &str)> = shard
+            .tests
+            .iter()
+            .map(|&n| {
+                (
+                    n,
+                    listings[shard.executable].as_ref().expect("listed")[n as usize].as_str(),
+                )
+            })
+            .collect();
+        let result = if shard.whole {
+            whole_run(
+                &program(executable),
+                &breakpoints[shard.executable],
+                &engine_options,
+            )
+        } else {
+            testrun::run_shard(
+                &program(executable),
+                &breakpoints[shard.executable],
+                &tests,
+                &engine_options,
+            )
+        };
+        on_progress(Progress::Running {
+            done: done.fetch_add(1, Ordering::Relaxed) + 1,
+            total: shards.len(),
+        });
+        result.map_err(|source| RunError::Engine {
+            exe: executable.path.clone(),
+            source,
+        })
+    });
+    tracing::debug!("tests traced after {:?}", started.elapsed());
     if cancelled() {
         return Err(RunError::Cancelled);
     }
-    let mut hits: HashMap<(usize, u32), u64> = HashMap::new();
-    let mut runs = Vec::with_capacity(executables.len());
-    for (executable, (plan, trace)) in executables.into_iter().zip(traces) {
-        tracing::debug!(
-            "{}: {} breakpoints, {} hit, {} traps, {:?}",
-            executable.target,
-            plan.addresses.len(),
-            trace.hits.iter().filter(|&&h| h > 0).count(),
-            trace.hits.iter().map(|&h| u64::from(h)).sum::<u64>(),
-            trace.duration
-        );
-        for (target, count) in plan.targets.iter().zip(&trace.hits) {
-            *hits.entry(*target).or_default() += u64::from(*count);
-        }
-        let unfinished = match trace.exit {
-            Exit::TimedOut => Outcome::TimedOut,
-            Exit::Signal(signal) => Outcome::Crashed { signal },
-            _ => Outcome::Failed,
-        };
-        runs.push(ExecutableRun {
-            tests: libtest::parse(&trace.stdout, unfinished),
-            executable,
-            exit: trace.exit,
-            duration: trace.duration,
-            stdout: trace.stdout,
-            stderr: trace.stderr,
-        });
-    }
-    tracing::debug!("tests traced after {:?}", started.elapsed());
-    let mut coverage = merge(&sources, &hits, &workspace, options.exclude_tests);
-    coverage.tests = runs
-        .iter()
-        .flat_map(|run| {
-            run.tests.iter().map(|t| TestInfo {
-                id: format!("{}::{}", run.executable.target, t.name),
-                outcome: t.outcome.clone(),
+
+    // Test numbers are per executable; the coverage lists every test of the run once.
+    let mut first_test = Vec::with_capacity(executables.len());
+    let mut tests: Vec<TestInfo> = Vec::new();
+    for ((executable, listing), plan) in executables.iter().zip(&listings).zip(&plans) {
+        first_test.push(tests.len() as u32);
+        for (name, location) in listing.iter().flatten().zip(&plan.test_locations) {
+            tests.push(TestInfo {
+                id: format!("{}::{name}", executable.target),
+                outcome: Outcome::Ignored,
                 duration_ms: 0,
-                message: t.message.clone(),
-                location: None,
-            })
+                message: None,
+                location: location.clone(),
+            });
+        }
+    }
+    let mut hits: HashMap<(usize, u32), u64> = HashMap::new();
+    let mut line_tests: HashMap<(usize, u32), Vec<u32>> = HashMap::new();
+    let mut runs: Vec<ExecutableRun> = executables
+        .into_iter()
+        .map(|executable| ExecutableRun {
+            executable,
+            exits: Vec::new(),
+            tests: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
         })
         .collect();
+    for (shard, shard_run) in shards.iter().zip(shard_runs) {
+        let shard_run = shard_run?;
+        let plan = &plans[shard.executable];
+        let base = first_test[shard.executable];
+        for (target, count) in plan.targets.iter().zip(&shard_run.hits) {
+            if let Some(target) = target {
+                *hits.entry(*target).or_default() += u64::from(*count);
+            }
+        }
+        for &(test, index) in &shard_run.test_hits {
+            if let Some(target) = plan.targets[index as usize] {
+                line_tests.entry(target).or_default().push(base + test);
+            }
+        }
+        for (number, result, duration) in &shard_run.results {
+            let info = &mut tests[(base + number) as usize];
+            info.outcome = result.outcome.clone();
+            info.message = result.message.clone();
+            info.duration_ms = duration.as_millis() as u64;
+        }
+        let run = &mut runs[shard.executable];
+        run.exits.extend(shard_run.exits);
+        run.tests
+            .extend(shard_run.results.into_iter().map(|(_, r, _)| r));
+        run.stdout.push_str(&shard_run.stdout);
+        run.stderr.push_str(&shard_run.stderr);
+    }
+    for run in &mut runs {
+        run.tests.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let line_tests = spread_to_functions(&sources, line_tests, &hits, options.count_cap.max(1));
+    let mut coverage = merge(&sources, &hits, &line_tests, &workspace, options);
+    coverage.tests = tests;
     Ok(RunReport {
         workspace,
         coverage,
@@ -195,44 +283,105 @@ pub fn run(
     })
 }
 
-/// Runs the executables `options.jobs` at a time; results come back in input order.
-fn trace_all(
+/// A unit of work: some tests of one executable, run one at a time in their own process(es).
+struct Shard {
+    executable: usize,
+    tests: Vec<u32>,
+    /// Not a libtest harness: run the executable once as it is, without per-test attribution.
+    whole: bool,
+}
+
+/// Splits each executable's tests into up to `jobs` shards, so that the cores stay busy even when
+/// one executable holds most of the tests.
+fn shard(
     executables: &[TestExecutable],
-    plans: Vec<(Plan, engine::Breakpoints)>,
+    listings: &[Option<Vec<String>>],
     options: &RunOptions,
-    on_progress: &(dyn Fn(Progress) + Sync),
-) -> Result<Vec<(Plan, engine::Trace)>, RunError> {
-    let total = executables.len();
-    let done = AtomicUsize::new(0);
-    let engine_options = engine::Options {
-        count_cap: options.count_cap,
-        timeout: Some(options.timeout),
-        cancel: options.cancel.clone(),
-    };
-    on_progress(Progress::Running { done: 0, total });
-    let work: Vec<(&TestExecutable, &(Plan, engine::Breakpoints))> =
-        executables.iter().zip(&plans).collect();
-    let traces = crate::parallel::map(&work, options.jobs, |(executable, (plan, layout))| {
-        let breakpoints = engine::Breakpoints {
-            addresses: plan.addresses.clone(),
-            ..layout.clone()
+) -> Vec<Shard> {
+    let mut shards = Vec::new();
+    for (i, (executable, listing)) in executables.iter().zip(listings).enumerate() {
+        let Some(listing) = listing else {
+            if options.only_tests.is_none() {
+                shards.push(Shard {
+                    executable: i,
+                    tests: Vec::new(),
+                    whole: true,
+                });
+            }
+            continue;
         };
-        let trace = engine::trace(&program(executable), &breakpoints, &engine_options);
-        let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-        on_progress(Progress::Running {
-            done: finished,
-            total,
-        });
-        trace.map_err(|source| RunError::Engine {
-            exe: executable.path.clone(),
-            source,
-        })
-    });
-    plans
-        .into_iter()
-        .zip(traces)
-        .map(|((plan, _), trace)| Ok((plan, trace?)))
-        .collect()
+        let selected: Vec<u32> = (0..listing.len() as u32)
+            .filter(|&n| {
+                options.only_tests.as_ref().is_none_or(|only| {
+                    only.iter()
+                        .any(|id| *id == format!("{}::{}", executable.target, listing[n as usize]))
+                })
+            })
+            .collect();
+        if selected.is_empty() {
+            continue;
+        }
+        // Small executables stay in one process: a process start costs more than a few tests.
+        let count = options.jobs.clamp(1, selected.len().div_ceil(8).max(1));
+        for k in 0..count {
+            shards.push(Shard {
+                executable: i,
+                tests: selected.iter().copied().skip(k).step_by(count).collect(),
+                whole: false,
+            });
+        }
+    }
+    shards
+}
+
+/// An executable that is not a libtest harness runs once; its output is read as libtest's if it is.
+fn whole_run(
+    program: &engine::Program,
+    breakpoints: &engine::Breakpoints,
+    options: &engine::Options,
+) -> Result<testrun::ShardRun, EngineError> {
+    let trace = engine::trace(program, breakpoints, options)?;
+    Ok(testrun::ShardRun {
+        hits: trace.hits,
+        test_hits: Vec::new(),
+        results: Vec::new(),
+        exits: vec![trace.exit],
+        stdout: trace.stdout,
+        stderr: trace.stderr,
+    })
+}
+
+/// Which tests reached each line. A line breakpoint records the tests that hit it while it was
+/// armed (until its count cap, or only the first test in first-hit mode); function entries record
+/// every test that entered the function. A line whose breakpoint was removed therefore also
+/// belongs to the tests that entered its function, which over-approximates only for branches
+/// those tests did not take.
+fn spread_to_functions(
+    sources: &Sources,
+    mut line_tests: HashMap<(usize, u32), Vec<u32>>,
+    hits: &HashMap<(usize, u32), u64>,
+    count_cap: u32,
+) -> HashMap<(usize, u32), Vec<u32>> {
+    for (&(file, line), &count) in hits {
+        // Below the cap the line's breakpoint stayed armed in every process: its record is exact.
+        if count == 0 || count < u64::from(count_cap) {
+            continue;
+        }
+        let Some(function) = sources.files[file].analysis.function_at(line) else {
+            continue;
+        };
+        if function.line == line {
+            continue;
+        }
+        if let Some(entered) = line_tests.get(&(file, function.line)).cloned() {
+            line_tests.entry((file, line)).or_default().extend(entered);
+        }
+    }
+    for tests in line_tests.values_mut() {
+        tests.sort_unstable();
+        tests.dedup();
+    }
+    line_tests
 }
 
 /// How `cargo test` runs a test executable: from its package directory, with cargo's variables.
@@ -270,9 +419,12 @@ fn program(executable: &TestExecutable) -> engine::Program {
 fn merge(
     sources: &Sources,
     hits: &HashMap<(usize, u32), u64>,
+    line_tests: &HashMap<(usize, u32), Vec<u32>>,
     workspace: &Workspace,
-    exclude_tests: bool,
+    options: &RunOptions,
 ) -> Coverage {
+    let exclude_tests = options.exclude_tests;
+    let cap = u64::from(options.count_cap.max(1));
     let mut files: Vec<FileCoverage> = sources
         .files
         .iter()
@@ -287,8 +439,8 @@ fn merge(
                 .filter(|&line| keep(line) && is_coverable(file, line))
                 .map(|line| LineCoverage {
                     line,
-                    hits: hits.get(&(id, line)).copied().unwrap_or(0),
-                    tests: Vec::new(),
+                    hits: hits.get(&(id, line)).copied().unwrap_or(0).min(cap),
+                    tests: line_tests.get(&(id, line)).cloned().unwrap_or_default(),
                 })
                 .collect();
             if lines.is_empty() {
@@ -326,6 +478,7 @@ fn merge(
     Coverage {
         files,
         tests: Vec::new(),
+        count_cap: options.count_cap.max(1),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -101,13 +101,16 @@ pub(super) struct Watchdog {
 }
 
 impl Watchdog {
+    /// The deadline is `timeout` after the later of `started` and the latest mark (nanoseconds
+    /// since `started`), which the tracer moves forward at each test start.
     pub(super) fn start(
         pgid: Pid,
+        started: Instant,
+        mark: Arc<AtomicU64>,
         timeout: Option<Duration>,
         cancel: Option<Arc<AtomicBool>>,
     ) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
-        let deadline = timeout.map(|t| Instant::now() + t);
         let handle = thread::spawn(move || loop {
             let tick = Duration::from_millis(50);
             match stopped.recv_timeout(tick) {
@@ -115,7 +118,10 @@ impl Watchdog {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             let cancelled = cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
-            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            let since_mark = started
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(mark.load(Ordering::Relaxed)));
+            let expired = timeout.is_some_and(|t| since_mark >= t);
             if cancelled || expired {
                 let _ = killpg(pgid, Signal::SIGKILL);
                 return expired && !cancelled;

@@ -28,6 +28,12 @@ pub struct Breakpoints {
     /// Lowest PT_LOAD address of the executable (see `dwarf::LineTable::load_base`).
     pub load_base: u64,
     pub position_independent: bool,
+    /// Breakpoints that mark the start of a test: (breakpoint index, test number). From then on
+    /// every hit belongs to that test (libtest runs one test at a time with `--test-threads=1`).
+    pub test_entries: Vec<(usize, u32)>,
+    /// Breakpoints put back whenever a test starts, so that each test records its own hit there
+    /// (function entries: which tests entered which functions).
+    pub rearm_per_test: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -35,7 +41,8 @@ pub struct Options {
     /// Executions counted per address before its breakpoint is removed; 1 is first-hit mode, the
     /// fastest. Every count costs a trap and a single step (≈ 20–40 µs).
     pub count_cap: u32,
-    /// The whole process tree is killed when this passes.
+    /// The whole process tree is killed when this passes, counted from the start and again from
+    /// the start of each test.
     pub timeout: Option<Duration>,
     /// Set to true from any thread to kill the run.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -54,6 +61,10 @@ pub enum Exit {
 pub struct Trace {
     /// Executions per breakpoint, aligned with `Breakpoints::addresses`, capped at `count_cap`.
     pub hits: Vec<u32>,
+    /// (test number, breakpoint index): the breakpoint executed while that test ran, once per test.
+    pub test_hits: Vec<(u32, u32)>,
+    /// Tests in the order they started, with the time since launch.
+    pub test_starts: Vec<(u32, Duration)>,
     pub exit: Exit,
     pub stdout: String,
     pub stderr: String,

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -40,7 +42,20 @@ struct Session {
     cap: u32,
     root: Pid,
     root_exit: Option<Exit>,
+    started: Instant,
+    /// Test number per breakpoint index, for test entries; `NO_TEST` elsewhere.
+    test_of: Vec<u32>,
+    rearm_per_test: Vec<usize>,
+    current_test: Option<u32>,
+    /// Last test recorded per breakpoint, so each (test, breakpoint) pair is recorded once.
+    last_test: Vec<u32>,
+    test_hits: Vec<(u32, u32)>,
+    test_starts: Vec<(u32, Duration)>,
+    /// When the current test started (nanoseconds since `started`), for the watchdog.
+    mark: Arc<AtomicU64>,
 }
+
+const NO_TEST: u32 = u32::MAX;
 
 pub(super) fn run(
     program: &Program,
@@ -51,7 +66,18 @@ pub(super) fn run(
     let mut child = spawn_traced(program)?;
     let root = Pid::from_raw(child.id() as i32);
     let readers = OutputReaders::start(child.stdout.take(), child.stderr.take());
-    let watchdog = Watchdog::start(root, options.timeout, options.cancel.clone());
+    let mark = Arc::new(AtomicU64::new(0));
+    let watchdog = Watchdog::start(
+        root,
+        started,
+        mark.clone(),
+        options.timeout,
+        options.cancel.clone(),
+    );
+    let mut test_of = vec![NO_TEST; breakpoints.addresses.len()];
+    for &(index, test) in &breakpoints.test_entries {
+        test_of[index] = test;
+    }
 
     let mut session = Session {
         table: Table::new(breakpoints.addresses.clone()),
@@ -62,6 +88,14 @@ pub(super) fn run(
         cap: options.count_cap.max(1),
         root,
         root_exit: None,
+        started,
+        test_of,
+        rearm_per_test: breakpoints.rearm_per_test.clone(),
+        current_test: None,
+        last_test: vec![NO_TEST; breakpoints.addresses.len()],
+        test_hits: Vec::new(),
+        test_starts: Vec::new(),
+        mark,
     };
     let outcome = session
         .start(program, breakpoints)
@@ -77,7 +111,7 @@ pub(super) fn run(
     let cancelled = options
         .cancel
         .as_ref()
-        .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+        .is_some_and(|c| c.load(Ordering::Relaxed));
     let exit = match session.root_exit.take() {
         _ if cancelled => Exit::Cancelled,
         _ if timed_out => Exit::TimedOut,
@@ -86,6 +120,8 @@ pub(super) fn run(
     };
     Ok(Trace {
         hits: session.hits,
+        test_hits: session.test_hits,
+        test_starts: session.test_starts,
         exit,
         stdout,
         stderr,
@@ -225,6 +261,15 @@ impl Session {
     }
 
     fn breakpoint(&mut self, pid: Pid, index: usize, address: u64) -> Result<(), EngineError> {
+        if self.test_of[index] != NO_TEST {
+            self.start_test(self.test_of[index])?;
+        }
+        if let Some(test) = self.current_test {
+            if self.last_test[index] != test {
+                self.last_test[index] = test;
+                self.test_hits.push((test, index as u32));
+            }
+        }
         let count = &mut self.hits[index];
         *count = count.saturating_add(1);
         let counting = *count < self.cap;
@@ -245,6 +290,24 @@ impl Session {
             let _ = ptrace::step(pid, None);
         } else {
             self.resume(pid, None);
+        }
+        Ok(())
+    }
+
+    /// A new test begins: its hits are its own from here, and the per-test breakpoints are put
+    /// back (except those a thread is stepping over: re-arming them would count that step twice).
+    fn start_test(&mut self, test: u32) -> Result<(), EngineError> {
+        self.current_test = Some(test);
+        let elapsed = self.started.elapsed();
+        self.test_starts.push((test, elapsed));
+        self.mark
+            .store(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        for space in self.spaces.iter_mut().flatten() {
+            for &index in &self.rearm_per_test {
+                if !space.steppers.iter().any(|&(i, _)| i == index) {
+                    space.arm(&self.table, index)?;
+                }
+            }
         }
         Ok(())
     }

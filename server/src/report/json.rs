@@ -41,8 +41,8 @@ struct Executable<'a> {
     path: &'a std::path::Path,
     target: &'a str,
     kind: &'a str,
-    exit: String,
-    duration_ms: u128,
+    /// How each process that ran its tests ended (`Code(0)`, `Signal(11)`, `TimedOut`).
+    exits: Vec<String>,
 }
 
 pub fn render(report: &RunReport) -> String {
@@ -61,8 +61,7 @@ pub fn render(report: &RunReport) -> String {
                 path: &run.executable.path,
                 target: &run.executable.target,
                 kind: &run.executable.kind,
-                exit: format!("{:?}", run.exit),
-                duration_ms: run.duration.as_millis(),
+                exits: run.exits.iter().map(|e| format!("{e:?}")).collect(),
             })
             .collect(),
     };

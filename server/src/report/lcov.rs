@@ -61,6 +61,7 @@ mod tests {
                 }],
             }],
             tests: Vec::new(),
+            count_cap: 1000,
         };
         assert_eq!(
             render(&coverage),

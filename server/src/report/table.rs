@@ -67,6 +67,7 @@ mod tests {
         let coverage = Coverage {
             files: vec![file("/w/src/lib.rs", &[1, 0, 3]), file("/w/src/a.rs", &[1])],
             tests: Vec::new(),
+            count_cap: 1000,
         };
         assert_eq!(
             render(&coverage, Path::new("/w")),

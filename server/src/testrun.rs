@@ -1,0 +1,146 @@
+//! Runs the tests of one executable under the engine so that every hit belongs to a test: one test
+//! at a time per process (`--test-threads=1`), several processes (shards) at once, and a fresh
+//! process for the tests still to run after one crashes, exits or hangs.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::engine::{self, EngineError, Exit};
+use crate::libtest::{self, Outcome, TestResult};
+
+/// Lists a libtest executable's tests (`--list --format terse`). `None` when the executable does
+/// not speak libtest (`harness = false`): it is then run once as a whole.
+pub fn list(program: &engine::Program) -> Option<Vec<String>> {
+    let output = Command::new(&program.exe)
+        .args(["--list", "--format", "terse"])
+        .current_dir(&program.cwd)
+        .envs(program.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut tests: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect();
+    tests.sort();
+    Some(tests)
+}
+
+/// What the processes of one shard did.
+#[derive(Debug, Default)]
+pub struct ShardRun {
+    /// Per breakpoint, capped per process.
+    pub hits: Vec<u32>,
+    /// (test number, breakpoint).
+    pub test_hits: Vec<(u32, u32)>,
+    /// By test number.
+    pub results: Vec<(u32, TestResult, Duration)>,
+    /// How each process ended, in order.
+    pub exits: Vec<Exit>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `tests` (test numbers with names) one at a time, starting a new process after each
+/// process that dies under a test, until every test has an outcome.
+pub fn run_shard(
+    program: &engine::Program,
+    breakpoints: &engine::Breakpoints,
+    tests: &[(u32, &str)],
+    options: &engine::Options,
+) -> Result<ShardRun, EngineError> {
+    let mut shard = ShardRun {
+        hits: vec![0; breakpoints.addresses.len()],
+        ..ShardRun::default()
+    };
+    let number_of: HashMap<&str, u32> = tests.iter().map(|&(n, name)| (name, n)).collect();
+    let mut remaining: Vec<(u32, &str)> = tests.to_vec();
+    while !remaining.is_empty() {
+        let mut args: Vec<OsString> = vec!["--exact".into(), "--test-threads=1".into()];
+        args.extend(remaining.iter().map(|&(_, name)| OsString::from(name)));
+        let program = engine::Program {
+            args,
+            ..program.clone()
+        };
+        let trace = engine::trace(&program, breakpoints, options)?;
+        for (total, hits) in shard.hits.iter_mut().zip(&trace.hits) {
+            *total = total.saturating_add(*hits);
+        }
+        shard.test_hits.extend(&trace.test_hits);
+        shard.stdout.push_str(&trace.stdout);
+        shard.stderr.push_str(&trace.stderr);
+
+        let durations = durations(&trace.test_starts, trace.duration);
+        let unfinished = match trace.exit {
+            Exit::TimedOut => Outcome::TimedOut,
+            Exit::Signal(signal) => Outcome::Crashed { signal },
+            Exit::Code(_) | Exit::Cancelled => Outcome::Failed,
+        };
+        let mut results = libtest::parse(&trace.stdout, unfinished);
+        if let Exit::Code(code) = trace.exit {
+            for result in results.iter_mut().filter(|r| r.message.is_none()) {
+                if result.outcome == Outcome::Failed
+                    && !trace
+                        .stdout
+                        .contains(&format!("---- {} stdout", result.name))
+                {
+                    result.message = Some(format!(
+                        "the test process exited with code {code} during this test"
+                    ));
+                }
+            }
+        }
+        let cancelled = trace.exit == Exit::Cancelled;
+        shard.exits.push(trace.exit);
+        let mut finished_any = false;
+        for result in results {
+            let Some(&number) = number_of.get(result.name.as_str()) else {
+                continue;
+            };
+            finished_any = true;
+            remaining.retain(|&(n, _)| n != number);
+            let duration = durations.get(&number).copied().unwrap_or_default();
+            shard.results.push((number, result, duration));
+        }
+        if cancelled {
+            break;
+        }
+        if !finished_any && !remaining.is_empty() {
+            // The process died before its first test: running it again would do the same.
+            let outcome = match shard.exits.last() {
+                Some(Exit::Signal(signal)) => Outcome::Crashed { signal: *signal },
+                Some(Exit::TimedOut) => Outcome::TimedOut,
+                _ => Outcome::Failed,
+            };
+            for (number, name) in remaining.drain(..) {
+                let result = TestResult {
+                    name: name.to_string(),
+                    outcome: outcome.clone(),
+                    message: Some("the test process ended before this test could run".into()),
+                };
+                shard.results.push((number, result, Duration::ZERO));
+            }
+        }
+    }
+    Ok(shard)
+}
+
+/// Each test lasted from its start to the next test's start (or the end of the process).
+fn durations(starts: &[(u32, Duration)], end: Duration) -> HashMap<u32, Duration> {
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &(test, start))| {
+            let until = starts.get(i + 1).map_or(end, |&(_, next)| next);
+            (test, until.saturating_sub(start))
+        })
+        .collect()
+}
