@@ -2,7 +2,8 @@
 //! traces its tests, and every line of every fixture source is checked against its `//~` marker.
 //!
 //! Markers: `//~ hit` (coverable, executed), `//~ miss` (coverable, never executed); a line
-//! without a marker must not be reported at all.
+//! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`,
+//! or `hit cap` for the count cap) and the exact set of covering tests (`tests=a::b,c::d`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ fn cached(name: &'static str) -> &'static Run {
     // Holding the lock while running keeps one build per fixture per test binary.
     let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
     runs.entry(name)
-        .or_insert_with(|| Box::leak(Box::new(coverlay_run(name, &[], &[]))))
+        .or_insert_with(|| Box::leak(Box::new(coverlay_run(name, &["--count-cap", "1000"], &[]))))
 }
 
 fn text(output: &Output) -> String {
@@ -70,6 +71,28 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Line → covering test ids for every reported file.
+fn reported_tests(json: &Value) -> BTreeMap<(PathBuf, u32), Vec<String>> {
+    let mut out = BTreeMap::new();
+    for f in json["files"].as_array().expect("files") {
+        for l in f["lines"].as_array().unwrap() {
+            let mut tests: Vec<String> = l["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect();
+            tests.sort();
+            let key = (
+                PathBuf::from(f["path"].as_str().unwrap()),
+                l["line"].as_u64().unwrap() as u32,
+            );
+            out.insert(key, tests);
+        }
+    }
+    out
 }
 
 /// Line → hits for every reported file.
@@ -108,35 +131,64 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Compares every line of every source file of the fixture with its marker; lists all mismatches.
 fn assert_markers(name: &str, json: &Value) {
-    let reported = reported(json);
+    let reported_hits = reported(json);
+    let reported_tests = reported_tests(json);
+    let cap = 1000;
     let mut files = Vec::new();
     rust_files(&fixture(name), &mut files);
     files.sort();
     let mut mismatches = Vec::new();
     for file in &files {
         let source = std::fs::read_to_string(file).unwrap();
-        let lines = reported.get(file);
+        let lines = reported_hits.get(file);
         for (i, text) in source.lines().enumerate() {
             let line = i as u32 + 1;
-            let expected = if text.contains("//~ hit") {
-                "hit"
-            } else if text.contains("//~ miss") {
-                "miss"
-            } else {
-                "not coverable"
-            };
-            let actual = match lines.and_then(|l| l.get(&line)) {
+            let marker = text
+                .split_once("//~ ")
+                .map(|(_, m)| m.split_whitespace().collect::<Vec<_>>());
+            let hits = lines.and_then(|l| l.get(&line)).copied();
+            let actual = match hits {
                 None => "not coverable",
                 Some(0) => "miss",
                 Some(_) => "hit",
             };
+            let expected = match marker.as_deref() {
+                Some(["hit", ..]) => "hit",
+                Some(["miss", ..]) => "miss",
+                _ => "not coverable",
+            };
+            let short = file
+                .strip_prefix(fixture(name))
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            let mut mismatch =
+                |what: String| mismatches.push(format!("{short}:{line}: {what}: {}", text.trim()));
             if expected != actual {
-                let short = file.strip_prefix(fixture(name)).unwrap_or(file);
-                mismatches.push(format!(
-                    "{}:{line}: expected {expected}, got {actual}: {}",
-                    short.display(),
-                    text.trim()
-                ));
+                mismatch(format!("expected {expected}, got {actual}"));
+                continue;
+            }
+            for word in marker.iter().flatten().skip(1) {
+                if let Some(list) = word.strip_prefix("tests=") {
+                    let mut want: Vec<String> = list.split(',').map(str::to_string).collect();
+                    want.sort();
+                    let got = reported_tests
+                        .get(&(file.clone(), line))
+                        .cloned()
+                        .unwrap_or_default();
+                    if got != want {
+                        mismatch(format!("expected tests {want:?}, got {got:?}"));
+                    }
+                } else {
+                    let want = if *word == "cap" {
+                        cap
+                    } else {
+                        word.parse().expect("count")
+                    };
+                    if hits != Some(want) {
+                        mismatch(format!("expected {want} hits, got {hits:?}"));
+                    }
+                }
             }
         }
     }
@@ -160,6 +212,44 @@ fn twocrates_lines_match_their_markers() {
     let run = cached("twocrates");
     assert!(run.output.status.success(), "{}", text(&run.output));
     assert_markers("twocrates", run.json.as_ref().unwrap());
+}
+
+#[test]
+fn counts_and_covering_tests_match_their_markers() {
+    let run = cached("counts");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    assert_markers("counts", run.json.as_ref().unwrap());
+}
+
+#[test]
+fn every_test_is_reported_with_its_outcome_duration_and_location() {
+    let json = cached("ledger").json.as_ref().unwrap();
+    let tests = json["tests"].as_array().unwrap();
+    let ids: Vec<&str> = tests.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert!(
+        ids.contains(&"ledger::tests::overdrawing_panics"),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"script::summary_reports_balance_and_withdrawals"),
+        "{ids:?}"
+    );
+    for test in tests {
+        assert_eq!(test["outcome"], "passed", "{test}");
+        let location = test["location"].as_array().expect("location");
+        let file = location[0].as_str().unwrap();
+        let line = location[1].as_u64().unwrap() as usize;
+        let source = std::fs::read_to_string(file).unwrap();
+        let name = test["id"].as_str().unwrap().rsplit("::").next().unwrap();
+        assert!(
+            source
+                .lines()
+                .nth(line - 1)
+                .unwrap()
+                .contains(&format!("fn {name}(")),
+            "{test}"
+        );
+    }
 }
 
 #[test]
@@ -253,7 +343,7 @@ fn dwarf_5_binaries_give_the_same_coverage_as_dwarf_4() {
 
 #[test]
 fn exclude_tests_leaves_test_code_out() {
-    let run = coverlay_run("ledger", &["--exclude-tests"], &[]);
+    let run = coverlay_run("ledger", &["--exclude-tests", "--count-cap", "1000"], &[]);
     assert!(run.output.status.success(), "{}", text(&run.output));
     let excluded = reported(run.json.as_ref().unwrap());
     let all = reported(cached("ledger").json.as_ref().unwrap());
@@ -314,4 +404,84 @@ fn a_missing_workspace_gets_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/crate"), "{stderr}");
+}
+
+/// Processes whose executable lies under `dir`.
+fn processes_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(exe) = std::fs::read_link(entry.path().join("exe")) {
+            if exe.starts_with(dir) {
+                found.push(format!(
+                    "{} {}",
+                    entry.file_name().to_string_lossy(),
+                    exe.display()
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn misbehaving_tests_are_outcomes_and_leave_nothing_behind() {
+    let run = coverlay_run("faults", &["--timeout", "3"], &[]);
+    assert_eq!(run.output.status.code(), Some(101), "{}", text(&run.output));
+    let json = run
+        .json
+        .as_ref()
+        .expect("coverage written although tests failed");
+    let outcome = |name: &str| {
+        json["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == format!("faults::tests::{name}"))
+            .unwrap_or_else(|| panic!("{name} reported"))["outcome"]
+            .clone()
+    };
+    let crashed = |signal: i32| serde_json::json!({"crashed": {"signal": signal}});
+    assert_eq!(outcome("segfaults"), crashed(libc::SIGSEGV));
+    assert_eq!(outcome("aborts"), crashed(libc::SIGABRT));
+    assert_eq!(outcome("overflows_stack"), crashed(libc::SIGABRT));
+    assert_eq!(outcome("exits_early"), "failed");
+    assert_eq!(outcome("loops_forever"), "timed_out");
+    for passing in [
+        "handles_sigusr1",
+        "forks",
+        "execs",
+        "spawns_64_threads",
+        "leaves_detached_thread",
+        "passes_plainly",
+    ] {
+        assert_eq!(outcome(passing), "passed", "{passing}");
+    }
+    // The coverage of every test is kept: `passes_plainly` runs after the crashes and the
+    // timeout (tests run in name order), `child_work` only in a forked child, `bump` in threads.
+    let lib = fixture("faults").join("src/lib.rs");
+    let lines = &reported(json)[&lib];
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let line_of =
+        |needle: &str| source.lines().position(|l| l.contains(needle)).unwrap() as u32 + 1;
+    for needle in [
+        "std::hint::black_box(42)",
+        "value * 2",
+        "counter.fetch_add(1",
+    ] {
+        assert!(
+            lines[&line_of(needle)] > 0,
+            "`{needle}` not covered: {lines:?}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    assert!(
+        stdout.contains("test tests::segfaults crashed (signal 11)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the test process exited with code 3 during this test"),
+        "{stdout}"
+    );
+    let left = processes_under(&fixture("faults"));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
 }

@@ -26,6 +26,8 @@ pub struct Cli {
 enum Command {
     /// Build the workspace's tests, run them under the coverage engine, print a per-file table.
     Run(RunArgs),
+    /// Serve the Language Server Protocol on stdin/stdout (started by the editor).
+    Lsp,
 }
 
 #[derive(Debug, Args)]
@@ -40,13 +42,13 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Executions counted per line before its breakpoint is removed (reported as "≥ N").
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = run::DEFAULT_COUNT_CAP, value_name = "N")]
     count_cap: u32,
     /// Record only whether each line ran (fastest): every hit count is 0 or 1.
     #[arg(long, conflicts_with = "count_cap")]
     no_counts: bool,
-    /// Seconds a test executable may run before it is killed.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    /// Seconds a test may run before it is killed and reported as timed out.
+    #[arg(long, default_value_t = run::DEFAULT_TEST_TIMEOUT_SECS, value_name = "SECS")]
     timeout: u64,
     /// Leave test code (#[test] fns, #[cfg(test)] modules, tests/ files) out of the results.
     #[arg(long)]
@@ -68,6 +70,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Lsp => crate::lsp::run_stdio(),
     }
 }
 

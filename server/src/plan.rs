@@ -78,6 +78,11 @@ pub struct Plan {
     pub addresses: Vec<u64>,
     /// `(source id, line)` each breakpoint counts for; `None` for a test entry that holds no line.
     pub targets: Vec<Option<(usize, u32)>>,
+    /// The function (index into the line table's functions) each breakpoint lies in. A line
+    /// executes as often as its busiest address within one function, summed over the functions
+    /// that hold its code (generic instances, inlined copies): two rows of one statement in a
+    /// function must not count it twice.
+    pub instances: Vec<u32>,
     /// Breakpoints on the entry lines of functions.
     pub function_entries: Vec<usize>,
     /// `(breakpoint, test number)`: where each test's function begins.
@@ -144,6 +149,20 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
                 .copied()
         })
         .collect();
+    // libtest's wrapper closure for a test shares the test's `fn` line and runs before the test
+    // begins: only the test function's own code counts for that line.
+    let test_lines: HashMap<(usize, u32), u64> = test_functions
+        .iter()
+        .flatten()
+        .map(|f| ((ids[f.file as usize], f.line), f.address))
+        .collect();
+    pairs.retain(|&(address, target)| {
+        target
+            .and_then(|t| test_lines.get(&t))
+            .is_none_or(|&entry| {
+                containing_function(table, address) == containing_function(table, entry)
+            })
+    });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
     // A line target wins over a bare test entry at the same address.
     pairs.sort_unstable_by_key(|&(address, target)| (address, target.is_none()));
@@ -173,11 +192,24 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         })
         .map(|(i, _)| i)
         .collect();
+    let instances = addresses
+        .iter()
+        .map(|&a| containing_function(table, a).map_or(u32::MAX, |i| i as u32))
+        .collect();
     Plan {
         targets: pairs.into_iter().map(|(_, t)| t).collect(),
+        instances,
         addresses,
         function_entries,
         test_entries,
         test_locations,
     }
+}
+
+/// The function whose code starts last at or before `address` (functions are sorted by address).
+fn containing_function(table: &LineTable, address: u64) -> Option<usize> {
+    table
+        .functions
+        .partition_point(|f| f.address <= address)
+        .checked_sub(1)
 }

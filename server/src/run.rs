@@ -17,13 +17,21 @@ use crate::libtest::{Outcome, TestResult};
 use crate::plan::{self, Plan, SourceFile, Sources};
 use crate::testrun;
 
+/// Executions counted per line by default. Every count below the cap costs a trap and a single
+/// step (≈ 40 µs): on regex-syntax's suite a cap of 10 costs ≈ 4× plain `cargo test`, 100 ≈ 17×
+/// (bench/overhead.py), so deeper counts are an opt-in.
+pub const DEFAULT_COUNT_CAP: u32 = 10;
+
+/// Seconds a single test may run before its process is killed and the test reported as timed out.
+pub const DEFAULT_TEST_TIMEOUT_SECS: u64 = 60;
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Passed to `cargo test` as they are.
     pub cargo_args: Vec<String>,
     /// Executions counted per line and executable; 1 records first hits only.
     pub count_cap: u32,
-    /// Deadline for each test executable.
+    /// Deadline for each test, counted from its start (and for a process from its start).
     pub timeout: Duration,
     /// Leave `#[test]` functions, `#[cfg(test)]` modules and `tests/` files out of the results.
     pub exclude_tests: bool,
@@ -38,8 +46,8 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             cargo_args: Vec::new(),
-            count_cap: 1000,
-            timeout: Duration::from_secs(300),
+            count_cap: DEFAULT_COUNT_CAP,
+            timeout: Duration::from_secs(DEFAULT_TEST_TIMEOUT_SECS),
             exclude_tests: false,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cancel: None,
@@ -247,10 +255,20 @@ pub fn run(
         let shard_run = shard_run?;
         let plan = &plans[shard.executable];
         let base = first_test[shard.executable];
-        for (target, count) in plan.targets.iter().zip(&shard_run.hits) {
+        let mut busiest: HashMap<((usize, u32), u32), u32> = HashMap::new();
+        for ((target, instance), count) in plan
+            .targets
+            .iter()
+            .zip(&plan.instances)
+            .zip(&shard_run.hits)
+        {
             if let Some(target) = target {
-                *hits.entry(*target).or_default() += u64::from(*count);
+                let max = busiest.entry((*target, *instance)).or_default();
+                *max = (*max).max(*count);
             }
+        }
+        for ((target, _), count) in busiest {
+            *hits.entry(target).or_default() += u64::from(count);
         }
         for &(test, index) in &shard_run.test_hits {
             if let Some(target) = plan.targets[index as usize] {

@@ -1,0 +1,75 @@
+//! `workspace/executeCommand`: the command names the server offers and their arguments.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+pub const RERUN_ALL: &str = "coverlay.rerunAll";
+pub const RERUN_TEST: &str = "coverlay.rerunTest";
+pub const WRITE_LCOV: &str = "coverlay.writeLcov";
+pub const CLEAR_COVERAGE: &str = "coverlay.clearCoverage";
+
+pub const ALL: [&str; 4] = [RERUN_ALL, RERUN_TEST, WRITE_LCOV, CLEAR_COVERAGE];
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Rerun every test.
+    RerunAll,
+    /// Rerun these tests (ids `<target>::<test path>`, one per argument or as one array).
+    RerunTests(Vec<String>),
+    /// Write lcov to this path (default `<target>/coverlay/lcov.info`).
+    WriteLcov(Option<PathBuf>),
+    /// Forget all results and clear the overlay.
+    Clear,
+}
+
+pub fn parse(command: &str, arguments: &[Value]) -> Result<Action, String> {
+    match command {
+        RERUN_ALL => Ok(Action::RerunAll),
+        RERUN_TEST => {
+            let mut ids = Vec::new();
+            for argument in arguments {
+                match argument {
+                    Value::String(id) => ids.push(id.clone()),
+                    Value::Array(items) => {
+                        ids.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned)))
+                    }
+                    _ => return Err(format!("{RERUN_TEST}: expected test ids, got {argument}")),
+                }
+            }
+            if ids.is_empty() {
+                return Err(format!("{RERUN_TEST} needs a test id argument"));
+            }
+            Ok(Action::RerunTests(ids))
+        }
+        WRITE_LCOV => match arguments.first() {
+            None | Some(Value::Null) => Ok(Action::WriteLcov(None)),
+            Some(Value::String(path)) => Ok(Action::WriteLcov(Some(path.into()))),
+            Some(other) => Err(format!("{WRITE_LCOV}: expected a file path, got {other}")),
+        },
+        CLEAR_COVERAGE => Ok(Action::Clear),
+        _ => Err(format!(
+            "unknown command {command:?}; coverlay offers {}",
+            ALL.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn commands_parse_their_arguments() {
+        assert_eq!(parse(RERUN_ALL, &[]), Ok(Action::RerunAll));
+        assert_eq!(
+            parse(RERUN_TEST, &[json!("a::t"), json!(["b::u"])]),
+            Ok(Action::RerunTests(vec!["a::t".into(), "b::u".into()]))
+        );
+        assert!(parse(RERUN_TEST, &[]).is_err());
+        assert!(parse(RERUN_TEST, &[json!(3)]).is_err());
+        assert_eq!(parse(WRITE_LCOV, &[]), Ok(Action::WriteLcov(None)));
+        assert!(parse("coverlay.nope", &[]).is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! Diagnostics for one file: an uncovered range of consecutive coverable lines within one function
+//! becomes one diagnostic naming the function, and a failed test an Error at its `fn` line.
+
+use tower_lsp_server::ls_types::{
+    Diagnostic, DiagnosticSeverity, DiagnosticTag, NumberOrString, Position, Range,
+};
+
+use super::config::{Settings, Severity};
+use super::documents::Document;
+use crate::coverage::FunctionCoverage;
+use crate::libtest::Outcome;
+use crate::store::{FileState, Tests};
+
+pub const SOURCE: &str = "coverlay";
+
+/// The innermost function whose lines contain `line`.
+pub fn enclosing(functions: &[FunctionCoverage], line: u32) -> Option<&FunctionCoverage> {
+    functions
+        .iter()
+        .filter(|f| f.line <= line && line <= f.end_line)
+        .min_by_key(|f| f.end_line - f.line)
+}
+
+/// Last segment of a function's name: `Ledger::close_account` → `close_account`.
+pub fn short_name(name: &str) -> &str {
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+fn range(text: Option<&Document>, first: u32, last: u32) -> Range {
+    match text {
+        Some(doc) => Range::new(
+            Position::new(first - 1, doc.indent(first)),
+            Position::new(last - 1, doc.line_end(last)),
+        ),
+        // Without the text: whole lines, up to the start of the next one.
+        None => Range::new(Position::new(first - 1, 0), Position::new(last, 0)),
+    }
+}
+
+pub fn for_file(
+    file: &FileState,
+    tests: &Tests,
+    text: Option<&Document>,
+    settings: &Settings,
+) -> Vec<Diagnostic> {
+    let coverage = &file.coverage;
+    let mut diagnostics = Vec::new();
+    // Runs of uncovered, non-stale lines with no covered line between them, split where the
+    // enclosing function changes.
+    let mut run: Option<(u32, u32, Option<&FunctionCoverage>)> = None;
+    let mut flush = |run: &mut Option<(u32, u32, Option<&FunctionCoverage>)>| {
+        if let Some((first, last, function)) = run.take() {
+            let message = match function {
+                Some(f) => format!("not covered by any test (fn {})", short_name(&f.name)),
+                None => "not covered by any test".to_owned(),
+            };
+            let (severity, tags) = match settings.severity {
+                Severity::Hint => (
+                    DiagnosticSeverity::HINT,
+                    Some(vec![DiagnosticTag::UNNECESSARY]),
+                ),
+                Severity::Information => (DiagnosticSeverity::INFORMATION, None),
+                Severity::Warning => (DiagnosticSeverity::WARNING, None),
+            };
+            diagnostics.push(Diagnostic {
+                range: range(text, first, last),
+                severity: Some(severity),
+                code: Some(NumberOrString::String("uncovered".into())),
+                source: Some(SOURCE.into()),
+                message,
+                tags,
+                ..Diagnostic::default()
+            });
+        }
+    };
+    for line in &coverage.lines {
+        if line.hits > 0 || file.is_stale(line.line) {
+            flush(&mut run);
+            continue;
+        }
+        let function = enclosing(&coverage.functions, line.line);
+        match &mut run {
+            Some((_, last, f)) if f.map(|f| f.line) == function.map(|f| f.line) => {
+                *last = line.line
+            }
+            _ => {
+                flush(&mut run);
+                run = Some((line.line, line.line, function));
+            }
+        }
+    }
+    flush(&mut run);
+
+    for ((path, line), &index) in &tests.at {
+        if *path != coverage.path || file.is_stale(*line) {
+            continue;
+        }
+        let test = &tests.list[index];
+        let what = match &test.outcome {
+            Outcome::Failed => "failed".to_owned(),
+            Outcome::TimedOut => "timed out".to_owned(),
+            Outcome::Crashed { signal } => format!("crashed (signal {signal})"),
+            Outcome::Passed | Outcome::Ignored => continue,
+        };
+        let mut message = format!("test {what}");
+        if let Some(text) = test
+            .message
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            message.push_str(": ");
+            message.push_str(text);
+        }
+        diagnostics.push(Diagnostic {
+            range: range(text, *line, *line),
+            severity: Some(DiagnosticSeverity::ERROR),
+            code: Some(NumberOrString::String("test-failed".into())),
+            source: Some(SOURCE.into()),
+            message,
+            ..Diagnostic::default()
+        });
+    }
+    diagnostics.sort_by_key(|d| (d.range.start.line, d.range.start.character));
+    diagnostics
+}

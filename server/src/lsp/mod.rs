@@ -1,0 +1,51 @@
+//! `coverlay lsp`: the language server over stdio. Protocol only: it shows what the store holds
+//! and asks the scheduler for runs; nothing below this module knows LSP.
+//!
+//! - `server.rs`: the handlers and the task that applies run results
+//! - `diagnostics.rs`, `hints.rs`, `lenses.rs`: store data → protocol types
+//! - `commands.rs`, `progress.rs`, `config.rs`, `documents.rs`: commands, progress, settings, buffers
+
+pub mod commands;
+pub mod config;
+pub mod diagnostics;
+pub mod documents;
+pub mod hints;
+pub mod lenses;
+pub mod progress;
+pub mod server;
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use tower_lsp_server::{LspService, Server};
+
+/// Serves LSP on stdin/stdout until `exit` (or the end of stdin), then stops every run.
+pub fn run_stdio() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let inner = Arc::new(Mutex::new(None));
+    runtime.block_on(async {
+        let (service, socket) = LspService::new(|client| {
+            let server = server::Server::new(client);
+            *inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.inner());
+            server
+        });
+        Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+            .serve(service)
+            .await;
+    });
+    if let Some(inner) = inner.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        inner.stop();
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::SUCCESS
+}

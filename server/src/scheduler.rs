@@ -1,0 +1,265 @@
+//! Turns "something changed" into coverage runs: one run at a time on a thread of its own, a new
+//! request cancels the run in progress (its result still counts if it finishes first), pending
+//! requests coalesce, and every run carries a generation number so that the store never takes an
+//! older result over a newer one. Knows nothing about LSP: it reports through `Event`s.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::run::{self, Progress, RunError, RunOptions, RunReport};
+
+/// Which tests a run covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    /// Test ids `<target>::<test path>`.
+    Tests(Vec<String>),
+}
+
+impl Scope {
+    fn absorb(&mut self, other: Scope) {
+        match (&mut *self, other) {
+            (Scope::All, _) => {}
+            (_, Scope::All) => *self = Scope::All,
+            (Scope::Tests(mine), Scope::Tests(theirs)) => {
+                for id in theirs {
+                    if !mine.contains(&id) {
+                        mine.push(id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub enum Event {
+    Started {
+        generation: u64,
+        scope: Scope,
+    },
+    Progress {
+        generation: u64,
+        progress: Progress,
+    },
+    Finished {
+        generation: u64,
+        scope: Scope,
+        result: Box<Result<RunReport, RunError>>,
+    },
+}
+
+pub type Sink = Box<dyn Fn(Event) + Send + Sync>;
+
+struct Queue {
+    pending: Option<Scope>,
+    options: RunOptions,
+    stopped: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Cancel flag of the run in progress.
+    current: Mutex<Option<Arc<AtomicBool>>>,
+    generation: AtomicU64,
+    running: AtomicBool,
+}
+
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    /// Starts the worker thread for the workspace at `root`. `first_generation` must be larger
+    /// than the generation of anything already in the store.
+    pub fn start(root: PathBuf, options: RunOptions, first_generation: u64, sink: Sink) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                pending: None,
+                options,
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+            current: Mutex::new(None),
+            generation: AtomicU64::new(first_generation),
+            running: AtomicBool::new(false),
+        });
+        let worker = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("coverlay-runs".into())
+                .spawn(move || work(&shared, &root, &sink))
+                .expect("spawn the run thread")
+        };
+        Self {
+            shared,
+            worker: Mutex::new(Some(worker)),
+        }
+    }
+
+    /// Asks for a run. A run in progress is cancelled: its sources are older than this request.
+    pub fn request(&self, scope: Scope) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.stopped {
+            return;
+        }
+        match &mut queue.pending {
+            Some(pending) => pending.absorb(scope),
+            None => queue.pending = Some(scope),
+        }
+        self.cancel_current();
+        self.shared.wake.notify_all();
+    }
+
+    /// Options for the next runs (settings changed).
+    pub fn set_options(&self, options: RunOptions) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.options = options;
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// A generation number newer than every run so far (for store changes made outside runs).
+    pub fn next_generation(&self) -> u64 {
+        self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    fn cancel_current(&self) {
+        if let Some(cancel) = &*self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            cancel.store(true, Ordering::Release);
+        }
+    }
+
+    /// Stops for good: no new runs, the current one is cancelled (its tracees are killed), the
+    /// processes it started (cargo, rustc) are killed, and the worker is waited for up to `wait`.
+    pub fn stop(&self, wait: Duration) {
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.stopped = true;
+            queue.pending = None;
+            self.cancel_current();
+            self.shared.wake.notify_all();
+        }
+        kill_descendants();
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(worker) = worker {
+            let deadline = std::time::Instant::now() + wait;
+            while !worker.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                kill_descendants();
+            }
+            if worker.is_finished() {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(2));
+    }
+}
+
+fn work(shared: &Shared, root: &std::path::Path, sink: &Sink) {
+    loop {
+        let (scope, mut options) = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if queue.stopped {
+                    return;
+                }
+                if let Some(scope) = queue.pending.take() {
+                    break (scope, queue.options.clone());
+                }
+                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        *shared.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(cancel.clone());
+        options.cancel = Some(cancel);
+        options.only_tests = match &scope {
+            Scope::All => None,
+            Scope::Tests(ids) => Some(ids.clone()),
+        };
+        let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.running.store(true, Ordering::Release);
+        sink(Event::Started {
+            generation,
+            scope: scope.clone(),
+        });
+        let result = run::run(root, &options, &|progress| {
+            sink(Event::Progress {
+                generation,
+                progress,
+            })
+        });
+        *shared.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        shared.running.store(false, Ordering::Release);
+        sink(Event::Finished {
+            generation,
+            scope,
+            result: Box::new(result),
+        });
+    }
+}
+
+/// Kills every process this process started, and theirs (a cargo build and its rustc jobs): by
+/// pid, found through /proc parent links. Tracees die with their tracer (`PTRACE_O_EXITKILL`).
+pub fn kill_descendants() {
+    let me = std::process::id() as i32;
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut family = vec![me];
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i];
+        family.extend(
+            parents
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        i += 1;
+    }
+    for &pid in &family[1..] {
+        // Our own threads are not listed in /proc (only in /proc/self/task), so every pid here is
+        // a child process.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! The coverage store the language server answers from: per file (keyed by absolute path) the
+//! coverable lines with hits and covering tests, the functions, and the lines edited since the run
+//! (stale). Runs replace it whole; readers take short per-file locks (`DashMap`) and never wait for
+//! a run. It persists as `<target>/coverlay/coverage.json` (a serialised `coverage::Coverage`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use dashmap::DashMap;
+
+use crate::coverage::{Coverage, FileCoverage, TestInfo};
+
+/// One file's results as the overlay shows them.
+#[derive(Clone, Debug)]
+pub struct FileState {
+    pub coverage: FileCoverage,
+    /// Lines (1-based, in the buffer's current numbering) edited since the run: shown as nothing
+    /// rather than with numbers that may be wrong.
+    pub stale: BTreeSet<u32>,
+}
+
+impl FileState {
+    pub fn is_stale(&self, line: u32) -> bool {
+        self.stale.contains(&line)
+    }
+}
+
+/// The tests of the current results and where each test function is.
+#[derive(Debug, Default)]
+pub struct Tests {
+    pub list: Vec<TestInfo>,
+    /// (file, line of `fn`) → index into `list`.
+    pub at: HashMap<(PathBuf, u32), usize>,
+}
+
+impl Tests {
+    fn new(list: Vec<TestInfo>, files: &[FileCoverage]) -> Self {
+        let mut at = HashMap::new();
+        for (index, test) in list.iter().enumerate() {
+            if let Some((path, line)) = &test.location {
+                at.insert((path.clone(), *line), index);
+            }
+        }
+        // Without debug-info locations, match `#[test]` fns by name: the id ends with the fn's
+        // path (`ledger::tests::deposit` ↔ `deposit`).
+        for file in files {
+            for function in file.functions.iter().filter(|f| f.is_test) {
+                let key = (file.path.clone(), function.line);
+                if at.contains_key(&key) {
+                    continue;
+                }
+                let suffix = format!("::{}", function.name);
+                if let Some(index) = list
+                    .iter()
+                    .position(|t| t.location.is_none() && t.id.ends_with(&suffix))
+                {
+                    at.insert(key, index);
+                }
+            }
+        }
+        Self { list, at }
+    }
+}
+
+#[derive(Default)]
+pub struct Store {
+    files: DashMap<PathBuf, FileState>,
+    tests: RwLock<Arc<Tests>>,
+    /// Generation of the run whose results are shown; older results are refused.
+    generation: AtomicU64,
+    /// The run's count cap: a line with `hits >= count_cap` ran at least that often.
+    count_cap: AtomicU32,
+    /// Serialises replacements so a reader never sees half of two runs' files for long.
+    replacing: Mutex<()>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces everything with `coverage` unless a newer generation is already shown. Returns the
+    /// paths of every file that had or has results (their diagnostics need publishing), or `None`
+    /// when the result was refused as stale.
+    pub fn replace(&self, generation: u64, coverage: Coverage) -> Option<Vec<PathBuf>> {
+        let _guard = self.replacing.lock().unwrap_or_else(|e| e.into_inner());
+        if generation < self.generation.load(Ordering::Acquire) {
+            return None;
+        }
+        self.generation.store(generation, Ordering::Release);
+        self.count_cap.store(coverage.count_cap, Ordering::Release);
+        let mut touched: BTreeSet<PathBuf> = self.files.iter().map(|e| e.key().clone()).collect();
+        let tests = Arc::new(Tests::new(coverage.tests, &coverage.files));
+        let new: BTreeSet<PathBuf> = coverage.files.iter().map(|f| f.path.clone()).collect();
+        self.files.retain(|path, _| new.contains(path));
+        for file in coverage.files {
+            touched.insert(file.path.clone());
+            self.files.insert(
+                file.path.clone(),
+                FileState {
+                    coverage: file,
+                    stale: BTreeSet::new(),
+                },
+            );
+        }
+        *self.tests.write().unwrap_or_else(|e| e.into_inner()) = tests;
+        Some(touched.into_iter().collect())
+    }
+
+    /// Merges a run of some tests only into the shown results: their outcomes replace the old
+    /// ones; a line's hits become the larger of old and new and its covering tests the union.
+    pub fn merge(&self, generation: u64, partial: Coverage) -> Option<Vec<PathBuf>> {
+        let mut merged = self.snapshot();
+        let mut index_of: HashMap<String, u32> = merged
+            .tests
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i as u32))
+            .collect();
+        let mut remap = Vec::with_capacity(partial.tests.len());
+        for test in partial.tests {
+            let index = match index_of.get(&test.id) {
+                Some(&i) => {
+                    merged.tests[i as usize] = test;
+                    i
+                }
+                None => {
+                    let i = merged.tests.len() as u32;
+                    index_of.insert(test.id.clone(), i);
+                    merged.tests.push(test);
+                    i
+                }
+            };
+            remap.push(index);
+        }
+        for file in partial.files {
+            let Some(old) = merged.files.iter_mut().find(|f| f.path == file.path) else {
+                merged.files.push(file);
+                continue;
+            };
+            for line in file.lines {
+                let tests = line
+                    .tests
+                    .iter()
+                    .filter_map(|&t| remap.get(t as usize).copied());
+                match old.lines.binary_search_by_key(&line.line, |l| l.line) {
+                    Ok(i) => {
+                        let target = &mut old.lines[i];
+                        target.hits = target.hits.max(line.hits);
+                        target.tests.extend(tests);
+                        target.tests.sort_unstable();
+                        target.tests.dedup();
+                    }
+                    Err(i) => {
+                        let mut line = line.clone();
+                        line.tests = tests.collect();
+                        old.lines.insert(i, line);
+                    }
+                }
+            }
+            for function in file.functions {
+                match old.functions.iter_mut().find(|f| f.line == function.line) {
+                    Some(target) => target.hits = target.hits.max(function.hits),
+                    None => old.functions.push(function),
+                }
+            }
+        }
+        merged.files.sort_by(|a, b| a.path.cmp(&b.path));
+        self.replace(generation, merged)
+    }
+
+    /// Forgets every result. Returns the files that had results.
+    pub fn clear(&self, generation: u64) -> Vec<PathBuf> {
+        let empty = Coverage {
+            files: Vec::new(),
+            tests: Vec::new(),
+            count_cap: self.count_cap(),
+        };
+        self.replace(generation, empty).unwrap_or_default()
+    }
+
+    pub fn file(&self, path: &Path) -> Option<dashmap::mapref::one::Ref<'_, PathBuf, FileState>> {
+        self.files.get(path)
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.files.iter().map(|e| e.key().clone()).collect();
+        paths.sort();
+        paths
+    }
+
+    pub fn tests(&self) -> Arc<Tests> {
+        self.tests.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn count_cap(&self) -> u32 {
+        self.count_cap.load(Ordering::Acquire).max(1)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The shown results as a `Coverage` (stale marks dropped), for saving and lcov.
+    pub fn snapshot(&self) -> Coverage {
+        let _guard = self.replacing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut files: Vec<FileCoverage> = self.files.iter().map(|e| e.coverage.clone()).collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Coverage {
+            files,
+            tests: self.tests().list.clone(),
+            count_cap: self.count_cap(),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let json = serde_json::to_vec(&self.snapshot()).map_err(std::io::Error::other)?;
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, json)?;
+        std::fs::rename(&temporary, path)
+    }
+
+    /// Reads coverage saved by `save` (or `coverlay run --json`-independent `Coverage` JSON).
+    pub fn load(path: &Path) -> std::io::Result<Coverage> {
+        let bytes = std::fs::read(path)?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+
+    /// Keeps a file's results aligned with its buffer while the user types: lines
+    /// `first..first + removed` (1-based) were replaced by `inserted` new lines. Results below move
+    /// with the text; the replaced region is marked stale. Returns whether the file has results.
+    pub fn shift_lines(&self, path: &Path, first: u32, removed: u32, inserted: u32) -> bool {
+        let Some(mut state) = self.files.get_mut(path) else {
+            return false;
+        };
+        let end = first + removed;
+        let moved = |line: u32| -> Option<u32> {
+            if line < first {
+                Some(line)
+            } else if line >= end {
+                Some(line + inserted - removed)
+            } else {
+                None
+            }
+        };
+        let state = &mut *state;
+        let mut stale: BTreeSet<u32> = state.stale.iter().filter_map(|&l| moved(l)).collect();
+        stale.extend(first..first + inserted.max(1));
+        for line in &mut state.coverage.lines {
+            // Lines inside the replaced region keep a position at its start and are stale.
+            line.line = moved(line.line).unwrap_or(first);
+        }
+        state.coverage.lines.dedup_by_key(|l| l.line);
+        for function in &mut state.coverage.functions {
+            function.line = moved(function.line).unwrap_or(first);
+            function.end_line = moved(function.end_line)
+                .unwrap_or(first + inserted.saturating_sub(1))
+                .max(function.line);
+        }
+        state.stale = stale;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coverage::{FunctionCoverage, LineCoverage};
+
+    fn coverage(lines: &[(u32, u64)]) -> Coverage {
+        Coverage {
+            files: vec![FileCoverage {
+                path: "/w/src/lib.rs".into(),
+                lines: lines
+                    .iter()
+                    .map(|&(line, hits)| LineCoverage {
+                        line,
+                        hits,
+                        tests: vec![],
+                    })
+                    .collect(),
+                functions: vec![FunctionCoverage {
+                    name: "f".into(),
+                    line: 2,
+                    end_line: 6,
+                    hits: 1,
+                    is_test: false,
+                }],
+            }],
+            tests: vec![],
+            count_cap: 1000,
+        }
+    }
+
+    #[test]
+    fn an_older_generation_never_replaces_a_newer_one() {
+        let store = Store::new();
+        assert!(store.replace(2, coverage(&[(2, 1)])).is_some());
+        assert!(store.replace(1, coverage(&[(2, 9)])).is_none());
+        let file = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        assert_eq!(file.coverage.lines[0].hits, 1);
+    }
+
+    #[test]
+    fn edits_move_lines_below_and_mark_the_region_stale() {
+        let store = Store::new();
+        store.replace(1, coverage(&[(2, 1), (3, 1), (5, 0), (6, 1)]));
+        // Line 3 replaced by three lines: 5 → 7, 6 → 8.
+        assert!(store.shift_lines(Path::new("/w/src/lib.rs"), 3, 1, 3));
+        let file = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        let lines: Vec<u32> = file.coverage.lines.iter().map(|l| l.line).collect();
+        assert_eq!(lines, [2, 3, 7, 8]);
+        assert_eq!(file.stale, BTreeSet::from([3, 4, 5]));
+        assert_eq!(file.coverage.functions[0].end_line, 8);
+        drop(file);
+        // Two lines deleted above: 7 → 5.
+        store.shift_lines(Path::new("/w/src/lib.rs"), 1, 2, 0);
+        let file = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        let lines: Vec<u32> = file.coverage.lines.iter().map(|l| l.line).collect();
+        assert_eq!(lines, [1, 5, 6]);
+    }
+}

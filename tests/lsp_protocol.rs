@@ -1,0 +1,296 @@
+//! `coverlay lsp` over stdio, driven by a scripted client (tests/lsp_support): the overlay of the
+//! `ledger` fixture (diagnostics, inlay hints, code lenses), a save that covers a missed function,
+//! commands, malformed input, and a shutdown that leaves no process behind.
+
+mod lsp_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use lsp_support::{copy_fixture, leftover_processes, uri, Client};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coverlay");
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn full_capabilities() -> Value {
+    json!({
+        "window": {"workDoneProgress": true},
+        "workspace": {"inlayHint": {"refreshSupport": true}, "codeLens": {"refreshSupport": true}},
+        "textDocument": {"inlayHint": {}, "codeLens": {}, "publishDiagnostics": {"tagSupport": {"valueSet": [1, 2]}}}
+    })
+}
+
+/// 0-based line of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> u64 {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the file")) as u64
+}
+
+fn messages(diagnostics: &[Value]) -> Vec<String> {
+    diagnostics
+        .iter()
+        .map(|d| d["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn mentions(diagnostics: &[Value], what: &str) -> bool {
+    messages(diagnostics).iter().any(|m| m.contains(what))
+}
+
+#[test]
+fn overlay_of_a_fixture_follows_a_save() {
+    let dir = copy_fixture("ledger");
+    let root = dir.path();
+    let lib = root.join("src/lib.rs");
+    let lib_uri = uri(&lib);
+    let text = std::fs::read_to_string(&lib).unwrap();
+
+    let mut client = Client::start(BIN, root);
+    let init = client.initialize(root, json!({}), full_capabilities());
+    let caps = &init["capabilities"];
+    assert_eq!(caps["inlayHintProvider"], json!(true));
+    assert!(caps["codeLensProvider"].is_object());
+    assert!(caps["executeCommandProvider"]["commands"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("coverlay.rerunTest")));
+    client.open(&lib);
+
+    // Diagnostics: one per uncovered range, named after the function.
+    let diagnostics = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| {
+        mentions(d, "close_account")
+    });
+    let close = diagnostics
+        .iter()
+        .find(|d| d["message"] == "not covered by any test (fn close_account)")
+        .unwrap_or_else(|| panic!("{:#?}", messages(&diagnostics)));
+    assert_eq!(close["source"], "coverlay");
+    assert_eq!(close["severity"], 4, "Hint by default");
+    assert_eq!(close["tags"], json!([1]), "tagged unnecessary");
+    let close_fn = line_of(&text, "pub fn close_account");
+    assert_eq!(close["range"]["start"]["line"], close_fn);
+    assert_eq!(close["range"]["start"]["character"], 4, "starts at the code, not the indent");
+    assert_eq!(close["range"]["end"]["line"], line_of(&text, "self.open = false"));
+    let fee = line_of(&text, "self.fees += amount / 100");
+    assert!(diagnostics.iter().any(|d| d["range"]["start"]["line"] == fee
+        && d["range"]["end"]["line"] == fee
+        && d["message"] == "not covered by any test (fn withdraw)"));
+    assert!(mentions(&diagnostics, "(fn classify)"));
+    assert_eq!(diagnostics.len(), 3, "{:#?}", messages(&diagnostics));
+
+    // Progress and refresh requests went out, as the client declared support.
+    client.wait_for("a progress token", Duration::from_secs(5), |m| {
+        m["method"] == "window/workDoneProgress/create"
+    });
+    client.wait_for("an inlay hint refresh", Duration::from_secs(5), |m| {
+        m["method"] == "workspace/inlayHint/refresh"
+    });
+    client.wait_for("a code lens refresh", Duration::from_secs(5), |m| {
+        m["method"] == "workspace/codeLens/refresh"
+    });
+
+    // Inlay hints: at the end of covered lines only, within the requested range.
+    let hints = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": lib_uri},
+                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 400, "character": 0}}}),
+        )
+        .unwrap();
+    let hints = hints.as_array().unwrap();
+    let hint_at = |line: u64| hints.iter().find(|h| h["position"]["line"] == line);
+    let deposit_line = line_of(&text, "self.balance += amount;");
+    let hint = hint_at(deposit_line).expect("a hint on a covered line");
+    let label = hint["label"].as_str().unwrap();
+    assert!(label.starts_with('×'), "{label}");
+    let count: u64 = label.trim_start_matches('×').parse().unwrap();
+    assert!(count >= 4, "deposit runs at least 4 times: {label}");
+    assert_eq!(
+        hint["position"]["character"],
+        text.lines().nth(deposit_line as usize).unwrap().len() as u64
+    );
+    let tooltip = hint["tooltip"]["value"].as_str().unwrap();
+    assert!(tooltip.starts_with(&format!("executed {count} times")), "{tooltip}");
+    if tooltip.contains("reached by") {
+        assert!(tooltip.contains("ledger::tests::deposit_adds_to_the_balance"), "{tooltip}");
+    }
+    assert!(hint_at(close_fn).is_none() && hint_at(fee).is_none());
+    assert!(hint_at(line_of(&text, "pub struct Ledger")).is_none());
+
+    let window = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": lib_uri},
+                   "range": {"start": {"line": 25, "character": 0}, "end": {"line": 30, "character": 0}}}),
+        )
+        .unwrap();
+    let window = window.as_array().unwrap();
+    assert!(!window.is_empty());
+    assert!(window.iter().all(|h| (25..=30).contains(&h["position"]["line"].as_u64().unwrap())));
+
+    // Code lenses: coverage over functions, outcome and a rerun command over tests.
+    let lenses = client
+        .request("textDocument/codeLens", json!({"textDocument": {"uri": lib_uri}}))
+        .unwrap();
+    let lenses = lenses.as_array().unwrap();
+    let lens_at = |line: u64| {
+        lenses
+            .iter()
+            .find(|l| l["range"]["start"]["line"] == line)
+            .unwrap_or_else(|| panic!("no lens on line {line}: {lenses:#?}"))
+    };
+    assert_eq!(lens_at(close_fn)["command"]["title"], "not covered");
+    let deposit = lens_at(line_of(&text, "pub fn deposit"))["command"]["title"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(deposit.starts_with("4/4 lines"), "{deposit}");
+    let withdraw = lens_at(line_of(&text, "pub fn withdraw"))["command"]["title"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(withdraw.starts_with("7/8 lines"), "{withdraw}");
+    let test_lens = &lens_at(line_of(&text, "fn deposit_adds_to_the_balance"))["command"];
+    assert!(
+        test_lens["title"].as_str().unwrap().starts_with("✓ passed · "),
+        "{test_lens}"
+    );
+    assert_eq!(test_lens["command"], "coverlay.rerunTest");
+    assert_eq!(
+        test_lens["arguments"],
+        json!(["ledger::tests::deposit_adds_to_the_balance"])
+    );
+
+    // A save that makes a new test call close_account: its diagnostic disappears.
+    let covered = format!(
+        "{text}\n#[cfg(test)]\nmod closing {{\n    #[test]\n    fn closing_pays_out() {{\n        \
+         let mut ledger = super::Ledger::new();\n        ledger.deposit(5);\n        \
+         assert_eq!(ledger.close_account(), 5);\n    }}\n}}\n"
+    );
+    client.edit_and_save(&lib, 2, &covered);
+    let after = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| {
+        !mentions(d, "close_account") && mentions(d, "(fn withdraw)")
+    });
+    assert_eq!(after.len(), 2, "{:#?}", messages(&after));
+    assert!(
+        root.join("target/coverlay/coverage.json").exists(),
+        "the store is saved after each run"
+    );
+
+    // Commands: write lcov, then clear the overlay.
+    let written = client
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "coverlay.writeLcov", "arguments": []}),
+        )
+        .unwrap();
+    let lcov = std::fs::read_to_string(written.as_str().unwrap()).unwrap();
+    assert!(lcov.contains(&format!("SF:{}", lib.display())), "{lcov}");
+    let unknown = client
+        .request("workspace/executeCommand", json!({"command": "coverlay.nope"}))
+        .unwrap_err();
+    assert_eq!(unknown["code"], -32602);
+    client
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "coverlay.clearCoverage"}),
+        )
+        .unwrap();
+    client.wait_diagnostics(&lib_uri, Duration::from_secs(10), <[Value]>::is_empty);
+
+    let status = client.shutdown();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(leftover_processes(root), Vec::<String>::new());
+}
+
+#[test]
+fn bad_input_gets_errors_and_no_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut client = Client::start(BIN, root);
+    // No Cargo.toml: the user is told so.
+    client.initialize(root, json!({"countCap": "many"}), json!({}));
+    let message = client.wait_for("a message about Cargo.toml", Duration::from_secs(30), |m| {
+        m["method"] == "window/showMessage"
+    });
+    assert_eq!(message["params"]["type"], 1);
+    assert!(
+        message["params"]["message"].as_str().unwrap().contains("Cargo.toml"),
+        "{message}"
+    );
+
+    let unknown = client.request("coverlay/unknown", json!({})).unwrap_err();
+    assert_eq!(unknown["code"], -32601);
+    let malformed = client
+        .request("textDocument/inlayHint", json!({"textDocument": 3}))
+        .unwrap_err();
+    assert_eq!(malformed["code"], -32602);
+    let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 9, "character": 0}});
+    let not_file = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": "untitled:Untitled-1"}, "range": range}),
+        )
+        .unwrap_err();
+    assert_eq!(not_file["code"], -32602);
+    assert!(not_file["message"].as_str().unwrap().contains("file:"));
+    let outside = client
+        .request(
+            "textDocument/codeLens",
+            json!({"textDocument": {"uri": "file:///etc/hostname"}}),
+        )
+        .unwrap();
+    assert_eq!(outside, json!([]));
+    // Notifications with bad params and for odd documents are ignored.
+    client.notify("textDocument/didOpen", json!({"textDocument": {"uri": 5}}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": "untitled:x", "languageId": "rust", "version": 1, "text": "fn ("}}),
+    );
+    client.notify("workspace/didChangeConfiguration", json!({"settings": {"coverlay": {"severity": 7}}}));
+    client.wait_for("a warning about the setting", Duration::from_secs(10), |m| {
+        m["method"] == "window/showMessage" && m["params"]["type"] == 2
+    });
+    client.send_raw(json!({"jsonrpc": "2.0", "id": 99, "method": "textDocument/codeLens"}));
+    // Still answering.
+    let lenses = client
+        .request(
+            "textDocument/codeLens",
+            json!({"textDocument": {"uri": uri(&root.join("x.rs"))}}),
+        )
+        .unwrap();
+    assert_eq!(lenses, json!([]));
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn shutdown_during_a_run_leaves_no_process() {
+    let dir = copy_fixture("ledger");
+    let root = dir.path();
+    // A test that outlives any reasonable wait: only the shutdown can end it.
+    std::fs::write(
+        root.join("tests/slow.rs"),
+        "#[test]\nfn sleeps() { std::thread::sleep(std::time::Duration::from_secs(600)); }\n",
+    )
+    .unwrap();
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), json!({"window": {"workDoneProgress": true}}));
+    client.wait_for("the traced tests to run", RUN_TIMEOUT, |m| {
+        m["method"] == "$/progress"
+            && m["params"]["value"]["message"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("running"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !lsp_support::processes_under(&root.join("target")).is_empty(),
+        "test binaries are running"
+    );
+    let started = std::time::Instant::now();
+    let status = client.shutdown();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(leftover_processes(Path::new(root)), Vec::<String>::new());
+}
