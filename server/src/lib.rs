@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod dwarf;
 pub mod engine;
 pub mod libtest;
+pub mod linecache;
 pub mod lsp;
 pub mod parallel;
 pub mod plan;

@@ -11,9 +11,10 @@ use std::time::Duration;
 use crate::analysis::LineKind;
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestInfo};
-use crate::dwarf::{self, DwarfError};
+use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
+use crate::linecache::LineCache;
 use crate::plan::{self, Plan, SourceFile, Sources};
 use crate::testrun;
 
@@ -135,8 +136,9 @@ pub fn run(
         return Err(RunError::Cancelled);
     }
 
+    let cache = LineCache::new(workspace.coverlay_dir().join("line-tables"));
     let listed = crate::parallel::map(&executables, options.jobs, |executable| {
-        let tables = dwarf::read_line_table(&executable.path, &|p| workspace.owns_source(p));
+        let tables = cache.read(&executable.path, &|p| workspace.owns_source(p));
         (tables, testrun::list(&program(executable)))
     });
     let mut tables = Vec::with_capacity(listed.len());
