@@ -194,6 +194,17 @@ fn threads_are_traced_in_first_hit_mode() {
     coverlay,
     ignore = "traces processes itself, which a traced process cannot"
 )]
+fn many_threads_on_one_line_are_all_counted() {
+    let (hit, _, trace) = run("threads", 100_000, None);
+    assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
+    assert_eq!(hit, 8 * 200);
+}
+
+#[test]
+#[cfg_attr(
+    coverlay,
+    ignore = "traces processes itself, which a traced process cannot"
+)]
 fn a_crash_is_an_outcome_with_the_coverage_kept() {
     let (hit, _, trace) = run("segv", 1000, None);
     assert_eq!(trace.exit, Exit::Signal(libc::SIGSEGV));

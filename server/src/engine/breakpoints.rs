@@ -15,6 +15,8 @@ const PAGE: u64 = 4096;
 pub(super) struct Table {
     addresses: Vec<u64>,
     original: Vec<u8>,
+    /// The original instruction bytes at each address, for out-of-line execution.
+    instructions: Vec<[u8; 16]>,
 }
 
 impl Table {
@@ -22,10 +24,20 @@ impl Table {
         addresses.sort_unstable();
         addresses.dedup();
         let original = vec![0; addresses.len()];
+        let instructions = vec![[0; 16]; addresses.len()];
         Self {
             addresses,
             original,
+            instructions,
         }
+    }
+
+    pub(super) fn address(&self, index: usize) -> u64 {
+        self.addresses[index]
+    }
+
+    pub(super) fn instructions(&self) -> &[[u8; 16]] {
+        &self.instructions
     }
 
     pub(super) fn len(&self) -> usize {
@@ -75,7 +87,7 @@ impl Space {
     /// Writes int3 over every breakpoint address, one read and one write per page, and remembers
     /// the original bytes in the table (the executable is the same for every space).
     pub(super) fn arm_all(&mut self, table: &mut Table) -> Result<(), EngineError> {
-        let mut page_buf = vec![0u8; PAGE as usize];
+        let mut page_buf = vec![0u8; PAGE as usize + 16];
         let mut start = 0;
         while start < table.addresses.len() {
             let page = (table.addresses[start] + self.bias) & !(PAGE - 1);
@@ -83,16 +95,26 @@ impl Space {
             while end < table.addresses.len() && (table.addresses[end] + self.bias) < page + PAGE {
                 end += 1;
             }
+            // The page and the first bytes of the next, as instructions may cross the boundary;
+            // the next page is still pristine since pages are armed in address order.
             self.mem
-                .read_exact_at(&mut page_buf, page)
+                .read_exact_at(&mut page_buf[..PAGE as usize], page)
                 .map_err(|source| self.error(source))?;
+            let tail = &mut page_buf[PAGE as usize..];
+            if self.mem.read_exact_at(tail, page + PAGE).is_err() {
+                tail.fill(0);
+            }
+            for index in start..end {
+                let offset = (table.addresses[index] + self.bias - page) as usize;
+                table.instructions[index].copy_from_slice(&page_buf[offset..offset + 16]);
+            }
             for index in start..end {
                 let offset = (table.addresses[index] + self.bias - page) as usize;
                 table.original[index] = page_buf[offset];
                 page_buf[offset] = INT3;
             }
             self.mem
-                .write_all_at(&page_buf, page)
+                .write_all_at(&page_buf[..PAGE as usize], page)
                 .map_err(|source| self.error(source))?;
             self.armed[start..end].fill(true);
             start = end;
@@ -114,6 +136,16 @@ impl Space {
             self.armed[index] = true;
         }
         Ok(())
+    }
+
+    /// Writes `bytes` at a runtime address and returns what was there.
+    pub(super) fn replace(&self, address: u64, bytes: &[u8]) -> Result<Vec<u8>, EngineError> {
+        let mut old = vec![0; bytes.len()];
+        self.mem
+            .read_exact_at(&mut old, address)
+            .and_then(|()| self.mem.write_all_at(bytes, address))
+            .map_err(|source| self.error(source))?;
+        Ok(old)
     }
 
     fn write_byte(&self, link_address: u64, byte: u8) -> Result<(), EngineError> {

@@ -2,6 +2,7 @@
 //! and reports how often each address executed. It knows nothing of source lines or tests.
 
 mod breakpoints;
+mod displaced;
 mod launch;
 mod tracer;
 

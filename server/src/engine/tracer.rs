@@ -14,12 +14,14 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::breakpoints::{Space, Table};
+use super::displaced::{self, Resume};
 use super::launch::{spawn_traced, OutputReaders, Watchdog};
 use super::{Breakpoints, EngineError, Exit, Options, Program, Trace};
 
 /// Byte offset of `rip` in `struct user` on x86_64, for PTRACE_PEEKUSER/POKEUSER: one register
 /// read or write is all a breakpoint needs, cheaper than a whole GETREGS/SETREGS pair.
 const RIP_OFFSET: usize = libc::RIP as usize * 8;
+const RSP_OFFSET: usize = libc::RSP as usize * 8;
 
 /// How long output pipes may stay open after the process tree is gone.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -53,6 +55,8 @@ struct Session {
     test_starts: Vec<(u32, Duration)>,
     /// When the current test started (nanoseconds since `started`), for the watchdog.
     mark: Arc<AtomicU64>,
+    /// How a counting breakpoint is passed, per breakpoint; empty when single-stepping.
+    resume_plan: Vec<Resume>,
 }
 
 const NO_TEST: u32 = u32::MAX;
@@ -96,6 +100,7 @@ pub(super) fn run(
         test_hits: Vec::new(),
         test_starts: Vec::new(),
         mark,
+        resume_plan: Vec::new(),
     };
     let outcome = session
         .start(program, breakpoints)
@@ -153,13 +158,17 @@ impl Session {
         ptrace::setoptions(self.root, options)
             .map_err(|e| self.ptrace_error(self.root, "PTRACE_SETOPTIONS", e))?;
 
+        let exe_start = load_address(self.root, &program.exe)?;
         let bias = if breakpoints.position_independent {
-            load_address(self.root, &program.exe)?.wrapping_sub(breakpoints.load_base)
+            exe_start.wrapping_sub(breakpoints.load_base)
         } else {
             0
         };
         let mut space = Space::open(self.root, bias, vec![false; self.table.len()])?;
         space.arm_all(&mut self.table)?;
+        if self.cap > 1 && self.table.len() > 0 {
+            self.prepare_displaced(&space, exe_start);
+        }
         self.spaces.push(Some(space));
         self.tasks.insert(
             self.root,
@@ -171,6 +180,27 @@ impl Session {
         );
         self.resume(self.root, None);
         Ok(())
+    }
+
+    /// Builds the out-of-line copies of every breakpointed instruction in scratch memory just below
+    /// the executable (rip-relative operands must stay within ±2 GiB). Without scratch memory,
+    /// counting falls back to single steps.
+    fn prepare_displaced(&mut self, space: &Space, exe_start: u64) {
+        let len = (self.table.len() as u64 * displaced::SLOT).next_multiple_of(4096);
+        let hint = exe_start.saturating_sub(len + (1 << 20)) & !4095;
+        match displaced::map_scratch(self.root, hint, len, space) {
+            Ok(scratch) => {
+                let runtime: Vec<u64> = (0..self.table.len())
+                    .map(|i| self.table.address(i) + space.bias)
+                    .collect();
+                let (resume, code) = displaced::plan(&runtime, self.table.instructions(), scratch);
+                match space.replace(scratch, &code) {
+                    Ok(_) => self.resume_plan = resume,
+                    Err(error) => tracing::debug!("cannot write scratch code: {error}"),
+                }
+            }
+            Err(errno) => tracing::debug!("no scratch memory at {hint:#x}: {errno}"),
+        }
     }
 
     fn event_loop(&mut self) -> Result<(), EngineError> {
@@ -277,6 +307,27 @@ impl Session {
         let Some(space) = self.spaces[space_id].as_mut() else {
             return Ok(());
         };
+        if counting {
+            match self.resume_plan.get(index) {
+                Some(&Resume::Slot(slot)) => {
+                    let _ = ptrace::write_user(pid, RIP_OFFSET as ptrace::AddressType, slot as _);
+                    self.resume(pid, None);
+                    return Ok(());
+                }
+                Some(&Resume::Call { target, return_to }) => {
+                    let Ok(rsp) = ptrace::read_user(pid, RSP_OFFSET as ptrace::AddressType) else {
+                        return Ok(());
+                    };
+                    let rsp = rsp as u64 - 8;
+                    space.replace(rsp, &return_to.to_le_bytes())?;
+                    let _ = ptrace::write_user(pid, RSP_OFFSET as ptrace::AddressType, rsp as _);
+                    let _ = ptrace::write_user(pid, RIP_OFFSET as ptrace::AddressType, target as _);
+                    self.resume(pid, None);
+                    return Ok(());
+                }
+                Some(Resume::Step) | None => {}
+            }
+        }
         space.disarm(&self.table, index)?;
         if ptrace::write_user(pid, RIP_OFFSET as ptrace::AddressType, address as _).is_err() {
             return Ok(());
