@@ -1,5 +1,8 @@
 //! The ptrace engine on a real program: hit counts, caps, threads, forks, exec, signals, crashes,
 //! timeouts, and no process left behind. Breakpoints sit on function symbols, so no DWARF is involved.
+//! A traced process cannot trace others, so under `coverlay run` (which sets `cfg(coverlay)`) this
+//! whole file is left out.
+#![cfg(not(coverlay))]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -153,10 +156,6 @@ fn run(mode: &str, cap: u32, timeout: Option<Duration>) -> (u32, u32, engine::Tr
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn counts_every_call_up_to_the_cap() {
     let (hit, never, trace) = run("loop", 1000, None);
     assert_eq!((hit, never), (10, 0));
@@ -168,10 +167,6 @@ fn counts_every_call_up_to_the_cap() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn a_hot_loop_stays_cheap_once_the_cap_is_reached() {
     let (hit, _, trace) = run("hot", 100, None);
     assert_eq!(hit, 100);
@@ -179,10 +174,6 @@ fn a_hot_loop_stays_cheap_once_the_cap_is_reached() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn threads_are_traced_in_first_hit_mode() {
     let (hit, never, trace) = run("threads", 1, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -190,10 +181,6 @@ fn threads_are_traced_in_first_hit_mode() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn many_threads_on_one_line_are_all_counted() {
     let (hit, _, trace) = run("threads", 100_000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -201,10 +188,6 @@ fn many_threads_on_one_line_are_all_counted() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn a_crash_is_an_outcome_with_the_coverage_kept() {
     let (hit, _, trace) = run("segv", 1000, None);
     assert_eq!(trace.exit, Exit::Signal(libc::SIGSEGV));
@@ -215,10 +198,6 @@ fn a_crash_is_an_outcome_with_the_coverage_kept() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn a_hanging_program_is_killed_at_its_deadline() {
     let (hit, _, trace) = run("hang", 1000, Some(Duration::from_millis(500)));
     assert_eq!(trace.exit, Exit::TimedOut);
@@ -227,10 +206,6 @@ fn a_hanging_program_is_killed_at_its_deadline() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn the_programs_own_signals_reach_it() {
     let (hit, _, trace) = run("sigusr1", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -238,10 +213,6 @@ fn the_programs_own_signals_reach_it() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn a_forked_child_is_traced_with_its_own_breakpoints() {
     let (hit, _, trace) = run("fork", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -249,10 +220,6 @@ fn a_forked_child_is_traced_with_its_own_breakpoints() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn an_exec_child_runs_untraced() {
     let (hit, _, trace) = run("exec", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
@@ -260,10 +227,6 @@ fn an_exec_child_runs_untraced() {
 }
 
 #[test]
-#[cfg_attr(
-    coverlay,
-    ignore = "traces processes itself, which a traced process cannot"
-)]
 fn nothing_is_left_running_after_the_program_exits() {
     let (_, _, trace) = run("orphan", 1000, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
