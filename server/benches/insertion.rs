@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use nix::sys::ptrace;
-use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
@@ -17,7 +16,7 @@ const BREAKPOINTS: usize = 10_000;
 
 /// A stopped, traced `cargo` (tens of MiB of text, like a test binary with its dependencies) whose
 /// code we may scribble on: it never runs again.
-fn stopped_tracee() -> (Pid, u64, u64) {
+fn stopped_tracee() -> (std::process::Child, Pid, u64, u64) {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.arg("--version");
     // SAFETY: only the async-signal-safe ptrace(TRACEME) runs between fork and exec.
@@ -35,7 +34,7 @@ fn stopped_tracee() -> (Pid, u64, u64) {
     let range = text.split_whitespace().next().unwrap();
     let (start, end) = range.split_once('-').unwrap();
     let parse = |s: &str| u64::from_str_radix(s, 16).unwrap();
-    (pid, parse(start), parse(end))
+    (child, pid, parse(start), parse(end))
 }
 
 /// `BREAKPOINTS` addresses spread evenly over `span` bytes of text.
@@ -93,15 +92,15 @@ fn main() {
             ),
             ("/proc/<pid>/mem per page", page_writes),
         ] {
-            let (pid, start, end) = stopped_tracee();
+            let (mut child, pid, start, end) = stopped_tracee();
             let addresses = addresses(start, end, span);
             let per_breakpoint = insert(pid, &addresses);
             println!(
                 "{density:<20} {name:<30} {per_breakpoint:>8.3} µs per breakpoint ({} breakpoints)",
                 addresses.len(),
             );
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
