@@ -114,6 +114,7 @@ fn symbol_breakpoints(exe: &Path, names: &[&str]) -> Breakpoints {
         position_independent: file.kind() == object::ObjectKind::Dynamic,
         test_entries: Vec::new(),
         rearm_per_test: Vec::new(),
+        same_line: Vec::new(),
     }
 }
 

@@ -91,6 +91,25 @@ pub struct Plan {
     pub test_locations: Vec<Option<(PathBuf, u32)>>,
 }
 
+impl Plan {
+    /// For each breakpoint, the next one that counts for the same line, as a cycle.
+    pub fn same_line(&self) -> Vec<u32> {
+        let mut by_line: HashMap<(usize, u32), Vec<u32>> = HashMap::new();
+        let mut next: Vec<u32> = (0..self.targets.len() as u32).collect();
+        for (i, target) in self.targets.iter().enumerate() {
+            if let Some(target) = target {
+                by_line.entry(*target).or_default().push(i as u32);
+            }
+        }
+        for members in by_line.values() {
+            for (k, &member) in members.iter().enumerate() {
+                next[member as usize] = members[(k + 1) % members.len()];
+            }
+        }
+        next
+    }
+}
+
 /// Chooses breakpoints for one executable. A coverable line is trapped at the addresses of its own
 /// line-table rows; a statement whose first line has no code (a call whose arguments come first) is
 /// trapped at its first later line that has. One trap per statement start keeps runs fast.

@@ -171,6 +171,7 @@ pub fn run(
             position_independent: table.position_independent,
             test_entries: plan.test_entries.clone(),
             rearm_per_test: plan.function_entries.clone(),
+            same_line: plan.same_line(),
         })
         .collect();
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
@@ -255,6 +256,15 @@ pub fn run(
         .collect();
     for (shard, shard_run) in shards.iter().zip(shard_runs) {
         let shard_run = shard_run?;
+        tracing::debug!(
+            "{}: {} tests, {} of {} breakpoints hit, {} traps",
+            runs[shard.executable].executable.target,
+            shard.tests.len(),
+            shard_run.hits.iter().filter(|&&h| h > 0).count(),
+            shard_run.hits.len(),
+            shard_run.hits.iter().map(|&h| u64::from(h)).sum::<u64>()
+                + shard_run.test_hits.len() as u64
+        );
         let plan = &plans[shard.executable];
         let base = first_test[shard.executable];
         let mut busiest: HashMap<((usize, u32), u32), u32> = HashMap::new();

@@ -35,6 +35,10 @@ pub struct Breakpoints {
     /// Breakpoints put back whenever a test starts, so that each test records its own hit there
     /// (function entries: which tests entered which functions).
     pub rearm_per_test: Vec<usize>,
+    /// Per breakpoint, the next breakpoint that counts for the same source line (a cycle; itself
+    /// when alone). In first-hit mode the first hit lifts the whole cycle: one trap per line.
+    /// Empty: every breakpoint stands alone.
+    pub same_line: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Default)]

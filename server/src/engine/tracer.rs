@@ -57,6 +57,7 @@ struct Session {
     mark: Arc<AtomicU64>,
     /// How a counting breakpoint is passed, per breakpoint; empty when single-stepping.
     resume_plan: Vec<Resume>,
+    same_line: Vec<u32>,
 }
 
 const NO_TEST: u32 = u32::MAX;
@@ -101,6 +102,7 @@ pub(super) fn run(
         test_starts: Vec::new(),
         mark,
         resume_plan: Vec::new(),
+        same_line: breakpoints.same_line.clone(),
     };
     let outcome = session
         .start(program, breakpoints)
@@ -329,6 +331,13 @@ impl Session {
             }
         }
         space.disarm(&self.table, index)?;
+        if self.cap == 1 && !self.same_line.is_empty() {
+            let mut sibling = self.same_line[index] as usize;
+            while sibling != index {
+                space.disarm(&self.table, sibling)?;
+                sibling = self.same_line[sibling] as usize;
+            }
+        }
         if ptrace::write_user(pid, RIP_OFFSET as ptrace::AddressType, address as _).is_err() {
             return Ok(());
         }
