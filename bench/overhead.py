@@ -7,6 +7,12 @@ with their builds already done, measured in one run on this machine. Prints a ma
 
 Registry crates are fetched with cargo into bench/work/ (gitignored). Doctests are left out of the
 baseline because coverlay does not run them.
+
+When `cargo tarpaulin` is installed, four more columns time `cargo tarpaulin --engine ptrace
+--skip-clean` (first hit) and the same with `--count`, warm and by the same median-of-runs method,
+with the invocation that agreement.py uses (tarpaulin_cmd there: test code included like coverlay's
+default, no doctests, its own target dir). Without tarpaulin (or with --no-tarpaulin) they are left
+out and the table is the one above.
 """
 import argparse
 import glob
@@ -15,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,12 +75,47 @@ def timed(cmd, cwd, runs):
     return statistics.median(times)
 
 
+def timed_tolerant(cmd, cwd, runs):
+    """Like timed() for a tool that may fail on a crate (tarpaulin --count loses track of
+    multi-threaded test processes now and then): (median of the good runs or None, failures)."""
+    times, failures = [], 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = sh(cmd, cwd=cwd, check=False)
+        elapsed = time.perf_counter() - start
+        if result.returncode in (0, 101) and "Test failed during run" not in result.stderr:
+            times.append(elapsed)
+        else:
+            failures += 1
+            print(f"  failed ({result.returncode}): {' '.join(cmd)}\n  "
+                  + "\n  ".join(result.stderr.strip().splitlines()[-2:]), file=sys.stderr)
+    return (statistics.median(times) if times else None), failures
+
+
+def cell(timing, plain, runs):
+    """`| seconds | ratio |` cells of a timed_tolerant() result."""
+    median, failures = timing
+    note = f" ({failures}/{runs} runs failed)" if failures else ""
+    if median is None:
+        return f" failed{note} | – |"
+    return f" {median:.2f}{note} | {median / plain:.2f}× |"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-tarpaulin", action="store_true", help="leave tarpaulin out")
     parser.add_argument("crates", nargs="*")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
+    tarpaulin = None
+    if not args.no_tarpaulin:
+        sys.dont_write_bytecode = True  # no __pycache__ in bench/
+        from agreement import tarpaulin_cmd, tarpaulin_installed
+        if tarpaulin_installed():
+            tarpaulin = tarpaulin_cmd
+        else:
+            print("cargo tarpaulin is not installed: its columns are left out", file=sys.stderr)
     sh(["cargo", "build", "--release"], cwd=ROOT)
 
     crates = args.crates or FIXTURES + list(REGISTRY_CRATES)
@@ -91,14 +133,32 @@ def main():
         t_plain = timed(plain, path, args.runs)
         t_first = timed(first_hit, path, args.runs)
         t_count = timed(counting, path, args.runs)
-        rows.append((name, t_plain, t_first, t_count))
-        print(f"{name}: plain {t_plain:.2f}s, first-hit {t_first:.2f}s, counts {t_count:.2f}s",
+        extra = ()
+        if tarpaulin:
+            with tempfile.TemporaryDirectory() as tmp:
+                tarp_first = tarpaulin(path, tmp)
+                tarp_count = tarpaulin(path, tmp, ["--count"])
+                sh(tarp_first, cwd=path, check=False)  # warm tarpaulin's own build
+                extra = (timed_tolerant(tarp_first, path, args.runs),
+                         timed_tolerant(tarp_count, path, args.runs))
+        rows.append((name, t_plain, t_first, t_count) + extra)
+        print(f"{name}: plain {t_plain:.2f}s, first-hit {t_first:.2f}s, counts {t_count:.2f}s"
+              + "".join(f", {label} {t if t is None else round(t, 2)}s ({n} failed)"
+                        for label, (t, n) in zip(("tarpaulin", "tarpaulin --count"), extra)),
               file=sys.stderr)
 
-    print("| crate | `cargo test` (s) | `coverlay run --no-counts` (s) | ratio | `coverlay run` (s) | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, plain, first, count in rows:
-        print(f"| {name} | {plain:.2f} | {first:.2f} | {first / plain:.2f}× | {count:.2f} | {count / plain:.2f}× |")
+    head = "| crate | `cargo test` (s) | `coverlay run --no-counts` (s) | ratio | `coverlay run` (s) | ratio |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if tarpaulin:
+        head += " `tarpaulin` (s) | ratio | `tarpaulin --count` (s) | ratio |"
+        rule += "---:|---:|---:|---:|"
+    print(head)
+    print(rule)
+    for name, plain, first, count, *extra in rows:
+        line = f"| {name} | {plain:.2f} | {first:.2f} | {first / plain:.2f}× | {count:.2f} | {count / plain:.2f}× |"
+        for timing in extra:
+            line += cell(timing, plain, args.runs)
+        print(line)
 
 
 if __name__ == "__main__":

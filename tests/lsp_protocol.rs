@@ -50,7 +50,7 @@ fn overlay_of_a_fixture_follows_a_save() {
     let mut client = Client::start(BIN, root);
     let init = client.initialize(root, json!({}), full_capabilities());
     let caps = &init["capabilities"];
-    assert_eq!(caps["inlayHintProvider"], json!(true));
+    assert_eq!(caps["inlayHintProvider"], json!({"resolveProvider": true}));
     assert!(caps["codeLensProvider"].is_object());
     assert!(caps["executeCommandProvider"]["commands"]
         .as_array()
@@ -59,9 +59,8 @@ fn overlay_of_a_fixture_follows_a_save() {
     client.open(&lib);
 
     // Diagnostics: one per uncovered range, named after the function.
-    let diagnostics = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| {
-        mentions(d, "close_account")
-    });
+    let diagnostics =
+        client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| mentions(d, "close_account"));
     let close = diagnostics
         .iter()
         .find(|d| d["message"] == "not covered by any test (fn close_account)")
@@ -71,12 +70,20 @@ fn overlay_of_a_fixture_follows_a_save() {
     assert_eq!(close["tags"], json!([1]), "tagged unnecessary");
     let close_fn = line_of(&text, "pub fn close_account");
     assert_eq!(close["range"]["start"]["line"], close_fn);
-    assert_eq!(close["range"]["start"]["character"], 4, "starts at the code, not the indent");
-    assert_eq!(close["range"]["end"]["line"], line_of(&text, "self.open = false"));
+    assert_eq!(
+        close["range"]["start"]["character"], 4,
+        "starts at the code, not the indent"
+    );
+    assert_eq!(
+        close["range"]["end"]["line"],
+        line_of(&text, "self.open = false")
+    );
     let fee = line_of(&text, "self.fees += amount / 100");
-    assert!(diagnostics.iter().any(|d| d["range"]["start"]["line"] == fee
-        && d["range"]["end"]["line"] == fee
-        && d["message"] == "not covered by any test (fn withdraw)"));
+    assert!(diagnostics
+        .iter()
+        .any(|d| d["range"]["start"]["line"] == fee
+            && d["range"]["end"]["line"] == fee
+            && d["message"] == "not covered by any test (fn withdraw)"));
     assert!(mentions(&diagnostics, "(fn classify)"));
     assert_eq!(diagnostics.len(), 3, "{:#?}", messages(&diagnostics));
 
@@ -112,9 +119,15 @@ fn overlay_of_a_fixture_follows_a_save() {
         text.lines().nth(deposit_line as usize).unwrap().len() as u64
     );
     let tooltip = hint["tooltip"]["value"].as_str().unwrap();
-    assert!(tooltip.starts_with(&format!("executed {count} times")), "{tooltip}");
+    assert!(
+        tooltip.starts_with(&format!("executed {count} times")),
+        "{tooltip}"
+    );
     if tooltip.contains("reached by") {
-        assert!(tooltip.contains("ledger::tests::deposit_adds_to_the_balance"), "{tooltip}");
+        assert!(
+            tooltip.contains("ledger::tests::deposit_adds_to_the_balance"),
+            "{tooltip}"
+        );
     }
     assert!(hint_at(close_fn).is_none() && hint_at(fee).is_none());
     assert!(hint_at(line_of(&text, "pub struct Ledger")).is_none());
@@ -128,11 +141,16 @@ fn overlay_of_a_fixture_follows_a_save() {
         .unwrap();
     let window = window.as_array().unwrap();
     assert!(!window.is_empty());
-    assert!(window.iter().all(|h| (25..=30).contains(&h["position"]["line"].as_u64().unwrap())));
+    assert!(window
+        .iter()
+        .all(|h| (25..=30).contains(&h["position"]["line"].as_u64().unwrap())));
 
     // Code lenses: coverage over functions, outcome and a rerun command over tests.
     let lenses = client
-        .request("textDocument/codeLens", json!({"textDocument": {"uri": lib_uri}}))
+        .request(
+            "textDocument/codeLens",
+            json!({"textDocument": {"uri": lib_uri}}),
+        )
         .unwrap();
     let lenses = lenses.as_array().unwrap();
     let lens_at = |line: u64| {
@@ -154,7 +172,10 @@ fn overlay_of_a_fixture_follows_a_save() {
     assert!(withdraw.starts_with("7/8 lines"), "{withdraw}");
     let test_lens = &lens_at(line_of(&text, "fn deposit_adds_to_the_balance"))["command"];
     assert!(
-        test_lens["title"].as_str().unwrap().starts_with("✓ passed · "),
+        test_lens["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("✓ passed · "),
         "{test_lens}"
     );
     assert_eq!(test_lens["command"], "coverlay.rerunTest");
@@ -162,6 +183,35 @@ fn overlay_of_a_fixture_follows_a_save() {
         test_lens["arguments"],
         json!(["ledger::tests::deposit_adds_to_the_balance"])
     );
+
+    // Typing two lines above, unsaved: the overlay moves with the text, the edit is stale.
+    let typed = text.replacen("impl Ledger {", "// note\n// more\nimpl Ledger {", 1);
+    let impl_line = line_of(&text, "impl Ledger {");
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": lib_uri, "version": 1}, "contentChanges": [{"text": typed}]}),
+    );
+    let shifted = client.wait_diagnostics(&lib_uri, Duration::from_secs(10), |d| {
+        d.iter()
+            .any(|d| d["range"]["start"]["line"] == close_fn + 2)
+    });
+    assert_eq!(shifted.len(), 3, "{:#?}", messages(&shifted));
+    let hints = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": lib_uri},
+                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 400, "character": 0}}}),
+        )
+        .unwrap();
+    let hint_lines: Vec<u64> = hints
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["position"]["line"].as_u64().unwrap())
+        .collect();
+    assert!(hint_lines.contains(&(deposit_line + 2)), "{hint_lines:?}");
+    assert!(!hint_lines.contains(&(close_fn + 2)));
+    assert!(!hint_lines.contains(&impl_line) && !hint_lines.contains(&(impl_line + 1)));
 
     // A save that makes a new test call close_account: its diagnostic disappears.
     let covered = format!(
@@ -179,6 +229,28 @@ fn overlay_of_a_fixture_follows_a_save() {
         "the store is saved after each run"
     );
 
+    // A save that does not compile: the first compiler error is shown, the overlay stays.
+    client.edit_and_save(
+        &lib,
+        3,
+        &format!("{covered}\nfn broken() -> u32 {{ \"text\" }}\n"),
+    );
+    let message = client.wait_for("the build failure", RUN_TIMEOUT, |m| {
+        m["method"] == "window/showMessage"
+    });
+    assert_eq!(message["params"]["type"], 1);
+    let text_shown = message["params"]["message"].as_str().unwrap();
+    assert!(text_shown.contains("do not compile"), "{text_shown}");
+    assert!(text_shown.contains("error[E0308]"), "{text_shown}");
+    let hints = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": lib_uri},
+                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 400, "character": 0}}}),
+        )
+        .unwrap();
+    assert!(!hints.as_array().unwrap().is_empty());
+
     // Commands: write lcov, then clear the overlay.
     let written = client
         .request(
@@ -189,7 +261,10 @@ fn overlay_of_a_fixture_follows_a_save() {
     let lcov = std::fs::read_to_string(written.as_str().unwrap()).unwrap();
     assert!(lcov.contains(&format!("SF:{}", lib.display())), "{lcov}");
     let unknown = client
-        .request("workspace/executeCommand", json!({"command": "coverlay.nope"}))
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "coverlay.nope"}),
+        )
         .unwrap_err();
     assert_eq!(unknown["code"], -32602);
     client
@@ -217,7 +292,10 @@ fn bad_input_gets_errors_and_no_crash() {
     });
     assert_eq!(message["params"]["type"], 1);
     assert!(
-        message["params"]["message"].as_str().unwrap().contains("Cargo.toml"),
+        message["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Cargo.toml"),
         "{message}"
     );
 
@@ -249,10 +327,15 @@ fn bad_input_gets_errors_and_no_crash() {
         "textDocument/didOpen",
         json!({"textDocument": {"uri": "untitled:x", "languageId": "rust", "version": 1, "text": "fn ("}}),
     );
-    client.notify("workspace/didChangeConfiguration", json!({"settings": {"coverlay": {"severity": 7}}}));
-    client.wait_for("a warning about the setting", Duration::from_secs(10), |m| {
-        m["method"] == "window/showMessage" && m["params"]["type"] == 2
-    });
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"coverlay": {"severity": 7}}}),
+    );
+    client.wait_for(
+        "a warning about the setting",
+        Duration::from_secs(10),
+        |m| m["method"] == "window/showMessage" && m["params"]["type"] == 2,
+    );
     client.send_raw(json!({"jsonrpc": "2.0", "id": 99, "method": "textDocument/codeLens"}));
     // Still answering.
     let lenses = client
@@ -276,7 +359,11 @@ fn shutdown_during_a_run_leaves_no_process() {
     )
     .unwrap();
     let mut client = Client::start(BIN, root);
-    client.initialize(root, json!({}), json!({"window": {"workDoneProgress": true}}));
+    client.initialize(
+        root,
+        json!({}),
+        json!({"window": {"workDoneProgress": true}}),
+    );
     client.wait_for("the traced tests to run", RUN_TIMEOUT, |m| {
         m["method"] == "$/progress"
             && m["params"]["value"]["message"]
@@ -293,4 +380,125 @@ fn shutdown_during_a_run_leaves_no_process() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(15));
     assert_eq!(leftover_processes(Path::new(root)), Vec::<String>::new());
+}
+
+#[test]
+fn a_failing_test_gets_an_error_at_its_fn_and_settings_apply() {
+    let dir = copy_fixture("ledger");
+    let root = dir.path();
+    let failing = root.join("tests/failing.rs");
+    std::fs::write(
+        &failing,
+        "#[test]\nfn books_balance() {\n    assert_eq!(ledger::double(2), 5, \"books do not balance\");\n}\n",
+    )
+    .unwrap();
+    let mut client = Client::start(BIN, root);
+    client.initialize(
+        root,
+        json!({"coverlay": {"severity": "information", "excludedPaths": ["src/scale.rs"]}}),
+        json!({"textDocument": {"inlayHint": {"resolveSupport": {"properties": ["tooltip"]}}}}),
+    );
+    client.open(&failing);
+    let diagnostics = client.wait_diagnostics(&uri(&failing), RUN_TIMEOUT, |d| !d.is_empty());
+    let error = &diagnostics[0];
+    assert_eq!(error["severity"], 1, "{diagnostics:#?}");
+    assert_eq!(error["range"]["start"]["line"], 1, "at the test's fn line");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("test failed: "), "{message}");
+    assert!(message.contains("books do not balance"), "{message}");
+    let lenses = client
+        .request(
+            "textDocument/codeLens",
+            json!({"textDocument": {"uri": uri(&failing)}}),
+        )
+        .unwrap();
+    let title = lenses[0]["command"]["title"].as_str().unwrap();
+    assert!(title.starts_with("✗ failed · "), "{title}");
+    assert_eq!(
+        lenses[0]["command"]["arguments"],
+        json!(["failing::books_balance"])
+    );
+
+    // Information severity from initializationOptions; excluded paths get nothing.
+    let lib = client.wait_diagnostics(
+        &uri(&root.join("src/lib.rs")),
+        Duration::from_secs(5),
+        |d| !d.is_empty(),
+    );
+    assert!(
+        lib.iter()
+            .all(|d| d["severity"] == 3 && d.get("tags").is_none()),
+        "{lib:#?}"
+    );
+    let scale = root.join("src/scale.rs");
+    let hints = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": uri(&scale)},
+                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 99, "character": 0}}}),
+        )
+        .unwrap();
+    assert_eq!(hints, json!([]));
+
+    // A client that resolves tooltips lazily gets them from inlayHint/resolve.
+    let hints = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": uri(&root.join("src/lib.rs"))},
+                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 99, "character": 0}}}),
+        )
+        .unwrap();
+    let hint = hints[0].clone();
+    assert!(
+        hint.get("tooltip").is_none() && hint.get("data").is_some(),
+        "{hint}"
+    );
+    let resolved = client.request("inlayHint/resolve", hint).unwrap();
+    let tooltip = resolved["tooltip"]["value"].as_str().unwrap();
+    assert!(tooltip.starts_with("executed "), "{tooltip}");
+
+    // Turning hints off and severity back to hint takes effect without a run.
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"coverlay": {"severity": "hint", "inlayHints": false}}}),
+    );
+    let lib_uri = uri(&root.join("src/lib.rs"));
+    let lib = client.wait_diagnostics(&lib_uri, Duration::from_secs(10), |d| {
+        !d.is_empty() && d.iter().all(|d| d["severity"] == 4)
+    });
+    assert!(!lib.is_empty());
+    let hints = client
+        .request(
+            "textDocument/inlayHint",
+            json!({"textDocument": {"uri": lib_uri},
+                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 99, "character": 0}}}),
+        )
+        .unwrap();
+    assert_eq!(hints, json!([]));
+
+    // Rerunning one test: its file's diagnostics come again, the other results stay.
+    client.drain();
+    client
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "coverlay.rerunTest", "arguments": ["failing::books_balance"]}),
+        )
+        .unwrap();
+    let again = client.wait_diagnostics(&uri(&failing), RUN_TIMEOUT, |d| !d.is_empty());
+    assert_eq!(again[0]["severity"], 1);
+    let lib = client.wait_diagnostics(&lib_uri, Duration::from_secs(5), |d| !d.is_empty());
+    assert!(mentions(&lib, "close_account"), "{lib:#?}");
+
+    // A change made outside the editor (the file is closed) starts a run: the test passes now.
+    client.notify(
+        "textDocument/didClose",
+        json!({"textDocument": {"uri": uri(&failing)}}),
+    );
+    std::fs::write(
+        &failing,
+        "#[test]\nfn books_balance() {\n    assert_eq!(ledger::double(2), 4, \"books do not balance\");\n}\n",
+    )
+    .unwrap();
+    client.wait_diagnostics(&uri(&failing), RUN_TIMEOUT, <[Value]>::is_empty);
+    assert!(client.shutdown().success());
 }

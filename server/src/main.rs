@@ -1,4 +1,4 @@
-//! The `coverlay` binary: `coverlay run` measures a workspace once; the language server comes later.
+//! The `coverlay` binary: `coverlay run` measures a workspace once, `coverlay lsp` serves editors.
 
 use std::process::ExitCode;
 

@@ -53,6 +53,9 @@ pub enum Event {
 
 pub type Sink = Box<dyn Fn(Event) + Send + Sync>;
 
+/// Nice value of runs (`COVERLAY_RUN_NICE` overrides it; 0 runs them at normal priority).
+const RUN_NICE: i32 = 10;
+
 struct Queue {
     pending: Option<Scope>,
     options: RunOptions,
@@ -173,6 +176,18 @@ impl Drop for Scheduler {
 }
 
 fn work(shared: &Shared, root: &std::path::Path, sink: &Sink) {
+    // Runs are background work: this thread, the tracer threads it starts and the cargo/rustc
+    // processes it spawns (all inherit a thread's nice value) yield the CPU to the server's
+    // request handling, so that the editor gets its answers while a build saturates the cores.
+    // SAFETY: plain syscalls on the calling thread.
+    let nice = std::env::var("COVERLAY_RUN_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUN_NICE);
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+    }
     loop {
         let (scope, mut options) = {
             let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());

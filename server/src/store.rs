@@ -33,6 +33,8 @@ pub struct Tests {
     pub list: Vec<TestInfo>,
     /// (file, line of `fn`) → index into `list`.
     pub at: HashMap<(PathBuf, u32), usize>,
+    /// File → (line of `fn`, index into `list`) of the tests in it.
+    pub by_file: HashMap<PathBuf, Vec<(u32, usize)>>,
 }
 
 impl Tests {
@@ -60,7 +62,14 @@ impl Tests {
                 }
             }
         }
-        Self { list, at }
+        let mut by_file: HashMap<PathBuf, Vec<(u32, usize)>> = HashMap::new();
+        for ((path, line), &index) in &at {
+            by_file
+                .entry(path.clone())
+                .or_default()
+                .push((*line, index));
+        }
+        Self { list, at, by_file }
     }
 }
 

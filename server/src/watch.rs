@@ -12,8 +12,8 @@ pub struct Watcher {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
 }
 
-/// Whether a change to `path` can change coverage: Rust sources and Cargo manifests/lockfiles
-/// outside `target/`, `.git/` and `target_dir`.
+/// Whether a change to `path` can change coverage: Rust sources and Cargo manifests outside
+/// `target/`, `.git/` and `target_dir`. `Cargo.lock` is left out: our own builds write it.
 pub fn is_relevant(path: &Path, root: &Path, target_dir: &Path) -> bool {
     if path.starts_with(target_dir)
         || path
@@ -25,7 +25,7 @@ pub fn is_relevant(path: &Path, root: &Path, target_dir: &Path) -> bool {
         return false;
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.ends_with(".rs") || name == "Cargo.toml" || name == "Cargo.lock"
+    name.ends_with(".rs") || name == "Cargo.toml"
 }
 
 /// Calls `on_change` with the relevant changed paths, at most once per `debounce`.

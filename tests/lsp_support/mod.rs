@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -20,7 +20,7 @@ pub struct Client {
     incoming: Receiver<Value>,
     /// Received but not yet consumed by `request`/`wait_for`.
     pending: VecDeque<Value>,
-    /// Every message received, in order.
+    /// Every notification and request received from the server, in order.
     pub log: Vec<Value>,
     next_id: i64,
     pub stderr: PathBuf,
@@ -113,7 +113,10 @@ impl Client {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.incoming.recv_timeout(left) {
             Ok(message) => {
-                self.log.push(message.clone());
+                // Responses are not kept: whole-file answers are big and a benchmark sends many.
+                if message.get("method").is_some() {
+                    self.log.push(message.clone());
+                }
                 Some(message)
             }
             Err(RecvTimeoutError::Timeout) => None,
@@ -147,10 +150,7 @@ impl Client {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let Some(message) = self.receive(deadline) else {
-                panic!(
-                    "no response to {method} within 30 s\n{}",
-                    self.server_log()
-                );
+                panic!("no response to {method} within 30 s\n{}", self.server_log());
             };
             if message.get("method").is_none() && message["id"] == json!(id) {
                 return match message.get("error") {
@@ -160,6 +160,16 @@ impl Client {
             }
             self.pending.push_back(message);
         }
+    }
+
+    /// Forgets the messages received so far and not consumed (to wait for fresh ones).
+    pub fn drain(&mut self) {
+        while let Ok(message) = self.incoming.try_recv() {
+            if message.get("method").is_some() {
+                self.log.push(message);
+            }
+        }
+        self.pending.clear();
     }
 
     /// The first message (received before or within `timeout`) that `matches`; it is consumed.
@@ -195,9 +205,16 @@ impl Client {
         let message = self.wait_for(&format!("diagnostics of {uri}"), timeout, |m| {
             m["method"] == "textDocument/publishDiagnostics"
                 && m["params"]["uri"] == uri
-                && matches(m["params"]["diagnostics"].as_array().map_or(&[], Vec::as_slice))
+                && matches(
+                    m["params"]["diagnostics"]
+                        .as_array()
+                        .map_or(&[], Vec::as_slice),
+                )
         });
-        message["params"]["diagnostics"].as_array().cloned().unwrap_or_default()
+        message["params"]["diagnostics"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn initialize(&mut self, root: &Path, options: Value, capabilities: Value) -> Value {
@@ -250,7 +267,10 @@ impl Client {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("the server did not exit within 20 s of `exit`\n{}", self.server_log());
+                panic!(
+                    "the server did not exit within 20 s of `exit`\n{}",
+                    self.server_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

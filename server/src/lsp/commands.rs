@@ -1,8 +1,13 @@
-//! `workspace/executeCommand`: the command names the server offers and their arguments.
+//! `workspace/executeCommand`: the commands the server offers, their arguments, and what they do.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::Value;
+use tower_lsp_server::jsonrpc::{self, Error};
+
+use super::server::Inner;
+use crate::scheduler::Scope;
 
 pub const RERUN_ALL: &str = "coverlay.rerunAll";
 pub const RERUN_TEST: &str = "coverlay.rerunTest";
@@ -52,6 +57,62 @@ pub fn parse(command: &str, arguments: &[Value]) -> Result<Action, String> {
             "unknown command {command:?}; coverlay offers {}",
             ALL.join(", ")
         )),
+    }
+}
+
+impl Inner {
+    /// Carries out a command: reruns are queued (the answer does not wait for them), lcov is
+    /// written from the shown results, clearing empties the overlay and the saved store.
+    pub(super) async fn execute(
+        self: &Arc<Self>,
+        action: Action,
+    ) -> jsonrpc::Result<Option<Value>> {
+        match action {
+            Action::RerunAll => self.request_run(Scope::All),
+            Action::RerunTests(ids) => self.request_run(Scope::Tests(ids)),
+            Action::Clear => {
+                let generation = self
+                    .scheduler
+                    .get()
+                    .map_or(2, |scheduler| scheduler.next_generation());
+                let paths = self.store.clear(generation);
+                self.publish(paths).await;
+                self.refresh();
+                self.save_store().await;
+            }
+            Action::WriteLcov(path) => {
+                let path = match (path, self.workspace.get()) {
+                    (Some(path), _) => path,
+                    (None, Some(workspace)) => workspace.coverlay_dir().join("lcov.info"),
+                    (None, None) => {
+                        return Err(Error::invalid_params(
+                            "no workspace: give the lcov file's path as the argument",
+                        ))
+                    }
+                };
+                let lcov = crate::report::lcov::render(&self.store.snapshot());
+                let written = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(dir) = path.parent() {
+                            std::fs::create_dir_all(dir)?;
+                        }
+                        std::fs::write(&path, lcov)
+                    })
+                    .await
+                };
+                match written {
+                    Ok(Ok(())) => return Ok(Some(Value::String(path.display().to_string()))),
+                    Ok(Err(error)) => {
+                        let mut e = Error::internal_error();
+                        e.message = format!("cannot write {}: {error}", path.display()).into();
+                        return Err(e);
+                    }
+                    Err(_) => return Err(Error::internal_error()),
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -91,8 +91,12 @@ pub fn for_file(
     }
     flush(&mut run);
 
-    for ((path, line), &index) in &tests.at {
-        if *path != coverage.path || file.is_stale(*line) {
+    let located = tests
+        .by_file
+        .get(&coverage.path)
+        .map_or(&[][..], Vec::as_slice);
+    for &(line, index) in located {
+        if file.is_stale(line) {
             continue;
         }
         let test = &tests.list[index];
@@ -113,7 +117,7 @@ pub fn for_file(
             message.push_str(text);
         }
         diagnostics.push(Diagnostic {
-            range: range(text, *line, *line),
+            range: range(text, line, line),
             severity: Some(DiagnosticSeverity::ERROR),
             code: Some(NumberOrString::String("test-failed".into())),
             source: Some(SOURCE.into()),

