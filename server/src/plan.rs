@@ -111,8 +111,8 @@ impl Plan {
 }
 
 /// Chooses breakpoints for one executable. A coverable line is trapped at the addresses of its own
-/// line-table rows; a statement whose first line has no code (a call whose arguments come first) is
-/// trapped at its first later line that has. One trap per statement start keeps runs fast.
+/// line-table rows and at those of its first later line that has code (arguments evaluated before a
+/// call, an assertion's condition). One trap per statement start keeps runs fast.
 /// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
 pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &[String]) -> Plan {
     #[derive(Default)]
@@ -143,11 +143,10 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
     }
     let mut pairs: Vec<(u64, Option<(usize, u32)>)> = Vec::new();
     for ((file, line), candidate) in candidates {
-        let addresses = if candidate.own.is_empty() {
-            candidate.later
-        } else {
-            candidate.own
-        };
+        // The first line's code may be only a path the statement rarely takes (a multi-line
+        // `assert!(` holds just its panic there), so the first later line with code counts too.
+        let mut addresses = candidate.own;
+        addresses.extend(candidate.later);
         if addresses.is_empty() {
             continue;
         }
