@@ -22,6 +22,12 @@ fn full_capabilities() -> Value {
 }
 
 /// 0-based line of the first line of `text` containing `needle`.
+/// Inlay hint params for whole lines `start..end` of `uri`.
+fn hint_range(uri: &impl serde::Serialize, start: u64, end: u64) -> Value {
+    json!({"textDocument": {"uri": uri},
+           "range": {"start": {"line": start, "character": 0}, "end": {"line": end, "character": 0}}})
+}
+
 fn line_of(text: &str, needle: &str) -> u64 {
     text.lines()
         .position(|l| l.contains(needle))
@@ -100,11 +106,7 @@ fn overlay_of_a_fixture_follows_a_save() {
 
     // Inlay hints: at the end of covered lines only, within the requested range.
     let hints = client
-        .request(
-            "textDocument/inlayHint",
-            json!({"textDocument": {"uri": lib_uri},
-                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 400, "character": 0}}}),
-        )
+        .request("textDocument/inlayHint", hint_range(&lib_uri, 0, 400))
         .unwrap();
     let hints = hints.as_array().unwrap();
     let hint_at = |line: u64| hints.iter().find(|h| h["position"]["line"] == line);
@@ -133,11 +135,7 @@ fn overlay_of_a_fixture_follows_a_save() {
     assert!(hint_at(line_of(&text, "pub struct Ledger")).is_none());
 
     let window = client
-        .request(
-            "textDocument/inlayHint",
-            json!({"textDocument": {"uri": lib_uri},
-                   "range": {"start": {"line": 25, "character": 0}, "end": {"line": 30, "character": 0}}}),
-        )
+        .request("textDocument/inlayHint", hint_range(&lib_uri, 25, 30))
         .unwrap();
     let window = window.as_array().unwrap();
     assert!(!window.is_empty());
@@ -197,11 +195,7 @@ fn overlay_of_a_fixture_follows_a_save() {
     });
     assert_eq!(shifted.len(), 3, "{:#?}", messages(&shifted));
     let hints = client
-        .request(
-            "textDocument/inlayHint",
-            json!({"textDocument": {"uri": lib_uri},
-                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 400, "character": 0}}}),
-        )
+        .request("textDocument/inlayHint", hint_range(&lib_uri, 0, 400))
         .unwrap();
     let hint_lines: Vec<u64> = hints
         .as_array()
@@ -243,11 +237,7 @@ fn overlay_of_a_fixture_follows_a_save() {
     assert!(text_shown.contains("do not compile"), "{text_shown}");
     assert!(text_shown.contains("error[E0308]"), "{text_shown}");
     let hints = client
-        .request(
-            "textDocument/inlayHint",
-            json!({"textDocument": {"uri": lib_uri},
-                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 400, "character": 0}}}),
-        )
+        .request("textDocument/inlayHint", hint_range(&lib_uri, 0, 400))
         .unwrap();
     assert!(!hints.as_array().unwrap().is_empty());
 
@@ -468,11 +458,7 @@ fn a_failing_test_gets_an_error_at_its_fn_and_settings_apply() {
     });
     assert!(!lib.is_empty());
     let hints = client
-        .request(
-            "textDocument/inlayHint",
-            json!({"textDocument": {"uri": lib_uri},
-                   "range": {"start": {"line": 0, "character": 0}, "end": {"line": 99, "character": 0}}}),
-        )
+        .request("textDocument/inlayHint", hint_range(&lib_uri, 0, 99))
         .unwrap();
     assert_eq!(hints, json!([]));
 
