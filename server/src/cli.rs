@@ -41,12 +41,17 @@ struct RunArgs {
     /// Write the JSON report here (schema in the README).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Executions counted per line before its breakpoint is removed (reported as "≥ N").
+    /// For the few addresses a counter trampoline cannot serve: executions counted by int3 per
+    /// test and process before the trap is lifted (those lines are reported as "≥ N").
     #[arg(long, default_value_t = run::DEFAULT_COUNT_CAP, value_name = "N")]
     count_cap: u32,
-    /// Record only whether each line ran (fastest): every hit count is 0 or 1.
+    /// Record only whether each line ran: one trap per line, nothing after (cheapest for
+    /// CPU-heavy suites): every hit count is 0 or 1.
     #[arg(long, conflicts_with = "count_cap")]
     no_counts: bool,
+    /// Count every address with int3 traps instead of trampolines (slow; for testing the fallback).
+    #[arg(long, hide = true, conflicts_with = "no_counts")]
+    traps_only: bool,
     /// Seconds a test may run before it is killed and reported as timed out.
     #[arg(long, default_value_t = run::DEFAULT_TEST_TIMEOUT_SECS, value_name = "SECS")]
     timeout: u64,
@@ -78,11 +83,9 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let defaults = RunOptions::default();
     let options = RunOptions {
         cargo_args: args.cargo_args,
-        count_cap: if args.no_counts {
-            1
-        } else {
-            args.count_cap.max(1)
-        },
+        count_cap: args.count_cap.max(1),
+        first_hit: args.no_counts,
+        traps_only: args.traps_only,
         timeout: Duration::from_secs(args.timeout),
         exclude_tests: args.exclude_tests,
         jobs: args.jobs.unwrap_or(defaults.jobs),

@@ -13,13 +13,9 @@ pub struct Coverage {
     pub files: Vec<FileCoverage>,
     /// Every test of the run; `LineCoverage::tests` holds indexes into this list.
     pub tests: Vec<TestInfo>,
-    /// Hit counts stop here: a line with `hits == count_cap` ran at least that often.
-    #[serde(default = "default_cap")]
+    /// The int3 fallback's cap: a line marked `capped` ran at least `hits` times, each of its
+    /// trapped addresses counted up to this many times per test and process.
     pub count_cap: u32,
-}
-
-fn default_cap() -> u32 {
-    1
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,11 +43,23 @@ pub struct FileCoverage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineCoverage {
     pub line: u32,
-    /// Executions, summed over test executables; each executable counts up to the run's cap.
+    /// Executions, summed over threads, function instances, processes and test executables.
     pub hits: u64,
-    /// Tests that reached the line (indexes into `Coverage::tests`), sorted.
+    /// Some of the line's code was counted by int3 traps up to `Coverage::count_cap` (or first
+    /// hits only): `hits` is a lower bound, shown as `≥`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capped: bool,
+    /// The tests that ran the line, each with its own count, sorted by test index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tests: Vec<u32>,
+    pub tests: Vec<TestHits>,
+}
+
+/// One test's executions of a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestHits {
+    /// Index into `Coverage::tests`.
+    pub test: u32,
+    pub hits: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

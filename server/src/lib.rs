@@ -1,6 +1,7 @@
 //! coverlay: live test coverage for Rust from a ptrace coverage engine.
 //! The core (build, DWARF, source analysis, engine, results) knows nothing about LSP.
 
+pub mod aggregate;
 pub mod analysis;
 pub mod cargo;
 pub mod cli;

@@ -1,7 +1,7 @@
 //! Turns an executable's DWARF line table and the source analysis into breakpoints: which addresses
 //! to trap, and which coverable source line each address counts for.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::analysis::{LineKind, SourceAnalysis};
@@ -110,9 +110,11 @@ impl Plan {
     }
 }
 
-/// Chooses breakpoints for one executable. A coverable line is trapped at the addresses of its own
+/// Chooses breakpoints for one executable. A coverable line is counted at the addresses of its own
 /// line-table rows and at those of its first later line that has code (arguments evaluated before a
-/// call, an assertion's condition). One trap per statement start keeps runs fast.
+/// call, an assertion's condition), within the functions that run the statement itself: a closure
+/// that shares the line (or a later line) with the statement that creates it counts only for lines
+/// of its own, never for the statement.
 /// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
 pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &[String]) -> Plan {
     #[derive(Default)]
@@ -141,12 +143,25 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             }
         }
     }
+    let function_of = |address: u64| containing_function(table, address);
+    let path_of = |address: u64| function_of(address).map(|f| table.functions[f].path.as_str());
     let mut pairs: Vec<(u64, Option<(usize, u32)>)> = Vec::new();
     for ((file, line), candidate) in candidates {
         // The first line's code may be only a path the statement rarely takes (a multi-line
         // `assert!(` holds just its panic there), so the first later line with code counts too.
-        let mut addresses = candidate.own;
-        addresses.extend(candidate.later);
+        let mut addresses = statement_code(candidate.own, &path_of);
+        let functions: HashSet<Option<usize>> =
+            addresses.iter().map(|&a| function_of(a)).collect();
+        if addresses.is_empty() {
+            addresses = statement_code(candidate.later, &path_of);
+        } else {
+            addresses.extend(
+                candidate
+                    .later
+                    .into_iter()
+                    .filter(|&a| functions.contains(&function_of(a))),
+            );
+        }
         if addresses.is_empty() {
             continue;
         }
@@ -222,6 +237,22 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         test_entries,
         test_locations,
     }
+}
+
+/// The addresses of a statement's own code: those not in a closure of another function that has
+/// code on the line (a line that creates a closure also holds the closure's code). Generic
+/// instances share a path and all count.
+fn statement_code<'a>(addresses: Vec<u64>, path_of: &dyn Fn(u64) -> Option<&'a str>) -> Vec<u64> {
+    let paths: HashSet<&str> = addresses.iter().filter_map(|&a| path_of(a)).collect();
+    let nested = |path: &str| {
+        paths
+            .iter()
+            .any(|outer| path.len() > outer.len() && path.starts_with(outer) && path[outer.len()..].starts_with("::{closure"))
+    };
+    addresses
+        .into_iter()
+        .filter(|&a| path_of(a).is_none_or(|p| !nested(p)))
+        .collect()
 }
 
 /// The function whose code starts last at or before `address` (functions are sorted by address).

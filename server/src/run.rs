@@ -1,16 +1,18 @@
 //! One coverage run of a workspace: build the tests, plan breakpoints from DWARF and source analysis,
 //! run every test executable under the engine (several at once), and merge the hits into `Coverage`.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::aggregate::{
+    Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineKey, SourceId, Target, TestId,
+};
 use crate::analysis::LineKind;
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
-use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestInfo};
+use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
 use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
@@ -18,9 +20,8 @@ use crate::linecache::LineCache;
 use crate::plan::{self, Plan, SourceFile, Sources};
 use crate::testrun;
 
-/// Executions counted per line by default. Every count below the cap costs a trap and a single
-/// step (≈ 40 µs): on regex-syntax's suite a cap of 10 costs ≈ 4× plain `cargo test`, 100 ≈ 17×
-/// (bench/overhead.py), so deeper counts are an opt-in.
+/// Executions counted per address, test and process by the int3 fallback (addresses a counter
+/// trampoline cannot serve); every such count costs a trap (≈ 20 µs). Trampolines count exactly.
 pub const DEFAULT_COUNT_CAP: u32 = 10;
 
 /// Seconds a single test may run before its process is killed and the test reported as timed out.
@@ -30,8 +31,12 @@ pub const DEFAULT_TEST_TIMEOUT_SECS: u64 = 60;
 pub struct RunOptions {
     /// Passed to `cargo test` as they are.
     pub cargo_args: Vec<String>,
-    /// Executions counted per line and executable; 1 records first hits only.
+    /// The int3 fallback's cap (see [`DEFAULT_COUNT_CAP`]).
     pub count_cap: u32,
+    /// Record first hits only: every address traps once and is lifted (`--no-counts`).
+    pub first_hit: bool,
+    /// Count every address with int3, never with a trampoline (to test the fallback).
+    pub traps_only: bool,
     /// Deadline for each test, counted from its start (and for a process from its start).
     pub timeout: Duration,
     /// Leave `#[test]` functions, `#[cfg(test)]` modules and `tests/` files out of the results.
@@ -48,6 +53,8 @@ impl Default for RunOptions {
         Self {
             cargo_args: Vec::new(),
             count_cap: DEFAULT_COUNT_CAP,
+            first_hit: false,
+            traps_only: false,
             timeout: Duration::from_secs(DEFAULT_TEST_TIMEOUT_SECS),
             exclude_tests: false,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -67,6 +74,7 @@ pub enum Progress {
 #[derive(Debug)]
 pub struct ExecutableRun {
     pub executable: TestExecutable,
+    pub counting: CountingStats,
     /// How each process that ran its tests ended.
     pub exits: Vec<Exit>,
     pub tests: Vec<TestResult>,
@@ -82,6 +90,14 @@ impl ExecutableRun {
                 .iter()
                 .all(|t| matches!(t.outcome, Outcome::Passed | Outcome::Ignored))
     }
+}
+
+/// What counting cost in one executable's processes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountingStats {
+    pub traps: u64,
+    /// How its addresses were served (trampolines or int3).
+    pub sites: engine::SiteCounts,
 }
 
 #[derive(Debug)]
@@ -162,22 +178,44 @@ pub fn run(
             plan::plan(table, &mut sources, &executable.crate_name(), tests)
         })
         .collect();
+    tracing::debug!("breakpoints planned after {:?}", started.elapsed());
+    let counted = !options.first_hit && !options.traps_only;
+    let work: Vec<(&Plan, &Path)> = plans
+        .iter()
+        .zip(&executables)
+        .map(|(plan, executable)| (plan, executable.path.as_path()))
+        .collect();
+    let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe)| {
+        if counted {
+            counting_sites(plan, exe)
+        } else {
+            Vec::new()
+        }
+    });
     let breakpoints: Vec<engine::Breakpoints> = plans
         .iter()
         .zip(&tables)
-        .map(|(plan, table)| engine::Breakpoints {
+        .zip(sites)
+        .map(|((plan, table), sites)| engine::Breakpoints {
             addresses: plan.addresses.clone(),
             load_base: table.load_base,
             position_independent: table.position_independent,
             test_entries: plan.test_entries.clone(),
             rearm_per_test: plan.function_entries.clone(),
             same_line: plan.same_line(),
+            sites,
+            built: engine::TrampolineCache::default(),
         })
         .collect();
-    tracing::debug!("breakpoints planned after {:?}", started.elapsed());
+    tracing::debug!("counting sites chosen after {:?}", started.elapsed());
 
     let shards = shard(&executables, &listings, options);
     let engine_options = engine::Options {
+        mode: if options.first_hit {
+            engine::Mode::FirstHit
+        } else {
+            engine::Mode::Counts
+        },
         count_cap: options.count_cap,
         timeout: Some(options.timeout),
         cancel: options.cancel.clone(),
@@ -242,12 +280,13 @@ pub fn run(
             });
         }
     }
-    let mut hits: HashMap<(usize, u32), u64> = HashMap::new();
-    let mut line_tests: HashMap<(usize, u32), Vec<u32>> = HashMap::new();
+    let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
+    let mut aggregate = Aggregate::default();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
         .map(|executable| ExecutableRun {
             executable,
+            counting: CountingStats::default(),
             exits: Vec::new(),
             tests: Vec::new(),
             stdout: String::new(),
@@ -256,36 +295,29 @@ pub fn run(
         .collect();
     for (shard, shard_run) in shards.iter().zip(shard_runs) {
         let shard_run = shard_run?;
+        let run = &mut runs[shard.executable];
         tracing::debug!(
-            "{}: {} tests, {} of {} breakpoints hit, {} traps",
-            runs[shard.executable].executable.target,
+            "{}: {} tests, {} of {} breakpoints hit, {} traps, sites {:?}",
+            run.executable.target,
             shard.tests.len(),
             shard_run.hits.iter().filter(|&&h| h > 0).count(),
             shard_run.hits.len(),
-            shard_run.hits.iter().map(|&h| u64::from(h)).sum::<u64>()
-                + shard_run.test_hits.len() as u64
+            shard_run.stats.traps,
+            shard_run.stats.sites,
         );
-        let plan = &plans[shard.executable];
         let base = first_test[shard.executable];
-        let mut busiest: HashMap<((usize, u32), u32), u32> = HashMap::new();
-        for ((target, instance), count) in plan
-            .targets
+        let test_hits: Vec<(TestId, BreakpointId, u64)> = shard_run
+            .test_hits
             .iter()
-            .zip(&plan.instances)
-            .zip(&shard_run.hits)
-        {
-            if let Some(target) = target {
-                let max = busiest.entry((*target, *instance)).or_default();
-                *max = (*max).max(*count);
-            }
-        }
-        for ((target, _), count) in busiest {
-            *hits.entry(target).or_default() += u64::from(count);
-        }
-        for &(test, index) in &shard_run.test_hits {
-            if let Some(target) = plan.targets[index as usize] {
-                line_tests.entry(target).or_default().push(base + test);
-            }
+            .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits))
+            .collect();
+        if !shard_run.hits.is_empty() {
+            aggregate.add(ExecutableCounts {
+                targets: &targets[shard.executable],
+                hits: &shard_run.hits,
+                capped: &shard_run.capped,
+                test_hits: &test_hits,
+            });
         }
         for (number, result, duration) in &shard_run.results {
             let info = &mut tests[(base + number) as usize];
@@ -293,7 +325,10 @@ pub fn run(
             info.message = result.message.clone();
             info.duration_ms = duration.as_millis() as u64;
         }
-        let run = &mut runs[shard.executable];
+        run.counting.traps += shard_run.stats.traps;
+        if run.counting.sites == engine::SiteCounts::default() {
+            run.counting.sites = shard_run.stats.sites;
+        }
         run.exits.extend(shard_run.exits);
         run.tests
             .extend(shard_run.results.into_iter().map(|(_, r, _)| r));
@@ -303,14 +338,58 @@ pub fn run(
     for run in &mut runs {
         run.tests.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    let line_tests = spread_to_functions(&sources, line_tests, &hits, options.count_cap.max(1));
-    let mut coverage = merge(&sources, &hits, &line_tests, &workspace, options);
+    if options.first_hit {
+        aggregate.spread_to_functions(&|key| {
+            let function = sources.files[key.source.0 as usize]
+                .analysis
+                .function_at(key.line)?;
+            Some(LineKey {
+                source: key.source,
+                line: function.line,
+            })
+        });
+    }
+    let mut coverage = merge(&sources, &aggregate, &workspace, options);
     coverage.tests = tests;
     Ok(RunReport {
         workspace,
         coverage,
         executables: runs,
     })
+}
+
+/// What each breakpoint of a plan counts for, in the counting model's terms.
+fn targets(plan: &Plan) -> Vec<Option<Target>> {
+    plan.targets
+        .iter()
+        .zip(&plan.instances)
+        .map(|(target, &instance)| {
+            let (source, line) = (*target)?;
+            Some(Target {
+                line: LineKey {
+                    source: SourceId(source as u32),
+                    line,
+                },
+                instance: InstanceId(instance),
+            })
+        })
+        .collect()
+}
+
+/// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
+/// test start); the rest jump to trampolines where the code allows. Unreadable code: all trap.
+fn counting_sites(plan: &Plan, exe: &Path) -> Vec<engine::Site> {
+    let mut traps = vec![false; plan.addresses.len()];
+    for &(index, _) in &plan.test_entries {
+        traps[index] = true;
+    }
+    match engine::ExeCode::read(exe) {
+        Ok(code) => engine::sites::classify(&code, &plan.addresses, &traps),
+        Err(error) => {
+            tracing::warn!("cannot read the code of {}: {error}; counting with int3", exe.display());
+            vec![engine::Site::Trap; plan.addresses.len()]
+        }
+    }
 }
 
 /// A unit of work: some tests of one executable, run one at a time in their own process(es).
@@ -371,47 +450,10 @@ fn whole_run(
     options: &engine::Options,
 ) -> Result<testrun::ShardRun, EngineError> {
     let trace = engine::trace(program, breakpoints, options)?;
-    Ok(testrun::ShardRun {
-        hits: trace.hits,
-        test_hits: Vec::new(),
-        results: Vec::new(),
-        exits: vec![trace.exit],
-        stdout: trace.stdout,
-        stderr: trace.stderr,
-    })
-}
-
-/// Which tests reached each line. A line breakpoint records the tests that hit it while it was
-/// armed (until its count cap, or only the first test in first-hit mode); function entries record
-/// every test that entered the function. A line whose breakpoint was removed therefore also
-/// belongs to the tests that entered its function, which over-approximates only for branches
-/// those tests did not take.
-fn spread_to_functions(
-    sources: &Sources,
-    mut line_tests: HashMap<(usize, u32), Vec<u32>>,
-    hits: &HashMap<(usize, u32), u64>,
-    count_cap: u32,
-) -> HashMap<(usize, u32), Vec<u32>> {
-    for (&(file, line), &count) in hits {
-        // Below the cap the line's breakpoint stayed armed in every process: its record is exact.
-        if count == 0 || count < u64::from(count_cap) {
-            continue;
-        }
-        let Some(function) = sources.files[file].analysis.function_at(line) else {
-            continue;
-        };
-        if function.line == line {
-            continue;
-        }
-        if let Some(entered) = line_tests.get(&(file, function.line)).cloned() {
-            line_tests.entry((file, line)).or_default().extend(entered);
-        }
-    }
-    for tests in line_tests.values_mut() {
-        tests.sort_unstable();
-        tests.dedup();
-    }
-    line_tests
+    let mut run = testrun::ShardRun::default();
+    run.add(&trace);
+    run.exits.push(trace.exit);
+    Ok(run)
 }
 
 /// How `cargo test` runs a test executable: from its package directory, with cargo's variables.
@@ -448,13 +490,11 @@ fn program(executable: &TestExecutable) -> engine::Program {
 /// bodies) count only with code.
 fn merge(
     sources: &Sources,
-    hits: &HashMap<(usize, u32), u64>,
-    line_tests: &HashMap<(usize, u32), Vec<u32>>,
+    aggregate: &Aggregate,
     workspace: &Workspace,
     options: &RunOptions,
 ) -> Coverage {
     let exclude_tests = options.exclude_tests;
-    let cap = u64::from(options.count_cap.max(1));
     let mut files: Vec<FileCoverage> = sources
         .files
         .iter()
@@ -467,10 +507,34 @@ fn merge(
             let keep = |line: u32| !(exclude_tests && file.analysis.is_test_code(line));
             let lines: Vec<LineCoverage> = (1..=file.analysis.line_count())
                 .filter(|&line| keep(line) && is_coverable(file, line))
-                .map(|line| LineCoverage {
-                    line,
-                    hits: hits.get(&(id, line)).copied().unwrap_or(0).min(cap),
-                    tests: line_tests.get(&(id, line)).cloned().unwrap_or_default(),
+                .map(|line| {
+                    let key = LineKey {
+                        source: SourceId(id as u32),
+                        line,
+                    };
+                    let Some(counts) = aggregate.line(key) else {
+                        return LineCoverage {
+                            line,
+                            hits: 0,
+                            capped: false,
+                            tests: Vec::new(),
+                        };
+                    };
+                    // First hits say "ran", not how often.
+                    let clamp = |hits: u64| if options.first_hit { hits.min(1) } else { hits };
+                    LineCoverage {
+                        line,
+                        hits: clamp(counts.hits),
+                        capped: counts.capped && counts.hits > 0,
+                        tests: counts
+                            .tests
+                            .iter()
+                            .map(|(test, &hits)| TestHits {
+                                test: test.0,
+                                hits: clamp(hits),
+                            })
+                            .collect(),
+                    }
                 })
                 .collect();
             if lines.is_empty() {
@@ -508,7 +572,11 @@ fn merge(
     Coverage {
         files,
         tests: Vec::new(),
-        count_cap: options.count_cap.max(1),
+        count_cap: if options.first_hit {
+            1
+        } else {
+            options.count_cap.max(1)
+        },
     }
 }
 

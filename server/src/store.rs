@@ -1,16 +1,40 @@
 //! The coverage store the language server answers from: per file (keyed by absolute path) the
-//! coverable lines with hits and covering tests, the functions, and the lines edited since the run
-//! (stale). Runs replace it whole; readers take short per-file locks (`DashMap`) and never wait for
-//! a run. It persists as `<target>/coverlay/coverage.json` (a serialised `coverage::Coverage`).
+//! coverable lines with hits and each covering test's own hits, the functions, and the lines edited
+//! since the run (stale). Runs replace it whole; readers take short per-file locks (`DashMap`) and
+//! never wait for a run. It persists as `<target>/coverlay/coverage.json` (a serialised
+//! `coverage::Coverage` with a `format` number; see `SAVED_FORMAT`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
 
-use crate::coverage::{Coverage, FileCoverage, TestInfo};
+use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
+
+/// Format of the saved `coverage.json`: a `Coverage` with a `format` field. 2: per-test counts
+/// (`TestHits`) and `capped` on lines; files without the field (format 1) are not loaded.
+const SAVED_FORMAT: u32 = 2;
+
+#[derive(Serialize)]
+struct Saved<'a> {
+    format: u32,
+    #[serde(flatten)]
+    coverage: &'a Coverage,
+}
+
+#[derive(Deserialize)]
+struct SavedFormat {
+    #[serde(default = "first_format")]
+    format: u32,
+}
+
+fn first_format() -> u32 {
+    1
+}
 
 /// One file's results as the overlay shows them.
 #[derive(Clone, Debug)]
@@ -79,7 +103,7 @@ pub struct Store {
     tests: RwLock<Arc<Tests>>,
     /// Generation of the run whose results are shown; older results are refused.
     generation: AtomicU64,
-    /// The run's count cap: a line with `hits >= count_cap` ran at least that often.
+    /// The run's int3 fallback cap, kept for saving; lines marked `capped` are the lower bounds.
     count_cap: AtomicU32,
     /// Serialises replacements so a reader never sees half of two runs' files for long.
     replacing: Mutex<()>,
@@ -119,7 +143,9 @@ impl Store {
     }
 
     /// Merges a run of some tests only into the shown results: their outcomes replace the old
-    /// ones; a line's hits become the larger of old and new and its covering tests the union.
+    /// ones, and on every line their own per-test counts replace the old ones (a rerun test that no
+    /// longer reaches a line loses it); the other tests' counts stay. See `merge_line` for the
+    /// line's total.
     pub fn merge(&self, generation: u64, partial: Coverage) -> Option<Vec<PathBuf>> {
         let mut merged = self.snapshot();
         let mut index_of: HashMap<String, u32> = merged
@@ -144,38 +170,58 @@ impl Store {
             };
             remap.push(index);
         }
-        for file in partial.files {
-            let Some(old) = merged.files.iter_mut().find(|f| f.path == file.path) else {
-                merged.files.push(file);
-                continue;
-            };
-            for line in file.lines {
-                let tests = line
-                    .tests
-                    .iter()
-                    .filter_map(|&t| remap.get(t as usize).copied());
-                match old.lines.binary_search_by_key(&line.line, |l| l.line) {
-                    Ok(i) => {
-                        let target = &mut old.lines[i];
-                        target.hits = target.hits.max(line.hits);
-                        target.tests.extend(tests);
-                        target.tests.sort_unstable();
-                        target.tests.dedup();
-                    }
-                    Err(i) => {
-                        let mut line = line.clone();
-                        line.tests = tests.collect();
-                        old.lines.insert(i, line);
-                    }
+        let rerun: HashSet<u32> = remap.iter().copied().collect();
+        let mut partial_files: HashMap<PathBuf, FileCoverage> = partial
+            .files
+            .into_iter()
+            .map(|mut file| {
+                for line in &mut file.lines {
+                    remap_tests(&mut line.tests, &remap);
                 }
+                (file.path.clone(), file)
+            })
+            .collect();
+        for old in &mut merged.files {
+            // A file this run did not measure keeps its lines; only the rerun tests' counts go.
+            let (new_lines, new_functions) = match partial_files.remove(&old.path) {
+                Some(file) => (file.lines, file.functions),
+                None => (Vec::new(), Vec::new()),
+            };
+            let mut new_lines = new_lines.into_iter().peekable();
+            let mut lines = Vec::with_capacity(old.lines.len());
+            for mut line in std::mem::take(&mut old.lines) {
+                while let Some(new) = new_lines.next_if(|n| n.line < line.line) {
+                    lines.push(new);
+                }
+                let new = new_lines
+                    .next_if(|n| n.line == line.line)
+                    .unwrap_or(LineCoverage {
+                        line: line.line,
+                        hits: 0,
+                        capped: false,
+                        tests: Vec::new(),
+                    });
+                merge_line(&mut line, &new, &rerun);
+                lines.push(line);
             }
-            for function in file.functions {
+            lines.extend(new_lines);
+            old.lines = lines;
+            for function in new_functions {
                 match old.functions.iter_mut().find(|f| f.line == function.line) {
                     Some(target) => target.hits = target.hits.max(function.hits),
                     None => old.functions.push(function),
                 }
             }
+            old.functions.sort_by_key(|f| f.line);
+            // A function's hits are its entry line's.
+            let lines = &old.lines;
+            for function in &mut old.functions {
+                if let Ok(i) = lines.binary_search_by_key(&function.line, |l| l.line) {
+                    function.hits = lines[i].hits;
+                }
+            }
         }
+        merged.files.extend(partial_files.into_values());
         merged.files.sort_by(|a, b| a.path.cmp(&b.path));
         self.replace(generation, merged)
     }
@@ -228,16 +274,32 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let json = serde_json::to_vec(&self.snapshot()).map_err(std::io::Error::other)?;
+        let snapshot = self.snapshot();
+        let saved = Saved {
+            format: SAVED_FORMAT,
+            coverage: &snapshot,
+        };
+        let json = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
         let temporary = path.with_extension("json.tmp");
         std::fs::write(&temporary, json)?;
         std::fs::rename(&temporary, path)
     }
 
-    /// Reads coverage saved by `save` (or `coverlay run --json`-independent `Coverage` JSON).
+    /// Reads coverage saved by `save`. A file of another format (an older coverlay's) is an
+    /// `InvalidData` error, as is one that does not parse: the caller starts without it.
     pub fn load(path: &Path) -> std::io::Result<Coverage> {
         let bytes = std::fs::read(path)?;
-        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+        let invalid = |e: serde_json::Error| std::io::Error::new(ErrorKind::InvalidData, e);
+        let format = serde_json::from_slice::<SavedFormat>(&bytes)
+            .map_err(invalid)?
+            .format;
+        if format != SAVED_FORMAT {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                format!("saved in format {format}, this coverlay reads format {SAVED_FORMAT}"),
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(invalid)
     }
 
     /// Keeps a file's results aligned with its buffer while the user types: lines
@@ -276,10 +338,53 @@ impl Store {
     }
 }
 
+/// Test indexes of a partial run → indexes in the merged list (unknown indexes are dropped).
+fn remap_tests(tests: &mut Vec<TestHits>, remap: &[u32]) {
+    tests.retain_mut(|t| match remap.get(t.test as usize) {
+        Some(&index) => {
+            t.test = index;
+            true
+        }
+        None => false,
+    });
+    tests.sort_by_key(|t| t.test);
+}
+
+/// Whether a line's total is the sum of its per-test counts (nothing ran it outside a test, or
+/// outside what the counts attribute).
+fn attributed(line: &LineCoverage) -> bool {
+    line.hits == line.tests.iter().map(|t| t.hits).sum::<u64>()
+}
+
+/// Merges `new` (a partial run of the tests in `rerun`, already remapped) into `old`: the rerun
+/// tests' entries are replaced by the new ones, the other tests' entries stay. The total is the sum
+/// of the merged per-test counts when both totals were exactly their per-test sums, else the larger
+/// of the two totals (as before per-test counts). Capped if either was.
+fn merge_line(old: &mut LineCoverage, new: &LineCoverage, rerun: &HashSet<u32>) {
+    let exact = attributed(old) && attributed(new);
+    let mut tests: Vec<TestHits> = old
+        .tests
+        .iter()
+        .filter(|t| !rerun.contains(&t.test))
+        .chain(&new.tests)
+        .copied()
+        .collect();
+    tests.sort_by_key(|t| t.test);
+    tests.dedup_by_key(|t| t.test);
+    old.hits = if exact {
+        tests.iter().map(|t| t.hits).sum()
+    } else {
+        old.hits.max(new.hits)
+    };
+    old.capped |= new.capped;
+    old.tests = tests;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{FunctionCoverage, LineCoverage};
+    use crate::coverage::FunctionCoverage;
+    use crate::libtest::Outcome;
 
     fn coverage(lines: &[(u32, u64)]) -> Coverage {
         Coverage {
@@ -290,6 +395,7 @@ mod tests {
                     .map(|&(line, hits)| LineCoverage {
                         line,
                         hits,
+                        capped: false,
                         tests: vec![],
                     })
                     .collect(),
@@ -302,8 +408,194 @@ mod tests {
                 }],
             }],
             tests: vec![],
-            count_cap: 1000,
+            count_cap: 10,
         }
+    }
+
+    fn test(id: &str, outcome: Outcome) -> TestInfo {
+        TestInfo {
+            id: id.into(),
+            outcome,
+            duration_ms: 1,
+            message: None,
+            location: None,
+        }
+    }
+
+    /// A line with per-test counts `(test index, hits)`; `extra` executions outside any test.
+    fn line(line: u32, tests: &[(u32, u64)], extra: u64, capped: bool) -> LineCoverage {
+        LineCoverage {
+            line,
+            hits: tests.iter().map(|t| t.1).sum::<u64>() + extra,
+            capped,
+            tests: tests
+                .iter()
+                .map(|&(test, hits)| TestHits { test, hits })
+                .collect(),
+        }
+    }
+
+    fn file(path: &str, lines: Vec<LineCoverage>) -> FileCoverage {
+        FileCoverage {
+            path: path.into(),
+            lines,
+            functions: vec![FunctionCoverage {
+                name: "f".into(),
+                line: 2,
+                end_line: 9,
+                hits: 0,
+                is_test: false,
+            }],
+        }
+    }
+
+    fn per_test(line: &LineCoverage) -> Vec<(u32, u64)> {
+        line.tests.iter().map(|t| (t.test, t.hits)).collect()
+    }
+
+    #[test]
+    fn a_partial_run_replaces_its_tests_counts_and_keeps_the_others() {
+        let store = Store::new();
+        let (a, b, c) = ("k::tests::a", "k::tests::b", "k::tests::c");
+        store.replace(
+            1,
+            Coverage {
+                files: vec![
+                    file(
+                        "/w/src/lib.rs",
+                        vec![
+                            line(2, &[(0, 5), (1, 7)], 0, false),
+                            line(3, &[(1, 100)], 0, false),
+                            // Ran outside the tests too: not the sum of its tests.
+                            line(4, &[(0, 2)], 3, false),
+                            line(5, &[], 0, false),
+                        ],
+                    ),
+                    file(
+                        "/w/src/other.rs",
+                        vec![line(2, &[(1, 4), (0, 1)], 0, false)],
+                    ),
+                ],
+                tests: vec![test(a, Outcome::Passed), test(b, Outcome::Passed)],
+                count_cap: 10,
+            },
+        );
+        // Rerun of b (now index 0) and a new test c (index 1); b no longer reaches line 3 nor
+        // other.rs, which this run did not measure.
+        store.merge(
+            2,
+            Coverage {
+                files: vec![
+                    file(
+                        "/w/src/lib.rs",
+                        vec![
+                            line(2, &[(0, 1_000_000), (1, 3)], 0, false),
+                            line(3, &[], 0, false),
+                            line(4, &[(0, 1)], 0, false),
+                            line(5, &[(1, 10)], 0, true),
+                            line(6, &[(1, 1)], 0, false),
+                        ],
+                    ),
+                    file("/w/src/new.rs", vec![line(2, &[(1, 2)], 0, false)]),
+                ],
+                tests: vec![test(b, Outcome::Failed), test(c, Outcome::Passed)],
+                count_cap: 10,
+            },
+        );
+        let tests = store.tests();
+        let ids: Vec<&str> = tests.list.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, [a, b, c]);
+        assert_eq!(tests.list[1].outcome, Outcome::Failed);
+
+        let lib = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        let lines = &lib.coverage.lines;
+        assert_eq!(
+            lines.iter().map(|l| l.line).collect::<Vec<_>>(),
+            [2, 3, 4, 5, 6]
+        );
+        // a's 5 stay, b's 7 become 1,000,000, c's 3 are added: exact sum.
+        assert_eq!(per_test(&lines[0]), [(0, 5), (1, 1_000_000), (2, 3)]);
+        assert_eq!((lines[0].hits, lines[0].capped), (1_000_008, false));
+        // b's only entry went: nothing runs the line now.
+        assert_eq!(per_test(&lines[1]), []);
+        assert_eq!(lines[1].hits, 0);
+        // Not attributed before: the larger total, as before per-test counts.
+        assert_eq!(per_test(&lines[2]), [(0, 2), (1, 1)]);
+        assert_eq!(lines[2].hits, 5);
+        // Capped by the new run.
+        assert_eq!(per_test(&lines[3]), [(2, 10)]);
+        assert_eq!((lines[3].hits, lines[3].capped), (10, true));
+        assert_eq!(per_test(&lines[4]), [(2, 1)]);
+        // The function's hits follow its entry line.
+        assert_eq!(lib.coverage.functions[0].hits, 1_000_008);
+        drop(lib);
+
+        let other = store.file(Path::new("/w/src/other.rs")).unwrap();
+        assert_eq!(per_test(&other.coverage.lines[0]), [(0, 1)]);
+        assert_eq!(other.coverage.lines[0].hits, 1);
+        drop(other);
+        // A file only the partial run has keeps its lines, with remapped test indexes.
+        let new = store.file(Path::new("/w/src/new.rs")).unwrap();
+        assert_eq!(per_test(&new.coverage.lines[0]), [(2, 2)]);
+    }
+
+    #[test]
+    fn merging_keeps_capped_lines_capped() {
+        let store = Store::new();
+        store.replace(
+            1,
+            Coverage {
+                files: vec![file("/w/src/lib.rs", vec![line(2, &[(0, 10)], 0, true)])],
+                tests: vec![test("k::a", Outcome::Passed), test("k::b", Outcome::Passed)],
+                count_cap: 10,
+            },
+        );
+        store.merge(
+            2,
+            Coverage {
+                files: vec![file("/w/src/lib.rs", vec![line(2, &[(0, 4)], 0, false)])],
+                tests: vec![test("k::b", Outcome::Passed)],
+                count_cap: 10,
+            },
+        );
+        let lib = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        assert_eq!(per_test(&lib.coverage.lines[0]), [(0, 10), (1, 4)]);
+        assert_eq!(lib.coverage.lines[0].hits, 14);
+        assert!(lib.coverage.lines[0].capped);
+    }
+
+    #[test]
+    fn saved_coverage_loads_back_and_an_older_format_is_refused() {
+        let dir = std::env::temp_dir().join(format!("coverlay-store-{}", std::process::id()));
+        let path = dir.join("coverage.json");
+        let store = Store::new();
+        let saved = Coverage {
+            files: vec![file(
+                "/w/src/lib.rs",
+                vec![line(2, &[(0, 7)], 0, false), line(3, &[(0, 10)], 0, true)],
+            )],
+            tests: vec![test("k::a", Outcome::Passed)],
+            count_cap: 10,
+        };
+        store.replace(1, saved.clone());
+        store.save(&path).unwrap();
+        assert_eq!(Store::load(&path).unwrap(), saved);
+
+        // Format 1: no `format`, tests as indexes, hits capped at `count_cap`.
+        std::fs::write(
+            &path,
+            r#"{"files":[{"path":"/w/src/lib.rs","lines":[{"line":2,"hits":3,"tests":[0]}],
+                "functions":[]}],"tests":[],"count_cap":1000}"#,
+        )
+        .unwrap();
+        let error = Store::load(&path).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidData);
+        std::fs::write(&path, r#"{"format":2,"files":[{"path":3}]}"#).unwrap();
+        assert_eq!(
+            Store::load(&path).unwrap_err().kind(),
+            ErrorKind::InvalidData
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -37,16 +37,40 @@ pub fn list(program: &engine::Program) -> Option<Vec<String>> {
 /// What the processes of one shard did.
 #[derive(Debug, Default)]
 pub struct ShardRun {
-    /// Per breakpoint, capped per process.
-    pub hits: Vec<u32>,
-    /// (test number, breakpoint).
-    pub test_hits: Vec<(u32, u32)>,
+    /// Executions per breakpoint, summed over processes.
+    pub hits: Vec<u64>,
+    /// Per breakpoint: counted by int3 up to the cap somewhere, so `hits` is a lower bound.
+    pub capped: Vec<bool>,
+    /// (test number, breakpoint, executions during that test).
+    pub test_hits: Vec<(u32, u32, u64)>,
     /// By test number.
     pub results: Vec<(u32, TestResult, Duration)>,
     /// How each process ended, in order.
     pub exits: Vec<Exit>,
     pub stdout: String,
     pub stderr: String,
+    pub stats: engine::Stats,
+}
+
+impl ShardRun {
+    /// Adds one process's trace.
+    pub fn add(&mut self, trace: &engine::Trace) {
+        if self.hits.is_empty() {
+            self.hits = vec![0; trace.hits.len()];
+            self.capped = vec![false; trace.hits.len()];
+            self.stats.sites = trace.stats.sites;
+        }
+        for (total, hits) in self.hits.iter_mut().zip(&trace.hits) {
+            *total += hits;
+        }
+        for (capped, now) in self.capped.iter_mut().zip(&trace.capped) {
+            *capped |= now;
+        }
+        self.test_hits.extend(&trace.test_hits);
+        self.stats.traps += trace.stats.traps;
+        self.stdout.push_str(&trace.stdout);
+        self.stderr.push_str(&trace.stderr);
+    }
 }
 
 /// Runs `tests` (test numbers with names) one at a time, starting a new process after each
@@ -57,10 +81,7 @@ pub fn run_shard(
     tests: &[(u32, &str)],
     options: &engine::Options,
 ) -> Result<ShardRun, EngineError> {
-    let mut shard = ShardRun {
-        hits: vec![0; breakpoints.addresses.len()],
-        ..ShardRun::default()
-    };
+    let mut shard = ShardRun::default();
     let number_of: HashMap<&str, u32> = tests.iter().map(|&(n, name)| (name, n)).collect();
     let mut remaining: Vec<(u32, &str)> = tests.to_vec();
     while !remaining.is_empty() {
@@ -71,12 +92,7 @@ pub fn run_shard(
             ..program.clone()
         };
         let trace = engine::trace(&program, breakpoints, options)?;
-        for (total, hits) in shard.hits.iter_mut().zip(&trace.hits) {
-            *total = total.saturating_add(*hits);
-        }
-        shard.test_hits.extend(&trace.test_hits);
-        shard.stdout.push_str(&trace.stdout);
-        shard.stderr.push_str(&trace.stderr);
+        shard.add(&trace);
 
         let durations = durations(&trace.test_starts, trace.duration);
         let unfinished = match trace.exit {

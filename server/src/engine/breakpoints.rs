@@ -1,11 +1,13 @@
-//! The breakpoint table of one executable and the patching of int3 bytes into a tracee's memory
-//! through `/proc/<pid>/mem`, a page at a time (one `PTRACE_POKEDATA` per address is ~50× slower).
+//! The breakpoint table of one executable and the patching of int3 bytes and trampoline jumps into a
+//! tracee's memory through `/proc/<pid>/mem`, a page at a time (one `PTRACE_POKEDATA` per address is
+//! ~50× slower), plus the reading of its counters.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 
 use nix::unistd::Pid;
 
+use super::sites::{Site, Window, MAX_BACK};
 use super::EngineError;
 
 const INT3: u8 = 0xCC;
@@ -15,8 +17,8 @@ const PAGE: u64 = 4096;
 pub(super) struct Table {
     addresses: Vec<u64>,
     original: Vec<u8>,
-    /// The original instruction bytes at each address, for out-of-line execution.
-    instructions: Vec<[u8; 16]>,
+    /// The original bytes around each address, for moving instructions out of line.
+    windows: Vec<Window>,
 }
 
 impl Table {
@@ -24,11 +26,11 @@ impl Table {
         addresses.sort_unstable();
         addresses.dedup();
         let original = vec![0; addresses.len()];
-        let instructions = vec![[0; 16]; addresses.len()];
+        let windows = vec![[0; std::mem::size_of::<Window>()]; addresses.len()];
         Self {
             addresses,
             original,
-            instructions,
+            windows,
         }
     }
 
@@ -36,8 +38,8 @@ impl Table {
         self.addresses[index]
     }
 
-    pub(super) fn instructions(&self) -> &[[u8; 16]] {
-        &self.instructions
+    pub(super) fn windows(&self) -> &[Window] {
+        &self.windows
     }
 
     pub(super) fn len(&self) -> usize {
@@ -57,6 +59,10 @@ pub(super) struct Space {
     pub(super) armed: Vec<bool>,
     /// Threads of this space currently single-stepping over breakpoint `index`, by index.
     pub(super) steppers: Vec<(usize, u32)>,
+    /// Counter values at the last reading (a forked child starts from its parent's).
+    pub(super) last: Vec<u64>,
+    /// Traps lifted at the count cap during the current test, put back when the next one starts.
+    pub(super) lifted: Vec<usize>,
 }
 
 impl Space {
@@ -76,50 +82,125 @@ impl Space {
             bias,
             armed,
             steppers: Vec::new(),
+            last: Vec::new(),
+            lifted: Vec::new(),
         })
     }
 
-    /// A forked child: same breakpoints in the same state, its own copy of memory.
+    /// A forked child: same breakpoints in the same state, its own copy of memory and counters.
     pub(super) fn fork(&self, child: Pid) -> Result<Self, EngineError> {
-        Self::open(child, self.bias, self.armed.clone())
+        let mut space = Self::open(child, self.bias, self.armed.clone())?;
+        space.last = self.last.clone();
+        space.lifted = self.lifted.clone();
+        Ok(space)
     }
 
-    /// Writes int3 over every breakpoint address, one read and one write per page, and remembers
-    /// the original bytes in the table (the executable is the same for every space).
-    pub(super) fn arm_all(&mut self, table: &mut Table) -> Result<(), EngineError> {
-        let mut page_buf = vec![0u8; PAGE as usize + 16];
+    /// The pages holding breakpoints, each with the range of breakpoint indexes in it.
+    fn pages(&self, table: &Table) -> Vec<(u64, std::ops::Range<usize>)> {
+        let mut pages = Vec::new();
         let mut start = 0;
         while start < table.addresses.len() {
             let page = (table.addresses[start] + self.bias) & !(PAGE - 1);
-            let mut end = start;
-            while end < table.addresses.len() && (table.addresses[end] + self.bias) < page + PAGE {
-                end += 1;
-            }
-            // The page and the first bytes of the next, as instructions may cross the boundary;
-            // the next page is still pristine since pages are armed in address order.
+            let end = start
+                + table.addresses[start..].partition_point(|&a| a + self.bias < page + PAGE);
+            pages.push((page, start..end));
+            start = end;
+        }
+        pages
+    }
+
+    /// Reads the original bytes around every breakpoint into the table (the executable is the
+    /// same for every space), one read per page plus the bytes a run may reach on either side.
+    pub(super) fn read_windows(&self, table: &mut Table) -> Result<(), EngineError> {
+        let size = std::mem::size_of::<Window>();
+        let mut buf = vec![0u8; MAX_BACK + PAGE as usize + size];
+        for (page, range) in self.pages(table) {
+            let from = page - MAX_BACK as u64;
             self.mem
-                .read_exact_at(&mut page_buf[..PAGE as usize], page)
+                .read_exact_at(&mut buf[MAX_BACK..MAX_BACK + PAGE as usize], page)
                 .map_err(|source| self.error(source))?;
-            let tail = &mut page_buf[PAGE as usize..];
+            // The neighbours may be unmapped (the first or last page of the code).
+            if self.mem.read_exact_at(&mut buf[..MAX_BACK], from).is_err() {
+                buf[..MAX_BACK].fill(0);
+            }
+            let tail = &mut buf[MAX_BACK + PAGE as usize..];
             if self.mem.read_exact_at(tail, page + PAGE).is_err() {
                 tail.fill(0);
             }
-            for index in start..end {
-                let offset = (table.addresses[index] + self.bias - page) as usize;
-                table.instructions[index].copy_from_slice(&page_buf[offset..offset + 16]);
+            for index in range {
+                let offset = (table.addresses[index] + self.bias - from) as usize - MAX_BACK;
+                table.windows[index].copy_from_slice(&buf[offset..offset + size]);
+                table.original[index] = buf[offset + MAX_BACK];
             }
-            for index in start..end {
-                let offset = (table.addresses[index] + self.bias - page) as usize;
-                table.original[index] = page_buf[offset];
-                page_buf[offset] = INT3;
-            }
-            self.mem
-                .write_all_at(&page_buf[..PAGE as usize], page)
-                .map_err(|source| self.error(source))?;
-            self.armed[start..end].fill(true);
-            start = end;
         }
         Ok(())
+    }
+
+    /// Writes int3 over every `Trap` site and each jump patch (`patches[k] = (index, bytes)`, in
+    /// index order) over its run: one read and one write per page, and a write of its own for a
+    /// run that crosses a page boundary. Runs while the tracee is stopped and single-threaded, so
+    /// no thread can see half a jump.
+    pub(super) fn patch_all(
+        &mut self,
+        table: &Table,
+        sites: &[Site],
+        patches: &[(usize, Vec<u8>)],
+    ) -> Result<(), EngineError> {
+        let mut buf = vec![0u8; PAGE as usize];
+        let mut next_patch = 0;
+        for (page, range) in self.pages(table) {
+            self.mem
+                .read_exact_at(&mut buf, page)
+                .map_err(|source| self.error(source))?;
+            let mut crossing = Vec::new();
+            for index in range {
+                match &sites[index] {
+                    Site::Trap => {
+                        let offset = (table.addresses[index] + self.bias - page) as usize;
+                        buf[offset] = INT3;
+                        self.armed[index] = true;
+                    }
+                    Site::Jump { back, .. } => {
+                        while patches.get(next_patch).is_some_and(|(i, _)| *i < index) {
+                            next_patch += 1;
+                        }
+                        let Some((_, bytes)) = patches.get(next_patch).filter(|(i, _)| *i == index)
+                        else {
+                            continue;
+                        };
+                        let start = table.addresses[index] + self.bias - u64::from(*back);
+                        if start >= page && start + bytes.len() as u64 <= page + PAGE {
+                            let offset = (start - page) as usize;
+                            buf[offset..offset + bytes.len()].copy_from_slice(bytes);
+                        } else {
+                            crossing.push((start, bytes));
+                        }
+                    }
+                    Site::Covered { .. } => {}
+                }
+            }
+            self.mem
+                .write_all_at(&buf, page)
+                .map_err(|source| self.error(source))?;
+            for (start, bytes) in crossing {
+                self.mem
+                    .write_all_at(bytes, start)
+                    .map_err(|source| self.error(source))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Current values of `count` counters at `address`, in one read.
+    pub(super) fn read_counters(&self, address: u64, count: usize) -> Result<Vec<u64>, EngineError> {
+        let mut bytes = vec![0u8; count * 8];
+        self.mem
+            .read_exact_at(&mut bytes, address)
+            .map_err(|source| self.error(source))?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect())
     }
 
     pub(super) fn disarm(&mut self, table: &Table, index: usize) -> Result<(), EngineError> {

@@ -1,5 +1,6 @@
-//! Out-of-line execution of the instruction under a counting breakpoint, so that the breakpoint
-//! never has to be lifted: no single step, and no window in which another thread runs past uncounted.
+//! Out-of-line execution of the instruction under a counting int3 (the fallback for addresses a
+//! trampoline cannot serve), so that the breakpoint need not be lifted: no single step, and no
+//! moment in which another thread runs past uncounted.
 
 use iced_x86::{
     BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction,
@@ -12,6 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::breakpoints::Space;
+use super::sites::{Window, MAX_BACK};
 
 /// Bytes of scratch code per breakpoint: the relocated instruction (≤ 15 bytes, a little more
 /// when a short branch becomes a near one) and a jump back.
@@ -29,21 +31,26 @@ pub(super) enum Resume {
     Step,
 }
 
-/// Decides, for each breakpoint, how to resume past it, and builds the scratch code.
-/// `instructions[i]` holds the original bytes at runtime address `addresses[i]`.
+/// Decides, for each breakpoint that `traps`, how to resume past it, and builds the scratch code
+/// (slot `i` for breakpoint `i`). `windows[i]` holds the original bytes at run-time address
+/// `addresses[i]`.
 pub(super) fn plan(
     addresses: &[u64],
-    instructions: &[[u8; 16]],
+    windows: &[Window],
+    traps: &dyn Fn(usize) -> bool,
     scratch: u64,
 ) -> (Vec<Resume>, Vec<u8>) {
     let mut code = vec![0xCC; addresses.len() * SLOT as usize];
     let resume = addresses
         .iter()
-        .zip(instructions)
+        .zip(windows)
         .enumerate()
         .map(|(i, (&address, bytes))| {
+            if !traps(i) {
+                return Resume::Step;
+            }
             let slot = scratch + i as u64 * SLOT;
-            let mut decoder = Decoder::with_ip(64, bytes, address, DecoderOptions::NONE);
+            let mut decoder = Decoder::with_ip(64, &bytes[MAX_BACK..], address, DecoderOptions::NONE);
             let instruction = decoder.decode();
             if instruction.is_invalid() {
                 return Resume::Step;
@@ -81,10 +88,16 @@ pub(super) fn plan(
     (resume, code)
 }
 
-/// Maps `len` bytes of executable scratch memory in a stopped, single-threaded tracee at `hint`
-/// (near its code, so that rip-relative operands still reach), by making it run one `mmap`.
-/// The tracee is left exactly as it was.
-pub(super) fn map_scratch(pid: Pid, hint: u64, len: u64, space: &Space) -> Result<u64, Errno> {
+/// Maps `len` bytes of scratch memory (`prot`: code or counters) in a stopped, single-threaded
+/// tracee at `hint` (near its code, so that rip-relative operands still reach), by making it run
+/// one `mmap`. The tracee is left exactly as it was.
+pub(super) fn map_scratch(
+    pid: Pid,
+    hint: u64,
+    len: u64,
+    prot: libc::c_int,
+    space: &Space,
+) -> Result<u64, Errno> {
     let saved = ptrace::getregs(pid)?;
     let mut regs = saved;
     let original = space
@@ -93,7 +106,7 @@ pub(super) fn map_scratch(pid: Pid, hint: u64, len: u64, space: &Space) -> Resul
     regs.rax = libc::SYS_mmap as u64;
     regs.rdi = hint;
     regs.rsi = len;
-    regs.rdx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    regs.rdx = prot as u64;
     regs.r10 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
     regs.r8 = u64::MAX;
     regs.r9 = 0;
@@ -122,8 +135,8 @@ mod tests {
         let at = 0x5555_0000_1000;
         let scratch = 0x5555_1000_0000;
         let pad = |bytes: &[u8]| {
-            let mut b = [0x90; 16];
-            b[..bytes.len()].copy_from_slice(bytes);
+            let mut b: Window = [0x90; std::mem::size_of::<Window>()];
+            b[MAX_BACK..MAX_BACK + bytes.len()].copy_from_slice(bytes);
             b
         };
         let instructions = [
@@ -133,7 +146,7 @@ mod tests {
             pad(&[0xFF, 0xD0]),                               // call rax
         ];
         let addresses = [at, at + 0x10, at + 0x20, at + 0x30];
-        let (resume, code) = plan(&addresses, &instructions, scratch);
+        let (resume, code) = plan(&addresses, &instructions, &|_| true, scratch);
         assert!(matches!(resume[0], Resume::Slot(s) if s == scratch));
         assert_eq!(&code[..3], &[0x48, 0x89, 0xE5]);
         assert_eq!(code[3], 0xE9, "jumps back");

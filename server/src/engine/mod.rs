@@ -1,16 +1,21 @@
-//! The ptrace coverage engine: runs one test executable traced, with an int3 at every given address,
-//! and reports how often each address executed. It knows nothing of source lines or tests.
+//! The ptrace coverage engine: runs one test executable traced, counts every given address (a jump
+//! to a counter trampoline where the code allows, an int3 elsewhere) and reports the counts per test.
+//! It knows nothing of source lines; tests are only numbered entry addresses to it.
 
 mod breakpoints;
 mod displaced;
 mod launch;
+pub mod sites;
 mod tracer;
+mod trampoline;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub use sites::{ExeCode, Site, SiteCounts};
 
 /// What to run: a test executable with its arguments, environment and working directory.
 #[derive(Clone, Debug)]
@@ -32,19 +37,39 @@ pub struct Breakpoints {
     /// Breakpoints that mark the start of a test: (breakpoint index, test number). From then on
     /// every hit belongs to that test (libtest runs one test at a time with `--test-threads=1`).
     pub test_entries: Vec<(usize, u32)>,
-    /// Breakpoints put back whenever a test starts, so that each test records its own hit there
-    /// (function entries: which tests entered which functions).
+    /// First-hit mode only: breakpoints put back whenever a test starts, so that each test records
+    /// its own hit there (function entries: which tests entered which functions).
     pub rearm_per_test: Vec<usize>,
     /// Per breakpoint, the next breakpoint that counts for the same source line (a cycle; itself
     /// when alone). In first-hit mode the first hit lifts the whole cycle: one trap per line.
     /// Empty: every breakpoint stands alone.
     pub same_line: Vec<u32>,
+    /// How each address is counted when counting (from [`sites::classify`]); empty: all trap.
+    pub sites: Vec<Site>,
+    /// Trampolines built for one process, reused by the next ones of the same executable (with
+    /// ASLR off they land at the same addresses).
+    pub built: TrampolineCache,
+}
+
+/// Trampoline code shared by the processes (shards, restarts) of one executable.
+#[derive(Clone, Debug, Default)]
+pub struct TrampolineCache(Arc<Mutex<Option<((u64, u64, u64), Arc<trampoline::Trampolines>)>>>);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Exact counts: trampolines where `Breakpoints::sites` allow, int3 up to `count_cap` per test
+    /// and process elsewhere.
+    #[default]
+    Counts,
+    /// Each address traps once and is lifted: 0 or 1 per process, the cheapest for hot code.
+    FirstHit,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Executions counted per address before its breakpoint is removed; 1 is first-hit mode, the
-    /// fastest. Every count costs a trap and a single step (≈ 20–40 µs).
+    pub mode: Mode,
+    /// Counts mode: executions counted by an int3 per address, test and process before it is
+    /// lifted (a trap costs ≈ 20 µs; trampolines have no cap).
     pub count_cap: u32,
     /// The whole process tree is killed when this passes, counted from the start and again from
     /// the start of each test.
@@ -64,16 +89,29 @@ pub enum Exit {
 
 #[derive(Debug)]
 pub struct Trace {
-    /// Executions per breakpoint, aligned with `Breakpoints::addresses`, capped at `count_cap`.
-    pub hits: Vec<u32>,
-    /// (test number, breakpoint index): the breakpoint executed while that test ran, once per test.
-    pub test_hits: Vec<(u32, u32)>,
+    /// Executions per breakpoint, aligned with `Breakpoints::addresses`, summed over threads and
+    /// processes.
+    pub hits: Vec<u64>,
+    /// Per breakpoint: counted by int3 and lifted at the cap (or first-hit mode), so a lower bound.
+    pub capped: Vec<bool>,
+    /// (test number, breakpoint index, executions while that test ran).
+    pub test_hits: Vec<(u32, u32, u64)>,
     /// Tests in the order they started, with the time since launch.
     pub test_starts: Vec<(u32, Duration)>,
     pub exit: Exit,
     pub stdout: String,
     pub stderr: String,
     pub duration: Duration,
+    pub stats: Stats,
+}
+
+/// What counting cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// int3 traps taken (test entries included).
+    pub traps: u64,
+    /// How the addresses of the first process were served.
+    pub sites: SiteCounts,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! The event loop of one traced session: a state machine over `waitpid` events of every thread and
-//! child of the test process, turning int3 traps into hit counts and passing every other signal on.
+//! child of the test process. It patches the code at the start, turns int3 traps and counter
+//! readings into per-test counts, and passes every other signal on.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -16,7 +17,9 @@ use nix::unistd::Pid;
 use super::breakpoints::{Space, Table};
 use super::displaced::{self, Resume};
 use super::launch::{spawn_traced, OutputReaders, Watchdog};
-use super::{Breakpoints, EngineError, Exit, Options, Program, Trace};
+use super::sites::{Site, SiteCounts};
+use super::trampoline::{self, Trampolines};
+use super::{Breakpoints, EngineError, Exit, Mode, Options, Program, Stats, Trace};
 
 /// Byte offset of `rip` in `struct user` on x86_64, for PTRACE_PEEKUSER/POKEUSER: one register
 /// read or write is all a breakpoint needs, cheaper than a whole GETREGS/SETREGS pair.
@@ -40,8 +43,19 @@ struct Session {
     tasks: HashMap<Pid, Task>,
     /// New tracees whose initial stop arrived before their creator's clone/fork event.
     early: HashSet<Pid>,
-    hits: Vec<u32>,
+    mode: Mode,
     cap: u32,
+    /// How each breakpoint is counted in this session (all `Trap` without trampolines).
+    sites: Vec<Site>,
+    /// Run-time address of the counters (`u64` per breakpoint), the same in every forked space.
+    counters: Option<u64>,
+    /// Executions since the last test boundary, per breakpoint: counter increments read and traps.
+    period: Vec<u64>,
+    totals: Vec<u64>,
+    capped: Vec<bool>,
+    /// Traps per breakpoint during the current test (the fallback's cap is per test).
+    test_traps: Vec<u32>,
+    traps: u64,
     root: Pid,
     root_exit: Option<Exit>,
     started: Instant,
@@ -49,15 +63,14 @@ struct Session {
     test_of: Vec<u32>,
     rearm_per_test: Vec<usize>,
     current_test: Option<u32>,
-    /// Last test recorded per breakpoint, so each (test, breakpoint) pair is recorded once.
-    last_test: Vec<u32>,
-    test_hits: Vec<(u32, u32)>,
+    test_hits: Vec<(u32, u32, u64)>,
     test_starts: Vec<(u32, Duration)>,
     /// When the current test started (nanoseconds since `started`), for the watchdog.
     mark: Arc<AtomicU64>,
     /// How a counting breakpoint is passed, per breakpoint; empty when single-stepping.
     resume_plan: Vec<Resume>,
     same_line: Vec<u32>,
+    site_counts: SiteCounts,
 }
 
 const NO_TEST: u32 = u32::MAX;
@@ -84,29 +97,41 @@ pub(super) fn run(
         test_of[index] = test;
     }
 
+    let n = breakpoints.addresses.len();
     let mut session = Session {
         table: Table::new(breakpoints.addresses.clone()),
         spaces: Vec::new(),
         tasks: HashMap::new(),
         early: HashSet::new(),
-        hits: vec![0; breakpoints.addresses.len()],
-        cap: options.count_cap.max(1),
+        mode: options.mode,
+        cap: match options.mode {
+            Mode::Counts => options.count_cap.max(1),
+            Mode::FirstHit => 1,
+        },
+        sites: vec![Site::Trap; n],
+        counters: None,
+        period: vec![0; n],
+        totals: vec![0; n],
+        capped: vec![false; n],
+        test_traps: vec![0; n],
+        traps: 0,
         root,
         root_exit: None,
         started,
         test_of,
         rearm_per_test: breakpoints.rearm_per_test.clone(),
         current_test: None,
-        last_test: vec![NO_TEST; breakpoints.addresses.len()],
         test_hits: Vec::new(),
         test_starts: Vec::new(),
         mark,
         resume_plan: Vec::new(),
         same_line: breakpoints.same_line.clone(),
+        site_counts: SiteCounts::default(),
     };
     let outcome = session
         .start(program, breakpoints)
         .and_then(|()| session.event_loop());
+    session.flush();
     if outcome.is_err() {
         session.kill_everything();
         session.reap_all();
@@ -126,13 +151,18 @@ pub(super) fn run(
         None => Exit::Signal(Signal::SIGKILL as i32),
     };
     Ok(Trace {
-        hits: session.hits,
+        hits: session.totals,
+        capped: session.capped,
         test_hits: session.test_hits,
         test_starts: session.test_starts,
         exit,
         stdout,
         stderr,
         duration: started.elapsed(),
+        stats: Stats {
+            traps: session.traps,
+            sites: session.site_counts,
+        },
     })
 }
 
@@ -156,7 +186,8 @@ impl Session {
             | ptrace::Options::PTRACE_O_TRACECLONE
             | ptrace::Options::PTRACE_O_TRACEFORK
             | ptrace::Options::PTRACE_O_TRACEVFORK
-            | ptrace::Options::PTRACE_O_TRACEEXEC;
+            | ptrace::Options::PTRACE_O_TRACEEXEC
+            | ptrace::Options::PTRACE_O_TRACEEXIT;
         ptrace::setoptions(self.root, options)
             .map_err(|e| self.ptrace_error(self.root, "PTRACE_SETOPTIONS", e))?;
 
@@ -167,10 +198,20 @@ impl Session {
             0
         };
         let mut space = Space::open(self.root, bias, vec![false; self.table.len()])?;
-        space.arm_all(&mut self.table)?;
-        if self.cap > 1 && self.table.len() > 0 {
+        space.read_windows(&mut self.table)?;
+        let mut patches = Vec::new();
+        if self.mode == Mode::Counts && breakpoints.sites.len() == self.table.len() {
+            if let Some(built) = self.prepare_trampolines(&space, exe_start, breakpoints) {
+                self.sites = built.sites.clone();
+                patches = built.patches.clone();
+                space.last = vec![0; self.table.len()];
+            }
+        }
+        self.site_counts = SiteCounts::of(&self.sites);
+        if self.cap > 1 && self.sites.contains(&Site::Trap) {
             self.prepare_displaced(&space, exe_start);
         }
+        space.patch_all(&self.table, &self.sites, &patches)?;
         self.spaces.push(Some(space));
         self.tasks.insert(
             self.root,
@@ -184,18 +225,82 @@ impl Session {
         Ok(())
     }
 
-    /// Builds the out-of-line copies of every breakpointed instruction in scratch memory just below
-    /// the executable (rip-relative operands must stay within ±2 GiB). Without scratch memory,
-    /// counting falls back to single steps.
+    /// Maps the counters and the trampoline code below the executable (within ±2 GiB of it, for
+    /// rip-relative operands) and writes the code. The code is built once per executable and
+    /// address layout. `None` (counting falls back to traps) when no memory could be mapped there.
+    fn prepare_trampolines(
+        &mut self,
+        space: &Space,
+        exe_start: u64,
+        breakpoints: &Breakpoints,
+    ) -> Option<Arc<Trampolines>> {
+        let jumps = breakpoints
+            .sites
+            .iter()
+            .filter(|s| matches!(s, Site::Jump { .. }))
+            .count() as u64;
+        if jumps == 0 {
+            return None;
+        }
+        let code_len = (jumps * trampoline::SLOT).next_multiple_of(4096);
+        let counters_len = (self.table.len() as u64 * 8).next_multiple_of(4096);
+        let code_hint = exe_start.saturating_sub(code_len + (1 << 20)) & !4095;
+        let counters_hint = code_hint.saturating_sub(counters_len + (1 << 20)) & !4095;
+        let map = |hint, len, prot| {
+            displaced::map_scratch(self.root, hint, len, prot, space)
+                .inspect_err(|errno| tracing::warn!("no scratch memory at {hint:#x}: {errno}; counting with int3"))
+                .ok()
+        };
+        let code_base = map(code_hint, code_len, libc::PROT_READ | libc::PROT_EXEC)?;
+        let counters = map(counters_hint, counters_len, libc::PROT_READ | libc::PROT_WRITE)?;
+        let key = (space.bias, code_base, counters);
+        let mut cache = breakpoints.built.0.lock().unwrap_or_else(|e| e.into_inner());
+        let built = match cache.as_ref() {
+            Some((k, built)) if *k == key => built.clone(),
+            _ => {
+                let runtime: Vec<u64> = (0..self.table.len())
+                    .map(|i| self.table.address(i) + space.bias)
+                    .collect();
+                let built = Arc::new(trampoline::build(
+                    &breakpoints.sites,
+                    &runtime,
+                    self.table.windows(),
+                    code_base,
+                    counters,
+                ));
+                *cache = Some((key, built.clone()));
+                built
+            }
+        };
+        drop(cache);
+        if built.code.len() as u64 > code_len {
+            return None;
+        }
+        if let Err(error) = space.replace(code_base, &built.code) {
+            tracing::warn!("cannot write trampolines: {error}; counting with int3");
+            return None;
+        }
+        self.counters = Some(counters);
+        Some(built)
+    }
+
+    /// Builds the out-of-line copies of the instructions under counting int3s in scratch memory
+    /// just below the executable (rip-relative operands must stay within ±2 GiB). Without scratch
+    /// memory, counting falls back to single steps.
     fn prepare_displaced(&mut self, space: &Space, exe_start: u64) {
         let len = (self.table.len() as u64 * displaced::SLOT).next_multiple_of(4096);
-        let hint = exe_start.saturating_sub(len + (1 << 20)) & !4095;
-        match displaced::map_scratch(self.root, hint, len, space) {
+        let below = self.counters.unwrap_or(exe_start);
+        let hint = below.saturating_sub(len + (1 << 20)) & !4095;
+        let prot = libc::PROT_READ | libc::PROT_EXEC;
+        match displaced::map_scratch(self.root, hint, len, prot, space) {
             Ok(scratch) => {
                 let runtime: Vec<u64> = (0..self.table.len())
                     .map(|i| self.table.address(i) + space.bias)
                     .collect();
-                let (resume, code) = displaced::plan(&runtime, self.table.instructions(), scratch);
+                let sites = &self.sites;
+                let traps = |i: usize| sites[i] == Site::Trap;
+                let (resume, code) =
+                    displaced::plan(&runtime, self.table.windows(), &traps, scratch);
                 match space.replace(scratch, &code) {
                     Ok(_) => self.resume_plan = resume,
                     Err(error) => tracing::debug!("cannot write scratch code: {error}"),
@@ -293,18 +398,15 @@ impl Session {
     }
 
     fn breakpoint(&mut self, pid: Pid, index: usize, address: u64) -> Result<(), EngineError> {
-        if self.test_of[index] != NO_TEST {
+        let entry = self.test_of[index] != NO_TEST;
+        if entry {
             self.start_test(self.test_of[index])?;
         }
-        if let Some(test) = self.current_test {
-            if self.last_test[index] != test {
-                self.last_test[index] = test;
-                self.test_hits.push((test, index as u32));
-            }
-        }
-        let count = &mut self.hits[index];
-        *count = count.saturating_add(1);
-        let counting = *count < self.cap;
+        self.traps += 1;
+        self.period[index] += 1;
+        self.test_traps[index] = self.test_traps[index].saturating_add(1);
+        // A test entry stays armed in counts mode: the tracer must see every test start.
+        let counting = self.keeps_counting(index);
         let space_id = self.tasks[&pid].space;
         let Some(space) = self.spaces[space_id].as_mut() else {
             return Ok(());
@@ -329,9 +431,12 @@ impl Session {
                 }
                 Some(Resume::Step) | None => {}
             }
+        } else {
+            self.capped[index] = true;
+            space.lifted.push(index);
         }
         space.disarm(&self.table, index)?;
-        if self.cap == 1 && !self.same_line.is_empty() {
+        if self.mode == Mode::FirstHit && !self.same_line.is_empty() {
             let mut sibling = self.same_line[index] as usize;
             while sibling != index {
                 space.disarm(&self.table, sibling)?;
@@ -354,16 +459,34 @@ impl Session {
         Ok(())
     }
 
-    /// A new test begins: its hits are its own from here, and the per-test breakpoints are put
-    /// back (except those a thread is stepping over: re-arming them would count that step twice).
+    /// Whether breakpoint `index` stays armed after its latest trap.
+    fn keeps_counting(&self, index: usize) -> bool {
+        match self.mode {
+            Mode::Counts => self.test_of[index] != NO_TEST || self.test_traps[index] < self.cap,
+            Mode::FirstHit => false,
+        }
+    }
+
+    /// A new test begins: what ran until now belongs to the previous test, and the breakpoints
+    /// lifted during it are put back (except those a thread is stepping over: re-arming them would
+    /// count that step twice). First-hit mode puts back the function entries instead.
     fn start_test(&mut self, test: u32) -> Result<(), EngineError> {
+        for id in 0..self.spaces.len() {
+            self.read_counters(id);
+        }
+        self.flush();
+        self.test_traps.fill(0);
         self.current_test = Some(test);
         let elapsed = self.started.elapsed();
         self.test_starts.push((test, elapsed));
         self.mark
             .store(elapsed.as_nanos() as u64, Ordering::Relaxed);
         for space in self.spaces.iter_mut().flatten() {
-            for &index in &self.rearm_per_test {
+            let rearm = match self.mode {
+                Mode::Counts => std::mem::take(&mut space.lifted),
+                Mode::FirstHit => self.rearm_per_test.clone(),
+            };
+            for index in rearm {
                 if !space.steppers.iter().any(|&(i, _)| i == index) {
                     space.arm(&self.table, index)?;
                 }
@@ -372,12 +495,42 @@ impl Session {
         Ok(())
     }
 
+    /// Adds what the counters of space `id` gained since their last reading to the current period.
+    fn read_counters(&mut self, id: usize) {
+        let (Some(address), Some(Some(space))) = (self.counters, self.spaces.get_mut(id)) else {
+            return;
+        };
+        // A process that is already gone has nothing more to tell.
+        let Ok(values) = space.read_counters(address, self.table.len()) else {
+            return;
+        };
+        for ((period, last), value) in self.period.iter_mut().zip(&mut space.last).zip(values) {
+            *period += value.wrapping_sub(*last);
+            *last = value;
+        }
+    }
+
+    /// Credits the current period to the running test (to no test before the first one).
+    fn flush(&mut self) {
+        for (index, count) in self.period.iter_mut().enumerate() {
+            if *count == 0 {
+                continue;
+            }
+            self.totals[index] += *count;
+            if let Some(test) = self.current_test {
+                self.test_hits.push((test, index as u32, *count));
+            }
+            *count = 0;
+        }
+    }
+
     /// The thread has executed the original instruction: put the breakpoint back, unless another
     /// thread is still stepping over it (it would trap a second time and be counted twice).
     fn stepped(&mut self, pid: Pid, index: usize) -> Result<(), EngineError> {
         let task = self.tasks.get_mut(&pid).expect("known task");
         task.stepping = None;
         let space_id = task.space;
+        let counting = self.keeps_counting(index);
         if let Some(space) = self.spaces[space_id].as_mut() {
             let mut last = false;
             if let Some(pos) = space.steppers.iter().position(|(i, _)| *i == index) {
@@ -387,7 +540,7 @@ impl Session {
                     last = true;
                 }
             }
-            if last && self.hits[index] < self.cap {
+            if last && counting {
                 space.arm(&self.table, index)?;
             }
         }
@@ -400,7 +553,15 @@ impl Session {
         const FORK: i32 = Event::PTRACE_EVENT_FORK as i32;
         const VFORK: i32 = Event::PTRACE_EVENT_VFORK as i32;
         const EXEC: i32 = Event::PTRACE_EVENT_EXEC as i32;
+        const EXIT: i32 = Event::PTRACE_EVENT_EXIT as i32;
         match event {
+            EXIT => {
+                // The last moment the exiting thread's memory can be read: a process's counters
+                // are read when each of its threads ends, so the last reading is at its exit.
+                if let Some(space) = self.tasks.get(&pid).map(|t| t.space) {
+                    self.read_counters(space);
+                }
+            }
             CLONE | FORK | VFORK => {
                 let child = match ptrace::getevent(pid) {
                     Ok(child) => Pid::from_raw(child as i32),
@@ -411,7 +572,14 @@ impl Session {
                 };
                 let space = if event == FORK {
                     match self.spaces[parent_space].as_ref().map(|s| s.fork(child)) {
-                        Some(Ok(space)) => {
+                        Some(Ok(mut space)) => {
+                            // The child's counters start as a copy of the parent's at the fork:
+                            // only what it adds after is its own.
+                            if let Some(address) = self.counters {
+                                if let Ok(values) = space.read_counters(address, self.table.len()) {
+                                    space.last = values;
+                                }
+                            }
                             self.spaces.push(Some(space));
                             self.spaces.len() - 1
                         }

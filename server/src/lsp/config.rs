@@ -25,7 +25,9 @@ pub struct Settings {
     pub inlay_hints: bool,
     /// Code lenses on/off.
     pub code_lens: bool,
-    /// Executions counted per line before "≥ N".
+    /// The int3 fallback's cap: executions counted per address and test before its breakpoint is
+    /// lifted. It applies only to addresses that cannot be patched with a counter trampoline (the
+    /// others count exactly); a line counted partly this way shows as `≥N×`.
     pub count_cap: u32,
     /// Extra arguments for `cargo test`, e.g. `["--all-features"]`.
     pub cargo_args: Vec<String>,
@@ -43,7 +45,7 @@ impl Default for Settings {
             severity: Severity::Hint,
             inlay_hints: true,
             code_lens: true,
-            count_cap: 1000,
+            count_cap: 10,
             cargo_args: Vec::new(),
             test_timeout: 300,
             excluded_paths: Vec::new(),
@@ -110,6 +112,12 @@ fn set<T: serde::de::DeserializeOwned>(slot: &mut T, value: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_count_cap_defaults_to_ten() {
+        assert_eq!(Settings::default().count_cap, 10);
+        assert_eq!(Settings::default().run_options().count_cap, 10);
+    }
 
     #[test]
     fn settings_come_flat_or_under_coverlay_and_bad_values_are_rejected() {

@@ -1,44 +1,64 @@
 //! Inlay hints: at the end of each covered line of the requested range, its hit count (`×3`, or
-//! `≥1000×` at the count cap), with the tests that reach the line as the tooltip.
+//! `≥10×` when part of the line was counted only up to the int3 fallback's cap), with the tests
+//! that ran the line and their own counts as the tooltip.
 
 use tower_lsp_server::ls_types::{
     InlayHint, InlayHintLabel, InlayHintTooltip, MarkupContent, MarkupKind, Position, Range,
 };
 
 use super::documents::Document;
+use crate::coverage::LineCoverage;
 use crate::store::{FileState, Tests};
 
 /// Tests named in a tooltip before "and N more".
 const TOOLTIP_TESTS: usize = 8;
 
-pub fn label(hits: u64, cap: u32) -> String {
-    if hits >= u64::from(cap) {
-        format!("≥{cap}×")
+/// `×N` for an exact count, `≥N×` for a lower bound.
+pub fn label(hits: u64, capped: bool) -> String {
+    if capped {
+        format!("≥{hits}×")
     } else {
         format!("×{hits}")
     }
 }
 
-pub fn tooltip(hits: u64, test_indexes: &[u32], tests: &Tests) -> String {
-    let times = if hits == 1 {
-        "once".to_owned()
-    } else {
-        format!("{hits} times")
-    };
-    if test_indexes.is_empty() {
-        return format!("executed {times}");
+/// `1250000` → `1,250,000`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
     }
-    let count = test_indexes.len();
+    out
+}
+
+/// "executed 1,250,000 times, by 2 tests:" and the tests, busiest first (ties by id), each with
+/// its own count; at most `TOOLTIP_TESTS`, then "and N more".
+pub fn tooltip(line: &LineCoverage, tests: &Tests) -> String {
+    let at_least = if line.capped { "at least " } else { "" };
+    let times = match line.hits {
+        1 => "once".to_owned(),
+        hits => format!("{} times", grouped(hits)),
+    };
+    let mut listed: Vec<(&str, u64)> = line
+        .tests
+        .iter()
+        .filter_map(|t| Some((tests.list.get(t.test as usize)?.id.as_str(), t.hits)))
+        .collect();
+    if listed.is_empty() {
+        return format!("executed {at_least}{times}");
+    }
+    listed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let count = listed.len();
     let mut text = format!(
-        "executed {times}, reached by {count} test{}:",
+        "executed {at_least}{times}, by {count} test{}:",
         if count == 1 { "" } else { "s" }
     );
-    for &index in test_indexes.iter().take(TOOLTIP_TESTS) {
-        if let Some(test) = tests.list.get(index as usize) {
-            text.push_str("\n- `");
-            text.push_str(&test.id);
-            text.push('`');
-        }
+    for (id, hits) in listed.iter().take(TOOLTIP_TESTS) {
+        text.push_str(&format!("\n- `{id}` {}", label(*hits, line.capped)));
     }
     if count > TOOLTIP_TESTS {
         text.push_str(&format!("\n- and {} more", count - TOOLTIP_TESTS));
@@ -54,7 +74,6 @@ pub fn for_range(
     tests: &Tests,
     text: &Document,
     range: Range,
-    cap: u32,
     lazy: Option<usize>,
 ) -> Vec<InlayHint> {
     let lines = &file.coverage.lines;
@@ -66,12 +85,10 @@ pub fn for_range(
         .filter(|l| l.hits > 0 && !file.is_stale(l.line) && l.line <= text.line_count())
         .map(|l| InlayHint {
             position: Position::new(l.line - 1, text.line_end(l.line)),
-            label: InlayHintLabel::String(label(l.hits, cap)),
+            label: InlayHintLabel::String(label(l.hits, l.capped)),
             kind: None,
             text_edits: None,
-            tooltip: lazy
-                .is_none()
-                .then(|| markdown(tooltip(l.hits, &l.tests, tests))),
+            tooltip: lazy.is_none().then(|| markdown(tooltip(l, tests))),
             padding_left: Some(true),
             padding_right: None,
             data: lazy.map(|id| serde_json::Value::from(resolve_key(id, l.line))),
@@ -101,7 +118,7 @@ pub fn resolve(mut hint: InlayHint, file: &FileState, tests: &Tests) -> InlayHin
     let line = resolve_target(&hint).map(|(_, line)| line);
     let lines = &file.coverage.lines;
     if let Some(l) = line.and_then(|line| lines.iter().find(|l| l.line == line)) {
-        hint.tooltip = Some(markdown(tooltip(l.hits, &l.tests, tests)));
+        hint.tooltip = Some(markdown(tooltip(l, tests)));
     }
     hint
 }
@@ -109,11 +126,96 @@ pub fn resolve(mut hint: InlayHint, file: &FileState, tests: &Tests) -> InlayHin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coverage::TestHits;
+    use crate::libtest::Outcome;
+
+    fn tests(ids: &[&str]) -> Tests {
+        Tests {
+            list: ids
+                .iter()
+                .map(|id| crate::coverage::TestInfo {
+                    id: (*id).into(),
+                    outcome: Outcome::Passed,
+                    duration_ms: 1,
+                    message: None,
+                    location: None,
+                })
+                .collect(),
+            ..Tests::default()
+        }
+    }
+
+    fn line(hits: u64, capped: bool, tests: &[(u32, u64)]) -> LineCoverage {
+        LineCoverage {
+            line: 3,
+            hits,
+            capped,
+            tests: tests
+                .iter()
+                .map(|&(test, hits)| TestHits { test, hits })
+                .collect(),
+        }
+    }
 
     #[test]
-    fn labels_show_counts_and_the_cap() {
-        assert_eq!(label(3, 1000), "×3");
-        assert_eq!(label(1000, 1000), "≥1000×");
-        assert_eq!(label(2500, 1000), "≥1000×");
+    fn labels_are_exact_unless_capped() {
+        assert_eq!(label(3, false), "×3");
+        assert_eq!(label(1_250_000, false), "×1250000");
+        assert_eq!(label(10, true), "≥10×");
+        assert_eq!(label(2500, true), "≥2500×");
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1_250_000), "1,250,000");
+        assert_eq!(grouped(12_345_678), "12,345,678");
+    }
+
+    #[test]
+    fn tooltips_list_the_busiest_tests_first_with_their_own_counts() {
+        let list = tests(&["k::tests::b", "k::tests::spins", "k::tests::a"]);
+        let l = line(1_250_004, false, &[(0, 2), (1, 1_250_000), (2, 2)]);
+        assert_eq!(
+            tooltip(&l, &list),
+            "executed 1,250,004 times, by 3 tests:\n\
+             - `k::tests::spins` ×1250000\n\
+             - `k::tests::a` ×2\n\
+             - `k::tests::b` ×2"
+        );
+        assert_eq!(
+            tooltip(&line(1, false, &[(2, 1)]), &list),
+            "executed once, by 1 test:\n- `k::tests::a` ×1"
+        );
+        assert_eq!(tooltip(&line(7, false, &[]), &list), "executed 7 times");
+    }
+
+    #[test]
+    fn capped_lines_say_at_least() {
+        let list = tests(&["k::tests::hot"]);
+        assert_eq!(
+            tooltip(&line(10, true, &[(0, 10)]), &list),
+            "executed at least 10 times, by 1 test:\n- `k::tests::hot` ≥10×"
+        );
+        assert_eq!(
+            tooltip(&line(1, true, &[]), &list),
+            "executed at least once"
+        );
+    }
+
+    #[test]
+    fn tooltips_name_eight_tests_then_how_many_more() {
+        let ids: Vec<String> = (0..11).map(|i| format!("k::tests::t{i:02}")).collect();
+        let list = tests(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+        let per_test: Vec<(u32, u64)> = (0..11).map(|i| (i, u64::from(i) + 1)).collect();
+        let text = tooltip(&line(66, false, &per_test), &list);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "executed 66 times, by 11 tests:");
+        assert_eq!(lines[1], "- `k::tests::t10` ×11");
+        assert_eq!(lines[8], "- `k::tests::t03` ×4");
+        assert_eq!(lines[9], "- and 3 more");
+        assert_eq!(lines.len(), 10);
     }
 }

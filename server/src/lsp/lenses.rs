@@ -24,7 +24,10 @@ pub fn function_title(file: &FileState, function: &FunctionCoverage) -> (String,
         .take_while(|l| l.line <= function.end_line)
         .collect();
     let covered = body.iter().filter(|l| l.hits > 0).count();
-    let tests: BTreeSet<u32> = body.iter().flat_map(|l| l.tests.iter().copied()).collect();
+    let tests: BTreeSet<u32> = body
+        .iter()
+        .flat_map(|l| l.tests.iter().map(|t| t.test))
+        .collect();
     if covered == 0 {
         return ("not covered".into(), Vec::new());
     }
@@ -99,4 +102,58 @@ pub fn for_file(file: &FileState, tests: &Tests) -> Vec<CodeLens> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coverage::{FileCoverage, LineCoverage, TestHits};
+
+    fn line(line: u32, hits: u64, tests: &[u32]) -> LineCoverage {
+        LineCoverage {
+            line,
+            hits,
+            capped: false,
+            tests: tests
+                .iter()
+                .map(|&test| TestHits { test, hits: 1 })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn function_lenses_count_the_distinct_tests_of_their_lines() {
+        let function = FunctionCoverage {
+            name: "f".into(),
+            line: 2,
+            end_line: 5,
+            hits: 3,
+            is_test: false,
+        };
+        let file = FileState {
+            coverage: FileCoverage {
+                path: "/w/src/lib.rs".into(),
+                lines: vec![
+                    line(1, 9, &[7]),
+                    line(2, 3, &[0, 2]),
+                    line(3, 3, &[2]),
+                    line(4, 0, &[]),
+                    line(5, 1, &[4]),
+                    line(6, 9, &[8]),
+                ],
+                functions: vec![function.clone()],
+            },
+            stale: Default::default(),
+        };
+        let (title, tests) = function_title(&file, &function);
+        assert_eq!(title, "3/4 lines · 3 tests");
+        assert_eq!(tests, ["0", "2", "4"]);
+
+        let uncovered = FunctionCoverage {
+            line: 4,
+            end_line: 4,
+            ..function
+        };
+        assert_eq!(function_title(&file, &uncovered).0, "not covered");
+    }
 }

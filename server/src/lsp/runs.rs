@@ -56,11 +56,23 @@ impl Inner {
         let root = workspace.root.clone();
         let target_dir = workspace.target_dir.clone();
         let _ = self.workspace.set(workspace);
-        if let Ok(Ok(coverage)) = tokio::task::spawn_blocking(move || Store::load(&saved)).await {
-            if let Some(paths) = self.store.replace(1, coverage) {
-                self.publish(paths).await;
-                self.refresh();
+        let shown = saved.clone();
+        match tokio::task::spawn_blocking(move || Store::load(&saved)).await {
+            Ok(Ok(coverage)) => {
+                if let Some(paths) = self.store.replace(1, coverage) {
+                    self.publish(paths).await;
+                    self.refresh();
+                }
             }
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!("no saved coverage at {}", shown.display());
+            }
+            // An older coverlay's format, or a damaged file: the first run replaces it.
+            Ok(Err(error)) => tracing::info!(
+                "starting without the saved coverage {}: {error}",
+                shown.display()
+            ),
+            Err(error) => tracing::warn!("loading the saved coverage panicked: {error}"),
         }
         if self.stopped.load(Ordering::Acquire) {
             return;

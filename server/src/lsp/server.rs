@@ -448,16 +448,15 @@ impl LanguageServer for Server {
             return Ok(Some(Vec::new()));
         };
         let tests = self.inner.store.tests();
-        let cap = self.inner.store.count_cap();
         let lazy = self
             .inner
             .support()
             .resolve_tooltips
             .then(|| self.inner.file_id(&path));
         let hints = match self.inner.documents.get(&path) {
-            Some(text) => hints::for_range(&file, &tests, &text, params.range, cap, lazy),
+            Some(text) => hints::for_range(&file, &tests, &text, params.range, lazy),
             None => match self.inner.text(&path) {
-                Some(text) => hints::for_range(&file, &tests, &text, params.range, cap, lazy),
+                Some(text) => hints::for_range(&file, &tests, &text, params.range, lazy),
                 None => Vec::new(),
             },
         };

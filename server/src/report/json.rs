@@ -6,7 +6,9 @@ use serde::Serialize;
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, TestInfo};
 use crate::run::RunReport;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `lines[].tests` are `{id, hits}` (each test's own executions of the line), `hits` is exact
+/// unless `capped` is set.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -31,9 +33,21 @@ struct File<'a> {
 #[derive(Serialize)]
 struct Line<'a> {
     line: u32,
+    /// Executions; a lower bound when `capped`.
     hits: u64,
-    /// Test ids rather than indexes, so that the report reads on its own.
-    tests: Vec<&'a str>,
+    /// Present (and `true`) only when some of the line's code was counted up to the int3 cap.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    capped: bool,
+    /// The tests that ran the line, in the run's test order.
+    tests: Vec<LineTest<'a>>,
+}
+
+#[derive(Serialize)]
+struct LineTest<'a> {
+    /// The test's id rather than its index, so that the report reads on its own.
+    id: &'a str,
+    /// That test's own executions of the line.
+    hits: u64,
 }
 
 #[derive(Serialize)]
@@ -79,13 +93,94 @@ fn file<'a>(f: &'a FileCoverage, coverage: &'a Coverage) -> File<'a> {
             .map(|l| Line {
                 line: l.line,
                 hits: l.hits,
+                capped: l.capped,
                 tests: l
                     .tests
                     .iter()
-                    .map(|&t| coverage.tests[t as usize].id.as_str())
+                    .filter_map(|t| {
+                        let test = coverage.tests.get(t.test as usize)?;
+                        Some(LineTest {
+                            id: &test.id,
+                            hits: t.hits,
+                        })
+                    })
                     .collect(),
             })
             .collect(),
         functions: &f.functions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coverage::{LineCoverage, TestHits};
+    use crate::libtest::Outcome;
+
+    fn test(id: &str) -> TestInfo {
+        TestInfo {
+            id: id.into(),
+            outcome: Outcome::Passed,
+            duration_ms: 1,
+            message: None,
+            location: None,
+        }
+    }
+
+    #[test]
+    fn lines_carry_exact_hits_per_test_hits_and_capped_only_when_set() {
+        let coverage = Coverage {
+            files: vec![FileCoverage {
+                path: "/w/src/lib.rs".into(),
+                lines: vec![
+                    LineCoverage {
+                        line: 12,
+                        hits: 1_250_000,
+                        capped: false,
+                        tests: vec![
+                            TestHits {
+                                test: 0,
+                                hits: 1_000_000,
+                            },
+                            TestHits {
+                                test: 1,
+                                hits: 250_000,
+                            },
+                        ],
+                    },
+                    LineCoverage {
+                        line: 13,
+                        hits: 10,
+                        capped: true,
+                        tests: vec![TestHits { test: 1, hits: 10 }],
+                    },
+                    LineCoverage {
+                        line: 14,
+                        hits: 0,
+                        capped: false,
+                        tests: vec![],
+                    },
+                ],
+                functions: vec![],
+            }],
+            tests: vec![test("mycrate::tests::spins"), test("mycrate::tests::once")],
+            count_cap: 10,
+        };
+        let value = serde_json::to_value(file(&coverage.files[0], &coverage)).unwrap();
+        assert_eq!(
+            value["lines"],
+            serde_json::json!([
+                {"line": 12, "hits": 1_250_000, "tests": [
+                    {"id": "mycrate::tests::spins", "hits": 1_000_000},
+                    {"id": "mycrate::tests::once", "hits": 250_000},
+                ]},
+                {"line": 13, "hits": 10, "capped": true, "tests": [
+                    {"id": "mycrate::tests::once", "hits": 10},
+                ]},
+                {"line": 14, "hits": 0, "tests": []},
+            ])
+        );
+        assert_eq!(value["covered"], 2);
+        assert_eq!(value["coverable"], 3);
     }
 }

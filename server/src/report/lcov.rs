@@ -17,6 +17,7 @@ pub fn render(coverage: &Coverage) -> String {
         }
         let hit_functions = file.functions.iter().filter(|f| f.hits > 0).count();
         let _ = writeln!(out, "FNF:{}\nFNH:{hit_functions}", file.functions.len());
+        // Exact counts; a capped line's count is its lower bound (lcov has no way to say so).
         for line in &file.lines {
             let _ = writeln!(out, "DA:{},{}", line.line, line.hits);
         }
@@ -36,7 +37,7 @@ mod tests {
     use crate::coverage::{FileCoverage, FunctionCoverage, LineCoverage};
 
     #[test]
-    fn one_record_per_file_with_functions_lines_and_totals() {
+    fn one_record_per_file_with_functions_exact_line_counts_and_totals() {
         let coverage = Coverage {
             files: vec![FileCoverage {
                 path: "/w/src/lib.rs".into(),
@@ -44,11 +45,25 @@ mod tests {
                     LineCoverage {
                         line: 3,
                         hits: 2,
+                        capped: false,
                         tests: vec![],
                     },
                     LineCoverage {
                         line: 4,
                         hits: 0,
+                        capped: false,
+                        tests: vec![],
+                    },
+                    LineCoverage {
+                        line: 5,
+                        hits: 2_500_000,
+                        capped: false,
+                        tests: vec![],
+                    },
+                    LineCoverage {
+                        line: 6,
+                        hits: 40,
+                        capped: true,
                         tests: vec![],
                     },
                 ],
@@ -61,12 +76,13 @@ mod tests {
                 }],
             }],
             tests: Vec::new(),
-            count_cap: 1000,
+            // Only the int3 fallback's cap: no count is cut to it.
+            count_cap: 10,
         };
         assert_eq!(
             render(&coverage),
             "TN:\nSF:/w/src/lib.rs\nFN:3,Ledger::deposit\nFNDA:2,Ledger::deposit\nFNF:1\nFNH:1\n\
-             DA:3,2\nDA:4,0\nLF:2\nLH:1\nend_of_record\n"
+             DA:3,2\nDA:4,0\nDA:5,2500000\nDA:6,40\nLF:4\nLH:3\nend_of_record\n"
         );
     }
 }

@@ -59,6 +59,7 @@ mod tests {
                 .map(|(i, &hits)| LineCoverage {
                     line: i as u32 + 1,
                     hits,
+                    capped: false,
                     tests: Vec::new(),
                 })
                 .collect(),
@@ -67,7 +68,7 @@ mod tests {
         let coverage = Coverage {
             files: vec![file("/w/src/lib.rs", &[1, 0, 3]), file("/w/src/a.rs", &[1])],
             tests: Vec::new(),
-            count_cap: 1000,
+            count_cap: 10,
         };
         assert_eq!(
             render(&coverage, Path::new("/w")),

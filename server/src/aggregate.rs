@@ -1,0 +1,222 @@
+//! The counting model in one place: per-breakpoint counts of each executable's processes (totals,
+//! and per test the differences between counter readings at test boundaries) become per-line counts.
+//!
+//! A line runs as often as its busiest address within one function instance (two rows of one
+//! statement must not count it twice), summed over the instances that hold its code (generic
+//! instances, inlined copies) and over executables. Each test's count of a line is computed the
+//! same way from what ran while it was the running test.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// A source file of the run (index into `plan::Sources::files`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub u32);
+
+/// A test of the run (index into `Coverage::tests`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TestId(pub u32);
+
+/// A breakpoint of one executable (index into its plan's addresses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BreakpointId(pub u32);
+
+/// A function of one executable that holds code of a line (a generic instance, an inlined copy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId(pub u32);
+
+/// A source line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LineKey {
+    pub source: SourceId,
+    pub line: u32,
+}
+
+/// What one breakpoint counts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub line: LineKey,
+    pub instance: InstanceId,
+}
+
+/// The counts of one executable's processes, aligned with its breakpoints.
+pub struct ExecutableCounts<'a> {
+    /// `None` for a breakpoint that counts for no line (a bare test entry).
+    pub targets: &'a [Option<Target>],
+    pub hits: &'a [u64],
+    /// Counted by int3 up to the cap (or first hits only): a lower bound.
+    pub capped: &'a [bool],
+    pub test_hits: &'a [(TestId, BreakpointId, u64)],
+}
+
+/// One line's counts over the whole run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineCounts {
+    pub hits: u64,
+    pub capped: bool,
+    /// Executions per test; only tests that ran the line.
+    pub tests: BTreeMap<TestId, u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Aggregate {
+    lines: HashMap<LineKey, LineCounts>,
+}
+
+impl Aggregate {
+    pub fn add(&mut self, counts: ExecutableCounts<'_>) {
+        let mut busiest: HashMap<(LineKey, InstanceId), (u64, bool)> = HashMap::new();
+        for ((target, &hits), &capped) in counts.targets.iter().zip(counts.hits).zip(counts.capped)
+        {
+            let Some(target) = target else { continue };
+            let entry = busiest.entry((target.line, target.instance)).or_default();
+            entry.0 = entry.0.max(hits);
+            entry.1 |= capped;
+        }
+        for ((line, _), (hits, capped)) in busiest {
+            let counts = self.lines.entry(line).or_default();
+            counts.hits += hits;
+            counts.capped |= capped;
+        }
+
+        let mut per_test: HashMap<(TestId, LineKey, InstanceId), u64> = HashMap::new();
+        for &(test, breakpoint, hits) in counts.test_hits {
+            let Some(Some(target)) = counts.targets.get(breakpoint.0 as usize) else {
+                continue;
+            };
+            let max = per_test
+                .entry((test, target.line, target.instance))
+                .or_default();
+            *max = (*max).max(hits);
+        }
+        for ((test, line, _), hits) in per_test {
+            if hits > 0 {
+                *self
+                    .lines
+                    .entry(line)
+                    .or_default()
+                    .tests
+                    .entry(test)
+                    .or_default() += hits;
+            }
+        }
+    }
+
+    pub fn line(&self, line: LineKey) -> Option<&LineCounts> {
+        self.lines.get(&line)
+    }
+
+    /// First-hit mode: a line whose breakpoint was lifted at its first hit also belongs to the
+    /// tests that entered its function (`entry_of` gives the line of the function's `fn`), once
+    /// each; an over-approximation only for branches those tests did not take.
+    pub fn spread_to_functions(&mut self, entry_of: &dyn Fn(LineKey) -> Option<LineKey>) {
+        let spread: Vec<(LineKey, Vec<TestId>)> = self
+            .lines
+            .iter()
+            .filter(|(_, counts)| counts.hits > 0)
+            .filter_map(|(&line, _)| {
+                let entry = entry_of(line).filter(|&e| e != line)?;
+                let tests = self.lines.get(&entry)?.tests.keys().copied().collect();
+                Some((line, tests))
+            })
+            .collect();
+        for (line, tests) in spread {
+            let counts = self.lines.get_mut(&line).expect("line seen");
+            for test in tests {
+                counts.tests.entry(test).or_insert(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(line: u32) -> LineKey {
+        LineKey {
+            source: SourceId(0),
+            line,
+        }
+    }
+
+    fn target(line: u32, instance: u32) -> Option<Target> {
+        Some(Target {
+            line: key(line),
+            instance: InstanceId(instance),
+        })
+    }
+
+    #[test]
+    fn a_line_counts_its_busiest_address_per_instance_summed_over_instances() {
+        // Line 10: two rows in instance 0 (5 and 5: one statement), one in instance 1 (3).
+        // Line 11: one address, never run. A bare test entry counts for nothing.
+        let targets = [target(10, 0), target(10, 0), target(10, 1), target(11, 0), None];
+        let hits = [5, 5, 3, 0, 2];
+        let mut aggregate = Aggregate::default();
+        aggregate.add(ExecutableCounts {
+            targets: &targets,
+            hits: &hits,
+            capped: &[false; 5],
+            test_hits: &[
+                (TestId(0), BreakpointId(0), 4),
+                (TestId(0), BreakpointId(1), 4),
+                (TestId(1), BreakpointId(0), 1),
+                (TestId(1), BreakpointId(1), 1),
+                (TestId(1), BreakpointId(2), 3),
+                (TestId(1), BreakpointId(4), 1),
+            ],
+        });
+        let line = aggregate.line(key(10)).unwrap();
+        assert_eq!(line.hits, 8);
+        assert!(!line.capped);
+        assert_eq!(
+            line.tests,
+            BTreeMap::from([(TestId(0), 4), (TestId(1), 4)])
+        );
+        assert_eq!(aggregate.line(key(11)).unwrap().hits, 0);
+        assert!(aggregate.line(key(11)).unwrap().tests.is_empty());
+    }
+
+    #[test]
+    fn executables_add_up_and_capped_marks_a_lower_bound() {
+        let targets = [target(10, 0)];
+        let mut aggregate = Aggregate::default();
+        aggregate.add(ExecutableCounts {
+            targets: &targets,
+            hits: &[1_000_000],
+            capped: &[false],
+            test_hits: &[(TestId(0), BreakpointId(0), 1_000_000)],
+        });
+        aggregate.add(ExecutableCounts {
+            targets: &targets,
+            hits: &[10],
+            capped: &[true],
+            test_hits: &[(TestId(3), BreakpointId(0), 10)],
+        });
+        let line = aggregate.line(key(10)).unwrap();
+        assert_eq!(line.hits, 1_000_010);
+        assert!(line.capped);
+        assert_eq!(line.tests.len(), 2);
+    }
+
+    #[test]
+    fn first_hit_lines_belong_to_the_tests_that_entered_their_function() {
+        let targets = [target(1, 0), target(2, 0)];
+        let mut aggregate = Aggregate::default();
+        aggregate.add(ExecutableCounts {
+            targets: &targets,
+            hits: &[2, 1],
+            capped: &[true, true],
+            test_hits: &[
+                (TestId(0), BreakpointId(0), 1),
+                (TestId(1), BreakpointId(0), 1),
+                (TestId(0), BreakpointId(1), 1),
+            ],
+        });
+        aggregate.spread_to_functions(&|_| Some(key(1)));
+        assert_eq!(
+            aggregate.line(key(2)).unwrap().tests.keys().copied().collect::<Vec<_>>(),
+            [TestId(0), TestId(1)]
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! Decides how each breakpoint address is counted: by a `jmp rel32` to a counter trampoline written
+//! over its instruction (or over a short run of instructions nothing can jump into), or by int3.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
+use gimli::UnwindSection;
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
+
+/// Bytes a `jmp rel32` takes.
+pub(crate) const JUMP_LEN: usize = 5;
+/// Longest run of instructions moved into a trampoline.
+pub(crate) const MAX_WINDOW: usize = 32;
+/// How far before its breakpoint a run may start (a short instruction that ends a block is moved
+/// with the ones before it).
+pub(crate) const MAX_BACK: usize = 16;
+/// The original bytes kept per breakpoint: `MAX_BACK` before its address, `MAX_WINDOW` from it.
+pub(crate) type Window = [u8; MAX_BACK + MAX_WINDOW];
+
+/// How one breakpoint address is counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The `len` bytes from `back` bytes before the address (whole instructions, at least
+    /// [`JUMP_LEN`]) move into a trampoline that counts this breakpoint and those of `also`
+    /// (breakpoints inside those bytes, which run exactly when this one does). `moved` counts the
+    /// instructions.
+    Jump {
+        back: u8,
+        len: u8,
+        moved: u8,
+        also: Vec<u32>,
+    },
+    /// Counted by the trampoline of breakpoint `by`, whose bytes it lies in.
+    Covered { by: u32 },
+    /// Counted by an int3 trap, up to the count cap.
+    Trap,
+}
+
+/// What is known of an executable's code for deciding where a jump may be written.
+#[derive(Debug, Default)]
+pub struct ExeCode {
+    /// Executable sections: (link address, bytes).
+    sections: Vec<(u64, Vec<u8>)>,
+    /// Function symbols `[start, end)`, sorted by start.
+    functions: Vec<(u64, u64)>,
+    /// Exception landing pads (entered by the unwinder, not by a branch); `None` when some
+    /// function's table could not be read, so that no run of instructions is ever moved.
+    landing_pads: Option<HashSet<u64>>,
+}
+
+impl ExeCode {
+    /// Reads the code, function symbols and landing pads of an ELF executable.
+    pub fn read(exe: &Path) -> std::io::Result<ExeCode> {
+        let data = std::fs::read(exe)?;
+        let file = object::File::parse(data.as_slice())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let sections = file
+            .sections()
+            .filter(|s| s.kind() == SectionKind::Text)
+            .filter_map(|s| Some((s.address(), s.data().ok()?.to_vec())))
+            .collect();
+        let mut functions: Vec<(u64, u64)> = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
+            .map(|s| (s.address(), s.address() + s.size()))
+            .collect();
+        functions.sort_unstable();
+        functions.dedup_by_key(|f| f.0);
+        Ok(ExeCode {
+            sections,
+            functions,
+            landing_pads: landing_pads(&file),
+        })
+    }
+
+    #[cfg(test)]
+    fn from_parts(
+        sections: Vec<(u64, Vec<u8>)>,
+        functions: Vec<(u64, u64)>,
+        landing_pads: Option<HashSet<u64>>,
+    ) -> ExeCode {
+        ExeCode {
+            sections,
+            functions,
+            landing_pads,
+        }
+    }
+
+    fn bytes(&self, start: u64, end: u64) -> Option<&[u8]> {
+        self.sections.iter().find_map(|(address, data)| {
+            let from = start.checked_sub(*address)? as usize;
+            let to = end.checked_sub(*address)? as usize;
+            data.get(from..to.min(data.len()))
+        })
+    }
+
+    fn function(&self, address: u64) -> Option<(u64, u64)> {
+        let i = self.functions.partition_point(|f| f.0 <= address);
+        let f = *self.functions.get(i.checked_sub(1)?)?;
+        (address < f.1).then_some(f)
+    }
+}
+
+/// One function, decoded: instruction starts and what may be jumped to.
+struct Function {
+    instructions: Vec<Instruction>,
+    /// Direct branch targets; `None` when the function jumps through a register or memory (a
+    /// jump table), so any instruction may be a target.
+    targets: Option<HashSet<u64>>,
+}
+
+impl Function {
+    fn decode(code: &ExeCode, (start, end): (u64, u64)) -> Option<Function> {
+        let bytes = code.bytes(start, end)?;
+        let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
+        let mut instructions = Vec::new();
+        let mut targets = Some(HashSet::new());
+        while decoder.can_decode() {
+            let instruction = decoder.decode();
+            if instruction.is_invalid() {
+                return None;
+            }
+            match instruction.flow_control() {
+                FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch => {
+                    if let Some(t) = targets.as_mut() {
+                        t.insert(instruction.near_branch_target());
+                    }
+                }
+                FlowControl::IndirectBranch => targets = None,
+                _ => {}
+            }
+            instructions.push(instruction);
+        }
+        Some(Function {
+            instructions,
+            targets,
+        })
+    }
+}
+
+/// Chooses a site for each breakpoint (`addresses` sorted, link-time). `traps[i]` forces int3
+/// (test entries: the tracer must stop there).
+pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> {
+    let mut sites = vec![Site::Trap; addresses.len()];
+    let mut current: Option<((u64, u64), Option<Function>)> = None;
+    // End of the last moved run: runs never overlap.
+    let mut patched_until = 0;
+    for i in 0..addresses.len() {
+        if traps[i] || matches!(sites[i], Site::Covered { .. }) {
+            continue;
+        }
+        let address = addresses[i];
+        let Some(range) = code.function(address) else {
+            if let Some(site) = alone(code, address) {
+                patched_until = address + u64::from(site_len(&site));
+                sites[i] = site;
+            }
+            continue;
+        };
+        if current.as_ref().is_none_or(|(r, _)| *r != range) {
+            current = Some((range, Function::decode(code, range)));
+        }
+        let Some((_, Some(function))) = &current else {
+            if let Some(site) = alone(code, address) {
+                patched_until = address + u64::from(site_len(&site));
+                sites[i] = site;
+            }
+            continue;
+        };
+        let is_breakpoint = |a: u64| addresses.binary_search(&a).is_ok();
+        let Some(site) = forward(code, function, address)
+            .or_else(|| backward(code, function, address, patched_until, &is_breakpoint))
+        else {
+            continue;
+        };
+        let Site::Jump {
+            back, len, moved, ..
+        } = site
+        else {
+            continue;
+        };
+        let end = address - u64::from(back) + u64::from(len);
+        let inside: Vec<usize> = (i + 1..addresses.len())
+            .take_while(|&j| addresses[j] < end)
+            .collect();
+        if inside.iter().any(|&j| traps[j]) {
+            continue;
+        }
+        for &j in &inside {
+            sites[j] = Site::Covered { by: i as u32 };
+        }
+        patched_until = end;
+        sites[i] = Site::Jump {
+            back,
+            len,
+            moved,
+            also: inside.into_iter().map(|j| j as u32).collect(),
+        };
+    }
+    sites
+}
+
+fn site_len(site: &Site) -> u8 {
+    match site {
+        Site::Jump { len, .. } => *len,
+        _ => 0,
+    }
+}
+
+/// A single instruction of at least five bytes that a trampoline can run.
+fn alone(code: &ExeCode, address: u64) -> Option<Site> {
+    let bytes = code.bytes(address, address + 16)?;
+    let instruction = Decoder::with_ip(64, bytes, address, DecoderOptions::NONE).decode();
+    (instruction.len() >= JUMP_LEN && relocatable_last(&instruction)).then(|| Site::Jump {
+        back: 0,
+        len: instruction.len() as u8,
+        moved: 1,
+        also: Vec::new(),
+    })
+}
+
+/// Whether a branch or the unwinder may enter the function at `ip`.
+fn enterable(code: &ExeCode, function: &Function, ip: u64) -> bool {
+    function.targets.as_ref().is_none_or(|t| t.contains(&ip))
+        || code.landing_pads.as_ref().is_none_or(|p| p.contains(&ip))
+}
+
+/// The shortest run of whole instructions from `address` that spans a jump: the instruction
+/// alone when it is long enough, else it and the next ones, provided only the last may change
+/// control flow and no branch or unwinder can enter the run after its first byte.
+fn forward(code: &ExeCode, function: &Function, address: u64) -> Option<Site> {
+    let first = function
+        .instructions
+        .partition_point(|i| i.ip() < address);
+    let run_start = function.instructions.get(first)?;
+    if run_start.ip() != address {
+        return None;
+    }
+    let mut len = 0;
+    for (k, instruction) in function.instructions[first..].iter().enumerate() {
+        if k > 0 && enterable(code, function, instruction.ip()) {
+            return None;
+        }
+        len += instruction.len();
+        if len >= JUMP_LEN {
+            return (len <= MAX_WINDOW && relocatable_last(instruction)).then(|| Site::Jump {
+                back: 0,
+                len: len as u8,
+                moved: k as u8 + 1,
+                also: Vec::new(),
+            });
+        }
+        if instruction.flow_control() != FlowControl::Next {
+            return None;
+        }
+    }
+    None
+}
+
+/// A run that ends with the instruction at `address`, for a short one that ends a block (the
+/// `jmp` back to a loop's head): it runs exactly when the instructions before it do, as long as
+/// nothing jumps to it. The run starts at or after `not_before` and holds no other breakpoint.
+fn backward(
+    code: &ExeCode,
+    function: &Function,
+    address: u64,
+    not_before: u64,
+    is_breakpoint: &dyn Fn(u64) -> bool,
+) -> Option<Site> {
+    let at = function
+        .instructions
+        .partition_point(|i| i.ip() < address);
+    let last = function.instructions.get(at)?;
+    if last.ip() != address || !relocatable_last(last) || enterable(code, function, address) {
+        return None;
+    }
+    let mut len = last.len();
+    let mut k = at;
+    while len < JUMP_LEN {
+        k = k.checked_sub(1)?;
+        let before = &function.instructions[k];
+        if before.flow_control() != FlowControl::Next
+            || before.ip() < not_before
+            || is_breakpoint(before.ip())
+        {
+            return None;
+        }
+        len += before.len();
+        if len < JUMP_LEN && enterable(code, function, before.ip()) {
+            return None;
+        }
+    }
+    let back = (address - function.instructions[k].ip()) as usize;
+    (back <= MAX_BACK && len <= MAX_WINDOW).then(|| Site::Jump {
+        back: back as u8,
+        len: len as u8,
+        moved: (at - k + 1) as u8,
+        also: Vec::new(),
+    })
+}
+
+/// Whether a trampoline can run `instruction` as the last of its window. Calls are done by hand
+/// (the original return address is pushed) so that callees return into the real code.
+pub(crate) fn relocatable_last(instruction: &Instruction) -> bool {
+    match instruction.flow_control() {
+        FlowControl::Next
+        | FlowControl::ConditionalBranch
+        | FlowControl::UnconditionalBranch
+        | FlowControl::IndirectBranch
+        | FlowControl::Return => true,
+        FlowControl::Call => instruction.code() == Code::Call_rel32_64,
+        FlowControl::IndirectCall => {
+            matches!(instruction.code(), Code::Call_rm64)
+                && !(instruction.op0_kind() == OpKind::Register
+                    && instruction.op0_register() == Register::RSP)
+        }
+        FlowControl::Interrupt | FlowControl::XbeginXabortXend | FlowControl::Exception => false,
+    }
+}
+
+/// Landing pads of every function with an exception table (`.eh_frame` FDEs with an LSDA in
+/// `.gcc_except_table`). `None` when a table uses an encoding this reader does not know.
+fn landing_pads(file: &object::File) -> Option<HashSet<u64>> {
+    let endian = if file.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let mut pads = HashSet::new();
+    let Some(eh_frame) = file.section_by_name(".eh_frame") else {
+        return Some(pads);
+    };
+    let eh_data = eh_frame.data().ok()?;
+    let except = file.section_by_name(".gcc_except_table");
+    let except_data = match &except {
+        Some(section) => Some((section.address(), section.data().ok()?)),
+        None => None,
+    };
+    let mut bases = gimli::BaseAddresses::default().set_eh_frame(eh_frame.address());
+    if let Some(text) = file.section_by_name(".text") {
+        bases = bases.set_text(text.address());
+    }
+    let frames = gimli::EhFrame::new(eh_data, endian);
+    let mut entries = frames.entries(&bases);
+    while let Some(entry) = entries.next().ok()? {
+        let gimli::CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
+        let fde = partial
+            .parse(gimli::EhFrame::cie_from_offset)
+            .ok()?;
+        let Some(lsda) = fde.lsda() else {
+            continue;
+        };
+        let gimli::Pointer::Direct(lsda) = lsda else {
+            return None;
+        };
+        let (base, data) = except_data?;
+        let table = data.get(lsda.checked_sub(base)? as usize..)?;
+        pads.extend(read_lsda(table, fde.initial_address())?);
+    }
+    Some(pads)
+}
+
+/// The landing pads of one LSDA (GCC's format, as LLVM writes it).
+fn read_lsda(table: &[u8], function_start: u64) -> Option<Vec<u64>> {
+    const OMIT: u8 = 0xff;
+    let mut at = 0;
+    let byte = |at: &mut usize| {
+        let b = *table.get(*at)?;
+        *at += 1;
+        Some(b)
+    };
+    if byte(&mut at)? != OMIT {
+        return None; // a landing-pad base other than the function start
+    }
+    if byte(&mut at)? != OMIT {
+        uleb128(table, &mut at)?;
+    }
+    let encoding = byte(&mut at)?;
+    let length = uleb128(table, &mut at)? as usize;
+    let end = at.checked_add(length)?;
+    let mut pads = Vec::new();
+    while at < end {
+        let _start = encoded(table, &mut at, encoding)?;
+        let _len = encoded(table, &mut at, encoding)?;
+        let pad = encoded(table, &mut at, encoding)?;
+        uleb128(table, &mut at)?;
+        if pad != 0 {
+            pads.push(function_start.wrapping_add(pad));
+        }
+    }
+    Some(pads)
+}
+
+fn encoded(table: &[u8], at: &mut usize, encoding: u8) -> Option<u64> {
+    let fixed = |n: usize, at: &mut usize| {
+        let bytes = table.get(*at..*at + n)?;
+        *at += n;
+        let mut value = [0u8; 8];
+        value[..n].copy_from_slice(bytes);
+        Some(u64::from_le_bytes(value))
+    };
+    match encoding {
+        0x01 => uleb128(table, at),
+        0x03 => fixed(4, at),
+        0x0b => fixed(4, at).map(|v| v as u32 as i32 as i64 as u64),
+        0x04 | 0x0c => fixed(8, at),
+        _ => None,
+    }
+}
+
+fn uleb128(table: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *table.get(*at)?;
+        *at += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// How many breakpoints each kind of site serves: the share of counting done without traps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteCounts {
+    /// Long enough to hold the jump alone.
+    pub alone: usize,
+    /// A run of several instructions moved together.
+    pub runs: usize,
+    /// Counted inside another breakpoint's run.
+    pub covered: usize,
+    pub traps: usize,
+}
+
+impl SiteCounts {
+    pub fn of(sites: &[Site]) -> SiteCounts {
+        let mut counts = SiteCounts::default();
+        for site in sites {
+            match site {
+                Site::Jump { moved: 1, .. } => counts.alone += 1,
+                Site::Jump { .. } => counts.runs += 1,
+                Site::Covered { .. } => counts.covered += 1,
+                Site::Trap => counts.traps += 1,
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: u64 = 0x1000;
+
+    fn code(bytes: &[u8], pads: &[u64]) -> ExeCode {
+        ExeCode::from_parts(
+            vec![(BASE, bytes.to_vec())],
+            vec![(BASE, BASE + bytes.len() as u64)],
+            Some(pads.iter().copied().collect()),
+        )
+    }
+
+    // 0x1000 mov rbp,rsp (3)  0x1003 mov eax,1 (5)  0x1008 xor eax,eax (2)  0x100a xor ecx,ecx (2)
+    // 0x100c call rel32 (5)   0x1011 jne 0x100a (2)  0x1013 ret (1)
+    const BODY: &[u8] = &[
+        0x48, 0x89, 0xE5, 0xB8, 0x01, 0x00, 0x00, 0x00, 0x31, 0xC0, 0x31, 0xC9, 0xE8, 0x00, 0x01,
+        0x00, 0x00, 0x75, 0xF7, 0xC3,
+    ];
+
+    #[test]
+    fn long_instructions_take_the_jump_alone() {
+        let sites = classify(&code(BODY, &[]), &[0x1003], &[false]);
+        assert_eq!(sites, [Site::Jump { back: 0, len: 5, moved: 1, also: vec![] }]);
+    }
+
+    #[test]
+    fn short_instructions_move_with_the_next_ones_and_count_breakpoints_inside() {
+        // mov rbp,rsp + mov eax,1: nothing jumps to 0x1003, which is itself a breakpoint.
+        let sites = classify(&code(BODY, &[]), &[0x1000, 0x1003], &[false, false]);
+        assert_eq!(
+            sites,
+            [Site::Jump { back: 0, len: 8, moved: 2, also: vec![1] }, Site::Covered { by: 0 }]
+        );
+    }
+
+    #[test]
+    fn a_branch_target_or_landing_pad_inside_the_run_keeps_the_trap() {
+        // 0x100a is the target of the jne: xor eax,eax cannot move with it, only with the mov
+        // before it (nothing jumps to 0x1008: it runs exactly when the mov does)...
+        let sites = classify(&code(BODY, &[]), &[0x1008], &[false]);
+        assert_eq!(sites, [Site::Jump { back: 5, len: 7, moved: 2, also: vec![] }]);
+        // ...unless the unwinder lands there.
+        let sites = classify(&code(BODY, &[0x1008]), &[0x1008], &[false]);
+        assert_eq!(sites, [Site::Trap]);
+        // The run from 0x100a (xor + call) is fine; the call is done by hand as the last.
+        let sites = classify(&code(BODY, &[]), &[0x100a], &[false]);
+        assert_eq!(sites, [Site::Jump { back: 0, len: 7, moved: 2, also: vec![] }]);
+        let sites = classify(&code(BODY, &[0x100c]), &[0x100a], &[false]);
+        assert_eq!(sites, [Site::Trap]);
+    }
+
+    #[test]
+    fn control_flow_only_ends_a_run() {
+        // jne (2) then ret (1): a branch in the middle of a run is never moved; nor can it take
+        // the call before it (a call changes control flow).
+        let sites = classify(&code(BODY, &[]), &[0x1011], &[false]);
+        assert_eq!(sites, [Site::Trap]);
+    }
+
+    #[test]
+    fn a_short_branch_that_ends_a_block_moves_with_the_instructions_before_it() {
+        // 0x2000 mov eax,1 (5); 0x2005 xor ecx,ecx (2); 0x2007 jmp 0x2000 (2)
+        let bytes = [0xB8, 0x01, 0, 0, 0, 0x31, 0xC9, 0xEB, 0xF7];
+        let code = ExeCode::from_parts(
+            vec![(0x2000, bytes.to_vec())],
+            vec![(0x2000, 0x2009)],
+            Some(HashSet::new()),
+        );
+        // Alone, the jmp takes the two instructions before it (0x2000 is a target: fine as a start).
+        let sites = classify(&code, &[0x2007], &[false]);
+        assert_eq!(sites, [Site::Jump { back: 7, len: 9, moved: 3, also: vec![] }]);
+        // With the xor a target (0x2005 instead of 0x2000), the run cannot reach back past it.
+        let bytes = [0xB8, 0x01, 0, 0, 0, 0x31, 0xC9, 0xEB, 0xFC];
+        let code = ExeCode::from_parts(
+            vec![(0x2000, bytes.to_vec())],
+            vec![(0x2000, 0x2009)],
+            Some(HashSet::new()),
+        );
+        assert_eq!(classify(&code, &[0x2007], &[false]), [Site::Trap]);
+        // A breakpoint of its own before it keeps its own site; the jmp stays a trap.
+        let sites = classify(&code, &[0x2000, 0x2007], &[false, false]);
+        assert_eq!(sites[1], Site::Trap);
+    }
+
+    #[test]
+    fn forced_traps_and_unknown_landing_pads() {
+        let sites = classify(&code(BODY, &[]), &[0x1003], &[true]);
+        assert_eq!(sites, [Site::Trap]);
+        let unknown = ExeCode::from_parts(vec![(BASE, BODY.to_vec())], vec![(BASE, BASE + 20)], None);
+        let sites = classify(&unknown, &[0x1000, 0x1003], &[false, false]);
+        assert_eq!(sites, [Site::Trap, Site::Jump { back: 0, len: 5, moved: 1, also: vec![] }]);
+    }
+
+    #[test]
+    fn jump_tables_make_every_instruction_a_possible_target() {
+        // mov rbp,rsp (3); mov eax,1 (5); jmp rax (2)
+        let bytes = [0x48, 0x89, 0xE5, 0xB8, 0x01, 0, 0, 0, 0xFF, 0xE0];
+        let sites = classify(&code(&bytes, &[]), &[0x1000, 0x1003], &[false, false]);
+        assert_eq!(sites, [Site::Trap, Site::Jump { back: 0, len: 5, moved: 1, also: vec![] }]);
+    }
+
+    #[test]
+    fn reads_call_sites_of_an_lsda() {
+        // lpstart omitted, ttype omitted, call sites in uleb128: two sites, one with a pad at +0x40.
+        let lsda = [0xff, 0xff, 0x01, 8, 0x00, 0x10, 0x00, 0x00, 0x10, 0x05, 0x40, 0x01];
+        assert_eq!(read_lsda(&lsda, 0x2000), Some(vec![0x2040]));
+    }
+}

@@ -1,0 +1,276 @@
+//! Counter trampolines: per jump site, code in scratch memory next to the executable that adds one
+//! to the counters of the breakpoints it serves, runs the moved instructions and jumps back.
+//!
+//! Layout of one trampoline (the constant only when the last moved instruction is a call):
+//! `[return address: u64] lea rsp,[rsp-128]; push rax; lahf; seto al; lock inc qword [counter]…;
+//! add al,0x7f; sahf; pop rax; lea rsp,[rsp+128]; <moved instructions>; jmp back`.
+//! The red zone below `rsp` is stepped over, the flags are kept (`lahf`/`seto` restore all that
+//! `inc` changes, cheaper than `pushfq`/`popfq`), and a call is done as `push [return address];
+//! jmp target`, so that callees return into the real code and unwinding never sees a trampoline.
+
+use iced_x86::{
+    BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction,
+    InstructionBlock, MemoryOperand, OpKind, Register,
+};
+
+use super::sites::{Site, Window, JUMP_LEN, MAX_BACK};
+
+/// Bytes reserved per jump site; a site whose trampoline does not fit stays a trap.
+pub(super) const SLOT: u64 = 160;
+
+const ENTER: [u8; 10] = [
+    0x48, 0x8D, 0x64, 0x24, 0x80, // lea rsp,[rsp-128]
+    0x50, // push rax
+    0x9F, // lahf
+    0x0F, 0x90, 0xC0, // seto al
+];
+const LEAVE: [u8; 12] = [
+    0x04, 0x7F, // add al,0x7f: sets OF again when al was 1
+    0x9E, // sahf
+    0x58, // pop rax
+    0x48, 0x8D, 0xA4, 0x24, 0x80, 0x00, 0x00, 0x00, // lea rsp,[rsp+128]
+];
+const LOCK_INC_LEN: u64 = 8;
+
+/// Trampolines for one address space.
+#[derive(Debug)]
+pub(super) struct Trampolines {
+    /// Bytes to write at `code_base`.
+    pub code: Vec<u8>,
+    /// Per breakpoint, how it is counted in the end (a site whose code could not be moved
+    /// becomes a trap, with the breakpoints it would have covered).
+    pub sites: Vec<Site>,
+    /// Per jump site: (breakpoint, the bytes to write over its window).
+    pub patches: Vec<(usize, Vec<u8>)>,
+}
+
+/// Builds the trampolines. `addresses` are run-time addresses; `windows[i]` holds the original
+/// bytes around them; counter `i` lives at `counters + 8 * i`.
+pub(super) fn build(
+    sites: &[Site],
+    addresses: &[u64],
+    windows: &[Window],
+    code_base: u64,
+    counters: u64,
+) -> Trampolines {
+    let mut sites = sites.to_vec();
+    let mut code = Vec::new();
+    let mut patches = Vec::new();
+    for i in 0..sites.len() {
+        let Site::Jump { back, len, also, .. } = &sites[i] else {
+            continue;
+        };
+        let slot = code_base + code.len() as u64;
+        let mut counted = vec![i];
+        counted.extend(also.iter().map(|&j| j as usize));
+        let start = addresses[i] - u64::from(*back);
+        let from = MAX_BACK - usize::from(*back);
+        match trampoline(
+            start,
+            &windows[i][from..from + usize::from(*len)],
+            slot,
+            &counted,
+            counters,
+        ) {
+            Some((bytes, entry)) => {
+                code.extend_from_slice(&bytes);
+                code.resize(((code.len() as u64).next_multiple_of(16)) as usize, 0xCC);
+                let mut patch = vec![0xCC; usize::from(*len)];
+                patch[0] = 0xE9;
+                let rel = entry as i64 - (start + JUMP_LEN as u64) as i64;
+                patch[1..5].copy_from_slice(&(rel as i32).to_le_bytes());
+                patches.push((i, patch));
+            }
+            None => {
+                tracing::debug!("{:#x}: cannot build a trampoline; trapping", addresses[i]);
+                for j in counted {
+                    sites[j] = Site::Trap;
+                }
+            }
+        }
+    }
+    Trampolines {
+        code,
+        sites,
+        patches,
+    }
+}
+
+/// One trampoline at `slot`: its bytes and the address of its entry.
+fn trampoline(
+    address: u64,
+    window: &[u8],
+    slot: u64,
+    counted: &[usize],
+    counters: u64,
+) -> Option<(Vec<u8>, u64)> {
+    let mut decoder = Decoder::with_ip(64, window, address, DecoderOptions::NONE);
+    let mut moved: Vec<Instruction> = Vec::new();
+    while decoder.can_decode() {
+        let instruction = decoder.decode();
+        if instruction.is_invalid() {
+            return None;
+        }
+        moved.push(instruction);
+    }
+    let end = address + window.len() as u64;
+    if moved.last()?.next_ip() != end {
+        return None;
+    }
+    let last = moved.pop()?;
+    let mut bytes = Vec::new();
+    let mut return_slot = None;
+    if matches!(
+        last.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall
+    ) {
+        return_slot = Some(slot);
+        bytes.extend_from_slice(&end.to_le_bytes());
+    }
+    let entry = slot + bytes.len() as u64;
+    bytes.extend_from_slice(&ENTER);
+    for &i in counted {
+        let at = slot + bytes.len() as u64;
+        let rel = (counters + 8 * i as u64) as i64 - (at + LOCK_INC_LEN) as i64;
+        bytes.extend_from_slice(&[0xF0, 0x48, 0xFF, 0x05]);
+        bytes.extend_from_slice(&i32::try_from(rel).ok()?.to_le_bytes());
+    }
+    bytes.extend_from_slice(&LEAVE);
+
+    match return_slot {
+        Some(return_slot) => {
+            moved.push(Instruction::with1(
+                Code::Push_rm64,
+                MemoryOperand::with_base_displ(Register::RIP, return_slot as i64),
+            ).ok()?);
+            if last.code() == Code::Call_rel32_64 {
+                moved.push(Instruction::with_branch(Code::Jmp_rel32_64, last.near_branch_target()).ok()?);
+            } else {
+                let mut jump = last;
+                jump.set_code(Code::Jmp_rm64);
+                if jump.op0_kind() == OpKind::Memory && jump.memory_base() == Register::RSP {
+                    // The pushed return address moved rsp down by 8.
+                    jump.set_memory_displacement64(jump.memory_displacement64().wrapping_add(8));
+                }
+                moved.push(jump);
+            }
+        }
+        None => {
+            moved.push(last);
+            moved.push(Instruction::with_branch(Code::Jmp_rel32_64, end).ok()?);
+        }
+    }
+    let at = slot + bytes.len() as u64;
+    let encoded = BlockEncoder::encode(
+        64,
+        InstructionBlock::new(&moved, at),
+        BlockEncoderOptions::NONE,
+    )
+    .ok()?;
+    bytes.extend_from_slice(&encoded.code_buffer);
+    (bytes.len() as u64 <= SLOT).then_some((bytes, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AT: u64 = 0x5555_5555_1000;
+    const CODE: u64 = 0x5555_5000_0000;
+    const COUNTERS: u64 = 0x5555_4000_0000;
+
+    fn window(bytes: &[u8]) -> Window {
+        let mut w: Window = [0x90; std::mem::size_of::<Window>()];
+        w[MAX_BACK..MAX_BACK + bytes.len()].copy_from_slice(bytes);
+        w
+    }
+
+    fn decode(bytes: &[u8], ip: u64) -> Vec<Instruction> {
+        Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE)
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn counts_then_runs_the_moved_instruction_and_jumps_back() {
+        // mov rax,[rip+0x10] (7 bytes)
+        let sites = [Site::Jump { back: 0, len: 7, moved: 1, also: vec![] }];
+        let windows = [window(&[0x48, 0x8B, 0x05, 0x10, 0, 0, 0])];
+        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        assert_eq!(t.sites, sites);
+        let (i, patch) = &t.patches[0];
+        assert_eq!(*i, 0);
+        assert_eq!(patch.len(), 7);
+        assert_eq!(patch[0], 0xE9);
+        let rel = i32::from_le_bytes(patch[1..5].try_into().unwrap());
+        assert_eq!((AT as i64 + 5 + i64::from(rel)) as u64, CODE, "jumps to the entry");
+        assert_eq!(&patch[5..], &[0xCC, 0xCC]);
+
+        let code = decode(&t.code, CODE);
+        let codes: Vec<Code> = code.iter().take(9).map(|i| i.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                Code::Lea_r64_m,
+                Code::Push_r64,
+                Code::Lahf,
+                Code::Seto_rm8,
+                Code::Inc_rm64,
+                Code::Add_AL_imm8,
+                Code::Sahf,
+                Code::Pop_r64,
+                Code::Lea_r64_m,
+            ]
+        );
+        assert_eq!(code[0].memory_displacement64() as i64, -128, "steps over the red zone");
+        assert!(code[4].has_lock_prefix());
+        assert_eq!(code[4].memory_displacement64(), COUNTERS);
+        assert_eq!(code[8].memory_displacement64(), 128);
+        // The moved load still reads the same absolute address, then control goes back.
+        assert_eq!(code[9].memory_displacement64(), AT + 7 + 0x10);
+        assert_eq!(code[10].code(), Code::Jmp_rel32_64);
+        assert_eq!(code[10].near_branch_target(), AT + 7);
+    }
+
+    #[test]
+    fn a_run_counts_every_breakpoint_inside_and_calls_return_to_the_real_code() {
+        // xor ecx,ecx (2) ; call rel32 (5): counts breakpoints 0 and 1.
+        let sites = [
+            Site::Jump { back: 0, len: 7, moved: 2, also: vec![1] },
+            Site::Covered { by: 0 },
+        ];
+        let windows = [window(&[0x31, 0xC9, 0xE8, 0x00, 0x01, 0, 0]), window(&[])];
+        let t = build(&sites, &[AT, AT + 2], &windows, CODE, COUNTERS);
+        assert_eq!(t.patches.len(), 1);
+        assert_eq!(
+            u64::from_le_bytes(t.code[..8].try_into().unwrap()),
+            AT + 7,
+            "the return address is the instruction after the call"
+        );
+        let code = decode(&t.code[8..], CODE + 8);
+        let incs: Vec<u64> = code
+            .iter()
+            .filter(|i| i.has_lock_prefix())
+            .map(|i| i.memory_displacement64())
+            .collect();
+        assert_eq!(incs, [COUNTERS, COUNTERS + 8]);
+        let tail: Vec<&Instruction> = code.iter().skip(10).take(3).collect();
+        assert_eq!(tail[0].code(), Code::Xor_rm32_r32);
+        assert_eq!(tail[1].code(), Code::Push_rm64);
+        assert_eq!(tail[1].memory_displacement64(), CODE);
+        assert_eq!(tail[2].code(), Code::Jmp_rel32_64);
+        assert_eq!(tail[2].near_branch_target(), AT + 7 + 0x100);
+    }
+
+    #[test]
+    fn indirect_calls_through_the_stack_see_the_same_slot() {
+        // call qword ptr [rsp+8] (FF 54 24 08), padded to a run with a nop before it.
+        let sites = [Site::Jump { back: 0, len: 5, moved: 2, also: vec![] }];
+        let windows = [window(&[0x90, 0xFF, 0x54, 0x24, 0x08])];
+        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        let code = decode(&t.code[8..], CODE + 8);
+        let jump = code.iter().find(|i| i.code() == Code::Jmp_rm64).unwrap();
+        assert_eq!(jump.memory_base(), Register::RSP);
+        assert_eq!(jump.memory_displacement64(), 16);
+    }
+}
