@@ -1,5 +1,6 @@
-//! The ptrace engine on a real program: hit counts, caps, threads, forks, exec, signals, crashes,
-//! timeouts, and no process left behind. Breakpoints sit on function symbols, so no DWARF is involved.
+//! The ptrace engine on a real program: exact counts through counter trampolines, the int3 fallback
+//! and its cap, first-hit mode, threads, forks, exec, signals, crashes, timeouts, and no process
+//! left behind. Breakpoints sit on function symbols, so no DWARF is involved.
 //! A traced process cannot trace others, so under `coverlay run` (which sets `cfg(coverlay)`) this
 //! whole file is left out.
 #![cfg(not(coverlay))]
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use coverlay::engine::{self, Breakpoints, Exit, Options, Program};
+use coverlay::engine::{self, Breakpoints, Exit, Mode, Options, Program, Site};
 use object::{Object, ObjectSegment, ObjectSymbol};
 
 const PROGRAM: &str = r#"
@@ -74,6 +75,16 @@ struct Built {
     breakpoints: Breakpoints,
 }
 
+/// How the engine counts in a test.
+#[derive(Clone, Copy, Debug)]
+enum Counting {
+    /// Counter trampolines wherever the code allows (the default).
+    Trampolines,
+    /// int3 at every address, each counted up to the cap.
+    Traps(u32),
+    FirstHit,
+}
+
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -115,11 +126,13 @@ fn symbol_breakpoints(exe: &Path, names: &[&str]) -> Breakpoints {
         test_entries: Vec::new(),
         rearm_per_test: Vec::new(),
         same_line: Vec::new(),
+        sites: Vec::new(),
+        built: Default::default(),
     }
 }
 
 /// Hits of (cov_hit, cov_never).
-fn run(mode: &str, cap: u32, timeout: Option<Duration>) -> (u32, u32, engine::Trace) {
+fn run(mode: &str, counting: Counting, timeout: Option<Duration>) -> (u64, u64, engine::Trace) {
     let built = built();
     let program = Program {
         exe: built.exe.clone(),
@@ -127,12 +140,44 @@ fn run(mode: &str, cap: u32, timeout: Option<Duration>) -> (u32, u32, engine::Tr
         env: Vec::new(),
         cwd: std::env::temp_dir(),
     };
-    let options = Options {
-        count_cap: cap,
-        timeout,
-        cancel: None,
+    let mut breakpoints = built.breakpoints.clone();
+    let options = match counting {
+        Counting::Trampolines => {
+            let code = engine::ExeCode::read(&built.exe).unwrap();
+            let traps = vec![false; breakpoints.addresses.len()];
+            breakpoints.sites = engine::sites::classify(&code, &breakpoints.addresses, &traps);
+            assert!(
+                breakpoints
+                    .sites
+                    .iter()
+                    .all(|s| matches!(s, Site::Jump { .. })),
+                "both functions start with code a trampoline can move: {:?}",
+                breakpoints.sites
+            );
+            Options {
+                mode: Mode::Counts,
+                count_cap: 10,
+                timeout,
+                cancel: None,
+            }
+        }
+        Counting::Traps(cap) => Options {
+            mode: Mode::Counts,
+            count_cap: cap,
+            timeout,
+            cancel: None,
+        },
+        Counting::FirstHit => Options {
+            mode: Mode::FirstHit,
+            count_cap: 1,
+            timeout,
+            cancel: None,
+        },
     };
-    let trace = engine::trace(&program, &built.breakpoints, &options).expect("trace runs");
+    let trace = engine::trace(&program, &breakpoints, &options).expect("trace runs");
+    if matches!(counting, Counting::Trampolines) {
+        assert_eq!(trace.stats.traps, 0, "trampolines count without traps");
+    }
     let data = std::fs::read(&built.exe).unwrap();
     let file = object::File::parse(&*data).unwrap();
     let address_of = |name: &str| {
@@ -156,80 +201,103 @@ fn run(mode: &str, cap: u32, timeout: Option<Duration>) -> (u32, u32, engine::Tr
     )
 }
 
+const EVERY_WAY: [Counting; 2] = [Counting::Trampolines, Counting::Traps(1000)];
+
 #[test]
-fn counts_every_call_up_to_the_cap() {
-    let (hit, never, trace) = run("loop", 1000, None);
+fn counts_every_call_exactly() {
+    let (hit, never, trace) = run("loop", Counting::Trampolines, None);
     assert_eq!((hit, never), (10, 0));
     assert_eq!(trace.exit, Exit::Code(0));
-    let (hit, _, _) = run("loop", 4, None);
-    assert_eq!(hit, 4, "stops counting at the cap");
-    let (hit, _, _) = run("loop", 1, None);
+    assert!(!trace.capped.iter().any(|&c| c));
+    let (hit, _, trace) = run("hot", Counting::Trampolines, None);
+    assert_eq!(hit, 200_000);
+    assert!(!trace.capped.iter().any(|&c| c));
+}
+
+#[test]
+fn the_int3_fallback_counts_up_to_its_cap() {
+    let (hit, never, trace) = run("loop", Counting::Traps(1000), None);
+    assert_eq!((hit, never), (10, 0));
+    assert!(!trace.capped.iter().any(|&c| c), "below the cap: exact");
+    let (hit, _, trace) = run("hot", Counting::Traps(100), None);
+    assert_eq!(hit, 100, "stops counting at the cap");
+    assert!(trace.capped.iter().any(|&c| c), "and says so");
+    assert_eq!(trace.stats.traps, 100);
+    let (hit, _, _) = run("loop", Counting::FirstHit, None);
     assert_eq!(hit, 1, "first-hit mode");
 }
 
 #[test]
-fn a_hot_loop_stays_cheap_once_the_cap_is_reached() {
-    let (hit, _, trace) = run("hot", 100, None);
-    assert_eq!(hit, 100);
-    assert_eq!(trace.exit, Exit::Code(0));
-}
-
-#[test]
 fn threads_are_traced_in_first_hit_mode() {
-    let (hit, never, trace) = run("threads", 1, None);
+    let (hit, never, trace) = run("threads", Counting::FirstHit, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
     assert_eq!((hit, never), (1, 0));
 }
 
 #[test]
 fn many_threads_on_one_line_are_all_counted() {
-    let (hit, _, trace) = run("threads", 100_000, None);
-    assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
-    assert_eq!(hit, 8 * 200);
+    for counting in [Counting::Trampolines, Counting::Traps(100_000)] {
+        let (hit, _, trace) = run("threads", counting, None);
+        assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
+        assert_eq!(hit, 8 * 200, "{counting:?}");
+    }
 }
 
 #[test]
 fn a_crash_is_an_outcome_with_the_coverage_kept() {
-    let (hit, _, trace) = run("segv", 1000, None);
-    assert_eq!(trace.exit, Exit::Signal(libc::SIGSEGV));
-    assert_eq!(hit, 1);
-    let (hit, _, trace) = run("exit3", 1000, None);
-    assert_eq!(trace.exit, Exit::Code(3));
-    assert_eq!(hit, 1);
+    for counting in EVERY_WAY {
+        let (hit, _, trace) = run("segv", counting, None);
+        assert_eq!(trace.exit, Exit::Signal(libc::SIGSEGV));
+        assert_eq!(hit, 1, "{counting:?}");
+        let (hit, _, trace) = run("exit3", counting, None);
+        assert_eq!(trace.exit, Exit::Code(3));
+        assert_eq!(hit, 1, "{counting:?}");
+    }
 }
 
 #[test]
 fn a_hanging_program_is_killed_at_its_deadline() {
-    let (hit, _, trace) = run("hang", 1000, Some(Duration::from_millis(500)));
-    assert_eq!(trace.exit, Exit::TimedOut);
-    assert_eq!(hit, 1);
-    assert!(trace.duration < Duration::from_secs(10));
+    for counting in EVERY_WAY {
+        let (hit, _, trace) = run("hang", counting, Some(Duration::from_millis(500)));
+        assert_eq!(trace.exit, Exit::TimedOut);
+        assert_eq!(hit, 1, "{counting:?}");
+        assert!(trace.duration < Duration::from_secs(10));
+    }
 }
 
 #[test]
 fn the_programs_own_signals_reach_it() {
-    let (hit, _, trace) = run("sigusr1", 1000, None);
-    assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
-    assert_eq!(hit, 1);
+    for counting in EVERY_WAY {
+        let (hit, _, trace) = run("sigusr1", counting, None);
+        assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
+        assert_eq!(hit, 1, "{counting:?}");
+    }
 }
 
 #[test]
 fn a_forked_child_is_traced_with_its_own_breakpoints() {
-    let (hit, _, trace) = run("fork", 1000, None);
-    assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
-    assert_eq!(hit, 3, "two calls in the child, one in the parent");
+    for counting in EVERY_WAY {
+        let (hit, _, trace) = run("fork", counting, None);
+        assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
+        assert_eq!(
+            hit, 3,
+            "two calls in the child, one in the parent ({counting:?})"
+        );
+    }
 }
 
 #[test]
 fn an_exec_child_runs_untraced() {
-    let (hit, _, trace) = run("exec", 1000, None);
-    assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
-    assert_eq!(hit, 1);
+    for counting in EVERY_WAY {
+        let (hit, _, trace) = run("exec", counting, None);
+        assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
+        assert_eq!(hit, 1, "{counting:?}");
+    }
 }
 
 #[test]
 fn nothing_is_left_running_after_the_program_exits() {
-    let (_, _, trace) = run("orphan", 1000, None);
+    let (_, _, trace) = run("orphan", Counting::Trampolines, None);
     assert_eq!(trace.exit, Exit::Code(0), "{}", trace.stderr);
     let pid: u32 = trace.stdout.trim().parse().expect("child pid printed");
     let alive = || {

@@ -2,8 +2,9 @@
 //! traces its tests, and every line of every fixture source is checked against its `//~` marker.
 //!
 //! Markers: `//~ hit` (coverable, executed), `//~ miss` (coverable, never executed); a line
-//! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`,
-//! or `hit cap` for the count cap) and the exact set of covering tests (`tests=a::b,c::d`).
+//! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
+//! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
+//! (`tests=a::b:3`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,7 +63,7 @@ fn cached(name: &'static str) -> &'static Run {
     // Holding the lock while running keeps one build per fixture per test binary.
     let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
     runs.entry(name)
-        .or_insert_with(|| Box::leak(Box::new(coverlay_run(name, &["--count-cap", "1000"], &[]))))
+        .or_insert_with(|| Box::leak(Box::new(coverlay_run(name, &[], &[]))))
 }
 
 fn text(output: &Output) -> String {
@@ -73,16 +74,21 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// Line → covering test ids for every reported file.
-fn reported_tests(json: &Value) -> BTreeMap<(PathBuf, u32), Vec<String>> {
+/// Line → (covering test id, that test's count) for every reported file.
+fn reported_tests(json: &Value) -> BTreeMap<(PathBuf, u32), Vec<(String, u64)>> {
     let mut out = BTreeMap::new();
     for f in json["files"].as_array().expect("files") {
         for l in f["lines"].as_array().unwrap() {
-            let mut tests: Vec<String> = l["tests"]
+            let mut tests: Vec<(String, u64)> = l["tests"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|t| t.as_str().unwrap().to_string())
+                .map(|t| {
+                    (
+                        t["id"].as_str().unwrap().to_string(),
+                        t["hits"].as_u64().unwrap(),
+                    )
+                })
                 .collect();
             tests.sort();
             let key = (
@@ -133,7 +139,6 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn assert_markers(name: &str, json: &Value) {
     let reported_hits = reported(json);
     let reported_tests = reported_tests(json);
-    let cap = 1000;
     let mut files = Vec::new();
     rust_files(&fixture(name), &mut files);
     files.sort();
@@ -170,21 +175,30 @@ fn assert_markers(name: &str, json: &Value) {
             }
             for word in marker.iter().flatten().skip(1) {
                 if let Some(list) = word.strip_prefix("tests=") {
-                    let mut want: Vec<String> = list.split(',').map(str::to_string).collect();
-                    want.sort();
                     let got = reported_tests
                         .get(&(file.clone(), line))
                         .cloned()
                         .unwrap_or_default();
-                    if got != want {
+                    let mut want: Vec<(&str, Option<u64>)> = list
+                        .split(',')
+                        .map(|t| match t.rsplit_once(':') {
+                            Some((id, n)) if n.parse::<u64>().is_ok() => (id, n.parse().ok()),
+                            _ => (t, None),
+                        })
+                        .collect();
+                    want.sort();
+                    let matches = got.len() == want.len()
+                        && got
+                            .iter()
+                            .zip(&want)
+                            .all(|((id, hits), (want_id, want_hits))| {
+                                id == want_id && want_hits.is_none_or(|w| w == *hits)
+                            });
+                    if !matches {
                         mismatch(format!("expected tests {want:?}, got {got:?}"));
                     }
                 } else {
-                    let want = if *word == "cap" {
-                        cap
-                    } else {
-                        word.parse().expect("count")
-                    };
+                    let want: u64 = word.parse().expect("count");
                     if hits != Some(want) {
                         mismatch(format!("expected {want} hits, got {hits:?}"));
                     }
@@ -212,6 +226,69 @@ fn twocrates_lines_match_their_markers() {
     let run = cached("twocrates");
     assert!(run.output.status.success(), "{}", text(&run.output));
     assert_markers("twocrates", run.json.as_ref().unwrap());
+}
+
+/// The int3 fallback, forced for every address: the same verdicts and covering tests as the
+/// trampolines, exact counts below the cap, and `capped` lower bounds above it.
+#[test]
+fn the_int3_fallback_agrees_with_the_trampolines() {
+    let exact = cached("counts");
+    let traps = coverlay_run("counts", &["--traps-only", "--count-cap", "10"], &[]);
+    assert!(traps.output.status.success(), "{}", text(&traps.output));
+    let (exact, traps) = (exact.json.as_ref().unwrap(), traps.json.as_ref().unwrap());
+    let lines = |json: &Value| -> BTreeMap<(String, u64), Value> {
+        json["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|f| {
+                f["lines"].as_array().unwrap().iter().map(move |l| {
+                    let key = (
+                        f["path"].as_str().unwrap().to_string(),
+                        l["line"].as_u64().unwrap(),
+                    );
+                    (key, l.clone())
+                })
+            })
+            .collect()
+    };
+    let (exact, traps) = (lines(exact), lines(traps));
+    assert_eq!(
+        exact.keys().collect::<Vec<_>>(),
+        traps.keys().collect::<Vec<_>>(),
+        "the same coverable lines"
+    );
+    let ids = |line: &Value| -> Vec<String> {
+        line["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut capped = 0;
+    for (key, line) in &traps {
+        let want = &exact[key];
+        assert_eq!(ids(line), ids(want), "{key:?}: covering tests");
+        let (hits, exact_hits) = (
+            line["hits"].as_u64().unwrap(),
+            want["hits"].as_u64().unwrap(),
+        );
+        if line["capped"] == Value::Bool(true) {
+            capped += 1;
+            assert!(
+                (1..=exact_hits).contains(&hits),
+                "{key:?}: {hits} ≤ {exact_hits}"
+            );
+        } else {
+            assert_eq!(line, want, "{key:?}: below the cap, exact");
+        }
+        assert!(
+            want.get("capped").is_none(),
+            "{key:?}: trampolines never cap here"
+        );
+    }
+    assert!(capped >= 3, "the hot loops reach the cap");
 }
 
 #[test]

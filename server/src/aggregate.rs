@@ -150,7 +150,13 @@ mod tests {
     fn a_line_counts_its_busiest_address_per_instance_summed_over_instances() {
         // Line 10: two rows in instance 0 (5 and 5: one statement), one in instance 1 (3).
         // Line 11: one address, never run. A bare test entry counts for nothing.
-        let targets = [target(10, 0), target(10, 0), target(10, 1), target(11, 0), None];
+        let targets = [
+            target(10, 0),
+            target(10, 0),
+            target(10, 1),
+            target(11, 0),
+            None,
+        ];
         let hits = [5, 5, 3, 0, 2];
         let mut aggregate = Aggregate::default();
         aggregate.add(ExecutableCounts {
@@ -169,10 +175,7 @@ mod tests {
         let line = aggregate.line(key(10)).unwrap();
         assert_eq!(line.hits, 8);
         assert!(!line.capped);
-        assert_eq!(
-            line.tests,
-            BTreeMap::from([(TestId(0), 4), (TestId(1), 4)])
-        );
+        assert_eq!(line.tests, BTreeMap::from([(TestId(0), 4), (TestId(1), 4)]));
         assert_eq!(aggregate.line(key(11)).unwrap().hits, 0);
         assert!(aggregate.line(key(11)).unwrap().tests.is_empty());
     }
@@ -215,7 +218,13 @@ mod tests {
         });
         aggregate.spread_to_functions(&|_| Some(key(1)));
         assert_eq!(
-            aggregate.line(key(2)).unwrap().tests.keys().copied().collect::<Vec<_>>(),
+            aggregate
+                .line(key(2))
+                .unwrap()
+                .tests
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
             [TestId(0), TestId(1)]
         );
     }

@@ -150,8 +150,7 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         // The first line's code may be only a path the statement rarely takes (a multi-line
         // `assert!(` holds just its panic there), so the first later line with code counts too.
         let mut addresses = statement_code(candidate.own, &path_of);
-        let functions: HashSet<Option<usize>> =
-            addresses.iter().map(|&a| function_of(a)).collect();
+        let functions: HashSet<Option<usize>> = addresses.iter().map(|&a| function_of(a)).collect();
         if addresses.is_empty() {
             addresses = statement_code(candidate.later, &path_of);
         } else {
@@ -245,9 +244,11 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
 fn statement_code<'a>(addresses: Vec<u64>, path_of: &dyn Fn(u64) -> Option<&'a str>) -> Vec<u64> {
     let paths: HashSet<&str> = addresses.iter().filter_map(|&a| path_of(a)).collect();
     let nested = |path: &str| {
-        paths
-            .iter()
-            .any(|outer| path.len() > outer.len() && path.starts_with(outer) && path[outer.len()..].starts_with("::{closure"))
+        paths.iter().any(|outer| {
+            path.len() > outer.len()
+                && path.starts_with(outer)
+                && path[outer.len()..].starts_with("::{closure")
+        })
     };
     addresses
         .into_iter()

@@ -386,7 +386,10 @@ fn counting_sites(plan: &Plan, exe: &Path) -> Vec<engine::Site> {
     match engine::ExeCode::read(exe) {
         Ok(code) => engine::sites::classify(&code, &plan.addresses, &traps),
         Err(error) => {
-            tracing::warn!("cannot read the code of {}: {error}; counting with int3", exe.display());
+            tracing::warn!(
+                "cannot read the code of {}: {error}; counting with int3",
+                exe.display()
+            );
             vec![engine::Site::Trap; plan.addresses.len()]
         }
     }

@@ -101,8 +101,8 @@ impl Space {
         let mut start = 0;
         while start < table.addresses.len() {
             let page = (table.addresses[start] + self.bias) & !(PAGE - 1);
-            let end = start
-                + table.addresses[start..].partition_point(|&a| a + self.bias < page + PAGE);
+            let end =
+                start + table.addresses[start..].partition_point(|&a| a + self.bias < page + PAGE);
             pages.push((page, start..end));
             start = end;
         }
@@ -192,7 +192,11 @@ impl Space {
     }
 
     /// Current values of `count` counters at `address`, in one read.
-    pub(super) fn read_counters(&self, address: u64, count: usize) -> Result<Vec<u64>, EngineError> {
+    pub(super) fn read_counters(
+        &self,
+        address: u64,
+        count: usize,
+    ) -> Result<Vec<u64>, EngineError> {
         let mut bytes = vec![0u8; count * 8];
         self.mem
             .read_exact_at(&mut bytes, address)

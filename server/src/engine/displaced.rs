@@ -50,7 +50,8 @@ pub(super) fn plan(
                 return Resume::Step;
             }
             let slot = scratch + i as u64 * SLOT;
-            let mut decoder = Decoder::with_ip(64, &bytes[MAX_BACK..], address, DecoderOptions::NONE);
+            let mut decoder =
+                Decoder::with_ip(64, &bytes[MAX_BACK..], address, DecoderOptions::NONE);
             let instruction = decoder.decode();
             if instruction.is_invalid() {
                 return Resume::Step;

@@ -51,9 +51,12 @@ pub struct Breakpoints {
     pub built: TrampolineCache,
 }
 
-/// Trampoline code shared by the processes (shards, restarts) of one executable.
+/// Trampoline code shared by the processes (shards, restarts) of one executable, with the
+/// (load bias, code address, counters address) it was built for.
 #[derive(Clone, Debug, Default)]
-pub struct TrampolineCache(Arc<Mutex<Option<((u64, u64, u64), Arc<trampoline::Trampolines>)>>>);
+pub struct TrampolineCache(Arc<Mutex<Option<BuiltFor>>>);
+
+type BuiltFor = ((u64, u64, u64), Arc<trampoline::Trampolines>);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
 use gimli::UnwindSection;
+use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 /// Bytes a `jmp rel32` takes.
@@ -144,8 +144,9 @@ impl Function {
 pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> {
     let mut sites = vec![Site::Trap; addresses.len()];
     let mut current: Option<((u64, u64), Option<Function>)> = None;
-    // End of the last moved run: runs never overlap.
+    // End of the last moved run (runs never overlap), and the breakpoint it belongs to.
     let mut patched_until = 0;
+    let mut last_jump: Option<usize> = None;
     for i in 0..addresses.len() {
         if traps[i] || matches!(sites[i], Site::Covered { .. }) {
             continue;
@@ -172,6 +173,22 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         let Some(site) = forward(code, function, address)
             .or_else(|| backward(code, function, address, patched_until, &is_breakpoint))
         else {
+            // The run just before may take this instruction too (a loop's `jmp` back right
+            // after the last statement of its body).
+            if let Some(k) = last_jump.filter(|_| patched_until == address) {
+                if let Some(extra) = appendable(code, function, address, &sites[k]) {
+                    if let Site::Jump {
+                        len, moved, also, ..
+                    } = &mut sites[k]
+                    {
+                        *len += extra;
+                        *moved += 1;
+                        also.push(i as u32);
+                    }
+                    sites[i] = Site::Covered { by: k as u32 };
+                    patched_until = address + u64::from(extra);
+                }
+            }
             continue;
         };
         let Site::Jump {
@@ -191,6 +208,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
             sites[j] = Site::Covered { by: i as u32 };
         }
         patched_until = end;
+        last_jump = Some(i);
         sites[i] = Site::Jump {
             back,
             len,
@@ -199,6 +217,26 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         };
     }
     sites
+}
+
+/// The length of the instruction at `address` when it can join the run `site` that ends right
+/// before it: nothing jumps to it and the run's last instruction falls through to it.
+fn appendable(code: &ExeCode, function: &Function, address: u64, site: &Site) -> Option<u8> {
+    let Site::Jump { len, .. } = site else {
+        return None;
+    };
+    let at = function.instructions.partition_point(|i| i.ip() < address);
+    let (before, this) = (
+        function.instructions.get(at.checked_sub(1)?)?,
+        function.instructions.get(at)?,
+    );
+    let fits = usize::from(*len) + this.len() <= MAX_WINDOW;
+    (this.ip() == address
+        && fits
+        && before.flow_control() == FlowControl::Next
+        && relocatable_last(this)
+        && !enterable(code, function, address))
+    .then_some(this.len() as u8)
 }
 
 fn site_len(site: &Site) -> u8 {
@@ -230,9 +268,7 @@ fn enterable(code: &ExeCode, function: &Function, ip: u64) -> bool {
 /// alone when it is long enough, else it and the next ones, provided only the last may change
 /// control flow and no branch or unwinder can enter the run after its first byte.
 fn forward(code: &ExeCode, function: &Function, address: u64) -> Option<Site> {
-    let first = function
-        .instructions
-        .partition_point(|i| i.ip() < address);
+    let first = function.instructions.partition_point(|i| i.ip() < address);
     let run_start = function.instructions.get(first)?;
     if run_start.ip() != address {
         return None;
@@ -268,9 +304,7 @@ fn backward(
     not_before: u64,
     is_breakpoint: &dyn Fn(u64) -> bool,
 ) -> Option<Site> {
-    let at = function
-        .instructions
-        .partition_point(|i| i.ip() < address);
+    let at = function.instructions.partition_point(|i| i.ip() < address);
     let last = function.instructions.get(at)?;
     if last.ip() != address || !relocatable_last(last) || enterable(code, function, address) {
         return None;
@@ -347,9 +381,7 @@ fn landing_pads(file: &object::File) -> Option<HashSet<u64>> {
         let gimli::CieOrFde::Fde(partial) = entry else {
             continue;
         };
-        let fde = partial
-            .parse(gimli::EhFrame::cie_from_offset)
-            .ok()?;
+        let fde = partial.parse(gimli::EhFrame::cie_from_offset).ok()?;
         let Some(lsda) = fde.lsda() else {
             continue;
         };
@@ -475,7 +507,15 @@ mod tests {
     #[test]
     fn long_instructions_take_the_jump_alone() {
         let sites = classify(&code(BODY, &[]), &[0x1003], &[false]);
-        assert_eq!(sites, [Site::Jump { back: 0, len: 5, moved: 1, also: vec![] }]);
+        assert_eq!(
+            sites,
+            [Site::Jump {
+                back: 0,
+                len: 5,
+                moved: 1,
+                also: vec![]
+            }]
+        );
     }
 
     #[test]
@@ -484,7 +524,15 @@ mod tests {
         let sites = classify(&code(BODY, &[]), &[0x1000, 0x1003], &[false, false]);
         assert_eq!(
             sites,
-            [Site::Jump { back: 0, len: 8, moved: 2, also: vec![1] }, Site::Covered { by: 0 }]
+            [
+                Site::Jump {
+                    back: 0,
+                    len: 8,
+                    moved: 2,
+                    also: vec![1]
+                },
+                Site::Covered { by: 0 }
+            ]
         );
     }
 
@@ -493,13 +541,29 @@ mod tests {
         // 0x100a is the target of the jne: xor eax,eax cannot move with it, only with the mov
         // before it (nothing jumps to 0x1008: it runs exactly when the mov does)...
         let sites = classify(&code(BODY, &[]), &[0x1008], &[false]);
-        assert_eq!(sites, [Site::Jump { back: 5, len: 7, moved: 2, also: vec![] }]);
+        assert_eq!(
+            sites,
+            [Site::Jump {
+                back: 5,
+                len: 7,
+                moved: 2,
+                also: vec![]
+            }]
+        );
         // ...unless the unwinder lands there.
         let sites = classify(&code(BODY, &[0x1008]), &[0x1008], &[false]);
         assert_eq!(sites, [Site::Trap]);
         // The run from 0x100a (xor + call) is fine; the call is done by hand as the last.
         let sites = classify(&code(BODY, &[]), &[0x100a], &[false]);
-        assert_eq!(sites, [Site::Jump { back: 0, len: 7, moved: 2, also: vec![] }]);
+        assert_eq!(
+            sites,
+            [Site::Jump {
+                back: 0,
+                len: 7,
+                moved: 2,
+                also: vec![]
+            }]
+        );
         let sites = classify(&code(BODY, &[0x100c]), &[0x100a], &[false]);
         assert_eq!(sites, [Site::Trap]);
     }
@@ -523,7 +587,15 @@ mod tests {
         );
         // Alone, the jmp takes the two instructions before it (0x2000 is a target: fine as a start).
         let sites = classify(&code, &[0x2007], &[false]);
-        assert_eq!(sites, [Site::Jump { back: 7, len: 9, moved: 3, also: vec![] }]);
+        assert_eq!(
+            sites,
+            [Site::Jump {
+                back: 7,
+                len: 9,
+                moved: 3,
+                also: vec![]
+            }]
+        );
         // With the xor a target (0x2005 instead of 0x2000), the run cannot reach back past it.
         let bytes = [0xB8, 0x01, 0, 0, 0, 0x31, 0xC9, 0xEB, 0xFC];
         let code = ExeCode::from_parts(
@@ -535,15 +607,54 @@ mod tests {
         // A breakpoint of its own before it keeps its own site; the jmp stays a trap.
         let sites = classify(&code, &[0x2000, 0x2007], &[false, false]);
         assert_eq!(sites[1], Site::Trap);
+        // Unless that breakpoint's run ends right before the jmp: then the run takes it.
+        let sites = classify(&code, &[0x2005, 0x2007], &[false, false]);
+        assert_eq!(
+            sites[1],
+            Site::Trap,
+            "0x2005 is a target: its own run is only xor+jmp"
+        );
+        let bytes = [0x90, 0xB8, 0x01, 0, 0, 0, 0xEB, 0xF8];
+        let code = ExeCode::from_parts(
+            vec![(0x2000, bytes.to_vec())],
+            vec![(0x2000, 0x2008)],
+            Some(HashSet::new()),
+        );
+        // nop; mov eax,1 (a breakpoint, alone); jmp 0x2000
+        let sites = classify(&code, &[0x2001, 0x2006], &[false, false]);
+        assert_eq!(
+            sites,
+            [
+                Site::Jump {
+                    back: 0,
+                    len: 7,
+                    moved: 2,
+                    also: vec![1]
+                },
+                Site::Covered { by: 0 }
+            ]
+        );
     }
 
     #[test]
     fn forced_traps_and_unknown_landing_pads() {
         let sites = classify(&code(BODY, &[]), &[0x1003], &[true]);
         assert_eq!(sites, [Site::Trap]);
-        let unknown = ExeCode::from_parts(vec![(BASE, BODY.to_vec())], vec![(BASE, BASE + 20)], None);
+        let unknown =
+            ExeCode::from_parts(vec![(BASE, BODY.to_vec())], vec![(BASE, BASE + 20)], None);
         let sites = classify(&unknown, &[0x1000, 0x1003], &[false, false]);
-        assert_eq!(sites, [Site::Trap, Site::Jump { back: 0, len: 5, moved: 1, also: vec![] }]);
+        assert_eq!(
+            sites,
+            [
+                Site::Trap,
+                Site::Jump {
+                    back: 0,
+                    len: 5,
+                    moved: 1,
+                    also: vec![]
+                }
+            ]
+        );
     }
 
     #[test]
@@ -551,13 +662,26 @@ mod tests {
         // mov rbp,rsp (3); mov eax,1 (5); jmp rax (2)
         let bytes = [0x48, 0x89, 0xE5, 0xB8, 0x01, 0, 0, 0, 0xFF, 0xE0];
         let sites = classify(&code(&bytes, &[]), &[0x1000, 0x1003], &[false, false]);
-        assert_eq!(sites, [Site::Trap, Site::Jump { back: 0, len: 5, moved: 1, also: vec![] }]);
+        assert_eq!(
+            sites,
+            [
+                Site::Trap,
+                Site::Jump {
+                    back: 0,
+                    len: 5,
+                    moved: 1,
+                    also: vec![]
+                }
+            ]
+        );
     }
 
     #[test]
     fn reads_call_sites_of_an_lsda() {
         // lpstart omitted, ttype omitted, call sites in uleb128: two sites, one with a pad at +0x40.
-        let lsda = [0xff, 0xff, 0x01, 8, 0x00, 0x10, 0x00, 0x00, 0x10, 0x05, 0x40, 0x01];
+        let lsda = [
+            0xff, 0xff, 0x01, 8, 0x00, 0x10, 0x00, 0x00, 0x10, 0x05, 0x40, 0x01,
+        ];
         assert_eq!(read_lsda(&lsda, 0x2000), Some(vec![0x2040]));
     }
 }

@@ -248,13 +248,23 @@ impl Session {
         let counters_hint = code_hint.saturating_sub(counters_len + (1 << 20)) & !4095;
         let map = |hint, len, prot| {
             displaced::map_scratch(self.root, hint, len, prot, space)
-                .inspect_err(|errno| tracing::warn!("no scratch memory at {hint:#x}: {errno}; counting with int3"))
+                .inspect_err(|errno| {
+                    tracing::warn!("no scratch memory at {hint:#x}: {errno}; counting with int3")
+                })
                 .ok()
         };
         let code_base = map(code_hint, code_len, libc::PROT_READ | libc::PROT_EXEC)?;
-        let counters = map(counters_hint, counters_len, libc::PROT_READ | libc::PROT_WRITE)?;
+        let counters = map(
+            counters_hint,
+            counters_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )?;
         let key = (space.bias, code_base, counters);
-        let mut cache = breakpoints.built.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = breakpoints
+            .built
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let built = match cache.as_ref() {
             Some((k, built)) if *k == key => built.clone(),
             _ => {

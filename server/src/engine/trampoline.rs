@@ -57,7 +57,10 @@ pub(super) fn build(
     let mut code = Vec::new();
     let mut patches = Vec::new();
     for i in 0..sites.len() {
-        let Site::Jump { back, len, also, .. } = &sites[i] else {
+        let Site::Jump {
+            back, len, also, ..
+        } = &sites[i]
+        else {
             continue;
         };
         let slot = code_base + code.len() as u64;
@@ -139,12 +142,17 @@ fn trampoline(
 
     match return_slot {
         Some(return_slot) => {
-            moved.push(Instruction::with1(
-                Code::Push_rm64,
-                MemoryOperand::with_base_displ(Register::RIP, return_slot as i64),
-            ).ok()?);
+            moved.push(
+                Instruction::with1(
+                    Code::Push_rm64,
+                    MemoryOperand::with_base_displ(Register::RIP, return_slot as i64),
+                )
+                .ok()?,
+            );
             if last.code() == Code::Call_rel32_64 {
-                moved.push(Instruction::with_branch(Code::Jmp_rel32_64, last.near_branch_target()).ok()?);
+                moved.push(
+                    Instruction::with_branch(Code::Jmp_rel32_64, last.near_branch_target()).ok()?,
+                );
             } else {
                 let mut jump = last;
                 jump.set_code(Code::Jmp_rm64);
@@ -194,7 +202,12 @@ mod tests {
     #[test]
     fn counts_then_runs_the_moved_instruction_and_jumps_back() {
         // mov rax,[rip+0x10] (7 bytes)
-        let sites = [Site::Jump { back: 0, len: 7, moved: 1, also: vec![] }];
+        let sites = [Site::Jump {
+            back: 0,
+            len: 7,
+            moved: 1,
+            also: vec![],
+        }];
         let windows = [window(&[0x48, 0x8B, 0x05, 0x10, 0, 0, 0])];
         let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
         assert_eq!(t.sites, sites);
@@ -203,7 +216,11 @@ mod tests {
         assert_eq!(patch.len(), 7);
         assert_eq!(patch[0], 0xE9);
         let rel = i32::from_le_bytes(patch[1..5].try_into().unwrap());
-        assert_eq!((AT as i64 + 5 + i64::from(rel)) as u64, CODE, "jumps to the entry");
+        assert_eq!(
+            (AT as i64 + 5 + i64::from(rel)) as u64,
+            CODE,
+            "jumps to the entry"
+        );
         assert_eq!(&patch[5..], &[0xCC, 0xCC]);
 
         let code = decode(&t.code, CODE);
@@ -222,7 +239,11 @@ mod tests {
                 Code::Lea_r64_m,
             ]
         );
-        assert_eq!(code[0].memory_displacement64() as i64, -128, "steps over the red zone");
+        assert_eq!(
+            code[0].memory_displacement64() as i64,
+            -128,
+            "steps over the red zone"
+        );
         assert!(code[4].has_lock_prefix());
         assert_eq!(code[4].memory_displacement64(), COUNTERS);
         assert_eq!(code[8].memory_displacement64(), 128);
@@ -236,7 +257,12 @@ mod tests {
     fn a_run_counts_every_breakpoint_inside_and_calls_return_to_the_real_code() {
         // xor ecx,ecx (2) ; call rel32 (5): counts breakpoints 0 and 1.
         let sites = [
-            Site::Jump { back: 0, len: 7, moved: 2, also: vec![1] },
+            Site::Jump {
+                back: 0,
+                len: 7,
+                moved: 2,
+                also: vec![1],
+            },
             Site::Covered { by: 0 },
         ];
         let windows = [window(&[0x31, 0xC9, 0xE8, 0x00, 0x01, 0, 0]), window(&[])];
@@ -265,7 +291,12 @@ mod tests {
     #[test]
     fn indirect_calls_through_the_stack_see_the_same_slot() {
         // call qword ptr [rsp+8] (FF 54 24 08), padded to a run with a nop before it.
-        let sites = [Site::Jump { back: 0, len: 5, moved: 2, also: vec![] }];
+        let sites = [Site::Jump {
+            back: 0,
+            len: 5,
+            moved: 2,
+            also: vec![],
+        }];
         let windows = [window(&[0x90, 0xFF, 0x54, 0x24, 0x08])];
         let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
         let code = decode(&t.code[8..], CODE + 8);
