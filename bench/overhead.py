@@ -1,33 +1,36 @@
 #!/usr/bin/env python3
-"""Engine overhead: wall time of `coverlay run` against plain `cargo test` on the same crates, both
-with their builds already done, measured in one run on this machine. Prints a markdown table.
+"""Engine overhead: wall time of `coverlay run` against plain `cargo test --tests` on the same crates,
+both with their builds already done, measured in one run on this machine, runs interleaved (plain,
+coverlay warm, coverlay cold, first-hit, plain, ...), medians. Prints a markdown table.
 
-    python3 bench/overhead.py                 # fixtures + semver, smallvec, regex-syntax
-    python3 bench/overhead.py --runs 5 semver  # one crate, more repetitions
+    python3 bench/overhead.py                  # fixtures + semver, smallvec, regex-syntax, ryu
+    python3 bench/overhead.py --runs 7 semver  # one crate, more repetitions
+
+- warm: coverlay's line-table cache from an earlier run is there (what the language server and a
+  second `coverlay run` see); cold: the cache is deleted first (a first run after a build).
+- `--no-counts`: first-hit mode (one trap per line, no counts).
+- traps and trampolines: from the warm run's JSON report, summed over test executables: traps
+  taken, and the share of counted addresses served by counter trampolines instead of int3.
 
 Registry crates are fetched with cargo into bench/work/ (gitignored). Doctests are left out of the
-baseline because coverlay does not run them.
-
-When `cargo tarpaulin` is installed, four more columns time `cargo tarpaulin --engine ptrace
---skip-clean` (first hit) and the same with `--count`, warm and by the same median-of-runs method,
-with the invocation that agreement.py uses (tarpaulin_cmd there: test code included like coverlay's
-default, no doctests, its own target dir). Without tarpaulin (or with --no-tarpaulin) they are left
-out and the table is the one above.
+baseline because coverlay does not run them. ryu is the CPU-heavy suite: its tests spend their
+time in tight arithmetic loops, where every statement runs a trampoline.
 """
 import argparse
 import glob
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "bench", "work")
 COVERLAY = os.path.join(ROOT, "target", "release", "coverlay")
-REGISTRY_CRATES = {"semver": "=1.0.26", "smallvec": "=1.15.1", "regex-syntax": "=0.8.5"}
+REGISTRY_CRATES = {"semver": "=1.0.28", "smallvec": "=1.15.1", "regex-syntax": "=0.8.12",
+                   "ryu": "=1.0.20"}
 FIXTURES = ["ledger", "twocrates"]
 
 
@@ -64,58 +67,31 @@ def fetch(name, version):
     return dest
 
 
-def timed(cmd, cwd, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = sh(cmd, cwd=cwd, check=False)
-        times.append(time.perf_counter() - start)
-        if result.returncode not in (0, 101):
-            sys.exit(f"failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return statistics.median(times)
+def once(cmd, cwd):
+    start = time.perf_counter()
+    result = sh(cmd, cwd=cwd, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode not in (0, 101):
+        sys.exit(f"failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return elapsed
 
 
-def timed_tolerant(cmd, cwd, runs):
-    """Like timed() for a tool that may fail on a crate (tarpaulin --count loses track of
-    multi-threaded test processes now and then): (median of the good runs or None, failures)."""
-    times, failures = [], 0
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = sh(cmd, cwd=cwd, check=False)
-        elapsed = time.perf_counter() - start
-        if result.returncode in (0, 101) and "Test failed during run" not in result.stderr:
-            times.append(elapsed)
-        else:
-            failures += 1
-            print(f"  failed ({result.returncode}): {' '.join(cmd)}\n  "
-                  + "\n  ".join(result.stderr.strip().splitlines()[-2:]), file=sys.stderr)
-    return (statistics.median(times) if times else None), failures
-
-
-def cell(timing, plain, runs):
-    """`| seconds | ratio |` cells of a timed_tolerant() result."""
-    median, failures = timing
-    note = f" ({failures}/{runs} runs failed)" if failures else ""
-    if median is None:
-        return f" failed{note} | – |"
-    return f" {median:.2f}{note} | {median / plain:.2f}× |"
+def counting_stats(report):
+    """(traps, share of counted addresses served by trampolines) from a JSON report."""
+    with open(report) as f:
+        executables = json.load(f)["executables"]
+    traps = sum(e["counting"]["traps"] for e in executables)
+    tramp = sum(e["counting"]["trampolines"] for e in executables)
+    int3 = sum(e["counting"]["int3"] for e in executables)
+    return traps, tramp / max(1, tramp + int3)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-tarpaulin", action="store_true", help="leave tarpaulin out")
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("crates", nargs="*")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
-    tarpaulin = None
-    if not args.no_tarpaulin:
-        sys.dont_write_bytecode = True  # no __pycache__ in bench/
-        from agreement import tarpaulin_cmd, tarpaulin_installed
-        if tarpaulin_installed():
-            tarpaulin = tarpaulin_cmd
-        else:
-            print("cargo tarpaulin is not installed: its columns are left out", file=sys.stderr)
     sh(["cargo", "build", "--release"], cwd=ROOT)
 
     crates = args.crates or FIXTURES + list(REGISTRY_CRATES)
@@ -125,40 +101,34 @@ def main():
             path = fetch(name, REGISTRY_CRATES[name])
         else:
             path = os.path.join(ROOT, "tests", "fixtures", name)
+        report = os.path.join(WORK, f"{name}.json")
         plain = ["cargo", "test", "--tests", "-q"]
+        counting = [COVERLAY, "run", path, "--json", report]
         first_hit = [COVERLAY, "run", path, "--no-counts"]
-        counting = [COVERLAY, "run", path]
+        cache = os.path.join(path, "target", "coverlay", "line-tables")
         sh(plain, cwd=path, check=False)  # warm both builds
-        sh(first_hit, cwd=path, check=False)
-        t_plain = timed(plain, path, args.runs)
-        t_first = timed(first_hit, path, args.runs)
-        t_count = timed(counting, path, args.runs)
-        extra = ()
-        if tarpaulin:
-            with tempfile.TemporaryDirectory() as tmp:
-                tarp_first = tarpaulin(path, tmp)
-                tarp_count = tarpaulin(path, tmp, ["--count"])
-                sh(tarp_first, cwd=path, check=False)  # warm tarpaulin's own build
-                extra = (timed_tolerant(tarp_first, path, args.runs),
-                         timed_tolerant(tarp_count, path, args.runs))
-        rows.append((name, t_plain, t_first, t_count) + extra)
-        print(f"{name}: plain {t_plain:.2f}s, first-hit {t_first:.2f}s, counts {t_count:.2f}s"
-              + "".join(f", {label} {t if t is None else round(t, 2)}s ({n} failed)"
-                        for label, (t, n) in zip(("tarpaulin", "tarpaulin --count"), extra)),
-              file=sys.stderr)
+        sh(counting, cwd=path, check=False)
+        times = {"plain": [], "warm": [], "cold": [], "first": []}
+        for _ in range(args.runs):
+            times["plain"].append(once(plain, path))
+            times["warm"].append(once(counting, path))
+            shutil.rmtree(cache, ignore_errors=True)
+            times["cold"].append(once(counting, path))
+            times["first"].append(once(first_hit, path))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        traps, share = counting_stats(report)
+        rows.append((name, med, traps, share))
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}s" for k, v in med.items())
+              + f", {traps} traps, {share:.1%} trampolines", file=sys.stderr)
 
-    head = "| crate | `cargo test` (s) | `coverlay run --no-counts` (s) | ratio | `coverlay run` (s) | ratio |"
-    rule = "|---|---:|---:|---:|---:|---:|"
-    if tarpaulin:
-        head += " `tarpaulin` (s) | ratio | `tarpaulin --count` (s) | ratio |"
-        rule += "---:|---:|---:|---:|"
-    print(head)
-    print(rule)
-    for name, plain, first, count, *extra in rows:
-        line = f"| {name} | {plain:.2f} | {first:.2f} | {first / plain:.2f}× | {count:.2f} | {count / plain:.2f}× |"
-        for timing in extra:
-            line += cell(timing, plain, args.runs)
-        print(line)
+    print("| crate | `cargo test --tests` | `coverlay run` warm | ratio | cold | ratio "
+          "| `--no-counts` | ratio | traps | trampolines |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, med, traps, share in rows:
+        p = med["plain"]
+        print(f"| {name} | {p:.2f} s | {med['warm']:.2f} s | {med['warm'] / p:.2f}× "
+              f"| {med['cold']:.2f} s | {med['cold'] / p:.2f}× "
+              f"| {med['first']:.2f} s | {med['first'] / p:.2f}× | {traps:,} | {share:.1%} |")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@
 
 pub mod aggregate;
 pub mod analysis;
+pub mod cache;
 pub mod cargo;
 pub mod cli;
 pub mod coverage;
 pub mod dwarf;
 pub mod engine;
 pub mod libtest;
-pub mod linecache;
 pub mod lsp;
 pub mod parallel;
 pub mod plan;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::analysis::{LineKind, SourceAnalysis};
+use crate::cache::JsonCache;
 use crate::dwarf::LineTable;
 
 /// A source file of the workspace seen in some executable, with its analysis and the lines that
@@ -20,9 +21,18 @@ pub struct SourceFile {
 pub struct Sources {
     pub files: Vec<SourceFile>,
     index: HashMap<PathBuf, usize>,
+    /// Analyses by file content, from earlier runs.
+    cache: Option<JsonCache>,
 }
 
 impl Sources {
+    pub fn with_cache(cache: JsonCache) -> Self {
+        Self {
+            cache: Some(cache),
+            ..Self::default()
+        }
+    }
+
     /// Analyses the files not seen yet, `jobs` at a time: syn parsing is the costly part of planning.
     pub fn add_all(&mut self, paths: &[&Path], jobs: usize) {
         let mut new: Vec<&Path> = paths
@@ -32,7 +42,8 @@ impl Sources {
             .collect();
         new.sort();
         new.dedup();
-        let analyses = crate::parallel::map(&new, jobs, |path| analyse(path));
+        let cache = self.cache.as_ref();
+        let analyses = crate::parallel::map(&new, jobs, |path| analyse(path, cache));
         for (path, analysis) in new.into_iter().zip(analyses) {
             self.index.insert(path.to_path_buf(), self.files.len());
             self.files.push(SourceFile {
@@ -52,7 +63,7 @@ impl Sources {
     }
 }
 
-fn analyse(path: &Path) -> SourceAnalysis {
+fn analyse(path: &Path, cache: Option<&JsonCache>) -> SourceAnalysis {
     let source = match std::fs::read_to_string(path) {
         Ok(source) => source,
         Err(error) => {
@@ -63,13 +74,19 @@ fn analyse(path: &Path) -> SourceAnalysis {
             return SourceAnalysis::fallback("");
         }
     };
-    crate::analysis::analyze(&source).unwrap_or_else(|error| {
-        tracing::warn!(
-            "{} does not parse ({error}); using DWARF lines only",
-            path.display()
-        );
-        SourceAnalysis::fallback(&source)
-    })
+    let compute = || {
+        crate::analysis::analyze(&source).unwrap_or_else(|error| {
+            tracing::warn!(
+                "{} does not parse ({error}); using DWARF lines only",
+                path.display()
+            );
+            SourceAnalysis::fallback(&source)
+        })
+    };
+    match cache {
+        Some(cache) => cache.get_or_insert(("analysis", &source), compute),
+        None => compute(),
+    }
 }
 
 /// Breakpoints of one executable: `addresses[i]` counts for line `targets[i]`.

@@ -11,12 +11,12 @@ use crate::aggregate::{
     Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineKey, SourceId, Target, TestId,
 };
 use crate::analysis::LineKind;
+use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
 use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
-use crate::linecache::LineCache;
 use crate::plan::{self, Plan, SourceFile, Sources};
 use crate::testrun;
 
@@ -163,7 +163,8 @@ pub fn run(
         tables.push(table?);
         listings.push(listing);
     }
-    let mut sources = Sources::default();
+    let mut sources =
+        Sources::with_cache(JsonCache::new(workspace.coverlay_dir().join("analysis")));
     let paths: Vec<&Path> = tables
         .iter()
         .flat_map(|t| t.files.iter().map(PathBuf::as_path))
@@ -185,9 +186,10 @@ pub fn run(
         .zip(&executables)
         .map(|(plan, executable)| (plan, executable.path.as_path()))
         .collect();
+    let sites_cache = JsonCache::new(workspace.coverlay_dir().join("sites"));
     let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe)| {
         if counted {
-            counting_sites(plan, exe)
+            counting_sites(plan, exe, &sites_cache)
         } else {
             Vec::new()
         }
@@ -378,12 +380,13 @@ fn targets(plan: &Plan) -> Vec<Option<Target>> {
 
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
 /// test start); the rest jump to trampolines where the code allows. Unreadable code: all trap.
-fn counting_sites(plan: &Plan, exe: &Path) -> Vec<engine::Site> {
+/// Cached by the executable's identity and the breakpoints asked for.
+fn counting_sites(plan: &Plan, exe: &Path, cache: &JsonCache) -> Vec<engine::Site> {
     let mut traps = vec![false; plan.addresses.len()];
     for &(index, _) in &plan.test_entries {
         traps[index] = true;
     }
-    match engine::ExeCode::read(exe) {
+    let classify = || match engine::ExeCode::read(exe) {
         Ok(code) => engine::sites::classify(&code, &plan.addresses, &traps),
         Err(error) => {
             tracing::warn!(
@@ -392,6 +395,12 @@ fn counting_sites(plan: &Plan, exe: &Path) -> Vec<engine::Site> {
             );
             vec![engine::Site::Trap; plan.addresses.len()]
         }
+    };
+    match crate::cache::file_identity(exe) {
+        Some(identity) => {
+            cache.get_or_insert(("sites", exe, identity, &plan.addresses, &traps), classify)
+        }
+        None => classify(),
     }
 }
 

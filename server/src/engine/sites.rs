@@ -19,7 +19,7 @@ pub(crate) const MAX_BACK: usize = 16;
 pub(crate) type Window = [u8; MAX_BACK + MAX_WINDOW];
 
 /// How one breakpoint address is counted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Site {
     /// The `len` bytes from `back` bytes before the address (whole instructions, at least
     /// [`JUMP_LEN`]) move into a trampoline that counts this breakpoint and those of `also`

@@ -57,6 +57,18 @@ struct Executable<'a> {
     kind: &'a str,
     /// How each process that ran its tests ended (`Code(0)`, `Signal(11)`, `TimedOut`).
     exits: Vec<String>,
+    counting: Counting,
+}
+
+/// How an executable's addresses were counted, and what it cost.
+#[derive(Serialize)]
+struct Counting {
+    /// Addresses counted by a trampoline (their own, or a run shared with the one before).
+    trampolines: usize,
+    /// Addresses counted by int3 (test entries included).
+    int3: usize,
+    /// Traps taken over all its processes.
+    traps: u64,
 }
 
 pub fn render(report: &RunReport) -> String {
@@ -76,6 +88,13 @@ pub fn render(report: &RunReport) -> String {
                 target: &run.executable.target,
                 kind: &run.executable.kind,
                 exits: run.exits.iter().map(|e| format!("{e:?}")).collect(),
+                counting: Counting {
+                    trampolines: run.counting.sites.alone
+                        + run.counting.sites.runs
+                        + run.counting.sites.covered,
+                    int3: run.counting.sites.traps,
+                    traps: run.counting.traps,
+                },
             })
             .collect(),
     };

@@ -1,11 +1,68 @@
-//! Caches each test executable's DWARF line table on disk, keyed by the file's identity (device,
-//! inode, size, modification time), so that a rerun after a change reads only what cargo relinked.
+//! On-disk caches under `<target>/coverlay/`: each test executable's DWARF line table and counting
+//! sites keyed by the file's identity (device, inode, size, modification time), each source file's
+//! analysis keyed by its content, so that a rerun after a change redoes only what changed.
 
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::dwarf::{self, DwarfError, LineTable};
+
+/// A directory of JSON entries named by a key's hash. Unreadable or unwritable entries only cost
+/// recomputing them.
+#[derive(Clone, Debug)]
+pub struct JsonCache {
+    dir: PathBuf,
+}
+
+impl JsonCache {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// The value stored for `key`, or `compute()`'s result, stored for next time.
+    pub fn get_or_insert<T: Serialize + DeserializeOwned>(
+        &self,
+        key: impl Hash,
+        compute: impl FnOnce() -> T,
+    ) -> T {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (env!("CARGO_PKG_VERSION"), key).hash(&mut hasher);
+        let entry = self.dir.join(format!("{:016x}.json", hasher.finish()));
+        if let Some(value) = std::fs::read(&entry)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        {
+            return value;
+        }
+        let value = compute();
+        if std::fs::create_dir_all(&self.dir).is_ok() {
+            if let Ok(bytes) = serde_json::to_vec(&value) {
+                // Written aside and renamed, so a parallel reader never sees half an entry.
+                let partial = entry.with_extension(format!("{}.tmp", std::process::id()));
+                if std::fs::write(&partial, bytes).is_ok() {
+                    let _ = std::fs::rename(&partial, &entry);
+                }
+            }
+        }
+        value
+    }
+}
+
+/// What identifies a file's content without reading it: device, inode, size, modification time.
+pub fn file_identity(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    ))
+}
 
 /// Bumped whenever `LineTable` or the reading rules change, so that old entries are not trusted.
 const FORMAT: u32 = 1;
@@ -79,7 +136,7 @@ mod tests {
         let copy = dir.path().join("exe");
         std::fs::copy(&exe, &copy).unwrap();
         let cache = LineCache::new(dir.path().join("cache"));
-        let keep = |p: &Path| p.ends_with("linecache.rs");
+        let keep = |p: &Path| p.ends_with("cache.rs");
         let first = cache.read(&copy, &keep).unwrap();
         assert!(!first.rows.is_empty());
         let entries = || std::fs::read_dir(dir.path().join("cache")).unwrap().count();
