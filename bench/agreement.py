@@ -43,7 +43,7 @@ def tarpaulin_target(path):
 
 
 def tarpaulin_cmd(path, outdir, extra=()):
-    """The tarpaulin invocation of both benchmarks (overhead.py imports it): ptrace engine, the
+    """The tarpaulin invocation of this benchmark: ptrace engine, the
     same test targets as `cargo test --tests` (lib/bin unit tests and tests/*.rs; tarpaulin runs
     doctests only when asked), test code included like coverlay's default (tarpaulin leaves it
     out by default), a generous timeout, and its own target dir so that its RUSTFLAGS never
