@@ -152,17 +152,14 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
             continue;
         }
         let address = addresses[i];
-        let Some(range) = code.function(address) else {
-            if let Some(site) = alone(code, address) {
-                patched_until = address + u64::from(site_len(&site));
-                sites[i] = site;
+        let range = code.function(address);
+        if let Some(range) = range {
+            if current.as_ref().is_none_or(|(r, _)| *r != range) {
+                current = Some((range, Function::decode(code, range)));
             }
-            continue;
-        };
-        if current.as_ref().is_none_or(|(r, _)| *r != range) {
-            current = Some((range, Function::decode(code, range)));
         }
-        let Some((_, Some(function))) = &current else {
+        // Outside a known, decodable function only a long instruction can take the jump alone.
+        let Some(function) = range.and(current.as_ref()).and_then(|(_, f)| f.as_ref()) else {
             if let Some(site) = alone(code, address) {
                 patched_until = address + u64::from(site_len(&site));
                 sites[i] = site;
@@ -489,6 +486,15 @@ mod tests {
 
     const BASE: u64 = 0x1000;
 
+    fn jump(back: u8, len: u8, moved: u8, also: &[u32]) -> Site {
+        Site::Jump {
+            back,
+            len,
+            moved,
+            also: also.to_vec(),
+        }
+    }
+
     fn code(bytes: &[u8], pads: &[u64]) -> ExeCode {
         ExeCode::from_parts(
             vec![(BASE, bytes.to_vec())],
@@ -507,33 +513,14 @@ mod tests {
     #[test]
     fn long_instructions_take_the_jump_alone() {
         let sites = classify(&code(BODY, &[]), &[0x1003], &[false]);
-        assert_eq!(
-            sites,
-            [Site::Jump {
-                back: 0,
-                len: 5,
-                moved: 1,
-                also: vec![]
-            }]
-        );
+        assert_eq!(sites, [jump(0, 5, 1, &[])]);
     }
 
     #[test]
     fn short_instructions_move_with_the_next_ones_and_count_breakpoints_inside() {
         // mov rbp,rsp + mov eax,1: nothing jumps to 0x1003, which is itself a breakpoint.
         let sites = classify(&code(BODY, &[]), &[0x1000, 0x1003], &[false, false]);
-        assert_eq!(
-            sites,
-            [
-                Site::Jump {
-                    back: 0,
-                    len: 8,
-                    moved: 2,
-                    also: vec![1]
-                },
-                Site::Covered { by: 0 }
-            ]
-        );
+        assert_eq!(sites, [jump(0, 8, 2, &[1]), Site::Covered { by: 0 }]);
     }
 
     #[test]
@@ -541,29 +528,13 @@ mod tests {
         // 0x100a is the target of the jne: xor eax,eax cannot move with it, only with the mov
         // before it (nothing jumps to 0x1008: it runs exactly when the mov does)...
         let sites = classify(&code(BODY, &[]), &[0x1008], &[false]);
-        assert_eq!(
-            sites,
-            [Site::Jump {
-                back: 5,
-                len: 7,
-                moved: 2,
-                also: vec![]
-            }]
-        );
+        assert_eq!(sites, [jump(5, 7, 2, &[])]);
         // ...unless the unwinder lands there.
         let sites = classify(&code(BODY, &[0x1008]), &[0x1008], &[false]);
         assert_eq!(sites, [Site::Trap]);
         // The run from 0x100a (xor + call) is fine; the call is done by hand as the last.
         let sites = classify(&code(BODY, &[]), &[0x100a], &[false]);
-        assert_eq!(
-            sites,
-            [Site::Jump {
-                back: 0,
-                len: 7,
-                moved: 2,
-                also: vec![]
-            }]
-        );
+        assert_eq!(sites, [jump(0, 7, 2, &[])]);
         let sites = classify(&code(BODY, &[0x100c]), &[0x100a], &[false]);
         assert_eq!(sites, [Site::Trap]);
     }
@@ -587,15 +558,7 @@ mod tests {
         );
         // Alone, the jmp takes the two instructions before it (0x2000 is a target: fine as a start).
         let sites = classify(&code, &[0x2007], &[false]);
-        assert_eq!(
-            sites,
-            [Site::Jump {
-                back: 7,
-                len: 9,
-                moved: 3,
-                also: vec![]
-            }]
-        );
+        assert_eq!(sites, [jump(7, 9, 3, &[])]);
         // With the xor a target (0x2005 instead of 0x2000), the run cannot reach back past it.
         let bytes = [0xB8, 0x01, 0, 0, 0, 0x31, 0xC9, 0xEB, 0xFC];
         let code = ExeCode::from_parts(
@@ -622,18 +585,7 @@ mod tests {
         );
         // nop; mov eax,1 (a breakpoint, alone); jmp 0x2000
         let sites = classify(&code, &[0x2001, 0x2006], &[false, false]);
-        assert_eq!(
-            sites,
-            [
-                Site::Jump {
-                    back: 0,
-                    len: 7,
-                    moved: 2,
-                    also: vec![1]
-                },
-                Site::Covered { by: 0 }
-            ]
-        );
+        assert_eq!(sites, [jump(0, 7, 2, &[1]), Site::Covered { by: 0 }]);
     }
 
     #[test]
@@ -643,18 +595,7 @@ mod tests {
         let unknown =
             ExeCode::from_parts(vec![(BASE, BODY.to_vec())], vec![(BASE, BASE + 20)], None);
         let sites = classify(&unknown, &[0x1000, 0x1003], &[false, false]);
-        assert_eq!(
-            sites,
-            [
-                Site::Trap,
-                Site::Jump {
-                    back: 0,
-                    len: 5,
-                    moved: 1,
-                    also: vec![]
-                }
-            ]
-        );
+        assert_eq!(sites, [Site::Trap, jump(0, 5, 1, &[])]);
     }
 
     #[test]
@@ -662,18 +603,7 @@ mod tests {
         // mov rbp,rsp (3); mov eax,1 (5); jmp rax (2)
         let bytes = [0x48, 0x89, 0xE5, 0xB8, 0x01, 0, 0, 0, 0xFF, 0xE0];
         let sites = classify(&code(&bytes, &[]), &[0x1000, 0x1003], &[false, false]);
-        assert_eq!(
-            sites,
-            [
-                Site::Trap,
-                Site::Jump {
-                    back: 0,
-                    len: 5,
-                    moved: 1,
-                    also: vec![]
-                }
-            ]
-        );
+        assert_eq!(sites, [Site::Trap, jump(0, 5, 1, &[])]);
     }
 
     #[test]
