@@ -397,9 +397,17 @@ fn counting_sites(plan: &Plan, exe: &Path, cache: &JsonCache) -> Vec<engine::Sit
         }
     };
     match crate::cache::file_identity(exe) {
-        Some(identity) => {
-            cache.get_or_insert(("sites", exe, identity, &plan.addresses, &traps), classify)
-        }
+        Some(identity) => cache.get_or_insert(
+            (
+                "sites",
+                engine::sites::CLASSIFIER_VERSION,
+                exe,
+                identity,
+                &plan.addresses,
+                &traps,
+            ),
+            classify,
+        ),
         None => classify(),
     }
 }

@@ -5,8 +5,14 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use gimli::UnwindSection;
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register, RflagsBits,
+};
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
+
+/// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
+/// of an older classifier are not reused.
+pub const CLASSIFIER_VERSION: u32 = 4;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
@@ -24,12 +30,14 @@ pub enum Site {
     /// The `len` bytes from `back` bytes before the address (whole instructions, at least
     /// [`JUMP_LEN`]) move into a trampoline that counts this breakpoint and those of `also`
     /// (breakpoints inside those bytes, which run exactly when this one does). `moved` counts the
-    /// instructions.
+    /// instructions. `flags`: the status flags may be read before they are next written, so the
+    /// trampoline must keep them.
     Jump {
         back: u8,
         len: u8,
         moved: u8,
         also: Vec<u32>,
+        flags: bool,
     },
     /// Counted by the trampoline of breakpoint `by`, whose bytes it lies in.
     Covered { by: u32 },
@@ -42,6 +50,8 @@ pub enum Site {
 pub struct ExeCode {
     /// Executable sections: (link address, bytes).
     sections: Vec<(u64, Vec<u8>)>,
+    /// Read-only data sections (where jump tables live): (link address, bytes).
+    rodata: Vec<(u64, Vec<u8>)>,
     /// Function symbols `[start, end)`, sorted by start.
     functions: Vec<(u64, u64)>,
     /// Exception landing pads (entered by the unwinder, not by a branch); `None` when some
@@ -55,11 +65,15 @@ impl ExeCode {
         let data = std::fs::read(exe)?;
         let file = object::File::parse(data.as_slice())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let sections = file
-            .sections()
-            .filter(|s| s.kind() == SectionKind::Text)
-            .filter_map(|s| Some((s.address(), s.data().ok()?.to_vec())))
-            .collect();
+        let of_kind = |kinds: &[SectionKind]| {
+            file.sections()
+                .filter(|s| kinds.contains(&s.kind()))
+                .filter_map(|s| Some((s.address(), s.data().ok()?.to_vec())))
+                .collect()
+        };
+        let sections = of_kind(&[SectionKind::Text]);
+        // The linker merges `.rodata` with string constants (flags `AMS`): read-only strings.
+        let rodata = of_kind(&[SectionKind::ReadOnlyData, SectionKind::ReadOnlyString]);
         let mut functions: Vec<(u64, u64)> = file
             .symbols()
             .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
@@ -69,6 +83,7 @@ impl ExeCode {
         functions.dedup_by_key(|f| f.0);
         Ok(ExeCode {
             sections,
+            rodata,
             functions,
             landing_pads: landing_pads(&file),
         })
@@ -82,17 +97,14 @@ impl ExeCode {
     ) -> ExeCode {
         ExeCode {
             sections,
+            rodata: Vec::new(),
             functions,
             landing_pads,
         }
     }
 
     fn bytes(&self, start: u64, end: u64) -> Option<&[u8]> {
-        self.sections.iter().find_map(|(address, data)| {
-            let from = start.checked_sub(*address)? as usize;
-            let to = end.checked_sub(*address)? as usize;
-            data.get(from..to.min(data.len()))
-        })
+        within(&self.sections, start, end)
     }
 
     fn function(&self, address: u64) -> Option<(u64, u64)> {
@@ -102,11 +114,20 @@ impl ExeCode {
     }
 }
 
+fn within(sections: &[(u64, Vec<u8>)], start: u64, end: u64) -> Option<&[u8]> {
+    sections.iter().find_map(|(address, data)| {
+        let from = start.checked_sub(*address)? as usize;
+        let to = end.checked_sub(*address)? as usize;
+        data.get(from..to.min(data.len()))
+    })
+}
+
 /// One function, decoded: instruction starts and what may be jumped to.
 struct Function {
     instructions: Vec<Instruction>,
-    /// Direct branch targets; `None` when the function jumps through a register or memory (a
-    /// jump table), so any instruction may be a target.
+    /// Branch targets (direct ones and the entries of its jump tables); `None` when the function
+    /// jumps through a register or memory in a way not recognised as a jump table, so that any
+    /// instruction may be a target.
     targets: Option<HashSet<u64>>,
 }
 
@@ -114,8 +135,9 @@ impl Function {
     fn decode(code: &ExeCode, (start, end): (u64, u64)) -> Option<Function> {
         let bytes = code.bytes(start, end)?;
         let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
-        let mut instructions = Vec::new();
+        let mut instructions: Vec<Instruction> = Vec::new();
         let mut targets = Some(HashSet::new());
+        let mut tables = Vec::new();
         while decoder.can_decode() {
             let instruction = decoder.decode();
             if instruction.is_invalid() {
@@ -127,16 +149,69 @@ impl Function {
                         t.insert(instruction.near_branch_target());
                     }
                 }
-                FlowControl::IndirectBranch => targets = None,
+                FlowControl::IndirectBranch => match jump_table(&instructions, &instruction) {
+                    Some(table) => tables.push(table),
+                    None => targets = None,
+                },
                 _ => {}
             }
             instructions.push(instruction);
+        }
+        if targets.is_some() {
+            let starts: HashSet<u64> = instructions.iter().map(|i| i.ip()).collect();
+            for table in tables {
+                match (table_entries(code, table, &starts), targets.as_mut()) {
+                    (Some(entries), Some(t)) => t.extend(entries),
+                    _ => targets = None,
+                }
+            }
         }
         Some(Function {
             instructions,
             targets,
         })
     }
+}
+
+/// The table address of a jump through a table of 32-bit offsets from the table's own start, as
+/// LLVM emits it for x86-64 PIC: `lea B,[rip+T]; movsxd X,[B+I*4]; add X,B (or add B,X); jmp X`.
+fn jump_table(before: &[Instruction], jmp: &Instruction) -> Option<u64> {
+    let [lea, load, add] = before.last_chunk::<3>()?;
+    let (base, entry) = (lea.op0_register(), load.op0_register());
+    let sum = add.op0_register();
+    let pattern = lea.code() == Code::Lea_r64_m
+        && lea.memory_base() == Register::RIP
+        && load.code() == Code::Movsxd_r64_rm32
+        && load.op1_kind() == OpKind::Memory
+        && load.memory_base() == base
+        && load.memory_index_scale() == 4
+        && load.memory_index() != base
+        && entry != base
+        && matches!(add.code(), Code::Add_r64_rm64 | Code::Add_rm64_r64)
+        && add.op0_kind() == OpKind::Register
+        && add.op1_kind() == OpKind::Register
+        && ((sum, add.op1_register()) == (entry, base)
+            || (sum, add.op1_register()) == (base, entry))
+        && jmp.code() == Code::Jmp_rm64
+        && jmp.op0_kind() == OpKind::Register
+        && jmp.op0_register() == sum;
+    pattern.then(|| lea.ip_rel_memory_address())
+}
+
+/// The targets of the jump table at `table`: entries are read while they land on an instruction
+/// of the function. The table's length is not known, so reading may run past its end into other
+/// data; such extra "targets" only make fewer runs movable, never a wrong one. `None` when the
+/// table is not in read-only data or its first entry is no instruction of the function.
+fn table_entries(code: &ExeCode, table: u64, starts: &HashSet<u64>) -> Option<Vec<u64>> {
+    const MAX_ENTRIES: u64 = 4096;
+    let data = within(&code.rodata, table, table + 4 * MAX_ENTRIES)?;
+    let entries: Vec<u64> = data
+        .chunks_exact(4)
+        .map(|e| i32::from_le_bytes([e[0], e[1], e[2], e[3]]))
+        .map(|offset| table.wrapping_add_signed(i64::from(offset)))
+        .take_while(|target| starts.contains(target))
+        .collect();
+    (!entries.is_empty()).then_some(entries)
 }
 
 /// Chooses a site for each breakpoint (`addresses` sorted, link-time). `traps[i]` forces int3
@@ -194,6 +269,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         else {
             continue;
         };
+        let flags = flags_live(function, address - u64::from(back));
         let end = address - u64::from(back) + u64::from(len);
         let inside: Vec<usize> = (i + 1..addresses.len())
             .take_while(|&j| addresses[j] < end)
@@ -211,6 +287,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
             len,
             moved,
             also: inside.into_iter().map(|j| j as u32).collect(),
+            flags,
         };
     }
     sites
@@ -252,6 +329,7 @@ fn alone(code: &ExeCode, address: u64) -> Option<Site> {
         len: instruction.len() as u8,
         moved: 1,
         also: Vec::new(),
+        flags: true,
     })
 }
 
@@ -276,19 +354,82 @@ fn forward(code: &ExeCode, function: &Function, address: u64) -> Option<Site> {
             return None;
         }
         len += instruction.len();
+        let run = |len: usize| Site::Jump {
+            back: 0,
+            len: len as u8,
+            moved: k as u8 + 1,
+            also: Vec::new(),
+            flags: true,
+        };
         if len >= JUMP_LEN {
-            return (len <= MAX_WINDOW && relocatable_last(instruction)).then(|| Site::Jump {
-                back: 0,
-                len: len as u8,
-                moved: k as u8 + 1,
-                also: Vec::new(),
-            });
+            return (len <= MAX_WINDOW && relocatable_last(instruction)).then(|| run(len));
         }
         if instruction.flow_control() != FlowControl::Next {
-            return None;
+            // A function's last instruction never falls through: the int3 padding after it,
+            // before the next function, is never run and can hold the rest of the jump.
+            let padded = !falls_through(instruction)
+                && relocatable_last(instruction)
+                && padding(code, instruction.next_ip(), JUMP_LEN - len);
+            return padded.then(|| run(JUMP_LEN));
         }
     }
     None
+}
+
+/// Whether the status flags `inc` changes may be read, at `ip`, before all of them are written
+/// again. Follows the code from `ip` through direct jumps; flags are dead at a call or return (the
+/// ABI keeps no flags across either); a conditional branch that does not read them, or anything
+/// else not understood, counts as a read.
+fn flags_live(function: &Function, ip: u64) -> bool {
+    const STEPS: usize = 64;
+    let inc_writes =
+        RflagsBits::OF | RflagsBits::SF | RflagsBits::ZF | RflagsBits::AF | RflagsBits::PF;
+    let mut live = inc_writes;
+    let mut at = function.instructions.partition_point(|i| i.ip() < ip);
+    for _ in 0..STEPS {
+        let Some(instruction) = function.instructions.get(at) else {
+            return true;
+        };
+        if instruction.rflags_read() & live != 0 {
+            return true;
+        }
+        live &= !instruction.rflags_modified();
+        if live == 0 {
+            return false;
+        }
+        match instruction.flow_control() {
+            FlowControl::Next => at += 1,
+            FlowControl::Call | FlowControl::IndirectCall | FlowControl::Return => return false,
+            FlowControl::UnconditionalBranch if instruction.op0_kind() == OpKind::NearBranch64 => {
+                let target = instruction.near_branch_target();
+                at = function.instructions.partition_point(|i| i.ip() < target);
+                if function
+                    .instructions
+                    .get(at)
+                    .is_none_or(|i| i.ip() != target)
+                {
+                    return true;
+                }
+            }
+            _ => return true,
+        }
+    }
+    true
+}
+
+/// Whether control may go on to the next instruction after `instruction`.
+pub(crate) fn falls_through(instruction: &Instruction) -> bool {
+    !matches!(
+        instruction.flow_control(),
+        FlowControl::Return | FlowControl::UnconditionalBranch | FlowControl::IndirectBranch
+    )
+}
+
+/// Whether the `len` bytes from `at` are int3 padding outside every function.
+fn padding(code: &ExeCode, at: u64, len: usize) -> bool {
+    code.bytes(at, at + len as u64)
+        .is_some_and(|b| b.len() == len && b.iter().all(|&b| b == 0xCC))
+        && (at..at + len as u64).all(|a| code.function(a).is_none())
 }
 
 /// A run that ends with the instruction at `address`, for a short one that ends a block (the
@@ -328,6 +469,7 @@ fn backward(
         len: len as u8,
         moved: (at - k + 1) as u8,
         also: Vec::new(),
+        flags: true,
     })
 }
 
@@ -486,12 +628,33 @@ mod tests {
 
     const BASE: u64 = 0x1000;
 
+    /// A jump site whose flags are dead at its start (most of compiled code).
     fn jump(back: u8, len: u8, moved: u8, also: &[u32]) -> Site {
         Site::Jump {
             back,
             len,
             moved,
             also: also.to_vec(),
+            flags: false,
+        }
+    }
+
+    fn keeping_flags(site: Site) -> Site {
+        match site {
+            Site::Jump {
+                flags: _,
+                back,
+                len,
+                moved,
+                also,
+            } => Site::Jump {
+                back,
+                len,
+                moved,
+                also,
+                flags: true,
+            },
+            other => other,
         }
     }
 
@@ -583,9 +746,13 @@ mod tests {
             vec![(0x2000, 0x2008)],
             Some(HashSet::new()),
         );
-        // nop; mov eax,1 (a breakpoint, alone); jmp 0x2000
+        // nop; mov eax,1 (a breakpoint, alone); jmp 0x2000: a loop that never writes the
+        // flags, so they may be live.
         let sites = classify(&code, &[0x2001, 0x2006], &[false, false]);
-        assert_eq!(sites, [jump(0, 7, 2, &[1]), Site::Covered { by: 0 }]);
+        assert_eq!(
+            sites,
+            [keeping_flags(jump(0, 7, 2, &[1])), Site::Covered { by: 0 }]
+        );
     }
 
     #[test]
@@ -603,7 +770,86 @@ mod tests {
         // mov rbp,rsp (3); mov eax,1 (5); jmp rax (2)
         let bytes = [0x48, 0x89, 0xE5, 0xB8, 0x01, 0, 0, 0, 0xFF, 0xE0];
         let sites = classify(&code(&bytes, &[]), &[0x1000, 0x1003], &[false, false]);
-        assert_eq!(sites, [Site::Trap, jump(0, 5, 1, &[])]);
+        assert_eq!(sites, [Site::Trap, keeping_flags(jump(0, 5, 1, &[]))]);
+    }
+
+    /// A `match` compiled to a jump table of offsets from the table (LLVM, x86-64 PIC):
+    /// 0x3000 lea rax,[rip+0x1ff9] (= 0x5000); 0x3007 movsxd rcx,[rax+rcx*4];
+    /// 0x300b add rax,rcx; 0x300e jmp rax; two arms `mov rbp,rsp; mov eax,1; ret` at 0x3010 and
+    /// 0x3019. The table at 0x5000 leads to `targets`.
+    fn switch(targets: &[i32]) -> ExeCode {
+        let arm = [0x48, 0x89, 0xE5, 0xB8, 0x01, 0, 0, 0, 0xC3];
+        let mut bytes = vec![
+            0x48, 0x8D, 0x05, 0xF9, 0x1F, 0, 0, 0x48, 0x63, 0x0C, 0x88, 0x48, 0x01, 0xC8, 0xFF,
+            0xE0,
+        ];
+        bytes.extend_from_slice(&arm);
+        bytes.extend_from_slice(&arm);
+        let end = 0x3000 + bytes.len() as u64;
+        let mut code = ExeCode::from_parts(
+            vec![(0x3000, bytes)],
+            vec![(0x3000, end)],
+            Some(HashSet::new()),
+        );
+        let mut data: Vec<u8> = targets
+            .iter()
+            .flat_map(|t| (t - 0x5000).to_le_bytes())
+            .collect();
+        data.extend_from_slice(&i32::MAX.to_le_bytes());
+        code.rodata = vec![(0x5000, data)];
+        code
+    }
+
+    #[test]
+    fn jump_table_entries_are_the_only_indirect_targets() {
+        let arms = [0x3010, 0x3019];
+        let sites = classify(&switch(&[0x3010, 0x3019]), &arms, &[false, false]);
+        assert_eq!(sites, [jump(0, 8, 2, &[]), jump(0, 8, 2, &[])]);
+        // An entry into the middle of the first arm's run keeps that run from moving.
+        let sites = classify(&switch(&[0x3010, 0x3013, 0x3019]), &arms, &[false, false]);
+        assert_eq!(sites, [Site::Trap, jump(0, 8, 2, &[])]);
+        // A table that cannot be read: any instruction may be a target.
+        let mut unread = switch(&[0x3010, 0x3019]);
+        unread.rodata.clear();
+        let sites = classify(&unread, &arms, &[false, false]);
+        assert_eq!(sites, [Site::Trap, Site::Trap]);
+    }
+
+    #[test]
+    fn a_short_last_instruction_takes_the_padding_after_its_function() {
+        // xor eax,eax (2); ret (1); int3 padding up to the next function at 0x4010.
+        let mut bytes = vec![0x31, 0xC0, 0xC3];
+        bytes.resize(16, 0xCC);
+        bytes.extend_from_slice(&[0x31, 0xC0, 0xC3]);
+        let functions = vec![(0x4000, 0x4003), (0x4010, 0x4013)];
+        let code = ExeCode::from_parts(
+            vec![(0x4000, bytes.clone())],
+            functions.clone(),
+            Some(HashSet::new()),
+        );
+        let sites = classify(&code, &[0x4000, 0x4010], &[false, false]);
+        assert_eq!(sites, [jump(0, 5, 2, &[]), Site::Trap]);
+        // Padding that is not int3, or too short, is left alone.
+        bytes[4] = 0x90;
+        let code = ExeCode::from_parts(vec![(0x4000, bytes)], functions, Some(HashSet::new()));
+        assert_eq!(classify(&code, &[0x4000], &[false]), [Site::Trap]);
+    }
+
+    #[test]
+    fn flags_are_kept_where_a_later_instruction_may_read_them() {
+        // cmp eax,1 (3); mov ecx,1 (5); jne +0 (2); ret (1): the mov is counted between the cmp
+        // and the jne that reads its result.
+        let bytes = [0x83, 0xF8, 0x01, 0xB9, 0x01, 0, 0, 0, 0x75, 0x00, 0xC3];
+        let code = ExeCode::from_parts(
+            vec![(0x6000, bytes.to_vec())],
+            vec![(0x6000, 0x600b)],
+            Some(HashSet::new()),
+        );
+        let sites = classify(&code, &[0x6003], &[false]);
+        assert_eq!(sites, [keeping_flags(jump(0, 5, 1, &[]))]);
+        // Counted at the cmp instead, the flags are written before anything reads them.
+        let sites = classify(&code, &[0x6000], &[false]);
+        assert_eq!(sites, [jump(0, 8, 2, &[])]);
     }
 
     #[test]

@@ -393,9 +393,21 @@ impl Session {
                 Err(_) => return Ok(()),
             };
             let space = self.spaces[task.space].as_ref();
-            let index = space.and_then(|s| self.table.lookup(rip.wrapping_sub(1 + s.bias)));
-            if let Some(index) = index {
-                return self.breakpoint(pid, index, rip - 1);
+            let found = space.and_then(|s| {
+                let index = self.table.lookup(rip.wrapping_sub(1 + s.bias))?;
+                Some((index, s.armed[index]))
+            });
+            match found {
+                Some((index, true)) => return self.breakpoint(pid, index, rip - 1),
+                // Another thread hit the int3 before it was lifted or stepped over: rewind it to
+                // the original instruction, which counts only if its breakpoint is armed again.
+                Some((_, false)) => {
+                    let _ =
+                        ptrace::write_user(pid, RIP_OFFSET as ptrace::AddressType, (rip - 1) as _);
+                    self.resume(pid, None);
+                    return Ok(());
+                }
+                None => {}
             }
         } else if let Some(index) = task.stepping {
             if code == libc::TRAP_TRACE || code == libc::TRAP_BRKPT {

@@ -2,18 +2,20 @@
 //! to the counters of the breakpoints it serves, runs the moved instructions and jumps back.
 //!
 //! Layout of one trampoline (the constant only when the last moved instruction is a call):
-//! `[return address: u64] lea rsp,[rsp-128]; push rax; lahf; seto al; lock inc qword [counter]…;
-//! add al,0x7f; sahf; pop rax; lea rsp,[rsp+128]; <moved instructions>; jmp back`.
-//! The red zone below `rsp` is stepped over, the flags are kept (`lahf`/`seto` restore all that
-//! `inc` changes, cheaper than `pushfq`/`popfq`), and a call is done as `push [return address];
-//! jmp target`, so that callees return into the real code and unwinding never sees a trampoline.
+//! `[return address: u64] lock inc qword [counter]…; <moved instructions>; jmp back`.
+//! Where the site's flags are live (see `sites::flags_live`; rare in compiled Rust), the
+//! increments are wrapped in `lea rsp,[rsp-128]; push rax; lahf; seto al` … `add al,0x7f; sahf;
+//! pop rax; lea rsp,[rsp+128]`: the red zone below `rsp` is stepped over and all that `inc`
+//! changes is restored, cheaper than `pushfq`/`popfq`. A call is done as `push [return
+//! address]; jmp target`, so that callees return into the real code and unwinding never sees a
+//! trampoline.
 
 use iced_x86::{
     BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction,
     InstructionBlock, MemoryOperand, OpKind, Register,
 };
 
-use super::sites::{Site, Window, JUMP_LEN, MAX_BACK};
+use super::sites::{falls_through, Site, Window, JUMP_LEN, MAX_BACK};
 
 /// Bytes reserved per jump site; a site whose trampoline does not fit stays a trap.
 pub(super) const SLOT: u64 = 160;
@@ -58,7 +60,11 @@ pub(super) fn build(
     let mut patches = Vec::new();
     for i in 0..sites.len() {
         let Site::Jump {
-            back, len, also, ..
+            back,
+            len,
+            also,
+            flags,
+            ..
         } = &sites[i]
         else {
             continue;
@@ -74,6 +80,7 @@ pub(super) fn build(
             slot,
             &counted,
             counters,
+            *flags,
         ) {
             Some((bytes, entry)) => {
                 code.extend_from_slice(&bytes);
@@ -106,6 +113,7 @@ fn trampoline(
     slot: u64,
     counted: &[usize],
     counters: u64,
+    keep_flags: bool,
 ) -> Option<(Vec<u8>, u64)> {
     let mut decoder = Decoder::with_ip(64, window, address, DecoderOptions::NONE);
     let mut moved: Vec<Instruction> = Vec::new();
@@ -115,9 +123,14 @@ fn trampoline(
             return None;
         }
         moved.push(instruction);
+        if !falls_through(&instruction) {
+            break;
+        }
     }
     let end = address + window.len() as u64;
-    if moved.last()?.next_ip() != end {
+    // After an instruction that does not fall through, only int3 padding may follow.
+    let rest = (moved.last()?.next_ip() - address) as usize;
+    if !window[rest..].iter().all(|&b| b == 0xCC) {
         return None;
     }
     let last = moved.pop()?;
@@ -131,14 +144,18 @@ fn trampoline(
         bytes.extend_from_slice(&end.to_le_bytes());
     }
     let entry = slot + bytes.len() as u64;
-    bytes.extend_from_slice(&ENTER);
+    if keep_flags {
+        bytes.extend_from_slice(&ENTER);
+    }
     for &i in counted {
         let at = slot + bytes.len() as u64;
         let rel = (counters + 8 * i as u64) as i64 - (at + LOCK_INC_LEN) as i64;
         bytes.extend_from_slice(&[0xF0, 0x48, 0xFF, 0x05]);
         bytes.extend_from_slice(&i32::try_from(rel).ok()?.to_le_bytes());
     }
-    bytes.extend_from_slice(&LEAVE);
+    if keep_flags {
+        bytes.extend_from_slice(&LEAVE);
+    }
 
     match return_slot {
         Some(return_slot) => {
@@ -207,6 +224,7 @@ mod tests {
             len: 7,
             moved: 1,
             also: vec![],
+            flags: true,
         }];
         let windows = [window(&[0x48, 0x8B, 0x05, 0x10, 0, 0, 0])];
         let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
@@ -254,6 +272,31 @@ mod tests {
     }
 
     #[test]
+    fn dead_flags_need_only_the_increment() {
+        // xor eax,eax (2); ret (1); int3 padding (2): the ret leaves, the padding is not moved.
+        let sites = [Site::Jump {
+            back: 0,
+            len: 5,
+            moved: 2,
+            also: vec![],
+            flags: false,
+        }];
+        let windows = [window(&[0x31, 0xC0, 0xC3, 0xCC, 0xCC])];
+        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        assert_eq!(t.sites, sites);
+        let codes: Vec<Code> = decode(&t.code, CODE)
+            .iter()
+            .take(3)
+            .map(|i| i.code())
+            .collect();
+        assert_eq!(codes, [Code::Inc_rm64, Code::Xor_rm32_r32, Code::Retnq]);
+        // Bytes after the ret that are not padding: the window is not what the site says.
+        let windows = [window(&[0x31, 0xC0, 0xC3, 0x90, 0xCC])];
+        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        assert_eq!(t.sites, [Site::Trap]);
+    }
+
+    #[test]
     fn a_run_counts_every_breakpoint_inside_and_calls_return_to_the_real_code() {
         // xor ecx,ecx (2) ; call rel32 (5): counts breakpoints 0 and 1.
         let sites = [
@@ -262,6 +305,7 @@ mod tests {
                 len: 7,
                 moved: 2,
                 also: vec![1],
+                flags: true,
             },
             Site::Covered { by: 0 },
         ];
@@ -296,6 +340,7 @@ mod tests {
             len: 5,
             moved: 2,
             also: vec![],
+            flags: true,
         }];
         let windows = [window(&[0x90, 0xFF, 0x54, 0x24, 0x08])];
         let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
