@@ -1,6 +1,7 @@
 //! `coverlay lsp` over stdio, driven by a scripted client (tests/lsp_support): the overlay of the
 //! `ledger` fixture (diagnostics, inlay hints, code lenses), a save that covers a missed function,
-//! commands, malformed input, and a shutdown that leaves no process behind.
+//! commands, malformed input, a save that reruns only the tests it can affect, and a shutdown that
+//! leaves no process behind.
 
 mod lsp_support;
 
@@ -273,6 +274,163 @@ fn overlay_of_a_fixture_follows_a_save() {
     let status = client.shutdown();
     assert!(status.success(), "{status:?}");
     assert_eq!(leftover_processes(root), Vec::<String>::new());
+}
+
+/// Per line of each file: (hits, the ids of the tests that ran it, each with its count), and
+/// every test's outcome; from the server's saved store (a `Coverage`) or a `--json` report.
+type Overlay = (
+    Vec<(String, u64, u64, Vec<(String, u64)>)>,
+    Vec<(String, String)>,
+);
+
+fn overlay_of_store(saved: &Value) -> Overlay {
+    let tests = saved["tests"].as_array().unwrap();
+    let id = |i: &Value| {
+        tests[i.as_u64().unwrap() as usize]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut lines = Vec::new();
+    for file in saved["files"].as_array().unwrap() {
+        for line in file["lines"].as_array().unwrap() {
+            let mut by: Vec<(String, u64)> = line["tests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| (id(&t["test"]), t["hits"].as_u64().unwrap()))
+                .collect();
+            by.sort();
+            lines.push((
+                file["path"].as_str().unwrap().to_owned(),
+                line["line"].as_u64().unwrap(),
+                line["hits"].as_u64().unwrap(),
+                by,
+            ));
+        }
+    }
+    let mut outcomes: Vec<(String, String)> = tests
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                t["outcome"].to_string(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    (lines, outcomes)
+}
+
+fn overlay_of_report(report: &Value) -> Overlay {
+    let mut lines = Vec::new();
+    for file in report["files"].as_array().unwrap() {
+        for line in file["lines"].as_array().unwrap() {
+            let mut by: Vec<(String, u64)> = line["tests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    (
+                        t["id"].as_str().unwrap().to_owned(),
+                        t["hits"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            by.sort();
+            lines.push((
+                file["path"].as_str().unwrap().to_owned(),
+                line["line"].as_u64().unwrap(),
+                line["hits"].as_u64().unwrap(),
+                by,
+            ));
+        }
+    }
+    let mut outcomes: Vec<(String, String)> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                t["outcome"].to_string(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    (lines, outcomes)
+}
+
+/// Waits for the log line that says what a save reruns, then for the end of that run.
+fn selection_after_save(client: &mut Client) -> String {
+    let logged = client.wait_for("the selection", RUN_TIMEOUT, |m| {
+        m["method"] == "window/logMessage"
+            && m["params"]["message"]
+                .as_str()
+                .is_some_and(|t| t.contains("rerun"))
+    });
+    logged["params"]["message"].as_str().unwrap().to_owned()
+}
+
+fn end_of_run(client: &mut Client) {
+    client.wait_for("the end of the run", RUN_TIMEOUT, |m| {
+        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end"
+    });
+}
+
+#[test]
+fn a_save_reruns_only_the_tests_it_can_affect_and_the_overlay_equals_a_full_run() {
+    let dir = copy_fixture("ledger");
+    let root = dir.path();
+    let lib = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), full_capabilities());
+    client.open(&lib);
+    end_of_run(&mut client);
+
+    // A comment: no test can be affected.
+    let commented = text.replacen("impl Ledger {", "// ledgers\nimpl Ledger {", 1);
+    client.edit_and_save(&lib, 2, &commented);
+    let message = selection_after_save(&mut client);
+    assert!(message.contains("nothing to rerun"), "{message}");
+
+    // One more statement in `withdraw`, which three of the nine tests run: those three rerun,
+    // and every line below moves down one.
+    let edited = commented.replacen(
+        "self.withdrawals += 1; //~ hit",
+        "self.withdrawals += 1; //~ hit\n            self.withdrawals += 0;",
+        1,
+    );
+    client.edit_and_save(&lib, 3, &edited);
+    let message = selection_after_save(&mut client);
+    assert!(message.contains("rerunning 3 of 9 tests"), "{message}");
+    end_of_run(&mut client);
+    let status = client.shutdown();
+    assert!(status.success(), "{status:?}");
+
+    let saved = std::fs::read_to_string(root.join("target/coverlay/coverage.json")).unwrap();
+    let live = overlay_of_store(&serde_json::from_str(&saved).unwrap());
+    let report = root.join("full.json");
+    let full = std::process::Command::new(BIN)
+        .args(["run", "--json"])
+        .arg(&report)
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let scratch = overlay_of_report(
+        &serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap(),
+    );
+    assert_eq!(live.1, scratch.1, "outcomes");
+    assert_eq!(live.0.len(), scratch.0.len(), "coverable lines");
+    for (l, s) in live.0.iter().zip(&scratch.0) {
+        assert_eq!(l, s, "line as shown after the partial run vs a full run");
+    }
 }
 
 #[test]

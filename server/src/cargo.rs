@@ -31,6 +31,8 @@ pub struct Package {
     pub name: String,
     pub version: String,
     pub manifest_dir: PathBuf,
+    /// Workspace packages this one depends on (normal, dev or build dependencies).
+    pub dependencies: Vec<String>,
 }
 
 impl Workspace {
@@ -96,9 +98,10 @@ pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
         .no_deps()
         .exec()
         .map_err(|e| metadata_error(e.to_string()))?;
-    let packages = metadata
-        .workspace_packages()
-        .into_iter()
+    let members = metadata.workspace_packages();
+    let names: Vec<String> = members.iter().map(|p| p.name.to_string()).collect();
+    let packages = members
+        .iter()
         .map(|p| Package {
             name: p.name.to_string(),
             version: p.version.to_string(),
@@ -107,6 +110,12 @@ pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
                 .parent()
                 .map(|d| d.as_std_path().to_path_buf())
                 .unwrap_or_default(),
+            dependencies: p
+                .dependencies
+                .iter()
+                .map(|d| d.name.clone())
+                .filter(|d| names.contains(d))
+                .collect(),
         })
         .collect();
     Ok(Workspace {
@@ -176,6 +185,7 @@ pub fn build_tests(
                         name: artifact.target.name.clone(),
                         version: String::new(),
                         manifest_dir,
+                        dependencies: Vec::new(),
                     });
                 executables.push(TestExecutable {
                     path: exe.into_std_path_buf(),

@@ -91,6 +91,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs: args.jobs.unwrap_or(defaults.jobs),
         cancel: None,
         only_tests: None,
+        snapshot_sources: false,
     };
     let progress = ProgressLine::new();
     let report = run::run(&args.path, &options, &|p| progress.show(p));

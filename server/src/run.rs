@@ -1,6 +1,7 @@
 //! One coverage run of a workspace: build the tests, plan breakpoints from DWARF and source analysis,
 //! run every test executable under the engine (several at once), and merge the hits into `Coverage`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
 use crate::plan::{self, Plan, SourceFile, Sources};
+use crate::selection;
 use crate::testrun;
 
 /// Executions counted per address, test and process by the int3 fallback (addresses a counter
@@ -46,6 +48,9 @@ pub struct RunOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Run only these tests (ids `<target>::<test path>`); `None` runs every test.
     pub only_tests: Option<Vec<String>>,
+    /// Fingerprint the workspace's sources as the build reads them, for test selection
+    /// ([`RunReport::sources`]).
+    pub snapshot_sources: bool,
 }
 
 impl Default for RunOptions {
@@ -60,6 +65,7 @@ impl Default for RunOptions {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cancel: None,
             only_tests: None,
+            snapshot_sources: false,
         }
     }
 }
@@ -105,6 +111,15 @@ pub struct RunReport {
     pub workspace: Workspace,
     pub coverage: Coverage,
     pub executables: Vec<ExecutableRun>,
+    /// With [`RunOptions::snapshot_sources`]: the sources as the build read them.
+    pub sources: Option<SourceSnapshot>,
+}
+
+/// What test selection compares later changes with (see `selection`).
+#[derive(Debug, Default)]
+pub struct SourceSnapshot {
+    pub fingerprints: HashMap<PathBuf, selection::Fingerprint>,
+    pub inputs: HashMap<PathBuf, BTreeSet<String>>,
 }
 
 impl RunReport {
@@ -136,6 +151,9 @@ pub fn run(
     let started = std::time::Instant::now();
     let workspace = cargo::load_workspace(path)?;
     tracing::debug!("workspace read after {:?}", started.elapsed());
+    let texts = options
+        .snapshot_sources
+        .then(|| selection::Texts::read(&workspace));
     let mut crates_compiled = 0;
     let executables = cargo::build_tests(&workspace, &options.cargo_args, &mut |_| {
         crates_compiled += 1;
@@ -353,10 +371,15 @@ pub fn run(
     }
     let mut coverage = merge(&sources, &aggregate, &workspace, options);
     coverage.tests = tests;
+    let sources = texts.map(|texts| SourceSnapshot {
+        fingerprints: texts.fingerprints(options.jobs),
+        inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
+    });
     Ok(RunReport {
         workspace,
         coverage,
         executables: runs,
+        sources,
     })
 }
 

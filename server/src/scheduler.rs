@@ -53,6 +53,10 @@ pub enum Event {
 
 pub type Sink = Box<dyn Fn(Event) + Send + Sync>;
 
+/// What a run is: `run::run` on the workspace, or a stand-in in the scheduler's own tests.
+pub type Runner =
+    Box<dyn Fn(&RunOptions, &(dyn Fn(Progress) + Sync)) -> Result<RunReport, RunError> + Send>;
+
 /// Nice value of runs (`COVERLAY_RUN_NICE` overrides it; 0 runs them at normal priority).
 const RUN_NICE: i32 = 10;
 
@@ -80,6 +84,17 @@ impl Scheduler {
     /// Starts the worker thread for the workspace at `root`. `first_generation` must be larger
     /// than the generation of anything already in the store.
     pub fn start(root: PathBuf, options: RunOptions, first_generation: u64, sink: Sink) -> Self {
+        let runner: Runner = Box::new(move |options, progress| run::run(&root, options, progress));
+        Self::with_runner(runner, options, first_generation, sink)
+    }
+
+    /// [`Scheduler::start`] with another way to run.
+    pub fn with_runner(
+        runner: Runner,
+        options: RunOptions,
+        first_generation: u64,
+        sink: Sink,
+    ) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 pending: None,
@@ -95,7 +110,7 @@ impl Scheduler {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("coverlay-runs".into())
-                .spawn(move || work(&shared, &root, &sink))
+                .spawn(move || work(&shared, &runner, &sink))
                 .expect("spawn the run thread")
         };
         Self {
@@ -175,7 +190,7 @@ impl Drop for Scheduler {
     }
 }
 
-fn work(shared: &Shared, root: &std::path::Path, sink: &Sink) {
+fn work(shared: &Shared, runner: &Runner, sink: &Sink) {
     // Runs are background work: this thread, the tracer threads it starts and the cargo/rustc
     // processes it spawns (all inherit a thread's nice value) yield the CPU to the server's
     // request handling, so that the editor gets its answers while a build saturates the cores.
@@ -214,7 +229,7 @@ fn work(shared: &Shared, root: &std::path::Path, sink: &Sink) {
             generation,
             scope: scope.clone(),
         });
-        let result = run::run(root, &options, &|progress| {
+        let result = runner(&options, &|progress| {
             sink(Event::Progress {
                 generation,
                 progress,
@@ -222,6 +237,17 @@ fn work(shared: &Shared, root: &std::path::Path, sink: &Sink) {
         });
         *shared.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         shared.running.store(false, Ordering::Release);
+        if matches!(result, Err(RunError::Cancelled)) {
+            // What a cancelled run was to cover still has to run: it joins the next run.
+            let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if !queue.stopped {
+                let mut again = scope.clone();
+                if let Some(pending) = queue.pending.take() {
+                    again.absorb(pending);
+                }
+                queue.pending = Some(again);
+            }
+        }
         sink(Event::Finished {
             generation,
             scope,
@@ -276,5 +302,105 @@ pub fn kill_descendants() {
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A runner that reports each run's scope and waits for `release` before finishing; a
+    /// cancelled run ends as `Cancelled` at once.
+    fn scheduler() -> (Scheduler, mpsc::Receiver<Event>, mpsc::Sender<()>) {
+        let (events, received) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let runner: Runner = Box::new(move |options, _| {
+            let cancel = options.cancel.clone().expect("a cancel flag");
+            loop {
+                if cancel.load(Ordering::Acquire) {
+                    return Err(RunError::Cancelled);
+                }
+                let released = released.lock().unwrap();
+                if released.recv_timeout(Duration::from_millis(5)).is_ok() {
+                    // Finished: any result but `Cancelled` will do.
+                    return Err(RunError::Cargo(crate::cargo::CargoError::BuildFailed {
+                        rendered: String::new(),
+                    }));
+                }
+            }
+        });
+        let events = Mutex::new(events);
+        let sink: Sink = Box::new(move |event| {
+            let _ = events.lock().unwrap().send(event);
+        });
+        let s = Scheduler::with_runner(runner, RunOptions::default(), 10, sink);
+        (s, received, release)
+    }
+
+    fn started(events: &mpsc::Receiver<Event>) -> (u64, Scope) {
+        loop {
+            match events
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an event")
+            {
+                Event::Started { generation, scope } => return (generation, scope),
+                _ => continue,
+            }
+        }
+    }
+
+    fn finished(events: &mpsc::Receiver<Event>) -> (u64, Scope, bool) {
+        loop {
+            match events
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an event")
+            {
+                Event::Finished {
+                    generation,
+                    scope,
+                    result,
+                } => {
+                    let cancelled = matches!(*result, Err(RunError::Cancelled));
+                    return (generation, scope, cancelled);
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    fn tests(ids: &[&str]) -> Scope {
+        Scope::Tests(ids.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn a_cancelled_run_joins_the_next_one() {
+        let (s, events, release) = scheduler();
+        s.request(Scope::All);
+        assert_eq!(started(&events), (11, Scope::All));
+        // A rerun of one test during the full run: the full run is cancelled, not dropped.
+        s.request(tests(&["a"]));
+        assert_eq!(finished(&events), (11, Scope::All, true));
+        assert_eq!(started(&events), (12, Scope::All));
+        release.send(()).unwrap();
+        assert_eq!(finished(&events), (12, Scope::All, false));
+        s.stop(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn requests_coalesce_and_generations_grow() {
+        let (s, events, release) = scheduler();
+        s.request(tests(&["a"]));
+        assert_eq!(started(&events), (11, tests(&["a"])));
+        s.request(tests(&["b"]));
+        s.request(tests(&["c", "a"]));
+        assert!(finished(&events).2, "cancelled by the newer request");
+        assert_eq!(started(&events), (12, tests(&["a", "b", "c"])));
+        release.send(()).unwrap();
+        let (generation, _, cancelled) = finished(&events);
+        assert_eq!((generation, cancelled), (12, false));
+        assert!(s.next_generation() > 12, "later changes outrank every run");
+        s.stop(Duration::from_secs(5));
     }
 }

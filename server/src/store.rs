@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
+use crate::coverage::{Coverage, FileCoverage, TestInfo};
 
 /// Format of the saved `coverage.json`: a `Coverage` with a `format` field. 2: per-test counts
 /// (`TestHits`) and `capped` on lines; files without the field (format 1) are not loaded.
@@ -142,87 +142,14 @@ impl Store {
         Some(touched.into_iter().collect())
     }
 
-    /// Merges a run of some tests only into the shown results: their outcomes replace the old
-    /// ones, and on every line their own per-test counts replace the old ones (a rerun test that no
-    /// longer reaches a line loses it); the other tests' counts stay. See `merge_line` for the
-    /// line's total.
-    pub fn merge(&self, generation: u64, partial: Coverage) -> Option<Vec<PathBuf>> {
-        let mut merged = self.snapshot();
-        let mut index_of: HashMap<String, u32> = merged
-            .tests
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.clone(), i as u32))
-            .collect();
-        let mut remap = Vec::with_capacity(partial.tests.len());
-        for test in partial.tests {
-            let index = match index_of.get(&test.id) {
-                Some(&i) => {
-                    merged.tests[i as usize] = test;
-                    i
-                }
-                None => {
-                    let i = merged.tests.len() as u32;
-                    index_of.insert(test.id.clone(), i);
-                    merged.tests.push(test);
-                    i
-                }
-            };
-            remap.push(index);
-        }
-        let rerun: HashSet<u32> = remap.iter().copied().collect();
-        let mut partial_files: HashMap<PathBuf, FileCoverage> = partial
-            .files
-            .into_iter()
-            .map(|mut file| {
-                for line in &mut file.lines {
-                    remap_tests(&mut line.tests, &remap);
-                }
-                (file.path.clone(), file)
-            })
-            .collect();
-        for old in &mut merged.files {
-            // A file this run did not measure keeps its lines; only the rerun tests' counts go.
-            let (new_lines, new_functions) = match partial_files.remove(&old.path) {
-                Some(file) => (file.lines, file.functions),
-                None => (Vec::new(), Vec::new()),
-            };
-            let mut new_lines = new_lines.into_iter().peekable();
-            let mut lines = Vec::with_capacity(old.lines.len());
-            for mut line in std::mem::take(&mut old.lines) {
-                while let Some(new) = new_lines.next_if(|n| n.line < line.line) {
-                    lines.push(new);
-                }
-                let new = new_lines
-                    .next_if(|n| n.line == line.line)
-                    .unwrap_or(LineCoverage {
-                        line: line.line,
-                        hits: 0,
-                        capped: false,
-                        tests: Vec::new(),
-                    });
-                merge_line(&mut line, &new, &rerun);
-                lines.push(line);
-            }
-            lines.extend(new_lines);
-            old.lines = lines;
-            for function in new_functions {
-                match old.functions.iter_mut().find(|f| f.line == function.line) {
-                    Some(target) => target.hits = target.hits.max(function.hits),
-                    None => old.functions.push(function),
-                }
-            }
-            old.functions.sort_by_key(|f| f.line);
-            // A function's hits are its entry line's.
-            let lines = &old.lines;
-            for function in &mut old.functions {
-                if let Ok(i) = lines.binary_search_by_key(&function.line, |l| l.line) {
-                    function.hits = lines[i].hits;
-                }
-            }
-        }
-        merged.files.extend(partial_files.into_values());
-        merged.files.sort_by(|a, b| a.path.cmp(&b.path));
+    /// Merges a run of the tests in `ran` into the shown results (see [`crate::merge::merge`]).
+    pub fn merge(
+        &self,
+        generation: u64,
+        partial: Coverage,
+        ran: &HashSet<String>,
+    ) -> Option<Vec<PathBuf>> {
+        let merged = crate::merge::merge(&self.snapshot(), partial, ran);
         self.replace(generation, merged)
     }
 
@@ -338,52 +265,10 @@ impl Store {
     }
 }
 
-/// Test indexes of a partial run → indexes in the merged list (unknown indexes are dropped).
-fn remap_tests(tests: &mut Vec<TestHits>, remap: &[u32]) {
-    tests.retain_mut(|t| match remap.get(t.test as usize) {
-        Some(&index) => {
-            t.test = index;
-            true
-        }
-        None => false,
-    });
-    tests.sort_by_key(|t| t.test);
-}
-
-/// Whether a line's total is the sum of its per-test counts (nothing ran it outside a test, or
-/// outside what the counts attribute).
-fn attributed(line: &LineCoverage) -> bool {
-    line.hits == line.tests.iter().map(|t| t.hits).sum::<u64>()
-}
-
-/// Merges `new` (a partial run of the tests in `rerun`, already remapped) into `old`: the rerun
-/// tests' entries are replaced by the new ones, the other tests' entries stay. The total is the sum
-/// of the merged per-test counts when both totals were exactly their per-test sums, else the larger
-/// of the two totals (as before per-test counts). Capped if either was.
-fn merge_line(old: &mut LineCoverage, new: &LineCoverage, rerun: &HashSet<u32>) {
-    let exact = attributed(old) && attributed(new);
-    let mut tests: Vec<TestHits> = old
-        .tests
-        .iter()
-        .filter(|t| !rerun.contains(&t.test))
-        .chain(&new.tests)
-        .copied()
-        .collect();
-    tests.sort_by_key(|t| t.test);
-    tests.dedup_by_key(|t| t.test);
-    old.hits = if exact {
-        tests.iter().map(|t| t.hits).sum()
-    } else {
-        old.hits.max(new.hits)
-    };
-    old.capped |= new.capped;
-    old.tests = tests;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::FunctionCoverage;
+    use crate::coverage::{FunctionCoverage, LineCoverage, TestHits};
     use crate::libtest::Outcome;
 
     fn coverage(lines: &[(u32, u64)]) -> Coverage {
@@ -447,121 +332,6 @@ mod tests {
                 is_test: false,
             }],
         }
-    }
-
-    fn per_test(line: &LineCoverage) -> Vec<(u32, u64)> {
-        line.tests.iter().map(|t| (t.test, t.hits)).collect()
-    }
-
-    #[test]
-    fn a_partial_run_replaces_its_tests_counts_and_keeps_the_others() {
-        let store = Store::new();
-        let (a, b, c) = ("k::tests::a", "k::tests::b", "k::tests::c");
-        store.replace(
-            1,
-            Coverage {
-                files: vec![
-                    file(
-                        "/w/src/lib.rs",
-                        vec![
-                            line(2, &[(0, 5), (1, 7)], 0, false),
-                            line(3, &[(1, 100)], 0, false),
-                            // Ran outside the tests too: not the sum of its tests.
-                            line(4, &[(0, 2)], 3, false),
-                            line(5, &[], 0, false),
-                        ],
-                    ),
-                    file(
-                        "/w/src/other.rs",
-                        vec![line(2, &[(1, 4), (0, 1)], 0, false)],
-                    ),
-                ],
-                tests: vec![test(a, Outcome::Passed), test(b, Outcome::Passed)],
-                count_cap: 10,
-            },
-        );
-        // Rerun of b (now index 0) and a new test c (index 1); b no longer reaches line 3 nor
-        // other.rs, which this run did not measure.
-        store.merge(
-            2,
-            Coverage {
-                files: vec![
-                    file(
-                        "/w/src/lib.rs",
-                        vec![
-                            line(2, &[(0, 1_000_000), (1, 3)], 0, false),
-                            line(3, &[], 0, false),
-                            line(4, &[(0, 1)], 0, false),
-                            line(5, &[(1, 10)], 0, true),
-                            line(6, &[(1, 1)], 0, false),
-                        ],
-                    ),
-                    file("/w/src/new.rs", vec![line(2, &[(1, 2)], 0, false)]),
-                ],
-                tests: vec![test(b, Outcome::Failed), test(c, Outcome::Passed)],
-                count_cap: 10,
-            },
-        );
-        let tests = store.tests();
-        let ids: Vec<&str> = tests.list.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, [a, b, c]);
-        assert_eq!(tests.list[1].outcome, Outcome::Failed);
-
-        let lib = store.file(Path::new("/w/src/lib.rs")).unwrap();
-        let lines = &lib.coverage.lines;
-        assert_eq!(
-            lines.iter().map(|l| l.line).collect::<Vec<_>>(),
-            [2, 3, 4, 5, 6]
-        );
-        // a's 5 stay, b's 7 become 1,000,000, c's 3 are added: exact sum.
-        assert_eq!(per_test(&lines[0]), [(0, 5), (1, 1_000_000), (2, 3)]);
-        assert_eq!((lines[0].hits, lines[0].capped), (1_000_008, false));
-        // b's only entry went: nothing runs the line now.
-        assert_eq!(per_test(&lines[1]), []);
-        assert_eq!(lines[1].hits, 0);
-        // Not attributed before: the larger total, as before per-test counts.
-        assert_eq!(per_test(&lines[2]), [(0, 2), (1, 1)]);
-        assert_eq!(lines[2].hits, 5);
-        // Capped by the new run.
-        assert_eq!(per_test(&lines[3]), [(2, 10)]);
-        assert_eq!((lines[3].hits, lines[3].capped), (10, true));
-        assert_eq!(per_test(&lines[4]), [(2, 1)]);
-        // The function's hits follow its entry line.
-        assert_eq!(lib.coverage.functions[0].hits, 1_000_008);
-        drop(lib);
-
-        let other = store.file(Path::new("/w/src/other.rs")).unwrap();
-        assert_eq!(per_test(&other.coverage.lines[0]), [(0, 1)]);
-        assert_eq!(other.coverage.lines[0].hits, 1);
-        drop(other);
-        // A file only the partial run has keeps its lines, with remapped test indexes.
-        let new = store.file(Path::new("/w/src/new.rs")).unwrap();
-        assert_eq!(per_test(&new.coverage.lines[0]), [(2, 2)]);
-    }
-
-    #[test]
-    fn merging_keeps_capped_lines_capped() {
-        let store = Store::new();
-        store.replace(
-            1,
-            Coverage {
-                files: vec![file("/w/src/lib.rs", vec![line(2, &[(0, 10)], 0, true)])],
-                tests: vec![test("k::a", Outcome::Passed), test("k::b", Outcome::Passed)],
-                count_cap: 10,
-            },
-        );
-        store.merge(
-            2,
-            Coverage {
-                files: vec![file("/w/src/lib.rs", vec![line(2, &[(0, 4)], 0, false)])],
-                tests: vec![test("k::b", Outcome::Passed)],
-                count_cap: 10,
-            },
-        );
-        let lib = store.file(Path::new("/w/src/lib.rs")).unwrap();
-        assert_eq!(per_test(&lib.coverage.lines[0]), [(0, 10), (1, 4)]);
-        assert_eq!(lib.coverage.lines[0].hits, 14);
-        assert!(lib.coverage.lines[0].capped);
     }
 
     #[test]

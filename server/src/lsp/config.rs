@@ -87,6 +87,7 @@ impl Settings {
             cargo_args: self.cargo_args.clone(),
             count_cap: self.count_cap,
             timeout: Duration::from_secs(self.test_timeout.max(1)),
+            snapshot_sources: true,
             ..RunOptions::default()
         }
     }

@@ -2,6 +2,7 @@
 //! watcher), and applying the scheduler's events in order: progress, results into the store, the
 //! saved file, diagnostics and refreshes, and a message for a failure the user must act on.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::server::Inner;
 use crate::cargo::CargoError;
 use crate::run::RunError;
 use crate::scheduler::{Event, Scheduler, Scope};
+use crate::selection::Baseline;
 use crate::store::Store;
 use crate::watch;
 
@@ -189,13 +191,42 @@ impl Inner {
             report.coverage.tests.len()
         );
         *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let crate::run::RunReport {
+            workspace,
+            coverage,
+            executables,
+            sources,
+        } = report;
         let paths = match scope {
-            Scope::All => self.store.replace(generation, report.coverage),
-            Scope::Tests(_) => self.store.merge(generation, report.coverage),
+            Scope::All => self.store.replace(generation, coverage),
+            Scope::Tests(ids) => {
+                let ran = ids.into_iter().collect();
+                self.store.merge(generation, coverage, &ran)
+            }
         };
         let Some(paths) = paths else {
             return "superseded".into();
         };
+        if let Some(sources) = sources {
+            let packages: HashMap<String, String> = executables
+                .iter()
+                .map(|r| {
+                    (
+                        r.executable.target.clone(),
+                        r.executable.package.name.clone(),
+                    )
+                })
+                .collect();
+            let shown = self.store.snapshot();
+            let baseline = Baseline::new(
+                &workspace,
+                sources.fingerprints,
+                sources.inputs,
+                &shown,
+                &packages,
+            );
+            *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(baseline));
+        }
         self.publish(paths).await;
         self.refresh();
         self.save_store().await;

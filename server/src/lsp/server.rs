@@ -19,6 +19,7 @@ use super::documents::{self, Document};
 use super::{diagnostics, hints, lenses};
 use crate::cargo::Workspace;
 use crate::scheduler::{Event, Scheduler, Scope};
+use crate::selection::{Baseline, Selection};
 use crate::store::Store;
 use crate::watch;
 
@@ -50,6 +51,9 @@ pub struct Inner {
     pub(super) last_failure: Mutex<Option<String>>,
     /// Short ids for file paths in inlay hint `data` (resolve requests name the file by id).
     pub(super) file_ids: Mutex<Vec<PathBuf>>,
+    /// What the shown results were built from and what each test ran: saves are compared with it
+    /// to rerun only the tests they can affect. `None` until a run with sources finishes.
+    pub(super) baseline: Mutex<Option<Arc<Baseline>>>,
     pub(super) stopped: AtomicBool,
 }
 
@@ -75,6 +79,7 @@ impl Server {
                 receiver: Mutex::new(Some(receiver)),
                 file_ids: Mutex::new(Vec::new()),
                 last_failure: Mutex::new(None),
+                baseline: Mutex::new(None),
                 stopped: AtomicBool::new(false),
             }),
         }
@@ -200,6 +205,40 @@ impl Inner {
     pub(super) fn request_run(&self, scope: Scope) {
         if let Some(scheduler) = self.scheduler.get() {
             scheduler.request(scope);
+        }
+    }
+
+    /// Reruns what a saved file can affect: the tests selected against the baseline, every test
+    /// without one (when the file is a build input), or nothing.
+    pub(super) async fn saved(&self, path: PathBuf, text: Option<String>) {
+        let baseline = self
+            .baseline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(baseline) = baseline else {
+            if is_build_input(&path) {
+                self.request_run(Scope::All);
+            }
+            return;
+        };
+        let selection = baseline.select(&[(path.clone(), text)]);
+        let shown = path.display();
+        let message = match &selection {
+            Selection::Nothing => format!("{shown}: no test can be affected; nothing to rerun"),
+            Selection::Tests(ids) => format!(
+                "{shown}: rerunning {} of {} tests",
+                ids.len(),
+                baseline.tests.len()
+            ),
+            Selection::All(why) => format!("{shown}: rerunning every test ({why})"),
+        };
+        tracing::info!("{message}");
+        self.client.log_message(MessageType::INFO, message).await;
+        match selection {
+            Selection::Nothing => {}
+            Selection::Tests(ids) => self.request_run(Scope::Tests(ids)),
+            Selection::All(_) => self.request_run(Scope::All),
         }
     }
 
@@ -389,9 +428,17 @@ impl LanguageServer for Server {
             .root
             .get()
             .is_some_and(|root| path.starts_with(root));
-        if inside && is_build_input(&path) {
-            self.inner.request_run(Scope::All);
+        if !inside {
+            return;
         }
+        let text = match params.text {
+            Some(text) => Some(text),
+            None => match self.inner.documents.get(&path) {
+                Some(document) => Some(document.text.clone()),
+                None => std::fs::read_to_string(&path).ok(),
+            },
+        };
+        self.inner.saved(path, text).await;
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {

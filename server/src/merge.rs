@@ -1,0 +1,291 @@
+//! Merges a run of some tests into the results of earlier runs, so that the overlay after a
+//! partial run is what a full run would show: the new build decides which tests and lines exist.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits};
+
+/// `partial` is a run of the tests whose ids are in `ran`, on a new build; `old` the results
+/// shown before (lines already moved with any edits since). The result:
+/// - tests: the new build's list (a test that no longer exists goes, with its counts); a test
+///   that ran takes its new outcome, the others keep theirs;
+/// - lines: the new build's coverable lines; on each, the tests that ran bring their new counts
+///   and the others keep their old ones;
+/// - a line's total is the sum of its per-test counts when both runs attributed every execution
+///   to a test, else the larger of the two totals; capped if a kept or new count is.
+pub fn merge(old: &Coverage, partial: Coverage, ran: &HashSet<String>) -> Coverage {
+    let old_index: HashMap<&str, usize> = old
+        .tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let mut kept_old: Vec<Option<u32>> = vec![None; old.tests.len()];
+    let mut tests = Vec::with_capacity(partial.tests.len());
+    for (index, test) in partial.tests.into_iter().enumerate() {
+        let previous = old_index.get(test.id.as_str()).copied();
+        match previous {
+            Some(o) if !ran.contains(&test.id) => {
+                kept_old[o] = Some(index as u32);
+                tests.push(old.tests[o].clone());
+            }
+            _ => tests.push(test),
+        }
+    }
+    let new_index_ran: HashSet<u32> = tests
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| ran.contains(&t.id))
+        .map(|(i, _)| i as u32)
+        .collect();
+
+    let old_files: HashMap<&std::path::Path, &FileCoverage> =
+        old.files.iter().map(|f| (f.path.as_path(), f)).collect();
+    let files = partial
+        .files
+        .into_iter()
+        .map(|mut file| {
+            let previous = old_files.get(file.path.as_path());
+            for line in &mut file.lines {
+                let before = previous.and_then(|f| {
+                    let i = f.lines.binary_search_by_key(&line.line, |l| l.line).ok()?;
+                    Some(&f.lines[i])
+                });
+                merge_line(line, before, &kept_old, &new_index_ran);
+            }
+            for function in &mut file.functions {
+                if let Ok(i) = file.lines.binary_search_by_key(&function.line, |l| l.line) {
+                    function.hits = file.lines[i].hits;
+                }
+            }
+            file
+        })
+        .collect();
+    Coverage {
+        files,
+        tests,
+        count_cap: partial.count_cap,
+    }
+}
+
+/// Whether a line's total is the sum of its per-test counts (nothing ran it outside a test).
+fn attributed(line: &LineCoverage) -> bool {
+    line.hits == line.tests.iter().map(|t| t.hits).sum::<u64>()
+}
+
+/// `line` is the new run's (its test indexes already the merged list's, as the partial run's
+/// list is the merged list's order); `before` the old results at the same line.
+fn merge_line(
+    line: &mut LineCoverage,
+    before: Option<&LineCoverage>,
+    kept_old: &[Option<u32>],
+    ran: &HashSet<u32>,
+) {
+    let new_total = line.hits;
+    let new_exact = attributed(line);
+    line.tests.retain(|t| ran.contains(&t.test));
+    let Some(before) = before else {
+        return;
+    };
+    let kept: Vec<TestHits> = before
+        .tests
+        .iter()
+        .filter_map(|t| {
+            let test = (*kept_old.get(t.test as usize)?)?;
+            Some(TestHits { test, hits: t.hits })
+        })
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    line.tests.extend(kept);
+    line.tests.sort_by_key(|t| t.test);
+    line.tests.dedup_by_key(|t| t.test);
+    line.hits = if new_exact && attributed(before) {
+        line.tests.iter().map(|t| t.hits).sum()
+    } else {
+        new_total.max(before.hits)
+    };
+    line.capped |= before.capped;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coverage::{FunctionCoverage, TestInfo};
+    use crate::libtest::Outcome;
+    use std::path::PathBuf;
+
+    fn test(id: &str, outcome: Outcome) -> TestInfo {
+        TestInfo {
+            id: id.into(),
+            outcome,
+            duration_ms: 1,
+            message: None,
+            location: None,
+        }
+    }
+
+    /// A line with per-test counts `(test index, hits)`; `extra` executions outside any test.
+    fn line(line: u32, tests: &[(u32, u64)], extra: u64, capped: bool) -> LineCoverage {
+        LineCoverage {
+            line,
+            hits: tests.iter().map(|t| t.1).sum::<u64>() + extra,
+            capped,
+            tests: tests
+                .iter()
+                .map(|&(test, hits)| TestHits { test, hits })
+                .collect(),
+        }
+    }
+
+    fn file(path: &str, lines: Vec<LineCoverage>) -> FileCoverage {
+        FileCoverage {
+            path: path.into(),
+            lines,
+            functions: vec![FunctionCoverage {
+                name: "f".into(),
+                line: 2,
+                end_line: 9,
+                hits: 0,
+                is_test: false,
+            }],
+        }
+    }
+
+    fn per_test(line: &LineCoverage) -> Vec<(u32, u64)> {
+        line.tests.iter().map(|t| (t.test, t.hits)).collect()
+    }
+
+    fn ran(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rerun_tests_bring_new_counts_the_others_keep_theirs() {
+        let (a, b, c) = ("k::a", "k::b", "k::c");
+        let old = Coverage {
+            files: vec![
+                file(
+                    "/w/src/lib.rs",
+                    vec![
+                        line(2, &[(0, 5), (1, 7)], 0, false),
+                        line(3, &[(1, 100)], 0, false),
+                        // Ran outside the tests too: not the sum of its tests.
+                        line(4, &[(0, 2)], 3, false),
+                        line(5, &[], 0, false),
+                        line(7, &[(0, 1)], 0, false),
+                    ],
+                ),
+                file("/w/src/gone.rs", vec![line(2, &[(0, 1)], 0, false)]),
+            ],
+            tests: vec![test(a, Outcome::Passed), test(b, Outcome::Passed)],
+            count_cap: 10,
+        };
+        // The new build lists c, b, a (c is new); b and c ran. b no longer reaches line 3; line
+        // 7 is no longer coverable; gone.rs has no code any more.
+        let partial = Coverage {
+            files: vec![
+                file(
+                    "/w/src/lib.rs",
+                    vec![
+                        line(2, &[(1, 1_000_000), (0, 3)], 0, false),
+                        line(3, &[], 0, false),
+                        line(4, &[(1, 1)], 0, false),
+                        line(5, &[(0, 10)], 0, true),
+                        line(6, &[(0, 1)], 0, false),
+                    ],
+                ),
+                file("/w/src/new.rs", vec![line(2, &[(0, 2)], 0, false)]),
+            ],
+            tests: vec![
+                test(c, Outcome::Passed),
+                test(b, Outcome::Failed),
+                test(a, Outcome::Ignored),
+            ],
+            count_cap: 10,
+        };
+        let merged = merge(&old, partial, &ran(&[b, c]));
+        let outcomes: Vec<(&str, &Outcome)> = merged
+            .tests
+            .iter()
+            .map(|t| (t.id.as_str(), &t.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (c, &Outcome::Passed),
+                (b, &Outcome::Failed),
+                (a, &Outcome::Passed)
+            ],
+            "a did not run: it keeps its outcome"
+        );
+        let paths: Vec<&PathBuf> = merged.files.iter().map(|f| &f.path).collect();
+        assert_eq!(paths, ["/w/src/lib.rs", "/w/src/new.rs"]);
+        let lines = &merged.files[0].lines;
+        assert_eq!(
+            lines.iter().map(|l| l.line).collect::<Vec<_>>(),
+            [2, 3, 4, 5, 6]
+        );
+        // a's 5 stay (now index 2), b's 7 become 1,000,000, c's 3 are added: exact sum.
+        assert_eq!(per_test(&lines[0]), [(0, 3), (1, 1_000_000), (2, 5)]);
+        assert_eq!((lines[0].hits, lines[0].capped), (1_000_008, false));
+        // b's only entry went: nothing runs the line now.
+        assert_eq!((per_test(&lines[1]), lines[1].hits), (vec![], 0));
+        // Not attributed before: the larger total, as before per-test counts.
+        assert_eq!(per_test(&lines[2]), [(1, 1), (2, 2)]);
+        assert_eq!(lines[2].hits, 5);
+        assert_eq!(per_test(&lines[3]), [(0, 10)]);
+        assert_eq!((lines[3].hits, lines[3].capped), (10, true));
+        assert_eq!(merged.files[0].functions[0].hits, 1_000_008);
+        assert_eq!(per_test(&merged.files[1].lines[0]), [(0, 2)]);
+    }
+
+    #[test]
+    fn a_test_that_is_gone_takes_its_counts_along_and_capped_lines_stay_capped() {
+        let old = Coverage {
+            files: vec![file(
+                "/w/src/lib.rs",
+                vec![line(2, &[(0, 10), (1, 3)], 0, true)],
+            )],
+            tests: vec![test("k::a", Outcome::Passed), test("k::b", Outcome::Passed)],
+            count_cap: 10,
+        };
+        let partial = Coverage {
+            files: vec![file("/w/src/lib.rs", vec![line(2, &[(1, 4)], 0, false)])],
+            tests: vec![
+                test("k::a", Outcome::Ignored),
+                test("k::c", Outcome::Passed),
+            ],
+            count_cap: 10,
+        };
+        let merged = merge(&old, partial, &ran(&["k::c"]));
+        let line = &merged.files[0].lines[0];
+        assert_eq!(per_test(line), [(0, 10), (1, 4)], "b is gone");
+        assert_eq!((line.hits, line.capped), (14, true));
+    }
+
+    #[test]
+    fn a_partial_run_that_lists_tests_it_did_not_run_changes_none_of_them() {
+        let old = Coverage {
+            files: vec![file(
+                "/w/src/lib.rs",
+                vec![line(2, &[(0, 1), (1, 1)], 0, false)],
+            )],
+            tests: vec![test("k::a", Outcome::Failed), test("k::b", Outcome::Passed)],
+            count_cap: 10,
+        };
+        let partial = Coverage {
+            files: vec![file("/w/src/lib.rs", vec![line(2, &[(1, 2)], 0, false)])],
+            tests: vec![
+                test("k::a", Outcome::Ignored),
+                test("k::b", Outcome::Passed),
+            ],
+            count_cap: 10,
+        };
+        let merged = merge(&old, partial, &ran(&["k::b"]));
+        assert_eq!(merged.tests[0].outcome, Outcome::Failed);
+        assert_eq!(per_test(&merged.files[0].lines[0]), [(0, 1), (1, 2)]);
+        assert_eq!(merged.files[0].lines[0].hits, 3);
+    }
+}
