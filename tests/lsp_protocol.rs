@@ -406,6 +406,39 @@ fn a_save_reruns_only_the_tests_it_can_affect_and_the_overlay_equals_a_full_run(
     let message = selection_after_save(&mut client);
     assert!(message.contains("rerunning 3 of 9 tests"), "{message}");
     end_of_run(&mut client);
+
+    // Rerunning one test leaves the others' results as they were.
+    let lib_uri = uri(&lib);
+    let lens_titles = |client: &mut Client| -> Vec<String> {
+        let lenses = client
+            .request(
+                "textDocument/codeLens",
+                json!({"textDocument": {"uri": lib_uri}}),
+            )
+            .unwrap();
+        lenses
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["command"]["title"].as_str().map(str::to_owned))
+            .filter(|t| t.contains("passed") || t.contains("ignored") || t.contains("failed"))
+            .collect()
+    };
+    let before = lens_titles(&mut client);
+    assert!(
+        before.len() >= 5 && before.iter().all(|t| t.starts_with("✓ passed")),
+        "{before:?}"
+    );
+    client
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "coverlay.rerunTest", "arguments": ["ledger::tests::double_doubles"]}),
+        )
+        .unwrap();
+    end_of_run(&mut client);
+    let after = lens_titles(&mut client);
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|t| t.starts_with("✓ passed")), "{after:?}");
     let status = client.shutdown();
     assert!(status.success(), "{status:?}");
 
@@ -454,6 +487,17 @@ fn bad_input_gets_errors_and_no_crash() {
 
     let unknown = client.request("coverlay/unknown", json!({})).unwrap_err();
     assert_eq!(unknown["code"], -32601);
+    // No coverage yet: lcov is refused with a reason, and no empty file is left behind.
+    let lcov = root.join("out.info");
+    let refused = client
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "coverlay.writeLcov", "arguments": [lcov]}),
+        )
+        .unwrap_err();
+    assert_eq!(refused["code"], -32803);
+    assert!(refused["message"].as_str().unwrap().contains("no coverage"));
+    assert!(!lcov.exists());
     let malformed = client
         .request("textDocument/inlayHint", json!({"textDocument": 3}))
         .unwrap_err();
@@ -490,6 +534,20 @@ fn bad_input_gets_errors_and_no_crash() {
         |m| m["method"] == "window/showMessage" && m["params"]["type"] == 2,
     );
     client.send_raw(json!({"jsonrpc": "2.0", "id": 99, "method": "textDocument/codeLens"}));
+    // A body that is not JSON, and one that is JSON but no JSON-RPC message: each is answered
+    // with its error (id null), and the session goes on.
+    client.send_body("{\"jsonrpc\": \"2.0\", \"id\": 5, \"method\": ");
+    let parse = client.wait_for("a parse error", Duration::from_secs(10), |m| {
+        m["id"].is_null() && m["error"]["code"] == -32700
+    });
+    assert!(parse["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not JSON"));
+    client.send_body("{\"jsonrpc\": \"1.0\", \"id\": {\"a\": 1}}");
+    client.wait_for("an invalid request error", Duration::from_secs(10), |m| {
+        m["id"].is_null() && m["error"]["code"] == -32600
+    });
     // Still answering.
     let lenses = client
         .request(

@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits};
+use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
 
 /// `partial` is a run of the tests whose ids are in `ran`, on a new build; `old` the results
 /// shown before (lines already moved with any edits since). The result:
-/// - tests: the new build's list (a test that no longer exists goes, with its counts); a test
-///   that ran takes its new outcome, the others keep theirs;
+/// - tests: the new build's list (a test that no longer exists goes, with its counts), each at
+///   its new location; a test that ran takes its new outcome, the others keep theirs;
 /// - lines: the new build's coverable lines; on each, the tests that ran bring their new counts
 ///   and the others keep their old ones;
 /// - a line's total is the sum of its per-test counts when both runs attributed every execution
@@ -27,7 +27,11 @@ pub fn merge(old: &Coverage, partial: Coverage, ran: &HashSet<String>) -> Covera
         match previous {
             Some(o) if !ran.contains(&test.id) => {
                 kept_old[o] = Some(index as u32);
-                tests.push(old.tests[o].clone());
+                // Its result from before, at its place in the new build (edits move tests).
+                tests.push(TestInfo {
+                    location: test.location,
+                    ..old.tests[o].clone()
+                });
             }
             _ => tests.push(test),
         }
@@ -112,7 +116,7 @@ fn merge_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{FunctionCoverage, TestInfo};
+    use crate::coverage::FunctionCoverage;
     use crate::libtest::Outcome;
     use std::path::PathBuf;
 
@@ -283,8 +287,15 @@ mod tests {
             ],
             count_cap: 10,
         };
+        let mut partial = partial;
+        partial.tests[0].location = Some(("/w/src/lib.rs".into(), 12));
         let merged = merge(&old, partial, &ran(&["k::b"]));
         assert_eq!(merged.tests[0].outcome, Outcome::Failed);
+        assert_eq!(
+            merged.tests[0].location,
+            Some(("/w/src/lib.rs".into(), 12)),
+            "where the new build puts it"
+        );
         assert_eq!(per_test(&merged.files[0].lines[0]), [(0, 1), (1, 2)]);
         assert_eq!(merged.files[0].lines[0].hits, 3);
     }

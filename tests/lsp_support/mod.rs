@@ -139,6 +139,14 @@ impl Client {
         write_message(&self.stdin, &message);
     }
 
+    /// Sends a frame whose body is `body` as it is, JSON or not.
+    pub fn send_body(&mut self, body: &str) {
+        use std::io::Write;
+        let mut stdin = self.stdin.lock().unwrap();
+        write!(stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        stdin.flush().unwrap();
+    }
+
     /// Sends a request and waits for its response: `Ok(result)` or `Err(error)`.
     pub fn request(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;

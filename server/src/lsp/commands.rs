@@ -90,7 +90,18 @@ impl Inner {
                         ))
                     }
                 };
-                let lcov = crate::report::lcov::render(&self.store.snapshot());
+                let shown = self.store.snapshot();
+                if shown.files.is_empty() {
+                    // An empty file would read as "nothing is covered" to whatever loads it.
+                    return Err(Error {
+                        code: jsonrpc::ErrorCode::ServerError(-32803),
+                        message: "coverlay has no coverage to write yet: wait for the first run \
+                                  to finish (or run coverlay.rerunAll)"
+                            .into(),
+                        data: None,
+                    });
+                }
+                let lcov = crate::report::lcov::render(&shown);
                 let written = {
                     let path = path.clone();
                     tokio::task::spawn_blocking(move || {

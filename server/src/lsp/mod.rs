@@ -5,11 +5,13 @@
 //! - `runs.rs`: starting the workspace and applying run results, in order
 //! - `diagnostics.rs`, `hints.rs`, `lenses.rs`: store data → protocol types
 //! - `commands.rs`, `progress.rs`, `config.rs`, `documents.rs`: commands, progress, settings, buffers
+//! - `framing.rs`: frames from the client checked before the transport sees them
 
 pub mod commands;
 pub mod config;
 pub mod diagnostics;
 pub mod documents;
+pub mod framing;
 pub mod hints;
 pub mod lenses;
 pub mod progress;
@@ -36,12 +38,18 @@ pub fn run_stdio() -> ExitCode {
     };
     let inner = Arc::new(Mutex::new(None));
     runtime.block_on(async {
-        let (service, socket) = LspService::new(|client| {
+        let (service, socket) = LspService::build(|client| {
             let server = server::Server::new(client);
             *inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.inner());
             server
-        });
-        Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        })
+        .custom_method(framing::MALFORMED, server::Server::malformed)
+        .finish();
+        // The transport ends the session at the first body it cannot decode: it reads checked
+        // frames instead (see `framing`).
+        let (checked, unchecked) = tokio::io::duplex(1 << 16);
+        tokio::spawn(framing::sanitize(tokio::io::stdin(), unchecked));
+        Server::new(checked, tokio::io::stdout(), socket)
             .serve(service)
             .await;
     });

@@ -88,6 +88,11 @@ impl Server {
     pub fn inner(&self) -> Arc<Inner> {
         self.inner.clone()
     }
+
+    /// The answer to a message the client sent malformed (see `framing`).
+    pub async fn malformed(&self, params: Value) -> Result<Value> {
+        Err(super::framing::error_of(&params))
+    }
 }
 
 impl Inner {
