@@ -562,3 +562,52 @@ fn misbehaving_tests_are_outcomes_and_leave_nothing_behind() {
     let left = processes_under(&fixture("faults"));
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
+
+#[test]
+fn a_cancelled_build_is_killed_with_everything_it_started() {
+    // A build script that would take a minute: only killing the build ends the run early.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("src")).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[package]\nname = \"slowbuild\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("build.rs"),
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(60)); }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("src/lib.rs"), "#[test]\nfn nothing() {}\n").unwrap();
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let options = coverlay::run::RunOptions {
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let result = std::thread::scope(|scope| {
+        let run = scope.spawn(|| coverlay::run::run(root, &options, &|_| {}));
+        // Cancel once the build script runs.
+        while processes_under(root).is_empty() && started.elapsed().as_secs() < 50 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        cancel.store(true, std::sync::atomic::Ordering::Release);
+        run.join().unwrap()
+    });
+    assert!(
+        matches!(result, Err(coverlay::run::RunError::Cancelled)),
+        "{:?}",
+        result.err()
+    );
+    assert!(
+        started.elapsed().as_secs() < 50,
+        "the run ended with the build script, not by the kill"
+    );
+    // SIGKILL is delivered at once, but a process takes a moment to go.
+    let gone = std::time::Instant::now();
+    while !processes_under(root).is_empty() && gone.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(processes_under(root), Vec::<String>::new());
+}

@@ -2,8 +2,11 @@
 //! flags the engine needs (`cargo test --no-run --message-format=json`) in coverlay's own target dir.
 
 use std::io::{BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use cargo_metadata::{Message, MetadataCommand, TargetKind};
 
@@ -17,6 +20,9 @@ pub const COVERLAY_RUSTFLAGS: &[&str] = &[
     "--cfg=coverlay",
     "--check-cfg=cfg(coverlay)",
 ];
+
+/// How often a build checks whether it was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Clone, Debug)]
 pub struct Workspace {
@@ -82,6 +88,8 @@ pub enum CargoError {
     Spawn(std::io::Error),
     #[error("the tests do not compile:\n{rendered}")]
     BuildFailed { rendered: String },
+    #[error("the build was cancelled")]
+    Cancelled,
 }
 
 /// Reads the workspace that contains `path`.
@@ -132,9 +140,12 @@ pub enum BuildEvent<'a> {
 
 /// Builds every test executable of the workspace. `extra_args` go to `cargo test` as they are
 /// (`--features x`, `-p crate`, `--release`).
+/// Setting `cancel` stops the build at once: cargo runs in a process group of its own (with its
+/// rustc and build-script processes), killed as a whole.
 pub fn build_tests(
     workspace: &Workspace,
     extra_args: &[String],
+    cancel: Option<&AtomicBool>,
     on_event: &mut dyn FnMut(BuildEvent),
 ) -> Result<Vec<TestExecutable>, CargoError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -149,7 +160,11 @@ pub fn build_tests(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     set_rustflags(&mut command);
+    command.process_group(0);
     let mut child = command.spawn().map_err(CargoError::Spawn)?;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let done = AtomicBool::new(false);
+    let killed = AtomicBool::new(false);
 
     // cargo's own errors (bad manifest, unknown flag) arrive on stderr, not as JSON messages.
     let mut stderr = child.stderr.take().expect("piped stderr");
@@ -162,48 +177,67 @@ pub fn build_tests(
     let mut executables = Vec::new();
     let mut errors = Vec::new();
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-    for message in Message::parse_stream(stdout).flatten() {
-        match message {
-            Message::CompilerArtifact(artifact) => {
-                on_event(BuildEvent::Compiled {
-                    crate_name: &artifact.target.name,
-                });
-                let Some(exe) = artifact.executable.filter(|_| artifact.profile.test) else {
-                    continue;
-                };
-                let manifest_dir = artifact
-                    .manifest_path
-                    .parent()
-                    .map(|d| d.as_std_path().to_path_buf())
-                    .unwrap_or_default();
-                let package = workspace
-                    .packages
-                    .iter()
-                    .find(|p| p.manifest_dir == manifest_dir)
-                    .cloned()
-                    .unwrap_or_else(|| Package {
-                        name: artifact.target.name.clone(),
-                        version: String::new(),
-                        manifest_dir,
-                        dependencies: Vec::new(),
-                    });
-                executables.push(TestExecutable {
-                    path: exe.into_std_path_buf(),
-                    target: artifact.target.name.clone(),
-                    kind: target_kind(&artifact.target.kind),
-                    package,
-                });
-            }
-            Message::CompilerMessage(msg)
-                if msg.message.level == cargo_metadata::diagnostic::DiagnosticLevel::Error =>
-            {
-                errors.extend(msg.message.rendered);
-            }
-            _ => {}
+    std::thread::scope(|scope| -> Result<(), CargoError> {
+        if let Some(cancel) = cancel {
+            scope.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    if cancel.load(Ordering::Acquire) {
+                        killed.store(true, Ordering::Release);
+                        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                        return;
+                    }
+                    std::thread::sleep(CANCEL_POLL);
+                }
+            });
         }
-    }
+        for message in Message::parse_stream(stdout).flatten() {
+            match message {
+                Message::CompilerArtifact(artifact) => {
+                    on_event(BuildEvent::Compiled {
+                        crate_name: &artifact.target.name,
+                    });
+                    let Some(exe) = artifact.executable.filter(|_| artifact.profile.test) else {
+                        continue;
+                    };
+                    let manifest_dir = artifact
+                        .manifest_path
+                        .parent()
+                        .map(|d| d.as_std_path().to_path_buf())
+                        .unwrap_or_default();
+                    let package = workspace
+                        .packages
+                        .iter()
+                        .find(|p| p.manifest_dir == manifest_dir)
+                        .cloned()
+                        .unwrap_or_else(|| Package {
+                            name: artifact.target.name.clone(),
+                            version: String::new(),
+                            manifest_dir,
+                            dependencies: Vec::new(),
+                        });
+                    executables.push(TestExecutable {
+                        path: exe.into_std_path_buf(),
+                        target: artifact.target.name.clone(),
+                        kind: target_kind(&artifact.target.kind),
+                        package,
+                    });
+                }
+                Message::CompilerMessage(msg)
+                    if msg.message.level == cargo_metadata::diagnostic::DiagnosticLevel::Error =>
+                {
+                    errors.extend(msg.message.rendered);
+                }
+                _ => {}
+            }
+        }
+        done.store(true, Ordering::Release);
+        Ok(())
+    })?;
     let status = child.wait().map_err(CargoError::Spawn)?;
     let stderr = stderr_reader.join().unwrap_or_default();
+    if killed.load(Ordering::Acquire) {
+        return Err(CargoError::Cancelled);
+    }
     if !status.success() {
         let rendered = if errors.is_empty() {
             stderr.trim().to_string()

@@ -155,10 +155,19 @@ pub fn run(
         .snapshot_sources
         .then(|| selection::Texts::read(&workspace));
     let mut crates_compiled = 0;
-    let executables = cargo::build_tests(&workspace, &options.cargo_args, &mut |_| {
-        crates_compiled += 1;
-        on_progress(Progress::Building { crates_compiled });
-    })?;
+    let built = cargo::build_tests(
+        &workspace,
+        &options.cargo_args,
+        options.cancel.as_deref(),
+        &mut |_| {
+            crates_compiled += 1;
+            on_progress(Progress::Building { crates_compiled });
+        },
+    );
+    let executables = match built {
+        Err(CargoError::Cancelled) => return Err(RunError::Cancelled),
+        other => other?,
+    };
     let cancelled = || {
         options
             .cancel
