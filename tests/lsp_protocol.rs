@@ -8,7 +8,10 @@ mod lsp_support;
 use std::path::Path;
 use std::time::Duration;
 
-use lsp_support::{copy_fixture, leftover_processes, uri, Client};
+use lsp_support::{
+    copy_fixture, end_of_run, leftover_processes, overlay_of_report, overlay_of_store,
+    selection_after_save, uri, Client,
+};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coverlay");
@@ -274,108 +277,6 @@ fn overlay_of_a_fixture_follows_a_save() {
     let status = client.shutdown();
     assert!(status.success(), "{status:?}");
     assert_eq!(leftover_processes(root), Vec::<String>::new());
-}
-
-/// Per line of each file: (hits, the ids of the tests that ran it, each with its count), and
-/// every test's outcome; from the server's saved store (a `Coverage`) or a `--json` report.
-type Overlay = (
-    Vec<(String, u64, u64, Vec<(String, u64)>)>,
-    Vec<(String, String)>,
-);
-
-fn overlay_of_store(saved: &Value) -> Overlay {
-    let tests = saved["tests"].as_array().unwrap();
-    let id = |i: &Value| {
-        tests[i.as_u64().unwrap() as usize]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let mut lines = Vec::new();
-    for file in saved["files"].as_array().unwrap() {
-        for line in file["lines"].as_array().unwrap() {
-            let mut by: Vec<(String, u64)> = line["tests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| (id(&t["test"]), t["hits"].as_u64().unwrap()))
-                .collect();
-            by.sort();
-            lines.push((
-                file["path"].as_str().unwrap().to_owned(),
-                line["line"].as_u64().unwrap(),
-                line["hits"].as_u64().unwrap(),
-                by,
-            ));
-        }
-    }
-    let mut outcomes: Vec<(String, String)> = tests
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_owned(),
-                t["outcome"].to_string(),
-            )
-        })
-        .collect();
-    outcomes.sort();
-    (lines, outcomes)
-}
-
-fn overlay_of_report(report: &Value) -> Overlay {
-    let mut lines = Vec::new();
-    for file in report["files"].as_array().unwrap() {
-        for line in file["lines"].as_array().unwrap() {
-            let mut by: Vec<(String, u64)> = line["tests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    (
-                        t["id"].as_str().unwrap().to_owned(),
-                        t["hits"].as_u64().unwrap(),
-                    )
-                })
-                .collect();
-            by.sort();
-            lines.push((
-                file["path"].as_str().unwrap().to_owned(),
-                line["line"].as_u64().unwrap(),
-                line["hits"].as_u64().unwrap(),
-                by,
-            ));
-        }
-    }
-    let mut outcomes: Vec<(String, String)> = report["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_owned(),
-                t["outcome"].to_string(),
-            )
-        })
-        .collect();
-    outcomes.sort();
-    (lines, outcomes)
-}
-
-/// Waits for the log line that says what a save reruns, then for the end of that run.
-fn selection_after_save(client: &mut Client) -> String {
-    let logged = client.wait_for("the selection", RUN_TIMEOUT, |m| {
-        m["method"] == "window/logMessage"
-            && m["params"]["message"]
-                .as_str()
-                .is_some_and(|t| t.contains("rerun"))
-    });
-    logged["params"]["message"].as_str().unwrap().to_owned()
-}
-
-fn end_of_run(client: &mut Client) {
-    client.wait_for("the end of the run", RUN_TIMEOUT, |m| {
-        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end"
-    });
 }
 
 #[test]

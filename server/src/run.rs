@@ -46,8 +46,8 @@ pub struct RunOptions {
     /// Test executables traced at once.
     pub jobs: usize,
     pub cancel: Option<Arc<AtomicBool>>,
-    /// Run only these tests (ids `<target>::<test path>`); `None` runs every test.
-    pub only_tests: Option<Vec<String>>,
+    /// Run only these tests; `None` runs every test.
+    pub only_tests: Option<selection::TestFilter>,
     /// Fingerprint the workspace's sources as the build reads them, for test selection
     /// ([`RunReport::sources`]).
     pub snapshot_sources: bool,
@@ -461,8 +461,13 @@ fn shard(
 ) -> Vec<Shard> {
     let mut shards = Vec::new();
     for (i, (executable, listing)) in executables.iter().zip(listings).enumerate() {
+        let package = executable.package.name.as_str();
         let Some(listing) = listing else {
-            if options.only_tests.is_none() {
+            let whole = options
+                .only_tests
+                .as_ref()
+                .is_none_or(|only| only.packages.iter().any(|p| p == package));
+            if whole {
                 shards.push(Shard {
                     executable: i,
                     tests: Vec::new(),
@@ -474,8 +479,8 @@ fn shard(
         let selected: Vec<u32> = (0..listing.len() as u32)
             .filter(|&n| {
                 options.only_tests.as_ref().is_none_or(|only| {
-                    only.iter()
-                        .any(|id| *id == format!("{}::{}", executable.target, listing[n as usize]))
+                    let id = format!("{}::{}", executable.target, listing[n as usize]);
+                    only.selects(package, &id)
                 })
             })
             .collect();

@@ -10,13 +10,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::run::{self, Progress, RunError, RunOptions, RunReport};
+use crate::selection::TestFilter;
 
 /// Which tests a run covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     All,
-    /// Test ids `<target>::<test path>`.
-    Tests(Vec<String>),
+    Tests(TestFilter),
 }
 
 impl Scope {
@@ -24,13 +24,7 @@ impl Scope {
         match (&mut *self, other) {
             (Scope::All, _) => {}
             (_, Scope::All) => *self = Scope::All,
-            (Scope::Tests(mine), Scope::Tests(theirs)) => {
-                for id in theirs {
-                    if !mine.contains(&id) {
-                        mine.push(id);
-                    }
-                }
-            }
+            (Scope::Tests(mine), Scope::Tests(theirs)) => mine.absorb(theirs),
         }
     }
 }
@@ -221,7 +215,7 @@ fn work(shared: &Shared, runner: &Runner, sink: &Sink) {
         options.cancel = Some(cancel);
         options.only_tests = match &scope {
             Scope::All => None,
-            Scope::Tests(ids) => Some(ids.clone()),
+            Scope::Tests(filter) => Some(filter.clone()),
         };
         let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         shared.running.store(true, Ordering::Release);
@@ -371,7 +365,9 @@ mod tests {
     }
 
     fn tests(ids: &[&str]) -> Scope {
-        Scope::Tests(ids.iter().map(|s| s.to_string()).collect())
+        let mut ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        ids.sort();
+        Scope::Tests(TestFilter::ids(ids))
     }
 
     #[test]

@@ -250,6 +250,9 @@ pub fn build_inputs<'a>(
             continue;
         };
         for path in dep_info_inputs(&text) {
+            // rustc writes the paths cargo gave it: relative to the workspace, with `..` in them.
+            let path = workspace.root.join(path);
+            let path = path.canonicalize().unwrap_or(path);
             let owned =
                 path.starts_with(&workspace.root) && !path.starts_with(&workspace.target_dir);
             if owned && path.extension().is_none_or(|e| e != "rs") {
@@ -324,8 +327,8 @@ pub struct Baseline {
 pub enum Selection {
     /// Nothing the tests depend on changed (a README, a comment).
     Nothing,
-    /// These test ids, sorted.
-    Tests(Vec<String>),
+    /// These tests.
+    Tests(TestFilter),
     /// Every test, and why.
     All(String),
 }
@@ -466,33 +469,77 @@ impl Baseline {
                     .chain([p.as_str()])
             })
             .collect();
-        let mut selected: Vec<String> = self
+        let in_affected = |t: &TestRecord| affected.contains(t.package.as_str());
+        let by_items: Vec<&String> = self
             .tests
             .iter()
-            .filter(|(_, t)| {
-                affected.contains(t.package.as_str()) || t.items.iter().any(|i| items.contains(i))
-            })
-            .map(|(id, _)| id.clone())
+            .filter(|(_, t)| !in_affected(t) && t.items.iter().any(|i| items.contains(i)))
+            .map(|(id, _)| id)
             .collect();
-        if selected.is_empty() {
+        if affected.is_empty() && by_items.is_empty() {
             return Selection::Nothing;
         }
-        selected.extend(
+        let mut ids: Vec<String> = by_items.into_iter().cloned().collect();
+        ids.extend(
             self.tests
                 .iter()
-                .filter(|(_, t)| t.unsettled)
+                .filter(|(_, t)| t.unsettled && !in_affected(t))
                 .map(|(id, _)| id.clone()),
         );
-        selected.sort();
-        selected.dedup();
-        if selected.len() as f64 > MOST * self.tests.len() as f64 {
-            return Selection::All(format!(
-                "{} of {} tests affected",
-                selected.len(),
-                self.tests.len()
-            ));
+        ids.sort();
+        ids.dedup();
+        let filter = TestFilter {
+            ids,
+            packages: affected.into_iter().map(str::to_owned).collect(),
+        };
+        let count = self.selected(&filter);
+        if count as f64 > MOST * self.tests.len() as f64 {
+            return Selection::All(format!("{count} of {} tests affected", self.tests.len()));
         }
-        Selection::Tests(selected)
+        Selection::Tests(filter)
+    }
+
+    /// How many of the baseline's tests `filter` runs (new tests of its packages come on top).
+    pub fn selected(&self, filter: &TestFilter) -> usize {
+        self.tests
+            .iter()
+            .filter(|(id, t)| filter.selects(&t.package, id))
+            .count()
+    }
+}
+
+/// The tests of a partial run: these ids, and every test of these packages (those the baseline
+/// does not know yet included).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TestFilter {
+    /// Test ids `<target>::<test path>`, sorted.
+    pub ids: Vec<String>,
+    /// Package names, sorted.
+    pub packages: Vec<String>,
+}
+
+impl TestFilter {
+    pub fn ids(ids: Vec<String>) -> TestFilter {
+        TestFilter {
+            ids,
+            packages: Vec::new(),
+        }
+    }
+
+    pub fn selects(&self, package: &str, id: &str) -> bool {
+        self.packages.iter().any(|p| p == package) || self.ids.iter().any(|i| i == id)
+    }
+
+    /// Adds what `other` selects.
+    pub fn absorb(&mut self, other: TestFilter) {
+        for (mine, theirs) in [
+            (&mut self.ids, other.ids),
+            (&mut self.packages, other.packages),
+        ] {
+            mine.extend(theirs);
+            mine.sort();
+            mine.dedup();
+        }
     }
 }
 
@@ -661,7 +708,7 @@ mod inner {
     }
 
     fn tests(ids: &[&str]) -> Selection {
-        Selection::Tests(ids.iter().map(|s| s.to_string()).collect())
+        Selection::Tests(TestFilter::ids(ids.iter().map(|s| s.to_string()).collect()))
     }
 
     #[test]
@@ -707,27 +754,28 @@ mod inner {
             );
         }
         let edit = LIB.replace("LIMIT: u32 = 10", "LIMIT: u32 = 11");
-        let Selection::Tests(ids) = b.select(&change("/w/core/src/lib.rs", &edit)) else {
+        let Selection::Tests(filter) = b.select(&change("/w/core/src/lib.rs", &edit)) else {
             panic!("a selection");
         };
-        assert_eq!(ids.len(), 6, "every core and app test: {ids:?}");
-        assert!(ids.contains(&"app::main_runs".to_owned()));
+        assert_eq!(filter.packages, ["app", "core"]);
+        assert!(filter.ids.is_empty(), "{filter:?}");
+        assert_eq!(b.selected(&filter), 6, "every core and app test");
         // A new file, a file that does not parse, an input read by include_str!: the package.
         for (path, text) in [
             ("/w/core/src/new.rs", "pub fn x() {}"),
             ("/w/core/src/lib.rs", "fn broken( {"),
             ("/w/core/data.txt", "new data"),
         ] {
-            let Selection::Tests(ids) = b.select(&change(path, text)) else {
+            let Selection::Tests(filter) = b.select(&change(path, text)) else {
                 panic!("a selection for {path}");
             };
-            assert_eq!(ids.len(), 6, "{path}");
+            assert_eq!(filter.packages, ["app", "core"], "{path}");
         }
         // Only app's own test when app changes: core does not depend on it.
-        let Selection::Tests(ids) = b.select(&change("/w/app/src/main.rs", "fn main() { }")) else {
-            panic!("a selection");
-        };
-        assert_eq!(ids, ["app::main_runs"]);
+        assert_eq!(
+            b.select(&change("/w/app/src/main.rs", "fn main() { }")),
+            tests(&["app::main_runs"])
+        );
     }
 
     #[test]
@@ -754,6 +802,19 @@ mod inner {
             Baseline::default().select(&change("/w/core/src/lib.rs", LIB)),
             Selection::All(_)
         ));
+    }
+
+    #[test]
+    fn dep_info_lists_the_first_rules_prerequisites() {
+        let text = "/t/deps/x-1.d: x/src/lib.rs x/src/../data/a\\ b.txt\n\n/t/deps/libx-1.rlib: x/src/lib.rs\n";
+        assert_eq!(
+            dep_info_inputs(text),
+            [
+                PathBuf::from("x/src/lib.rs"),
+                PathBuf::from("x/src/../data/a b.txt")
+            ]
+        );
+        assert!(dep_info_inputs("").is_empty());
     }
 
     #[test]

@@ -359,3 +359,108 @@ pub fn leftover_processes(dir: &Path) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Long enough for any build and run of the fixtures.
+const LONG: Duration = Duration::from_secs(180);
+
+/// Per line of each file: (hits, the ids of the tests that ran it, each with its count), and
+/// every test's outcome; from the server's saved store (a `Coverage`) or a `--json` report.
+pub type Overlay = (
+    Vec<(String, u64, u64, Vec<(String, u64)>)>,
+    Vec<(String, String)>,
+);
+
+pub fn overlay_of_store(saved: &Value) -> Overlay {
+    let tests = saved["tests"].as_array().unwrap();
+    let id = |i: &Value| {
+        tests[i.as_u64().unwrap() as usize]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut lines = Vec::new();
+    for file in saved["files"].as_array().unwrap() {
+        for line in file["lines"].as_array().unwrap() {
+            let mut by: Vec<(String, u64)> = line["tests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| (id(&t["test"]), t["hits"].as_u64().unwrap()))
+                .collect();
+            by.sort();
+            lines.push((
+                file["path"].as_str().unwrap().to_owned(),
+                line["line"].as_u64().unwrap(),
+                line["hits"].as_u64().unwrap(),
+                by,
+            ));
+        }
+    }
+    let mut outcomes: Vec<(String, String)> = tests
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                t["outcome"].to_string(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    (lines, outcomes)
+}
+
+pub fn overlay_of_report(report: &Value) -> Overlay {
+    let mut lines = Vec::new();
+    for file in report["files"].as_array().unwrap() {
+        for line in file["lines"].as_array().unwrap() {
+            let mut by: Vec<(String, u64)> = line["tests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    (
+                        t["id"].as_str().unwrap().to_owned(),
+                        t["hits"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            by.sort();
+            lines.push((
+                file["path"].as_str().unwrap().to_owned(),
+                line["line"].as_u64().unwrap(),
+                line["hits"].as_u64().unwrap(),
+                by,
+            ));
+        }
+    }
+    let mut outcomes: Vec<(String, String)> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                t["outcome"].to_string(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    (lines, outcomes)
+}
+
+/// Waits for the log line that says what a save reruns, then for the end of that run.
+pub fn selection_after_save(client: &mut Client) -> String {
+    let logged = client.wait_for("the selection", LONG, |m| {
+        m["method"] == "window/logMessage"
+            && m["params"]["message"]
+                .as_str()
+                .is_some_and(|t| t.contains("rerun"))
+    });
+    logged["params"]["message"].as_str().unwrap().to_owned()
+}
+
+pub fn end_of_run(client: &mut Client) {
+    client.wait_for("the end of the run", LONG, |m| {
+        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end"
+    });
+}

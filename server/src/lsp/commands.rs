@@ -69,7 +69,9 @@ impl Inner {
     ) -> jsonrpc::Result<Option<Value>> {
         match action {
             Action::RerunAll => self.request_run(Scope::All),
-            Action::RerunTests(ids) => self.request_run(Scope::Tests(ids)),
+            Action::RerunTests(ids) => {
+                self.request_run(Scope::Tests(crate::selection::TestFilter::ids(ids)))
+            }
             Action::Clear => {
                 let generation = self
                     .scheduler

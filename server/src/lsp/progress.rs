@@ -44,8 +44,17 @@ impl RunProgress {
         }
         let title = match scope {
             Scope::All => "coverage".to_owned(),
-            Scope::Tests(ids) if ids.len() == 1 => format!("coverage of {}", ids[0]),
-            Scope::Tests(ids) => format!("coverage of {} tests", ids.len()),
+            Scope::Tests(f) if f.packages.is_empty() && f.ids.len() == 1 => {
+                format!("coverage of {}", f.ids[0])
+            }
+            Scope::Tests(f) if f.packages.is_empty() => {
+                format!("coverage of {} tests", f.ids.len())
+            }
+            Scope::Tests(f) => format!(
+                "coverage of {} and {} more tests",
+                f.packages.join(", "),
+                f.ids.len()
+            ),
         };
         let ongoing = client
             .progress(token, title)

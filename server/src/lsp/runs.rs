@@ -199,8 +199,26 @@ impl Inner {
         } = report;
         let paths = match scope {
             Scope::All => self.store.replace(generation, coverage),
-            Scope::Tests(ids) => {
-                let ran = ids.into_iter().collect();
+            Scope::Tests(filter) => {
+                let package_of: HashMap<&str, &str> = executables
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.executable.target.as_str(),
+                            r.executable.package.name.as_str(),
+                        )
+                    })
+                    .collect();
+                let ran = coverage
+                    .tests
+                    .iter()
+                    .filter(|t| {
+                        let target = t.id.split_once("::").map_or("", |(target, _)| target);
+                        let package = package_of.get(target).copied().unwrap_or("");
+                        filter.selects(package, &t.id)
+                    })
+                    .map(|t| t.id.clone())
+                    .collect();
                 self.store.merge(generation, coverage, &ran)
             }
         };

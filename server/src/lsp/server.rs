@@ -215,7 +215,7 @@ impl Inner {
 
     /// Reruns what a saved file can affect: the tests selected against the baseline, every test
     /// without one (when the file is a build input), or nothing.
-    pub(super) async fn saved(&self, path: PathBuf, text: Option<String>) {
+    pub(super) async fn saved(self: &Arc<Self>, path: PathBuf, text: Option<String>) {
         let baseline = self
             .baseline
             .lock()
@@ -231,18 +231,28 @@ impl Inner {
         let shown = path.display();
         let message = match &selection {
             Selection::Nothing => format!("{shown}: no test can be affected; nothing to rerun"),
-            Selection::Tests(ids) => format!(
+            Selection::Tests(filter) if filter.packages.is_empty() => format!(
                 "{shown}: rerunning {} of {} tests",
-                ids.len(),
+                baseline.selected(filter),
                 baseline.tests.len()
+            ),
+            Selection::Tests(filter) => format!(
+                "{shown}: rerunning {} of {} tests (every test of {})",
+                baseline.selected(filter),
+                baseline.tests.len(),
+                filter.packages.join(", ")
             ),
             Selection::All(why) => format!("{shown}: rerunning every test ({why})"),
         };
+        if selection == Selection::Nothing {
+            // The results moved with the edit and stay valid: what is saved must move too.
+            self.save_store().await;
+        }
         tracing::info!("{message}");
         self.client.log_message(MessageType::INFO, message).await;
         match selection {
             Selection::Nothing => {}
-            Selection::Tests(ids) => self.request_run(Scope::Tests(ids)),
+            Selection::Tests(filter) => self.request_run(Scope::Tests(filter)),
             Selection::All(_) => self.request_run(Scope::All),
         }
     }
