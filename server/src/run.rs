@@ -1,7 +1,7 @@
 //! One coverage run of a workspace: build the tests, plan breakpoints from DWARF and source analysis,
 //! run every test executable under the engine (several at once), and merge the hits into `Coverage`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -113,6 +113,20 @@ pub struct RunReport {
     pub executables: Vec<ExecutableRun>,
     /// With [`RunOptions::snapshot_sources`]: the sources as the build read them.
     pub sources: Option<SourceSnapshot>,
+    pub phases: Phases,
+}
+
+/// Where a run's time went (each phase from the end of the one before).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Phases {
+    /// `cargo metadata` and `cargo test --no-run`.
+    pub build: Duration,
+    /// Line tables, test listings, planning, counting sites.
+    pub prepare: Duration,
+    /// The tests, traced.
+    pub tests: Duration,
+    /// Aggregating counts, reading sources for the report, fingerprints.
+    pub report: Duration,
 }
 
 /// What test selection compares later changes with (see `selection`).
@@ -123,6 +137,32 @@ pub struct SourceSnapshot {
 }
 
 impl RunReport {
+    /// Each test executable's target name → its package's name.
+    pub fn packages_of_targets(&self) -> HashMap<String, String> {
+        self.executables
+            .iter()
+            .map(|r| {
+                let e = &r.executable;
+                (e.target.clone(), e.package.name.clone())
+            })
+            .collect()
+    }
+
+    /// The ids of the tests of this run that `filter` selected (and so ran).
+    pub fn ran(&self, filter: &selection::TestFilter) -> HashSet<String> {
+        let packages = self.packages_of_targets();
+        self.coverage
+            .tests
+            .iter()
+            .filter(|t| {
+                let target = t.id.split_once("::").map_or("", |(target, _)| target);
+                let package = packages.get(target).map_or("", String::as_str);
+                filter.selects(package, &t.id)
+            })
+            .map(|t| t.id.clone())
+            .collect()
+    }
+
     pub fn tests_passed(&self) -> bool {
         self.executables.iter().all(ExecutableRun::succeeded)
     }
@@ -175,6 +215,7 @@ pub fn run(
             .is_some_and(|c| c.load(Ordering::Relaxed))
     };
     tracing::debug!("tests built after {:?}", started.elapsed());
+    let built_at = started.elapsed();
     if cancelled() {
         return Err(RunError::Cancelled);
     }
@@ -237,6 +278,7 @@ pub fn run(
         })
         .collect();
     tracing::debug!("counting sites chosen after {:?}", started.elapsed());
+    let prepared_at = started.elapsed();
 
     let shards = shard(&executables, &listings, options);
     let engine_options = engine::Options {
@@ -290,6 +332,7 @@ pub fn run(
         })
     });
     tracing::debug!("tests traced after {:?}", started.elapsed());
+    let traced_at = started.elapsed();
     if cancelled() {
         return Err(RunError::Cancelled);
     }
@@ -389,6 +432,12 @@ pub fn run(
         coverage,
         executables: runs,
         sources,
+        phases: Phases {
+            build: built_at,
+            prepare: prepared_at - built_at,
+            tests: traced_at - prepared_at,
+            report: started.elapsed() - traced_at,
+        },
     })
 }
 

@@ -2,11 +2,10 @@
 //! watcher), and applying the scheduler's events in order: progress, results into the store, the
 //! saved file, diagnostics and refreshes, and a message for a failure the user must act on.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::MessageType;
@@ -191,50 +190,27 @@ impl Inner {
             report.coverage.tests.len()
         );
         *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let merging = Instant::now();
+        let packages = report.packages_of_targets();
+        let ran = match &scope {
+            Scope::All => None,
+            Scope::Tests(filter) => Some(report.ran(filter)),
+        };
         let crate::run::RunReport {
             workspace,
             coverage,
-            executables,
             sources,
+            phases,
+            ..
         } = report;
-        let paths = match scope {
-            Scope::All => self.store.replace(generation, coverage),
-            Scope::Tests(filter) => {
-                let package_of: HashMap<&str, &str> = executables
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.executable.target.as_str(),
-                            r.executable.package.name.as_str(),
-                        )
-                    })
-                    .collect();
-                let ran = coverage
-                    .tests
-                    .iter()
-                    .filter(|t| {
-                        let target = t.id.split_once("::").map_or("", |(target, _)| target);
-                        let package = package_of.get(target).copied().unwrap_or("");
-                        filter.selects(package, &t.id)
-                    })
-                    .map(|t| t.id.clone())
-                    .collect();
-                self.store.merge(generation, coverage, &ran)
-            }
+        let paths = match ran {
+            None => self.store.replace(generation, coverage),
+            Some(ran) => self.store.merge(generation, coverage, &ran),
         };
         let Some(paths) = paths else {
             return "superseded".into();
         };
         if let Some(sources) = sources {
-            let packages: HashMap<String, String> = executables
-                .iter()
-                .map(|r| {
-                    (
-                        r.executable.target.clone(),
-                        r.executable.package.name.clone(),
-                    )
-                })
-                .collect();
             let shown = self.store.snapshot();
             let baseline = Baseline::new(
                 &workspace,
@@ -245,9 +221,28 @@ impl Inner {
             );
             *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(baseline));
         }
+        let merged = merging.elapsed();
+        let publishing = Instant::now();
         self.publish(paths).await;
         self.refresh();
+        let published = publishing.elapsed();
         self.save_store().await;
+        let seconds = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+        self.client
+            .log_message(
+                MessageType::INFO,
+                format!(
+                    "run {generation} done: {summary}; build {}, prepare {}, tests {}, report {}, \
+                     merge {}, publish {}",
+                    seconds(phases.build),
+                    seconds(phases.prepare),
+                    seconds(phases.tests),
+                    seconds(phases.report),
+                    seconds(merged),
+                    seconds(published),
+                ),
+            )
+            .await;
         summary
     }
 }

@@ -227,7 +227,9 @@ impl Inner {
             }
             return;
         };
+        let selecting = std::time::Instant::now();
         let selection = baseline.select(&[(path.clone(), text)]);
+        let took = selecting.elapsed().as_secs_f64() * 1000.0;
         let shown = path.display();
         let message = match &selection {
             Selection::Nothing => format!("{shown}: no test can be affected; nothing to rerun"),
@@ -244,6 +246,7 @@ impl Inner {
             ),
             Selection::All(why) => format!("{shown}: rerunning every test ({why})"),
         };
+        let message = format!("{message} (selected in {took:.1} ms)");
         if selection == Selection::Nothing {
             // The results moved with the edit and stay valid: what is saved must move too.
             self.save_store().await;
