@@ -7,7 +7,7 @@ plain `cargo test --tests`, on published crates, measured in one run on this mac
 
 For each crate, a real `coverlay lsp` is started on it (as an editor would: initialize, open the
 edited file) and its first full run is awaited. Then, `--rounds` times, a scripted trace of saves:
-a body edit in one function, a comment-only edit, and the body edit undone. After each save the
+a body edit in one function, a comment added to it, and both undone (a body edit). After each save the
 script waits for the server's selection message and, when tests rerun, for its "run N done"
 message (sent after the results are merged and published), then runs `cargo test --tests -q` on
 the same sources (interleaved: both see the same series of edits, each builds incrementally in
@@ -151,7 +151,7 @@ def bench(name, rounds):
         original = f.read()
     assert anchor in original, f"{name}: the anchor is not in {relative}"
     edited = original.replace(anchor, anchor + added, 1)
-    commented = original.replace(anchor, anchor + "    // a comment\n", 1)
+    commented = edited.replace(anchor, anchor + "    // a comment\n", 1)
     subprocess.run(["cargo", "test", "--tests", "-q", "--no-run"], cwd=path,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = Client(path)

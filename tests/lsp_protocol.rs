@@ -368,6 +368,35 @@ fn a_save_reruns_only_the_tests_it_can_affect_and_the_overlay_equals_a_full_run(
 }
 
 #[test]
+fn files_changed_while_the_server_was_down_show_nothing_until_rerun() {
+    let dir = copy_fixture("ledger");
+    let root = dir.path();
+    let lib = root.join("src/lib.rs");
+    let lib_uri = uri(&lib);
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), full_capabilities());
+    client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 3);
+    end_of_run(&mut client);
+    assert!(client.shutdown().success());
+
+    // Two lines added above everything while no server runs.
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("// one\n// two\n{text}")).unwrap();
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), full_capabilities());
+    // The saved results come first: nothing for the changed file, whose lines moved...
+    let first = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |_| true);
+    assert_eq!(first, Vec::<Value>::new());
+    // ...then the run measures it again.
+    let again = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 3);
+    let close_fn = line_of(&format!("// one\n// two\n{text}"), "pub fn close_account");
+    assert!(again
+        .iter()
+        .any(|d| d["range"]["start"]["line"] == close_fn));
+    assert!(client.shutdown().success());
+}
+
+#[test]
 fn bad_input_gets_errors_and_no_crash() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

@@ -132,6 +132,8 @@ pub struct Phases {
 /// What test selection compares later changes with (see `selection`).
 #[derive(Debug, Default)]
 pub struct SourceSnapshot {
+    /// Content hash of every source file (`selection::content_hash`).
+    pub hashes: std::collections::BTreeMap<PathBuf, u64>,
     pub fingerprints: HashMap<PathBuf, selection::Fingerprint>,
     pub inputs: HashMap<PathBuf, BTreeSet<String>>,
 }
@@ -424,6 +426,7 @@ pub fn run(
     let mut coverage = merge(&sources, &aggregate, &workspace, options);
     coverage.tests = tests;
     let sources = texts.map(|texts| SourceSnapshot {
+        hashes: texts.hashes(),
         fingerprints: texts.fingerprints(options.jobs),
         inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
     });

@@ -227,6 +227,14 @@ impl Texts {
         Texts(files)
     }
 
+    /// Each file's [`content_hash`].
+    pub fn hashes(&self) -> BTreeMap<PathBuf, u64> {
+        self.0
+            .iter()
+            .map(|(path, text)| (path.clone(), content_hash(text.as_bytes())))
+            .collect()
+    }
+
     /// Fingerprints of the files that parse.
     pub fn fingerprints(self, jobs: usize) -> HashMap<PathBuf, Fingerprint> {
         crate::parallel::map(&self.0, jobs, |(path, text)| {
@@ -236,6 +244,13 @@ impl Texts {
         .flatten()
         .collect()
     }
+}
+
+/// A hash of a file's bytes, to tell later whether it changed.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The non-Rust files each test executable's crate reads at compile time (`include_str!`,

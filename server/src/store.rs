@@ -4,7 +4,7 @@
 //! never wait for a run. It persists as `<target>/coverlay/coverage.json` (a serialised
 //! `coverage::Coverage` with a `format` number; see `SAVED_FORMAT`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::coverage::{Coverage, FileCoverage, TestInfo};
 
 /// Format of the saved `coverage.json`: a `Coverage` with a `format` field. 2: per-test counts
-/// (`TestHits`) and `capped` on lines; files without the field (format 1) are not loaded.
+/// (`TestHits`) and `capped` on lines; files without the field (format 1) are not loaded. The
+/// optional `sources` (path → content hash as the build read it) came later within format 2.
 const SAVED_FORMAT: u32 = 2;
 
 #[derive(Serialize)]
@@ -24,6 +25,17 @@ struct Saved<'a> {
     format: u32,
     #[serde(flatten)]
     coverage: &'a Coverage,
+    sources: &'a BTreeMap<PathBuf, u64>,
+}
+
+/// What `Store::load` reads back.
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct Loaded {
+    #[serde(flatten)]
+    pub coverage: Coverage,
+    /// Content hashes of the sources the results were measured on (`selection::content_hash`).
+    #[serde(default)]
+    pub sources: BTreeMap<PathBuf, u64>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +119,8 @@ pub struct Store {
     count_cap: AtomicU32,
     /// Serialises replacements so a reader never sees half of two runs' files for long.
     replacing: Mutex<()>,
+    /// Content hashes of the sources the shown results were measured on, saved with them.
+    sources: Mutex<BTreeMap<PathBuf, u64>>,
 }
 
 impl Store {
@@ -202,9 +216,15 @@ impl Store {
             std::fs::create_dir_all(dir)?;
         }
         let snapshot = self.snapshot();
+        let sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let saved = Saved {
             format: SAVED_FORMAT,
             coverage: &snapshot,
+            sources: &sources,
         };
         let json = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
         let temporary = path.with_extension("json.tmp");
@@ -214,7 +234,7 @@ impl Store {
 
     /// Reads coverage saved by `save`. A file of another format (an older coverlay's) is an
     /// `InvalidData` error, as is one that does not parse: the caller starts without it.
-    pub fn load(path: &Path) -> std::io::Result<Coverage> {
+    pub fn load(path: &Path) -> std::io::Result<Loaded> {
         let bytes = std::fs::read(path)?;
         let invalid = |e: serde_json::Error| std::io::Error::new(ErrorKind::InvalidData, e);
         let format = serde_json::from_slice::<SavedFormat>(&bytes)
@@ -227,6 +247,38 @@ impl Store {
             ));
         }
         serde_json::from_slice(&bytes).map_err(invalid)
+    }
+
+    /// Records the content hashes of the sources the shown results were measured on.
+    pub fn set_sources(&self, sources: BTreeMap<PathBuf, u64>) {
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = sources;
+    }
+
+    /// The files whose content differs from what their results were measured on (`current`
+    /// reads a file's hash now; `None`: gone): every line of them is marked stale. Returns them.
+    pub fn mark_changed_sources(&self, current: &dyn Fn(&Path) -> Option<u64>) -> Vec<PathBuf> {
+        let sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut changed = Vec::new();
+        for (path, hash) in sources {
+            if current(&path) == Some(hash) {
+                continue;
+            }
+            if let Some(mut state) = self.files.get_mut(&path) {
+                let state = &mut *state;
+                state
+                    .stale
+                    .extend(state.coverage.lines.iter().map(|l| l.line));
+                state
+                    .stale
+                    .extend(state.coverage.functions.iter().map(|f| f.line));
+                changed.push(path);
+            }
+        }
+        changed
     }
 
     /// Keeps a file's results aligned with its buffer while the user types: lines
@@ -349,7 +401,7 @@ mod tests {
         };
         store.replace(1, saved.clone());
         store.save(&path).unwrap();
-        assert_eq!(Store::load(&path).unwrap(), saved);
+        assert_eq!(Store::load(&path).unwrap().coverage, saved);
 
         // Format 1: no `format`, tests as indexes, hits capped at `count_cap`.
         std::fs::write(
@@ -366,6 +418,30 @@ mod tests {
             ErrorKind::InvalidData
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_changed_since_their_run_are_stale_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coverage.json");
+        let store = Store::new();
+        store.replace(1, coverage(&[(2, 1), (3, 0)]));
+        store.set_sources(BTreeMap::from([(PathBuf::from("/w/src/lib.rs"), 7)]));
+        store.save(&path).unwrap();
+
+        let loaded = Store::load(&path).unwrap();
+        assert_eq!(loaded.sources.get(Path::new("/w/src/lib.rs")), Some(&7));
+        let restarted = Store::new();
+        restarted.replace(1, loaded.coverage);
+        restarted.set_sources(loaded.sources);
+        assert!(restarted.mark_changed_sources(&|_| Some(7)).is_empty());
+        let changed = restarted.mark_changed_sources(&|_| Some(8));
+        assert_eq!(changed, [PathBuf::from("/w/src/lib.rs")]);
+        let file = restarted.file(Path::new("/w/src/lib.rs")).unwrap();
+        assert!(
+            file.is_stale(2) && file.is_stale(3),
+            "every line with results"
+        );
     }
 
     #[test]

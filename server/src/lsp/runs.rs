@@ -59,9 +59,25 @@ impl Inner {
         let _ = self.workspace.set(workspace);
         let shown = saved.clone();
         match tokio::task::spawn_blocking(move || Store::load(&saved)).await {
-            Ok(Ok(coverage)) => {
-                if let Some(paths) = self.store.replace(1, coverage) {
-                    self.publish(paths).await;
+            Ok(Ok(loaded)) => {
+                if self.store.replace(1, loaded.coverage).is_some() {
+                    self.store.set_sources(loaded.sources);
+                    // Files edited while the server was not running: their lines may have moved,
+                    // so they show nothing until the first run has measured them again.
+                    let this = self.clone();
+                    let changed = tokio::task::spawn_blocking(move || {
+                        this.store.mark_changed_sources(&|path| {
+                            std::fs::read(path)
+                                .ok()
+                                .map(|bytes| crate::selection::content_hash(&bytes))
+                        })
+                    })
+                    .await
+                    .unwrap_or_default();
+                    if !changed.is_empty() {
+                        tracing::info!("changed since the saved run: {changed:?}");
+                    }
+                    self.publish(self.store.paths()).await;
                     self.refresh();
                 }
             }
@@ -211,6 +227,7 @@ impl Inner {
             return "superseded".into();
         };
         if let Some(sources) = sources {
+            self.store.set_sources(sources.hashes);
             let shown = self.store.snapshot();
             let baseline = Baseline::new(
                 &workspace,
