@@ -191,17 +191,30 @@ fn overlay_of_a_fixture_follows_a_save() {
         json!(["ledger::tests::deposit_adds_to_the_balance"])
     );
 
-    // Typing two lines above, unsaved: the overlay moves with the text, the edit is stale.
-    let typed = text.replacen("impl Ledger {", "// note\n// more\nimpl Ledger {", 1);
+    // Typing two lines above, unsaved (incremental changes: a line, then another after it):
+    // the overlay moves with the text, the edit is stale, diagnostics carry the version.
     let impl_line = line_of(&text, "impl Ledger {");
+    let at = |line: u64, character: u64| json!({"line": line, "character": character});
     client.notify(
         "textDocument/didChange",
-        json!({"textDocument": {"uri": lib_uri, "version": 1}, "contentChanges": [{"text": typed}]}),
+        json!({"textDocument": {"uri": lib_uri, "version": 7}, "contentChanges": [
+            {"range": {"start": at(impl_line, 0), "end": at(impl_line, 0)}, "text": "// note\n"},
+            {"range": {"start": at(impl_line + 1, 0), "end": at(impl_line + 1, 0)}, "text": "// more\n"},
+        ]}),
     );
-    let shifted = client.wait_diagnostics(&lib_uri, Duration::from_secs(10), |d| {
-        d.iter()
-            .any(|d| d["range"]["start"]["line"] == close_fn + 2)
+    let published = client.wait_for("shifted diagnostics", Duration::from_secs(10), |m| {
+        m["method"] == "textDocument/publishDiagnostics"
+            && m["params"]["uri"] == lib_uri
+            && m["params"]["diagnostics"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|d| d["range"]["start"]["line"] == close_fn + 2)
+            })
     });
+    assert_eq!(published["params"]["version"], 7);
+    let shifted = published["params"]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(shifted.len(), 3, "{:#?}", messages(&shifted));
     let hints = client
         .request("textDocument/inlayHint", hint_range(&lib_uri, 0, 400))

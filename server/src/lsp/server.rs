@@ -159,20 +159,25 @@ impl Inner {
     pub(super) async fn publish(self: &Arc<Self>, paths: Vec<PathBuf>) {
         let this = self.clone();
         let computed = tokio::task::spawn_blocking(move || this.diagnostics_of(&paths)).await;
-        for (uri, diagnostics) in computed.unwrap_or_default() {
+        for (uri, diagnostics, version) in computed.unwrap_or_default() {
             self.client
-                .publish_diagnostics(uri, diagnostics, None)
+                .publish_diagnostics(uri, diagnostics, version)
                 .await;
         }
     }
 
-    pub(super) fn diagnostics_of(&self, paths: &[PathBuf]) -> Vec<(Uri, Vec<Diagnostic>)> {
+    /// Diagnostics of each file, with the version of its open buffer they were computed for.
+    pub(super) fn diagnostics_of(
+        &self,
+        paths: &[PathBuf],
+    ) -> Vec<(Uri, Vec<Diagnostic>, Option<i32>)> {
         let settings = self.settings();
         let tests = self.store.tests();
         paths
             .iter()
             .filter_map(|path| {
                 let uri = Uri::from_file_path(path)?;
+                let version = self.documents.get(path).and_then(|d| d.version);
                 let diagnostics = match self.store.file(path) {
                     Some(file) if !settings.is_excluded(path, self.root_or_slash()) => {
                         let text = self.text(path);
@@ -180,7 +185,7 @@ impl Inner {
                     }
                     _ => Vec::new(),
                 };
-                Some((uri, diagnostics))
+                Some((uri, diagnostics, version))
             })
             .collect()
     }
@@ -349,7 +354,7 @@ impl LanguageServer for Server {
                 text_document_sync: Some(TextDocumentSyncCapability::Options(
                     TextDocumentSyncOptions {
                         open_close: Some(true),
-                        change: Some(TextDocumentSyncKind::FULL),
+                        change: Some(TextDocumentSyncKind::INCREMENTAL),
                         save: Some(TextDocumentSyncSaveOptions::Supported(true)),
                         ..TextDocumentSyncOptions::default()
                     },
@@ -402,9 +407,9 @@ impl LanguageServer for Server {
         let Ok(path) = self.inner.path_of(&params.text_document.uri) else {
             return;
         };
-        self.inner
-            .documents
-            .insert(path.clone(), Document::new(params.text_document.text));
+        let mut document = Document::new(params.text_document.text);
+        document.version = Some(params.text_document.version);
+        self.inner.documents.insert(path.clone(), document);
         // Ranges now fit the buffer's text.
         if self.inner.store.file(&path).is_some() {
             let inner = self.inner.clone();
@@ -416,24 +421,33 @@ impl LanguageServer for Server {
         let Ok(path) = self.inner.path_of(&params.text_document.uri) else {
             return;
         };
-        // Full sync: the last change holds the whole text.
-        let Some(change) = params.content_changes.into_iter().last() else {
-            return;
-        };
-        let new = Document::new(change.text);
-        let old = self.inner.documents.insert(path.clone(), new.clone());
-        let Some(old) = old else {
-            return;
-        };
-        if let Some((first, removed, inserted)) = documents::changed_lines(&old, &new) {
-            if self
-                .inner
-                .store
-                .shift_lines(&path, first, removed, inserted)
-            {
-                let inner = self.inner.clone();
-                tokio::spawn(async move { inner.publish(vec![path]).await });
+        // Changes apply in order, each to the text the one before left; the results move with
+        // each of them.
+        let mut moved = false;
+        {
+            let Some(mut document) = self.inner.documents.get_mut(&path) else {
+                return;
+            };
+            document.version = Some(params.text_document.version);
+            for change in params.content_changes {
+                let range = change.range.map(|r| {
+                    let position = |p: tower_lsp_server::ls_types::Position| documents::Position {
+                        line: p.line,
+                        character: p.character,
+                    };
+                    (position(r.start), position(r.end))
+                });
+                if let Some((first, removed, inserted)) = document.apply(range, &change.text) {
+                    moved |= self
+                        .inner
+                        .store
+                        .shift_lines(&path, first, removed, inserted);
+                }
             }
+        }
+        if moved {
+            let inner = self.inner.clone();
+            tokio::spawn(async move { inner.publish(vec![path]).await });
         }
     }
 
