@@ -193,9 +193,11 @@ pub fn run(
     let started = std::time::Instant::now();
     let workspace = cargo::load_workspace(path)?;
     tracing::debug!("workspace read after {:?}", started.elapsed());
-    let texts = options
-        .snapshot_sources
-        .then(|| selection::Texts::read(&workspace));
+    // Sources are read before the build (see `selection::Texts`) and parsed while it runs.
+    let fingerprinting = options.snapshot_sources.then(|| {
+        let texts = selection::Texts::read(&workspace);
+        std::thread::spawn(move || (texts.hashes(), texts.fingerprints(1)))
+    });
     let mut crates_compiled = 0;
     let built = cargo::build_tests(
         &workspace,
@@ -282,7 +284,9 @@ pub fn run(
     tracing::debug!("counting sites chosen after {:?}", started.elapsed());
     let prepared_at = started.elapsed();
 
-    let shards = shard(&executables, &listings, options);
+    let durations_file = workspace.coverlay_dir().join("durations.json");
+    let durations = read_durations(&durations_file);
+    let shards = shard(&executables, &listings, &durations, options);
     let engine_options = engine::Options {
         mode: if options.first_hit {
             engine::Mode::FirstHit
@@ -424,12 +428,15 @@ pub fn run(
         });
     }
     let mut coverage = merge(&sources, &aggregate, &workspace, options);
+    write_durations(&durations_file, durations, &tests);
     coverage.tests = tests;
-    let sources = texts.map(|texts| SourceSnapshot {
-        hashes: texts.hashes(),
-        fingerprints: texts.fingerprints(options.jobs),
-        inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
-    });
+    let sources = fingerprinting
+        .and_then(|parsing| parsing.join().ok())
+        .map(|(hashes, fingerprints)| SourceSnapshot {
+            hashes,
+            fingerprints,
+            inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
+        });
     Ok(RunReport {
         workspace,
         coverage,
@@ -496,6 +503,83 @@ fn counting_sites(plan: &Plan, exe: &Path, cache: &JsonCache) -> Vec<engine::Sit
     }
 }
 
+/// What a process start costs, in milliseconds of tests: below this much expected work, an
+/// executable's tests stay in one process.
+const SPLIT_WORTH_MS: u64 = 100;
+
+/// Test numbers (with their durations in earlier runs, when known) split into up to `jobs`
+/// shards of about equal expected time: longest first, each to the least loaded shard. Without
+/// any known duration, up to `jobs` shards of at least 8 tests, round-robin (a process start
+/// costs more than a few short tests). Each shard keeps libtest's order.
+fn split(tests: &[(u32, Option<u64>)], jobs: usize) -> Vec<Vec<u32>> {
+    let known: Vec<u64> = tests.iter().filter_map(|t| t.1).collect();
+    let jobs = jobs.max(1);
+    if known.is_empty() {
+        let count = jobs.clamp(1, tests.len().div_ceil(8).max(1));
+        return (0..count)
+            .map(|k| tests.iter().skip(k).step_by(count).map(|t| t.0).collect())
+            .collect();
+    }
+    let mut sorted = known.clone();
+    sorted.sort_unstable();
+    let typical = sorted[sorted.len() / 2].max(1);
+    let mut expected: Vec<(u64, u32)> = tests
+        .iter()
+        .map(|&(n, ms)| (ms.unwrap_or(typical).max(1), n))
+        .collect();
+    let total: u64 = expected.iter().map(|e| e.0).sum();
+    let count = if total < SPLIT_WORTH_MS {
+        1
+    } else {
+        jobs.min(tests.len())
+    };
+    expected.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut shards: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); count];
+    for (ms, n) in expected {
+        let lightest = shards
+            .iter_mut()
+            .min_by_key(|s| s.0)
+            .expect("at least one shard");
+        lightest.0 += ms;
+        lightest.1.push(n);
+    }
+    shards
+        .into_iter()
+        .map(|(_, mut tests)| {
+            tests.sort_unstable();
+            tests
+        })
+        .filter(|tests| !tests.is_empty())
+        .collect()
+}
+
+/// Test durations of earlier runs (test id → ms), for [`split`].
+fn read_durations(file: &Path) -> HashMap<String, u64> {
+    std::fs::read(file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Adds this run's test durations to the earlier ones (tests that did not run keep theirs).
+fn write_durations(file: &Path, mut durations: HashMap<String, u64>, tests: &[TestInfo]) {
+    for test in tests {
+        if !matches!(test.outcome, Outcome::Ignored) {
+            durations.insert(test.id.clone(), test.duration_ms);
+        }
+    }
+    let written = serde_json::to_vec(&durations)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            let temporary = file.with_extension("json.tmp");
+            std::fs::write(&temporary, json)?;
+            std::fs::rename(&temporary, file)
+        });
+    if let Err(error) = written {
+        tracing::debug!("cannot save test durations to {}: {error}", file.display());
+    }
+}
+
 /// A unit of work: some tests of one executable, run one at a time in their own process(es).
 struct Shard {
     executable: usize,
@@ -509,6 +593,7 @@ struct Shard {
 fn shard(
     executables: &[TestExecutable],
     listings: &[Option<Vec<String>>],
+    durations: &HashMap<String, u64>,
     options: &RunOptions,
 ) -> Vec<Shard> {
     let mut shards = Vec::new();
@@ -539,12 +624,17 @@ fn shard(
         if selected.is_empty() {
             continue;
         }
-        // Small executables stay in one process: a process start costs more than a few tests.
-        let count = options.jobs.clamp(1, selected.len().div_ceil(8).max(1));
-        for k in 0..count {
+        let expected: Vec<(u32, Option<u64>)> = selected
+            .iter()
+            .map(|&n| {
+                let id = format!("{}::{}", executable.target, listing[n as usize]);
+                (n, durations.get(&id).copied())
+            })
+            .collect();
+        for tests in split(&expected, options.jobs) {
             shards.push(Shard {
                 executable: i,
-                tests: selected.iter().copied().skip(k).step_by(count).collect(),
+                tests,
                 whole: false,
             });
         }
@@ -709,5 +799,47 @@ fn is_coverable(file: &SourceFile, line: u32) -> bool {
                     .is_none()
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn without_durations_small_suites_stay_in_one_process() {
+        let tests: Vec<(u32, Option<u64>)> = (0..5).map(|n| (n, None)).collect();
+        assert_eq!(split(&tests, 2), [vec![0, 1, 2, 3, 4]]);
+        let tests: Vec<(u32, Option<u64>)> = (0..20).map(|n| (n, None)).collect();
+        let shards = split(&tests, 2);
+        assert_eq!(shards.len(), 2);
+        assert_eq!(shards[0], (0..20).step_by(2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn known_durations_balance_the_shards() {
+        // Two long tests and many short ones: each long test in a shard of its own load.
+        let mut tests: Vec<(u32, Option<u64>)> = (0..10).map(|n| (n, Some(5))).collect();
+        tests[3].1 = Some(500);
+        tests[7].1 = Some(450);
+        let shards = split(&tests, 2);
+        assert_eq!(shards.len(), 2);
+        let load = |s: &Vec<u32>| -> u64 { s.iter().map(|&n| tests[n as usize].1.unwrap()).sum() };
+        assert!(shards.iter().any(|s| s.contains(&3)) && shards.iter().any(|s| s.contains(&7)));
+        assert!(!shards.iter().any(|s| s.contains(&3) && s.contains(&7)));
+        assert!(load(&shards[0]).abs_diff(load(&shards[1])) <= 50);
+        assert!(
+            shards.iter().all(|s| s.windows(2).all(|w| w[0] < w[1])),
+            "libtest order"
+        );
+        // Three tests, one of them long: worth two processes; a few quick ones are not.
+        assert_eq!(
+            split(&[(0, Some(300)), (1, Some(2)), (2, None)], 2).len(),
+            2
+        );
+        assert_eq!(
+            split(&[(0, Some(3)), (1, Some(2)), (2, Some(1))], 2).len(),
+            1
+        );
     }
 }
