@@ -16,8 +16,5 @@ pub mod parallel;
 pub mod plan;
 pub mod report;
 pub mod run;
-pub mod scheduler;
 pub mod selection;
-pub mod store;
 pub mod testrun;
-pub mod watch;

@@ -430,13 +430,14 @@ pub fn run(
     let mut coverage = merge(&sources, &aggregate, &workspace, options);
     write_durations(&durations_file, durations, &tests);
     coverage.tests = tests;
-    let sources = fingerprinting
-        .and_then(|parsing| parsing.join().ok())
-        .map(|(hashes, fingerprints)| SourceSnapshot {
-            hashes,
-            fingerprints,
-            inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
-        });
+    let sources =
+        fingerprinting
+            .and_then(|parsing| parsing.join().ok())
+            .map(|(hashes, fingerprints)| SourceSnapshot {
+                hashes,
+                fingerprints,
+                inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
+            });
     Ok(RunReport {
         workspace,
         coverage,

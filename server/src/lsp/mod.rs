@@ -1,22 +1,27 @@
 //! `coverlay lsp`: the language server over stdio. Protocol only: it shows what the store holds
 //! and asks the scheduler for runs; nothing below this module knows LSP.
 //!
-//! - `server.rs`: the handlers and the state they share
-//! - `runs.rs`: starting the workspace and applying run results, in order
-//! - `diagnostics.rs`, `hints.rs`, `lenses.rs`: store data → protocol types
-//! - `commands.rs`, `progress.rs`, `config.rs`, `documents.rs`: commands, progress, settings, buffers
+//! - `server.rs`: the `LanguageServer` methods, each handed to `handlers/<family>.rs`
+//! - `state.rs`: the global state handlers share; `store.rs`: the shown results, an immutable
+//!   snapshot that runs and edits swap whole
+//! - `runs.rs`: starting the workspace and applying run results, in order; `scheduler.rs` (one run
+//!   at a time) and `watch.rs` (changes outside the editor) feed it
+//! - `to_proto/`: shown results → protocol types (diagnostics, inlay hints, code lenses)
+//! - `progress.rs`, `config.rs`, `documents.rs`: progress, settings, buffers
 //! - `framing.rs`: frames from the client checked before the transport sees them
 
-pub mod commands;
 pub mod config;
-pub mod diagnostics;
 pub mod documents;
 pub mod framing;
-pub mod hints;
-pub mod lenses;
+pub mod handlers;
 pub mod progress;
 mod runs;
+pub mod scheduler;
 pub mod server;
+pub mod state;
+pub mod store;
+pub mod to_proto;
+pub mod watch;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -40,7 +45,7 @@ pub fn run_stdio() -> ExitCode {
     runtime.block_on(async {
         let (service, socket) = LspService::build(|client| {
             let server = server::Server::new(client);
-            *inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.inner());
+            *inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.state());
             server
         })
         .custom_method(framing::MALFORMED, server::Server::malformed)

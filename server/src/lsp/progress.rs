@@ -6,8 +6,8 @@ use std::time::Duration;
 use tower_lsp_server::ls_types::ProgressToken;
 use tower_lsp_server::{Client, NotCancellable, OngoingProgress, Unbounded};
 
+use crate::lsp::scheduler::Scope;
 use crate::run::Progress;
-use crate::scheduler::Scope;
 
 /// How long the server waits for the client to accept a progress token.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(5);

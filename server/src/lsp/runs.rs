@@ -11,17 +11,17 @@ use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::MessageType;
 
 use super::progress::RunProgress;
-use super::server::Inner;
 use crate::cargo::CargoError;
+use crate::lsp::scheduler::{Event, Scheduler, Scope};
+use crate::lsp::state::GlobalState;
+use crate::lsp::store::{Shown, Store};
+use crate::lsp::watch;
 use crate::run::RunError;
-use crate::scheduler::{Event, Scheduler, Scope};
 use crate::selection::Baseline;
-use crate::store::Store;
-use crate::watch;
 
-impl Inner {
+impl GlobalState {
     /// Writes the shown results to `<target>/coverlay/coverage.json` (loaded on the next start).
-    pub(super) async fn save_store(self: &Arc<Self>) {
+    pub(crate) async fn save_store(self: &Arc<Self>) {
         let Some(workspace) = self.workspace.get() else {
             return;
         };
@@ -35,7 +35,7 @@ impl Inner {
     }
 
     /// Reads the workspace, shows the saved coverage, starts the first run and the watcher.
-    pub(super) async fn start(self: Arc<Self>, root: PathBuf) {
+    pub(crate) async fn start(self: Arc<Self>, root: PathBuf) {
         let loaded = {
             let root = root.clone();
             tokio::task::spawn_blocking(move || crate::cargo::load_workspace(&root)).await
@@ -60,8 +60,8 @@ impl Inner {
         let shown = saved.clone();
         match tokio::task::spawn_blocking(move || Store::load(&saved)).await {
             Ok(Ok(loaded)) => {
-                if self.store.replace(1, loaded.coverage).is_some() {
-                    self.store.set_sources(loaded.sources);
+                let saved = Shown::new(1, loaded.coverage, loaded.sources, None);
+                if self.store.replace(saved).is_some() {
                     // Files edited while the server was not running: their lines may have moved,
                     // so they show nothing until the first run has measured them again.
                     let this = self.clone();
@@ -77,7 +77,7 @@ impl Inner {
                     if !changed.is_empty() {
                         tracing::info!("changed since the saved run: {changed:?}");
                     }
-                    self.publish(self.store.paths()).await;
+                    self.publish(self.store.shown().paths()).await;
                     self.refresh();
                 }
             }
@@ -133,7 +133,7 @@ impl Inner {
 
     /// Applies the scheduler's events in order: progress, then results into the store, the saved
     /// file, diagnostics and refreshes.
-    pub(super) async fn consume_events(
+    pub(crate) async fn consume_events(
         self: Arc<Self>,
         mut receiver: mpsc::UnboundedReceiver<Event>,
     ) {
@@ -164,7 +164,7 @@ impl Inner {
         }
     }
 
-    pub(super) async fn finished(
+    pub(crate) async fn finished(
         self: &Arc<Self>,
         generation: u64,
         scope: Scope,
@@ -219,25 +219,34 @@ impl Inner {
             phases,
             ..
         } = report;
+        // The baseline describes the results as shown after this run: built with them, swapped
+        // in with them.
+        let (hashes, baseline_of) = match sources {
+            Some(sources) => {
+                let baseline_of = move |shown: &crate::coverage::Coverage| {
+                    Some(Arc::new(Baseline::new(
+                        &workspace,
+                        sources.fingerprints,
+                        sources.inputs,
+                        shown,
+                        &packages,
+                    )))
+                };
+                (sources.hashes, Some(baseline_of))
+            }
+            None => (Default::default(), None),
+        };
+        let next = move |generation: u64, coverage: crate::coverage::Coverage| {
+            let baseline = baseline_of.and_then(|of| of(&coverage));
+            Shown::new(generation, coverage, hashes, baseline)
+        };
         let paths = match ran {
-            None => self.store.replace(generation, coverage),
-            Some(ran) => self.store.merge(generation, coverage, &ran),
+            None => self.store.replace(next(generation, coverage)),
+            Some(ran) => self.store.merge(generation, coverage, &ran, next),
         };
         let Some(paths) = paths else {
             return "superseded".into();
         };
-        if let Some(sources) = sources {
-            self.store.set_sources(sources.hashes);
-            let shown = self.store.snapshot();
-            let baseline = Baseline::new(
-                &workspace,
-                sources.fingerprints,
-                sources.inputs,
-                &shown,
-                &packages,
-            );
-            *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(baseline));
-        }
         let merged = merging.elapsed();
         let publishing = Instant::now();
         self.publish(paths).await;
@@ -265,7 +274,7 @@ impl Inner {
 }
 
 /// Whether the user must act on a failed run, and what to tell them.
-pub(super) fn explain(error: &RunError) -> (bool, String) {
+pub(crate) fn explain(error: &RunError) -> (bool, String) {
     match error {
         RunError::Cargo(CargoError::BuildFailed { rendered }) => {
             let first = first_compiler_error(rendered);

@@ -6,9 +6,9 @@ use tower_lsp_server::ls_types::{
     InlayHint, InlayHintLabel, InlayHintTooltip, MarkupContent, MarkupKind, Position, Range,
 };
 
-use super::documents::Document;
 use crate::coverage::LineCoverage;
-use crate::store::{FileState, Tests};
+use crate::lsp::documents::Document;
+use crate::lsp::store::{FileState, Tests};
 
 /// Tests named in a tooltip before "and N more".
 const TOOLTIP_TESTS: usize = 8;

@@ -5,11 +5,11 @@ use tower_lsp_server::ls_types::{
     Diagnostic, DiagnosticSeverity, DiagnosticTag, NumberOrString, Position, Range,
 };
 
-use super::config::{Settings, Severity};
-use super::documents::Document;
 use crate::coverage::FunctionCoverage;
 use crate::libtest::Outcome;
-use crate::store::{FileState, Tests};
+use crate::lsp::config::{Settings, Severity};
+use crate::lsp::documents::Document;
+use crate::lsp::store::{FileState, Tests};
 
 pub const SOURCE: &str = "coverlay";
 

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use tower_lsp_server::ls_types::{CodeLens, Command, Position, Range};
 
-use super::commands::{RERUN_ALL, RERUN_TEST};
 use crate::coverage::FunctionCoverage;
 use crate::libtest::Outcome;
-use crate::store::{FileState, Tests};
+use crate::lsp::handlers::commands::{RERUN_ALL, RERUN_TEST};
+use crate::lsp::store::{FileState, Tests};
 
 fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })

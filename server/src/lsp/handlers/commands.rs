@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use tower_lsp_server::jsonrpc::{self, Error};
 
-use super::server::Inner;
-use crate::scheduler::Scope;
+use crate::lsp::scheduler::Scope;
+use crate::lsp::state::GlobalState;
 
 pub const RERUN_ALL: &str = "coverlay.rerunAll";
 pub const RERUN_TEST: &str = "coverlay.rerunTest";
@@ -60,10 +60,10 @@ pub fn parse(command: &str, arguments: &[Value]) -> Result<Action, String> {
     }
 }
 
-impl Inner {
+impl GlobalState {
     /// Carries out a command: reruns are queued (the answer does not wait for them), lcov is
     /// written from the shown results, clearing empties the overlay and the saved store.
-    pub(super) async fn execute(
+    pub(crate) async fn execute(
         self: &Arc<Self>,
         action: Action,
     ) -> jsonrpc::Result<Option<Value>> {
@@ -92,7 +92,7 @@ impl Inner {
                         ))
                     }
                 };
-                let shown = self.store.snapshot();
+                let shown = self.store.shown().coverage();
                 if shown.files.is_empty() {
                     // An empty file would read as "nothing is covered" to whatever loads it.
                     return Err(Error {

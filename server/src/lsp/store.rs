@@ -1,19 +1,18 @@
-//! The coverage store the language server answers from: per file (keyed by absolute path) the
-//! coverable lines with hits and each covering test's own hits, the functions, and the lines edited
-//! since the run (stale). Runs replace it whole; readers take short per-file locks (`DashMap`) and
-//! never wait for a run. It persists as `<target>/coverlay/coverage.json` (a serialised
-//! `coverage::Coverage` with a `format` number; see `SAVED_FORMAT`).
+//! The coverage store the language server answers from: an immutable snapshot of the shown
+//! results (per file the coverable lines with hits and each covering test's own hits, the
+//! functions, the lines edited since the run; the tests; the selection baseline) that runs and
+//! edits swap whole and handlers read. It persists as `<target>/coverlay/coverage.json` (a
+//! serialised `coverage::Coverage` with a `format` number; see `SAVED_FORMAT`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
-use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::{Coverage, FileCoverage, TestInfo};
+use crate::selection::Baseline;
 
 /// Format of the saved `coverage.json`: a `Coverage` with a `format` field. 2: per-test counts
 /// (`TestHits`) and `capped` on lines; files without the field (format 1) are not loaded. The
@@ -109,18 +108,100 @@ impl Tests {
     }
 }
 
+/// The results as the overlay shows them at one moment. Runs and edits build a new one and swap
+/// it in whole ([`Store`]); handlers read one without holding any lock.
+#[derive(Debug, Default)]
+pub struct Shown {
+    /// Generation of the run whose results these are; older results are refused.
+    pub generation: u64,
+    /// The run's int3 fallback cap; lines marked `capped` are lower bounds.
+    pub count_cap: u32,
+    pub files: HashMap<PathBuf, Arc<FileState>>,
+    pub tests: Arc<Tests>,
+    /// Content hashes of the sources the results were measured on, saved with them.
+    pub sources: BTreeMap<PathBuf, u64>,
+    /// What the results were built from and what each test ran, for selecting the tests a save
+    /// can affect; `None` until a run that recorded its sources.
+    pub baseline: Option<Arc<Baseline>>,
+}
+
+impl Shown {
+    /// The results of a run (or loaded, or merged): nothing stale.
+    pub fn new(
+        generation: u64,
+        coverage: Coverage,
+        sources: BTreeMap<PathBuf, u64>,
+        baseline: Option<Arc<Baseline>>,
+    ) -> Shown {
+        let tests = Arc::new(Tests::new(coverage.tests, &coverage.files));
+        let files = coverage
+            .files
+            .into_iter()
+            .map(|file| {
+                let state = FileState {
+                    coverage: file,
+                    stale: BTreeSet::new(),
+                };
+                (state.coverage.path.clone(), Arc::new(state))
+            })
+            .collect();
+        Shown {
+            generation,
+            count_cap: coverage.count_cap,
+            files,
+            tests,
+            sources,
+            baseline,
+        }
+    }
+
+    pub fn file(&self, path: &Path) -> Option<&FileState> {
+        self.files.get(path).map(Arc::as_ref)
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        paths.sort();
+        paths
+    }
+
+    pub fn count_cap(&self) -> u32 {
+        self.count_cap.max(1)
+    }
+
+    /// The results as a `Coverage` (stale marks dropped), for saving, lcov and merging.
+    pub fn coverage(&self) -> Coverage {
+        let mut files: Vec<FileCoverage> =
+            self.files.values().map(|f| f.coverage.clone()).collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Coverage {
+            files,
+            tests: self.tests.list.clone(),
+            count_cap: self.count_cap(),
+        }
+    }
+
+    /// A copy with `path`'s state changed by `change` (the other files are shared).
+    fn with_file(&self, path: &Path, change: impl FnOnce(&mut FileState)) -> Option<Shown> {
+        let mut state = FileState::clone(self.files.get(path)?);
+        change(&mut state);
+        let mut files = self.files.clone();
+        files.insert(path.to_path_buf(), Arc::new(state));
+        Some(Shown {
+            files,
+            tests: self.tests.clone(),
+            sources: self.sources.clone(),
+            baseline: self.baseline.clone(),
+            ..*self
+        })
+    }
+}
+
+/// The shown results, swapped whole. One lock, held only to take or swap the `Arc` (and, for a
+/// change, while building the next one from the current one, so that no change is lost).
 #[derive(Default)]
 pub struct Store {
-    files: DashMap<PathBuf, FileState>,
-    tests: RwLock<Arc<Tests>>,
-    /// Generation of the run whose results are shown; older results are refused.
-    generation: AtomicU64,
-    /// The run's int3 fallback cap, kept for saving; lines marked `capped` are the lower bounds.
-    count_cap: AtomicU32,
-    /// Serialises replacements so a reader never sees half of two runs' files for long.
-    replacing: Mutex<()>,
-    /// Content hashes of the sources the shown results were measured on, saved with them.
-    sources: Mutex<BTreeMap<PathBuf, u64>>,
+    shown: RwLock<Arc<Shown>>,
 }
 
 impl Store {
@@ -128,103 +209,68 @@ impl Store {
         Self::default()
     }
 
-    /// Replaces everything with `coverage` unless a newer generation is already shown. Returns the
-    /// paths of every file that had or has results (their diagnostics need publishing), or `None`
-    /// when the result was refused as stale.
-    pub fn replace(&self, generation: u64, coverage: Coverage) -> Option<Vec<PathBuf>> {
-        let _guard = self.replacing.lock().unwrap_or_else(|e| e.into_inner());
-        if generation < self.generation.load(Ordering::Acquire) {
-            return None;
-        }
-        self.generation.store(generation, Ordering::Release);
-        self.count_cap.store(coverage.count_cap, Ordering::Release);
-        let mut touched: BTreeSet<PathBuf> = self.files.iter().map(|e| e.key().clone()).collect();
-        let tests = Arc::new(Tests::new(coverage.tests, &coverage.files));
-        let new: BTreeSet<PathBuf> = coverage.files.iter().map(|f| f.path.clone()).collect();
-        self.files.retain(|path, _| new.contains(path));
-        for file in coverage.files {
-            touched.insert(file.path.clone());
-            self.files.insert(
-                file.path.clone(),
-                FileState {
-                    coverage: file,
-                    stale: BTreeSet::new(),
-                },
-            );
-        }
-        *self.tests.write().unwrap_or_else(|e| e.into_inner()) = tests;
+    /// The results as shown now.
+    pub fn shown(&self) -> Arc<Shown> {
+        self.shown.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Builds the next results from the current ones and swaps them in, unless `next` declines
+    /// (`None`). Returns the paths of every file that had or has results.
+    fn swap(&self, next: impl FnOnce(&Shown) -> Option<Shown>) -> Option<Vec<PathBuf>> {
+        let mut current = self.shown.write().unwrap_or_else(|e| e.into_inner());
+        let next = next(&current)?;
+        let mut touched: BTreeSet<PathBuf> = current.files.keys().cloned().collect();
+        touched.extend(next.files.keys().cloned());
+        *current = Arc::new(next);
         Some(touched.into_iter().collect())
     }
 
-    /// Merges a run of the tests in `ran` into the shown results (see [`crate::merge::merge`]).
+    /// Shows `next` unless a newer generation is already shown (then `None`: refused as stale).
+    pub fn replace(&self, next: Shown) -> Option<Vec<PathBuf>> {
+        self.swap(|current| (next.generation >= current.generation).then_some(next))
+    }
+
+    /// Merges a run of the tests in `ran` into the shown results (see [`crate::merge::merge`]);
+    /// `next` completes the merged coverage with the run's sources and baseline.
     pub fn merge(
         &self,
         generation: u64,
         partial: Coverage,
         ran: &HashSet<String>,
+        next: impl FnOnce(u64, Coverage) -> Shown,
     ) -> Option<Vec<PathBuf>> {
-        let merged = crate::merge::merge(&self.snapshot(), partial, ran);
-        self.replace(generation, merged)
+        self.swap(|current| {
+            (generation >= current.generation).then(|| {
+                next(
+                    generation,
+                    crate::merge::merge(&current.coverage(), partial, ran),
+                )
+            })
+        })
     }
 
     /// Forgets every result. Returns the files that had results.
     pub fn clear(&self, generation: u64) -> Vec<PathBuf> {
+        let count_cap = self.shown().count_cap();
         let empty = Coverage {
             files: Vec::new(),
             tests: Vec::new(),
-            count_cap: self.count_cap(),
+            count_cap,
         };
-        self.replace(generation, empty).unwrap_or_default()
-    }
-
-    pub fn file(&self, path: &Path) -> Option<dashmap::mapref::one::Ref<'_, PathBuf, FileState>> {
-        self.files.get(path)
-    }
-
-    pub fn paths(&self) -> Vec<PathBuf> {
-        let mut paths: Vec<PathBuf> = self.files.iter().map(|e| e.key().clone()).collect();
-        paths.sort();
-        paths
-    }
-
-    pub fn tests(&self) -> Arc<Tests> {
-        self.tests.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn count_cap(&self) -> u32 {
-        self.count_cap.load(Ordering::Acquire).max(1)
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// The shown results as a `Coverage` (stale marks dropped), for saving and lcov.
-    pub fn snapshot(&self) -> Coverage {
-        let _guard = self.replacing.lock().unwrap_or_else(|e| e.into_inner());
-        let mut files: Vec<FileCoverage> = self.files.iter().map(|e| e.coverage.clone()).collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Coverage {
-            files,
-            tests: self.tests().list.clone(),
-            count_cap: self.count_cap(),
-        }
+        self.replace(Shown::new(generation, empty, BTreeMap::new(), None))
+            .unwrap_or_default()
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let snapshot = self.snapshot();
-        let sources = self
-            .sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let shown = self.shown();
+        let coverage = shown.coverage();
         let saved = Saved {
             format: SAVED_FORMAT,
-            coverage: &snapshot,
-            sources: &sources,
+            coverage: &coverage,
+            sources: &shown.sources,
         };
         let json = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
         let temporary = path.with_extension("json.tmp");
@@ -249,35 +295,30 @@ impl Store {
         serde_json::from_slice(&bytes).map_err(invalid)
     }
 
-    /// Records the content hashes of the sources the shown results were measured on.
-    pub fn set_sources(&self, sources: BTreeMap<PathBuf, u64>) {
-        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = sources;
-    }
-
     /// The files whose content differs from what their results were measured on (`current`
     /// reads a file's hash now; `None`: gone): every line of them is marked stale. Returns them.
     pub fn mark_changed_sources(&self, current: &dyn Fn(&Path) -> Option<u64>) -> Vec<PathBuf> {
-        let sources = self
-            .sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let mut changed = Vec::new();
-        for (path, hash) in sources {
-            if current(&path) == Some(hash) {
-                continue;
+        self.swap(|shown| {
+            let mut next: Option<Shown> = None;
+            for (path, hash) in &shown.sources {
+                if current(path) == Some(*hash) {
+                    continue;
+                }
+                let base = next.as_ref().unwrap_or(shown);
+                if let Some(marked) = base.with_file(path, |state| {
+                    let lines = state.coverage.lines.iter().map(|l| l.line);
+                    let functions = state.coverage.functions.iter().map(|f| f.line);
+                    state
+                        .stale
+                        .extend(lines.chain(functions).collect::<Vec<_>>());
+                }) {
+                    next = Some(marked);
+                    changed.push(path.clone());
+                }
             }
-            if let Some(mut state) = self.files.get_mut(&path) {
-                let state = &mut *state;
-                state
-                    .stale
-                    .extend(state.coverage.lines.iter().map(|l| l.line));
-                state
-                    .stale
-                    .extend(state.coverage.functions.iter().map(|f| f.line));
-                changed.push(path);
-            }
-        }
+            next
+        });
         changed
     }
 
@@ -285,36 +326,37 @@ impl Store {
     /// `first..first + removed` (1-based) were replaced by `inserted` new lines. Results below move
     /// with the text; the replaced region is marked stale. Returns whether the file has results.
     pub fn shift_lines(&self, path: &Path, first: u32, removed: u32, inserted: u32) -> bool {
-        let Some(mut state) = self.files.get_mut(path) else {
-            return false;
-        };
-        let end = first + removed;
-        let moved = |line: u32| -> Option<u32> {
-            if line < first {
-                Some(line)
-            } else if line >= end {
-                Some(line + inserted - removed)
-            } else {
-                None
-            }
-        };
-        let state = &mut *state;
-        let mut stale: BTreeSet<u32> = state.stale.iter().filter_map(|&l| moved(l)).collect();
-        stale.extend(first..first + inserted.max(1));
-        for line in &mut state.coverage.lines {
-            // Lines inside the replaced region keep a position at its start and are stale.
-            line.line = moved(line.line).unwrap_or(first);
-        }
-        state.coverage.lines.dedup_by_key(|l| l.line);
-        for function in &mut state.coverage.functions {
-            function.line = moved(function.line).unwrap_or(first);
-            function.end_line = moved(function.end_line)
-                .unwrap_or(first + inserted.saturating_sub(1))
-                .max(function.line);
-        }
-        state.stale = stale;
-        true
+        self.swap(|shown| shown.with_file(path, |state| shift(state, first, removed, inserted)))
+            .is_some()
     }
+}
+
+/// [`Store::shift_lines`] on one file's state.
+fn shift(state: &mut FileState, first: u32, removed: u32, inserted: u32) {
+    let end = first + removed;
+    let moved = |line: u32| -> Option<u32> {
+        if line < first {
+            Some(line)
+        } else if line >= end {
+            Some(line + inserted - removed)
+        } else {
+            None
+        }
+    };
+    let mut stale: BTreeSet<u32> = state.stale.iter().filter_map(|&l| moved(l)).collect();
+    stale.extend(first..first + inserted.max(1));
+    for line in &mut state.coverage.lines {
+        // Lines inside the replaced region keep a position at its start and are stale.
+        line.line = moved(line.line).unwrap_or(first);
+    }
+    state.coverage.lines.dedup_by_key(|l| l.line);
+    for function in &mut state.coverage.functions {
+        function.line = moved(function.line).unwrap_or(first);
+        function.end_line = moved(function.end_line)
+            .unwrap_or(first + inserted.saturating_sub(1))
+            .max(function.line);
+    }
+    state.stale = stale;
 }
 
 #[cfg(test)]
@@ -322,6 +364,11 @@ mod tests {
     use super::*;
     use crate::coverage::{FunctionCoverage, LineCoverage, TestHits};
     use crate::libtest::Outcome;
+
+    /// Results of run `generation`, with no recorded sources.
+    fn run(generation: u64, coverage: Coverage) -> Shown {
+        Shown::new(generation, coverage, BTreeMap::new(), None)
+    }
 
     fn coverage(lines: &[(u32, u64)]) -> Coverage {
         Coverage {
@@ -399,7 +446,7 @@ mod tests {
             tests: vec![test("k::a", Outcome::Passed)],
             count_cap: 10,
         };
-        store.replace(1, saved.clone());
+        store.replace(run(1, saved.clone()));
         store.save(&path).unwrap();
         assert_eq!(Store::load(&path).unwrap().coverage, saved);
 
@@ -425,19 +472,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coverage.json");
         let store = Store::new();
-        store.replace(1, coverage(&[(2, 1), (3, 0)]));
-        store.set_sources(BTreeMap::from([(PathBuf::from("/w/src/lib.rs"), 7)]));
+        let sources = BTreeMap::from([(PathBuf::from("/w/src/lib.rs"), 7)]);
+        store.replace(Shown::new(1, coverage(&[(2, 1), (3, 0)]), sources, None));
         store.save(&path).unwrap();
 
         let loaded = Store::load(&path).unwrap();
         assert_eq!(loaded.sources.get(Path::new("/w/src/lib.rs")), Some(&7));
         let restarted = Store::new();
-        restarted.replace(1, loaded.coverage);
-        restarted.set_sources(loaded.sources);
+        restarted.replace(Shown::new(1, loaded.coverage, loaded.sources, None));
         assert!(restarted.mark_changed_sources(&|_| Some(7)).is_empty());
         let changed = restarted.mark_changed_sources(&|_| Some(8));
         assert_eq!(changed, [PathBuf::from("/w/src/lib.rs")]);
-        let file = restarted.file(Path::new("/w/src/lib.rs")).unwrap();
+        let shown = restarted.shown();
+        let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
         assert!(
             file.is_stale(2) && file.is_stale(3),
             "every line with results"
@@ -445,29 +492,55 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_keeps_the_snapshot_it_took_while_runs_and_edits_swap() {
+        let store = Store::new();
+        store.replace(run(1, coverage(&[(2, 1), (3, 1)])));
+        let before = store.shown();
+        store.shift_lines(Path::new("/w/src/lib.rs"), 1, 0, 2);
+        store.replace(run(2, coverage(&[(2, 5)])));
+        let lines = |shown: &Shown| -> Vec<(u32, u64)> {
+            let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
+            file.coverage
+                .lines
+                .iter()
+                .map(|l| (l.line, l.hits))
+                .collect()
+        };
+        assert_eq!(
+            lines(&before),
+            [(2, 1), (3, 1)],
+            "what the reader took stays whole"
+        );
+        assert_eq!(lines(&store.shown()), [(2, 5)]);
+        assert_eq!(store.shown().generation, 2);
+    }
+
+    #[test]
     fn an_older_generation_never_replaces_a_newer_one() {
         let store = Store::new();
-        assert!(store.replace(2, coverage(&[(2, 1)])).is_some());
-        assert!(store.replace(1, coverage(&[(2, 9)])).is_none());
-        let file = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        assert!(store.replace(run(2, coverage(&[(2, 1)]))).is_some());
+        assert!(store.replace(run(1, coverage(&[(2, 9)]))).is_none());
+        let shown = store.shown();
+        let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
         assert_eq!(file.coverage.lines[0].hits, 1);
     }
 
     #[test]
     fn edits_move_lines_below_and_mark_the_region_stale() {
         let store = Store::new();
-        store.replace(1, coverage(&[(2, 1), (3, 1), (5, 0), (6, 1)]));
+        store.replace(run(1, coverage(&[(2, 1), (3, 1), (5, 0), (6, 1)])));
         // Line 3 replaced by three lines: 5 → 7, 6 → 8.
         assert!(store.shift_lines(Path::new("/w/src/lib.rs"), 3, 1, 3));
-        let file = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        let shown = store.shown();
+        let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
         let lines: Vec<u32> = file.coverage.lines.iter().map(|l| l.line).collect();
         assert_eq!(lines, [2, 3, 7, 8]);
         assert_eq!(file.stale, BTreeSet::from([3, 4, 5]));
         assert_eq!(file.coverage.functions[0].end_line, 8);
-        drop(file);
         // Two lines deleted above: 7 → 5.
         store.shift_lines(Path::new("/w/src/lib.rs"), 1, 2, 0);
-        let file = store.file(Path::new("/w/src/lib.rs")).unwrap();
+        let shown = store.shown();
+        let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
         let lines: Vec<u32> = file.coverage.lines.iter().map(|l| l.line).collect();
         assert_eq!(lines, [1, 5, 6]);
     }

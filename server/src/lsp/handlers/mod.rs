@@ -1,0 +1,9 @@
+//! One module per request family: each turns its LSP params into reads of the shown results or
+//! requests for work, and the results back into LSP types (through `to_proto`).
+
+pub mod commands;
+pub mod documents;
+pub mod hints;
+pub mod lenses;
+pub mod lifecycle;
+pub mod workspace;

@@ -1,0 +1,5 @@
+//! Shown results → LSP types: no state, no I/O.
+
+pub mod diagnostics;
+pub mod hints;
+pub mod lenses;
