@@ -176,6 +176,21 @@ fn after_every_kind_of_edit_the_overlay_equals_a_full_run() {
         }
         assert_same(edit.what, &shown(root), &from_scratch(root));
     }
+
+    // A file a crate reads with include_str!, closed in the editor and changed elsewhere: the
+    // watcher sees it and its packages rerun.
+    let names = root.join("shapes/data/names.txt");
+    client.notify(
+        "textDocument/didClose",
+        json!({"textDocument": {"uri": lsp_support::uri(&names)}}),
+    );
+    std::fs::write(&names, "square\ncircle\n").unwrap();
+    end_of_run(&mut client);
+    assert_same(
+        "an input changed outside the editor",
+        &shown(root),
+        &from_scratch(root),
+    );
     let status = client.shutdown();
     assert!(status.success(), "{status:?}");
 }

@@ -17,7 +17,7 @@ use crate::lsp::state::GlobalState;
 use crate::lsp::store::{Shown, Store};
 use crate::lsp::watch;
 use crate::run::RunError;
-use crate::selection::Baseline;
+use crate::selection::{Baseline, Selection};
 
 impl GlobalState {
     /// Writes the shown results to `<target>/coverlay/coverage.json` (loaded on the next start).
@@ -117,9 +117,13 @@ impl GlobalState {
                     return;
                 };
                 // Changes to open files arrive as didSave.
-                if paths.iter().any(|p| !this.documents.contains_key(p)) {
-                    tracing::debug!("changed outside the editor: {paths:?}");
-                    this.request_run(Scope::All);
+                let outside: Vec<PathBuf> = paths
+                    .into_iter()
+                    .filter(|p| !this.documents.contains_key(p))
+                    .collect();
+                if !outside.is_empty() {
+                    tracing::debug!("changed outside the editor: {outside:?}");
+                    this.changed_outside(outside);
                 }
             },
         );
@@ -128,6 +132,35 @@ impl GlobalState {
                 *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
             }
             Err(error) => tracing::warn!("cannot watch {}: {error}", root.display()),
+        }
+    }
+
+    /// Reruns what files changed outside the editor can affect. A Rust source or a build input
+    /// reruns everything: without the edit's ranges, the results of the tests that would not
+    /// rerun cannot be moved with its lines. Other files go through selection (an
+    /// `include_str!` input reruns its packages; a README nothing).
+    fn changed_outside(&self, paths: Vec<PathBuf>) {
+        let rust = |p: &PathBuf| {
+            p.extension().is_some_and(|e| e == "rs") || crate::selection::is_environment(p)
+        };
+        if paths.iter().any(rust) {
+            self.request_run(Scope::All);
+            return;
+        }
+        let Some(baseline) = self.store.shown().baseline.clone() else {
+            return;
+        };
+        let changed: Vec<(PathBuf, Option<String>)> = paths
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).ok();
+                (p, text)
+            })
+            .collect();
+        match baseline.select(&changed) {
+            Selection::Nothing => {}
+            Selection::Tests(filter) => self.request_run(Scope::Tests(filter)),
+            Selection::All(_) => self.request_run(Scope::All),
         }
     }
 

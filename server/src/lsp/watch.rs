@@ -1,6 +1,6 @@
 //! Watches the workspace for changes the editor does not report (a `git checkout`, a file edited
-//! elsewhere): debounced `notify` events for Rust sources and manifests, with `target/` and `.git/`
-//! (and the workspace's target directory, wherever it is) ignored.
+//! elsewhere): debounced `notify` events for every file, with `target/`, `.git/`, `Cargo.lock` (our
+//! own builds write it) and the workspace's target directory, wherever it is, ignored.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,8 +12,8 @@ pub struct Watcher {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
 }
 
-/// Whether a change to `path` can change coverage: Rust sources and Cargo manifests outside
-/// `target/`, `.git/` and `target_dir`. `Cargo.lock` is left out: our own builds write it.
+/// Whether a change to `path` may change coverage: any file outside `target/`, `.git/` and
+/// `target_dir` but `Cargo.lock` (test selection tells what a change affects).
 pub fn is_relevant(path: &Path, root: &Path, target_dir: &Path) -> bool {
     if path.starts_with(target_dir)
         || path
@@ -24,8 +24,7 @@ pub fn is_relevant(path: &Path, root: &Path, target_dir: &Path) -> bool {
     {
         return false;
     }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.ends_with(".rs") || name == "Cargo.toml"
+    path.file_name().is_some_and(|name| name != "Cargo.lock")
 }
 
 /// Calls `on_change` with the relevant changed paths, at most once per `debounce`.
@@ -64,7 +63,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_sources_and_manifests_outside_target_count() {
+    fn files_outside_target_and_git_count() {
         let target = Path::new("/w/build");
         let is_relevant = |p: &str, t| is_relevant(Path::new(p), Path::new("/w"), t);
         assert!(is_relevant("/w/src/lib.rs", target));
@@ -72,6 +71,7 @@ mod tests {
         assert!(!is_relevant("/w/target/debug/x.rs", target));
         assert!(!is_relevant("/w/build/x.rs", target));
         assert!(!is_relevant("/w/.git/index", target));
-        assert!(!is_relevant("/w/README.md", target));
+        assert!(is_relevant("/w/data/words.txt", target));
+        assert!(!is_relevant("/w/Cargo.lock", target));
     }
 }
