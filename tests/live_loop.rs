@@ -7,6 +7,7 @@
 mod lsp_support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use lsp_support::{
     copy_fixture, end_of_run, overlay_of_report, overlay_of_store, selection_after_save, Client,
@@ -121,6 +122,17 @@ fn assert_same(step: &str, live: &lsp_support::Overlay, scratch: &lsp_support::O
     }
 }
 
+/// The server's log line for the run that just ended.
+fn done_message(client: &mut Client) -> String {
+    let done = client.wait_for("the run's log line", Duration::from_secs(30), |m| {
+        m["method"] == "window/logMessage"
+            && m["params"]["message"]
+                .as_str()
+                .is_some_and(|t| t.contains(" done: "))
+    });
+    done["params"]["message"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn after_every_kind_of_edit_the_overlay_equals_a_full_run() {
     let dir = copy_fixture("liveloop");
@@ -133,9 +145,12 @@ fn after_every_kind_of_edit_the_overlay_equals_a_full_run() {
         json!({"window": {"workDoneProgress": true}}),
     );
     end_of_run(&mut client);
+    done_message(&mut client);
     assert_same("the first run", &shown(root), &from_scratch(root));
 
     let mut opened = std::collections::HashSet::new();
+    // The saves whose run built only the executables of the selected tests.
+    let mut narrowed = Vec::new();
     for (version, edit) in script().into_iter().enumerate() {
         let path = root.join(edit.file);
         // As in an editor: the file is open before it is edited.
@@ -173,9 +188,23 @@ fn after_every_kind_of_edit_the_overlay_equals_a_full_run() {
         }
         if !matches!(edit.expect, Expect::Nothing) {
             end_of_run(&mut client);
+            if done_message(&mut client).contains("built only") {
+                narrowed.push(edit.what);
+            }
         }
         assert_same(edit.what, &shown(root), &from_scratch(root));
     }
+    assert_eq!(
+        narrowed,
+        [
+            "a generic body",
+            "a tests/common helper",
+            "a test's body",
+            "a failing test",
+            "the failing test fixed"
+        ],
+        "bodies whose tests are all in one package build only their executables"
+    );
 
     // A file a crate reads with include_str!, closed in the editor and changed elsewhere: the
     // watcher sees it and its packages rerun.

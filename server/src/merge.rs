@@ -2,6 +2,7 @@
 //! partial run is what a full run would show: the new build decides which tests and lines exist.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
 
@@ -13,7 +14,16 @@ use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
 ///   and the others keep their old ones;
 /// - a line's total is the sum of its per-test counts when both runs attributed every execution
 ///   to a test, else the larger of the two totals; capped if a kept or new count is.
-pub fn merge(old: &Coverage, partial: Coverage, ran: &HashSet<String>) -> Coverage {
+///
+/// With `narrowed` (the run built only some executables), the executables it left out keep what
+/// they had: their tests, and the lines only they hold (outside the changed bodies, whose lines
+/// the new build decides).
+pub fn merge(
+    old: &Coverage,
+    partial: Coverage,
+    ran: &HashSet<String>,
+    narrowed: Option<&Narrowed>,
+) -> Coverage {
     let old_index: HashMap<&str, usize> = old
         .tests
         .iter()
@@ -36,6 +46,20 @@ pub fn merge(old: &Coverage, partial: Coverage, ran: &HashSet<String>) -> Covera
             _ => tests.push(test),
         }
     }
+    if let Some(narrowed) = narrowed {
+        let listed: HashSet<&str> = tests.iter().map(|t| t.id.as_str()).collect();
+        let mut unbuilt = Vec::new();
+        for (o, test) in old.tests.iter().enumerate() {
+            let target = crate::selection::target_of(&test.id);
+            if !narrowed.built.contains(target) && !listed.contains(test.id.as_str()) {
+                unbuilt.push(o);
+            }
+        }
+        for o in unbuilt {
+            kept_old[o] = Some(tests.len() as u32);
+            tests.push(old.tests[o].clone());
+        }
+    }
     let new_index_ran: HashSet<u32> = tests
         .iter()
         .enumerate()
@@ -45,7 +69,7 @@ pub fn merge(old: &Coverage, partial: Coverage, ran: &HashSet<String>) -> Covera
 
     let old_files: HashMap<&std::path::Path, &FileCoverage> =
         old.files.iter().map(|f| (f.path.as_path(), f)).collect();
-    let files = partial
+    let mut files: Vec<FileCoverage> = partial
         .files
         .into_iter()
         .map(|mut file| {
@@ -57,18 +81,108 @@ pub fn merge(old: &Coverage, partial: Coverage, ran: &HashSet<String>) -> Covera
                 });
                 merge_line(line, before, &kept_old, &new_index_ran);
             }
-            for function in &mut file.functions {
-                if let Ok(i) = file.lines.binary_search_by_key(&function.line, |l| l.line) {
-                    function.hits = file.lines[i].hits;
-                }
+            if let (Some(narrowed), Some(previous)) = (narrowed, previous) {
+                keep_unbuilt_lines(&mut file, previous, narrowed, &kept_old);
             }
             file
         })
         .collect();
+    if narrowed.is_some() {
+        // Files only the executables left out hold.
+        let merged: HashSet<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        for file in &old.files {
+            if !merged.contains(&file.path) {
+                let mut kept = file.clone();
+                kept.lines = file.lines.iter().map(|l| kept_line(l, &kept_old)).collect();
+                files.push(kept);
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    for file in &mut files {
+        for function in &mut file.functions {
+            if let Ok(i) = file.lines.binary_search_by_key(&function.line, |l| l.line) {
+                function.hits = file.lines[i].hits;
+            }
+        }
+    }
     Coverage {
         files,
         tests,
         count_cap: partial.count_cap,
+    }
+}
+
+/// A partial run that built only some test executables.
+#[derive(Debug, Default)]
+pub struct Narrowed {
+    /// Target names of the executables it built.
+    pub built: HashSet<String>,
+    /// Per file, the first and last lines of the bodies whose change made the selection, in the
+    /// new build's numbering.
+    pub replaced: HashMap<PathBuf, Vec<(u32, u32)>>,
+}
+
+/// Adds to `file` (a narrowed run's) the lines and functions of `previous` that the run's
+/// executables do not hold, outside the changed bodies: code only the executables left out
+/// compile (a `#[cfg(test)]` module of a library whose unit tests were not built).
+fn keep_unbuilt_lines(
+    file: &mut FileCoverage,
+    previous: &FileCoverage,
+    narrowed: &Narrowed,
+    kept_old: &[Option<u32>],
+) {
+    let spans = narrowed
+        .replaced
+        .get(&file.path)
+        .map_or(&[][..], Vec::as_slice);
+    let replaced = |line: u32| spans.iter().any(|&(a, b)| a <= line && line <= b);
+    let present: HashSet<u32> = file.lines.iter().map(|l| l.line).collect();
+    let extra: Vec<LineCoverage> = previous
+        .lines
+        .iter()
+        .filter(|l| !present.contains(&l.line) && !replaced(l.line))
+        .map(|l| kept_line(l, kept_old))
+        .collect();
+    if !extra.is_empty() {
+        file.lines.extend(extra);
+        file.lines.sort_by_key(|l| l.line);
+    }
+    let functions: HashSet<u32> = file.functions.iter().map(|f| f.line).collect();
+    let extra: Vec<_> = previous
+        .functions
+        .iter()
+        .filter(|f| !functions.contains(&f.line) && !replaced(f.line))
+        .cloned()
+        .collect();
+    if !extra.is_empty() {
+        file.functions.extend(extra);
+        file.functions.sort_by_key(|f| f.line);
+    }
+}
+
+/// An old line as it stays: the counts of the tests that are kept, at their new indexes.
+fn kept_line(line: &LineCoverage, kept_old: &[Option<u32>]) -> LineCoverage {
+    let tests: Vec<TestHits> = line
+        .tests
+        .iter()
+        .filter_map(|t| {
+            let test = (*kept_old.get(t.test as usize)?)?;
+            Some(TestHits { test, hits: t.hits })
+        })
+        .collect();
+    let hits = if attributed(line) {
+        tests.iter().map(|t| t.hits).sum()
+    } else {
+        line.hits
+    };
+    let mut tests = tests;
+    tests.sort_by_key(|t| t.test);
+    LineCoverage {
+        line: line.line,
+        hits,
+        capped: line.capped,
+        tests,
     }
 }
 
@@ -118,7 +232,6 @@ mod tests {
     use super::*;
     use crate::coverage::FunctionCoverage;
     use crate::libtest::Outcome;
-    use std::path::PathBuf;
 
     fn test(id: &str, outcome: Outcome) -> TestInfo {
         TestInfo {
@@ -209,7 +322,7 @@ mod tests {
             ],
             count_cap: 10,
         };
-        let merged = merge(&old, partial, &ran(&[b, c]));
+        let merged = merge(&old, partial, &ran(&[b, c]), None);
         let outcomes: Vec<(&str, &Outcome)> = merged
             .tests
             .iter()
@@ -263,10 +376,72 @@ mod tests {
             ],
             count_cap: 10,
         };
-        let merged = merge(&old, partial, &ran(&["k::c"]));
+        let merged = merge(&old, partial, &ran(&["k::c"]), None);
         let line = &merged.files[0].lines[0];
         assert_eq!(per_test(line), [(0, 10), (1, 4)], "b is gone");
         assert_eq!((line.hits, line.capped), (14, true));
+    }
+
+    #[test]
+    fn a_narrowed_build_keeps_what_the_executables_it_left_out_hold() {
+        // Tests of two executables, `lib` (unit tests) and `api`; a body at lines 4-5 changed,
+        // and only `api` was built and ran `api::t`.
+        let old = Coverage {
+            files: vec![
+                file(
+                    "/w/src/lib.rs",
+                    vec![
+                        line(2, &[(0, 1), (1, 1)], 0, false),
+                        line(4, &[(1, 3)], 0, false),
+                        line(5, &[(1, 1)], 0, false),
+                        // The `#[cfg(test)]` module: only `lib` compiles it.
+                        line(8, &[(0, 1)], 0, false),
+                    ],
+                ),
+                file("/w/src/unit_only.rs", vec![line(2, &[(0, 2)], 0, false)]),
+            ],
+            tests: vec![
+                test("lib::u", Outcome::Passed),
+                test("api::t", Outcome::Passed),
+            ],
+            count_cap: 10,
+        };
+        let partial = Coverage {
+            files: vec![file(
+                "/w/src/lib.rs",
+                vec![line(2, &[(0, 1)], 0, false), line(4, &[(0, 7)], 0, false)],
+            )],
+            tests: vec![test("api::t", Outcome::Failed)],
+            count_cap: 10,
+        };
+        let narrowed = Narrowed {
+            built: HashSet::from(["api".to_owned()]),
+            replaced: HashMap::from([(PathBuf::from("/w/src/lib.rs"), vec![(3, 6)])]),
+        };
+        let merged = merge(&old, partial, &ran(&["api::t"]), Some(&narrowed));
+        let outcomes: Vec<(&str, &Outcome)> = merged
+            .tests
+            .iter()
+            .map(|t| (t.id.as_str(), &t.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("api::t", &Outcome::Failed), ("lib::u", &Outcome::Passed)]
+        );
+        let lib = &merged.files[0];
+        let lines: Vec<(u32, Vec<(u32, u64)>)> =
+            lib.lines.iter().map(|l| (l.line, per_test(l))).collect();
+        assert_eq!(
+            lines,
+            [
+                (2, vec![(0, 1), (1, 1)]),
+                // Line 5 left the changed body: the new build decides, and it has none.
+                (4, vec![(0, 7)]),
+                (8, vec![(1, 1)]),
+            ]
+        );
+        assert_eq!(merged.files[1].path, PathBuf::from("/w/src/unit_only.rs"));
+        assert_eq!(per_test(&merged.files[1].lines[0]), [(1, 2)]);
     }
 
     #[test]
@@ -289,7 +464,7 @@ mod tests {
         };
         let mut partial = partial;
         partial.tests[0].location = Some(("/w/src/lib.rs".into(), 12));
-        let merged = merge(&old, partial, &ran(&["k::b"]));
+        let merged = merge(&old, partial, &ran(&["k::b"]), None);
         assert_eq!(merged.tests[0].outcome, Outcome::Failed);
         assert_eq!(
             merged.tests[0].location,

@@ -114,6 +114,9 @@ pub struct RunReport {
     /// With [`RunOptions::snapshot_sources`]: the sources as the build read them.
     pub sources: Option<SourceSnapshot>,
     pub phases: Phases,
+    /// Only some test executables were built (the filter's `build`): the report has only
+    /// their tests and lines.
+    pub narrowed: bool,
 }
 
 /// Where a run's time went (each phase from the end of the one before).
@@ -139,26 +142,32 @@ pub struct SourceSnapshot {
 }
 
 impl RunReport {
-    /// Each test executable's target name → its package's name.
-    pub fn packages_of_targets(&self) -> HashMap<String, String> {
+    /// The test executables this run built, by target name.
+    pub fn build_targets(&self) -> HashMap<String, selection::BuildTarget> {
         self.executables
             .iter()
             .map(|r| {
                 let e = &r.executable;
-                (e.target.clone(), e.package.name.clone())
+                let target = selection::BuildTarget {
+                    package: e.package.name.clone(),
+                    kind: e.kind.clone(),
+                    name: e.target.clone(),
+                };
+                (e.target.clone(), target)
             })
             .collect()
     }
 
     /// The ids of the tests of this run that `filter` selected (and so ran).
     pub fn ran(&self, filter: &selection::TestFilter) -> HashSet<String> {
-        let packages = self.packages_of_targets();
+        let targets = self.build_targets();
         self.coverage
             .tests
             .iter()
             .filter(|t| {
-                let target = t.id.split_once("::").map_or("", |(target, _)| target);
-                let package = packages.get(target).map_or("", String::as_str);
+                let package = targets
+                    .get(selection::target_of(&t.id))
+                    .map_or("", |target| target.package.as_str());
                 filter.selects(package, &t.id)
             })
             .map(|t| t.id.clone())
@@ -199,9 +208,29 @@ pub fn run(
         std::thread::spawn(move || (texts.hashes(), texts.fingerprints(1)))
     });
     let mut crates_compiled = 0;
+    // A selection of bodies in one package needs only the executables of its tests, unless the
+    // user's own cargo arguments choose targets already.
+    let narrowing: Vec<String> = match &options.only_tests {
+        Some(only) if !only.build.is_empty() && options.cargo_args.is_empty() => {
+            let mut args = vec!["-p".to_owned(), only.build[0].package.clone()];
+            args.extend(
+                only.build
+                    .iter()
+                    .flat_map(selection::BuildTarget::cargo_args),
+            );
+            args
+        }
+        _ => Vec::new(),
+    };
+    let narrowed = !narrowing.is_empty();
+    let cargo_args = if narrowed {
+        &narrowing
+    } else {
+        &options.cargo_args
+    };
     let built = cargo::build_tests(
         &workspace,
-        &options.cargo_args,
+        cargo_args,
         options.cancel.as_deref(),
         &mut |_| {
             crates_compiled += 1;
@@ -443,6 +472,7 @@ pub fn run(
         coverage,
         executables: runs,
         sources,
+        narrowed,
         phases: Phases {
             build: built_at,
             prepare: prepared_at - built_at,

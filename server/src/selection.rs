@@ -334,7 +334,37 @@ pub struct Baseline {
     pub dependents: HashMap<String, BTreeSet<String>>,
     /// Package manifest directories, to tell which package a source file belongs to.
     pub packages: Vec<(String, PathBuf)>,
+    /// Test executables by target name.
+    pub targets: HashMap<String, BuildTarget>,
     pub tests: BTreeMap<String, TestRecord>,
+}
+
+/// One test executable as cargo builds it: `cargo test -p <package> --<kind> <name>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BuildTarget {
+    pub package: String,
+    /// cargo's target kind: `lib`, `bin`, `test`, `example`, `bench`.
+    pub kind: String,
+    pub name: String,
+}
+
+impl BuildTarget {
+    /// The `cargo test` arguments that build this executable only (with `-p`).
+    pub fn cargo_args(&self) -> Vec<String> {
+        let name = self.name.clone();
+        match self.kind.as_str() {
+            "lib" | "proc-macro" => vec!["--lib".into()],
+            "bin" => vec!["--bin".into(), name],
+            "example" => vec!["--example".into(), name],
+            "bench" => vec!["--bench".into(), name],
+            _ => vec!["--test".into(), name],
+        }
+    }
+}
+
+/// The part before the first `::` of a test id: its executable's target name.
+pub fn target_of(id: &str) -> &str {
+    id.split_once("::").map_or("", |(target, _)| target)
 }
 
 /// The tests to rerun after a change.
@@ -353,23 +383,22 @@ const MOST: f64 = 0.5;
 
 impl Baseline {
     /// The baseline of the results in `coverage` (merged or not), for sources `files` as the
-    /// latest build read them. `packages` maps each test executable's target to its package.
+    /// latest build read them. `targets`: the test executables by target name (the latest run's,
+    /// and the earlier ones' its build left out).
     pub fn new(
         workspace: &Workspace,
         files: HashMap<PathBuf, Fingerprint>,
         inputs: HashMap<PathBuf, BTreeSet<String>>,
         coverage: &Coverage,
-        packages: &HashMap<String, String>,
+        targets: HashMap<String, BuildTarget>,
     ) -> Baseline {
         let mut tests: Vec<TestRecord> = coverage
             .tests
             .iter()
             .map(|t| TestRecord {
-                package: t
-                    .id
-                    .split_once("::")
-                    .and_then(|(target, _)| packages.get(target))
-                    .cloned()
+                package: targets
+                    .get(target_of(&t.id))
+                    .map(|target| target.package.clone())
                     .unwrap_or_default(),
                 items: BTreeSet::new(),
                 unsettled: !matches!(t.outcome, Outcome::Passed),
@@ -418,6 +447,7 @@ impl Baseline {
                 .iter()
                 .map(|p| (p.name.clone(), p.manifest_dir.clone()))
                 .collect(),
+            targets,
             tests: coverage
                 .tests
                 .iter()
@@ -503,15 +533,40 @@ impl Baseline {
         );
         ids.sort();
         ids.dedup();
+        let packages: Vec<String> = affected.into_iter().map(str::to_owned).collect();
+        // Bodies only, in one package: only the executables of the selected tests need building.
+        let build = match packages.is_empty() {
+            true => self.build_targets(&ids),
+            false => Vec::new(),
+        };
         let filter = TestFilter {
             ids,
-            packages: affected.into_iter().map(str::to_owned).collect(),
+            packages,
+            build,
+            changed: items.into_iter().collect(),
         };
         let count = self.selected(&filter);
         if count as f64 > MOST * self.tests.len() as f64 {
             return Selection::All(format!("{count} of {} tests affected", self.tests.len()));
         }
         Selection::Tests(filter)
+    }
+
+    /// The executables that hold `ids`, when all are known and in one package; else none (build
+    /// everything).
+    fn build_targets(&self, ids: &[String]) -> Vec<BuildTarget> {
+        let targets: Option<BTreeSet<&BuildTarget>> = ids
+            .iter()
+            .map(|id| self.targets.get(target_of(id)))
+            .collect();
+        let Some(targets) = targets else {
+            return Vec::new();
+        };
+        let packages: BTreeSet<&str> = targets.iter().map(|t| t.package.as_str()).collect();
+        if packages.len() != 1 {
+            return Vec::new();
+        }
+        targets.into_iter().cloned().collect()
     }
 
     /// How many of the baseline's tests `filter` runs (new tests of its packages come on top).
@@ -531,13 +586,18 @@ pub struct TestFilter {
     pub ids: Vec<String>,
     /// Package names, sorted.
     pub packages: Vec<String>,
+    /// The executables to build, all in one package; empty: every one. The results of the others
+    /// stay as they were, outside the `changed` bodies (see `merge`).
+    pub build: Vec<BuildTarget>,
+    /// The function bodies (file, item key) whose change made the selection.
+    pub changed: Vec<(PathBuf, String)>,
 }
 
 impl TestFilter {
     pub fn ids(ids: Vec<String>) -> TestFilter {
         TestFilter {
             ids,
-            packages: Vec::new(),
+            ..TestFilter::default()
         }
     }
 
@@ -545,8 +605,9 @@ impl TestFilter {
         self.packages.iter().any(|p| p == package) || self.ids.iter().any(|i| i == id)
     }
 
-    /// Adds what `other` selects.
+    /// Adds what `other` selects. A narrowed build stays narrowed only if both were.
     pub fn absorb(&mut self, other: TestFilter) {
+        let narrowed = !self.build.is_empty() && !other.build.is_empty();
         for (mine, theirs) in [
             (&mut self.ids, other.ids),
             (&mut self.packages, other.packages),
@@ -555,6 +616,15 @@ impl TestFilter {
             mine.sort();
             mine.dedup();
         }
+        self.build.extend(other.build);
+        self.build.sort();
+        self.build.dedup();
+        if !narrowed {
+            self.build.clear();
+        }
+        self.changed.extend(other.changed);
+        self.changed.sort();
+        self.changed.dedup();
     }
 }
 
@@ -714,7 +784,19 @@ mod inner {
                 ("core".into(), "/w/core".into()),
                 ("app".into(), "/w/app".into()),
             ],
+            targets: HashMap::from([
+                ("core".to_owned(), target("core", "lib", "core")),
+                ("app".to_owned(), target("app", "bin", "app")),
+            ]),
             tests,
+        }
+    }
+
+    fn target(package: &str, kind: &str, name: &str) -> BuildTarget {
+        BuildTarget {
+            package: package.into(),
+            kind: kind.into(),
+            name: name.into(),
         }
     }
 
@@ -722,22 +804,39 @@ mod inner {
         vec![(PathBuf::from(path), Some(text.to_owned()))]
     }
 
-    fn tests(ids: &[&str]) -> Selection {
-        Selection::Tests(TestFilter::ids(ids.iter().map(|s| s.to_string()).collect()))
+    /// The test ids a selection names (`["*"]` for all, `[]` for nothing).
+    fn ids(selection: Selection) -> Vec<String> {
+        match selection {
+            Selection::Nothing => Vec::new(),
+            Selection::Tests(filter) => filter.ids,
+            Selection::All(_) => vec!["*".into()],
+        }
     }
 
     #[test]
     fn a_body_edit_selects_the_tests_that_ran_that_body() {
         let b = baseline();
         let edit = LIB.replace("self.balance = add(self.balance, n);", "self.balance += n;");
+        let Selection::Tests(filter) = b.select(&change("/w/core/src/lib.rs", &edit)) else {
+            panic!("a selection");
+        };
+        assert_eq!(filter.ids, ["core::deposits"]);
         assert_eq!(
-            b.select(&change("/w/core/src/lib.rs", &edit)),
-            tests(&["core::deposits"])
+            filter.build,
+            [target("core", "lib", "core")],
+            "only the executable of the test is built"
+        );
+        assert_eq!(
+            filter.changed,
+            [(
+                PathBuf::from("/w/core/src/lib.rs"),
+                "Account::deposit".to_owned()
+            )]
         );
         let edit = LIB.replace("helper(x)", "helper(x) + 0");
         assert_eq!(
-            b.select(&change("/w/core/src/lib.rs", &edit)),
-            tests(&["core::twice"])
+            ids(b.select(&change("/w/core/src/lib.rs", &edit))),
+            ["core::twice"]
         );
     }
 
@@ -788,8 +887,8 @@ mod inner {
         }
         // Only app's own test when app changes: core does not depend on it.
         assert_eq!(
-            b.select(&change("/w/app/src/main.rs", "fn main() { }")),
-            tests(&["app::main_runs"])
+            ids(b.select(&change("/w/app/src/main.rs", "fn main() { }"))),
+            ["app::main_runs"]
         );
     }
 
@@ -820,6 +919,34 @@ mod inner {
     }
 
     #[test]
+    fn builds_narrow_only_within_one_package_and_stay_narrow_only_if_both_were() {
+        let mut b = baseline();
+        // Tests of two packages ran the body: everything is built.
+        b.tests.get_mut("app::main_runs").unwrap().items =
+            BTreeSet::from([(PathBuf::from("/w/core/src/lib.rs"), "add".to_owned())]);
+        let edit = LIB.replace("a + b", "b + a");
+        let Selection::Tests(filter) = b.select(&change("/w/core/src/lib.rs", &edit)) else {
+            panic!("a selection");
+        };
+        assert!(filter.build.is_empty(), "{filter:?}");
+        let narrow = |name: &str| TestFilter {
+            ids: vec![format!("core::{name}")],
+            build: vec![target("core", "lib", "core")],
+            ..TestFilter::default()
+        };
+        let mut both = narrow("a");
+        both.absorb(narrow("b"));
+        assert_eq!(both.build, [target("core", "lib", "core")]);
+        both.absorb(TestFilter::ids(vec!["core::c".into()]));
+        assert!(
+            both.build.is_empty(),
+            "a rerun of any test builds everything"
+        );
+        assert_eq!(target("x", "test", "api").cargo_args(), ["--test", "api"]);
+        assert_eq!(target("x", "lib", "x").cargo_args(), ["--lib"]);
+    }
+
+    #[test]
     fn dep_info_lists_the_first_rules_prerequisites() {
         let text = "/t/deps/x-1.d: x/src/lib.rs x/src/../data/a\\ b.txt\n\n/t/deps/libx-1.rlib: x/src/lib.rs\n";
         assert_eq!(
@@ -838,8 +965,8 @@ mod inner {
         b.tests.get_mut("core::twice").unwrap().unsettled = true;
         let edit = LIB.replace("a + b", "b + a");
         assert_eq!(
-            b.select(&change("/w/core/src/lib.rs", &edit)),
-            tests(&["core::adds", "core::deposits", "core::twice"])
+            ids(b.select(&change("/w/core/src/lib.rs", &edit))),
+            ["core::adds", "core::deposits", "core::twice"]
         );
         let edit = LIB.replace("a + b", "a + b // only a comment");
         assert_eq!(

@@ -2,6 +2,7 @@
 //! watcher), and applying the scheduler's events in order: progress, results into the store, the
 //! saved file, diagnostics and refreshes, and a message for a failure the user must act on.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::lsp::scheduler::{Event, Scheduler, Scope};
 use crate::lsp::state::GlobalState;
 use crate::lsp::store::{Shown, Store};
 use crate::lsp::watch;
+use crate::merge::Narrowed;
 use crate::run::RunError;
 use crate::selection::{Baseline, Selection};
 
@@ -240,10 +242,23 @@ impl GlobalState {
         );
         *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let merging = Instant::now();
-        let packages = report.packages_of_targets();
+        let targets = report.build_targets();
+        let built = if report.narrowed {
+            let mut names: Vec<&str> = targets.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            format!("built only {}", names.join(", "))
+        } else {
+            format!("built {} test executables", targets.len())
+        };
         let ran = match &scope {
             Scope::All => None,
             Scope::Tests(filter) => Some(report.ran(filter)),
+        };
+        let narrowed = match (&scope, report.narrowed, &report.sources) {
+            (Scope::Tests(filter), true, Some(sources)) => {
+                Some(narrowing(filter, &targets, &sources.fingerprints))
+            }
+            _ => None,
         };
         let crate::run::RunReport {
             workspace,
@@ -253,29 +268,41 @@ impl GlobalState {
             ..
         } = report;
         // The baseline describes the results as shown after this run: built with them, swapped
-        // in with them.
-        let (hashes, baseline_of) = match sources {
-            Some(sources) => {
-                let baseline_of = move |shown: &crate::coverage::Coverage| {
-                    Some(Arc::new(Baseline::new(
-                        &workspace,
-                        sources.fingerprints,
-                        sources.inputs,
-                        shown,
-                        &packages,
-                    )))
+        // in with them. A narrowed build knows only some executables: the earlier baseline knows
+        // the others.
+        let next =
+            move |generation: u64, coverage: crate::coverage::Coverage, before: &Shown| -> Shown {
+                let Some(sources) = sources else {
+                    return Shown::new(generation, coverage, Default::default(), None);
                 };
-                (sources.hashes, Some(baseline_of))
-            }
-            None => (Default::default(), None),
-        };
-        let next = move |generation: u64, coverage: crate::coverage::Coverage| {
-            let baseline = baseline_of.and_then(|of| of(&coverage));
-            Shown::new(generation, coverage, hashes, baseline)
-        };
+                let mut all_targets = before
+                    .baseline
+                    .as_ref()
+                    .map(|b| b.targets.clone())
+                    .unwrap_or_default();
+                all_targets.extend(targets);
+                let baseline = Baseline::new(
+                    &workspace,
+                    sources.fingerprints,
+                    sources.inputs,
+                    &coverage,
+                    all_targets,
+                );
+                Shown::new(
+                    generation,
+                    coverage,
+                    sources.hashes,
+                    Some(Arc::new(baseline)),
+                )
+            };
         let paths = match ran {
-            None => self.store.replace(next(generation, coverage)),
-            Some(ran) => self.store.merge(generation, coverage, &ran, next),
+            None => {
+                let before = self.store.shown();
+                self.store.replace(next(generation, coverage, &before))
+            }
+            Some(ran) => self
+                .store
+                .merge(generation, coverage, &ran, narrowed.as_ref(), next),
         };
         let Some(paths) = paths else {
             return "superseded".into();
@@ -291,8 +318,8 @@ impl GlobalState {
             .log_message(
                 MessageType::INFO,
                 format!(
-                    "run {generation} done: {summary}; build {}, prepare {}, tests {}, report {}, \
-                     merge {}, publish {}",
+                    "run {generation} done: {summary}; {built}; build {}, prepare {}, tests {}, \
+                     report {}, merge {}, publish {}",
                     seconds(phases.build),
                     seconds(phases.prepare),
                     seconds(phases.tests),
@@ -303,6 +330,30 @@ impl GlobalState {
             )
             .await;
         summary
+    }
+}
+
+/// What a narrowed run built, and the line spans of the changed bodies in its sources.
+fn narrowing(
+    filter: &crate::selection::TestFilter,
+    built: &HashMap<String, crate::selection::BuildTarget>,
+    fingerprints: &HashMap<PathBuf, crate::selection::Fingerprint>,
+) -> Narrowed {
+    let mut replaced: HashMap<PathBuf, Vec<(u32, u32)>> = HashMap::new();
+    for (path, key) in &filter.changed {
+        let item = fingerprints
+            .get(path)
+            .and_then(|f| f.items.iter().find(|i| &i.key == key));
+        if let Some(item) = item {
+            replaced
+                .entry(path.clone())
+                .or_default()
+                .push((item.start, item.end));
+        }
+    }
+    Narrowed {
+        built: built.keys().cloned().collect(),
+        replaced,
     }
 }
 

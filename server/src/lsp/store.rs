@@ -231,20 +231,20 @@ impl Store {
     }
 
     /// Merges a run of the tests in `ran` into the shown results (see [`crate::merge::merge`]);
-    /// `next` completes the merged coverage with the run's sources and baseline.
+    /// `next` completes the merged coverage with the run's sources and baseline (given the
+    /// results it replaces).
     pub fn merge(
         &self,
         generation: u64,
         partial: Coverage,
         ran: &HashSet<String>,
-        next: impl FnOnce(u64, Coverage) -> Shown,
+        narrowed: Option<&crate::merge::Narrowed>,
+        next: impl FnOnce(u64, Coverage, &Shown) -> Shown,
     ) -> Option<Vec<PathBuf>> {
         self.swap(|current| {
             (generation >= current.generation).then(|| {
-                next(
-                    generation,
-                    crate::merge::merge(&current.coverage(), partial, ran),
-                )
+                let merged = crate::merge::merge(&current.coverage(), partial, ran, narrowed);
+                next(generation, merged, current)
             })
         })
     }
