@@ -39,6 +39,8 @@ pub struct Package {
     pub manifest_dir: PathBuf,
     /// Workspace packages this one depends on (normal, dev or build dependencies).
     pub dependencies: Vec<String>,
+    /// Its library is a procedural macro: its code runs in the compiler, never in a test.
+    pub proc_macro: bool,
 }
 
 impl Workspace {
@@ -124,6 +126,7 @@ pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
                 .map(|d| d.name.clone())
                 .filter(|d| names.contains(d))
                 .collect(),
+            proc_macro: p.targets.iter().any(|t| t.is_proc_macro()),
         })
         .collect();
     Ok(Workspace {
@@ -214,6 +217,7 @@ pub fn build_tests(
                             version: String::new(),
                             manifest_dir,
                             dependencies: Vec::new(),
+                            proc_macro: false,
                         });
                     executables.push(TestExecutable {
                         path: exe.into_std_path_buf(),

@@ -334,6 +334,8 @@ pub struct Baseline {
     pub dependents: HashMap<String, BTreeSet<String>>,
     /// Package manifest directories, to tell which package a source file belongs to.
     pub packages: Vec<(String, PathBuf)>,
+    /// Packages that are procedural macros: any change to them reruns their dependents.
+    pub proc_macros: BTreeSet<String>,
     /// Test executables by target name.
     pub targets: HashMap<String, BuildTarget>,
     pub tests: BTreeMap<String, TestRecord>,
@@ -447,6 +449,12 @@ impl Baseline {
                 .iter()
                 .map(|p| (p.name.clone(), p.manifest_dir.clone()))
                 .collect(),
+            proc_macros: workspace
+                .packages
+                .iter()
+                .filter(|p| p.proc_macro)
+                .map(|p| p.name.clone())
+                .collect(),
             targets,
             tests: coverage
                 .tests
@@ -477,6 +485,12 @@ impl Baseline {
         for (path, text) in changed {
             if is_environment(path) {
                 return Selection::All(format!("{} changed", path.display()));
+            }
+            let package = self.package_of(path);
+            if package.is_some_and(|p| self.proc_macros.contains(p)) {
+                // Its code runs while the crates that use it compile: no test "executes" it.
+                packages.extend(package.map(str::to_owned));
+                continue;
             }
             if path.extension().is_some_and(|e| e == "rs") {
                 let old = self.files.get(path);
@@ -773,6 +787,10 @@ mod inner {
         );
         let mut dependents = HashMap::new();
         dependents.insert("core".to_owned(), BTreeSet::from(["app".to_owned()]));
+        dependents.insert(
+            "derives".to_owned(),
+            BTreeSet::from(["core".to_owned(), "app".to_owned()]),
+        );
         Baseline {
             files: HashMap::from([
                 (lib, Fingerprint::of(LIB).unwrap()),
@@ -783,7 +801,9 @@ mod inner {
             packages: vec![
                 ("core".into(), "/w/core".into()),
                 ("app".into(), "/w/app".into()),
+                ("derives".into(), "/w/derives".into()),
             ],
+            proc_macros: BTreeSet::from(["derives".to_owned()]),
             targets: HashMap::from([
                 ("core".to_owned(), target("core", "lib", "core")),
                 ("app".to_owned(), target("app", "bin", "app")),
@@ -890,6 +910,24 @@ mod inner {
             ids(b.select(&change("/w/app/src/main.rs", "fn main() { }"))),
             ["app::main_runs"]
         );
+    }
+
+    #[test]
+    fn any_change_to_a_proc_macro_crate_reruns_its_dependents() {
+        let b = baseline();
+        // Even a body: it runs inside the compiler, never in a test.
+        let changed = change("/w/derives/src/lib.rs", "fn expand() { 1; }");
+        assert!(
+            matches!(b.select(&changed), Selection::All(_)),
+            "core and app depend on it: all six tests"
+        );
+        let mut b = baseline();
+        b.dependents
+            .insert("derives".to_owned(), BTreeSet::from(["app".to_owned()]));
+        let Selection::Tests(filter) = b.select(&changed) else {
+            panic!("a selection");
+        };
+        assert_eq!(filter.packages, ["app", "derives"]);
     }
 
     #[test]
