@@ -381,6 +381,91 @@ fn a_save_reruns_only_the_tests_it_can_affect_and_the_overlay_equals_a_full_run(
 }
 
 #[test]
+fn clients_that_declare_it_get_coverlays_own_protocol() {
+    let dir = copy_fixture("ledger");
+    let root = dir.path();
+    let lib = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let mut capabilities = full_capabilities();
+    capabilities["experimental"] = json!({"coverlay": true});
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), capabilities);
+    let update = client.wait_for("coverlay/didUpdate", RUN_TIMEOUT, |m| {
+        m["method"] == "coverlay/didUpdate"
+    });
+    let update = &update["params"];
+    assert!(update["version"].as_u64().unwrap() > 0);
+    let tests = update["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 9);
+    let deposit = tests
+        .iter()
+        .find(|t| t["id"] == "ledger::tests::deposit_adds_to_the_balance")
+        .unwrap();
+    assert_eq!(deposit["label"], "deposit_adds_to_the_balance");
+    assert_eq!(deposit["uri"], uri(&lib));
+    assert_eq!(
+        deposit["line"],
+        line_of(&text, "fn deposit_adds_to_the_balance")
+    );
+    assert_eq!(deposit["outcome"], "passed");
+    let lib_totals = update["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["uri"] == uri(&lib))
+        .unwrap();
+    assert!(lib_totals["covered"].as_u64().unwrap() < lib_totals["coverable"].as_u64().unwrap());
+
+    // One file's lines, for all tests and for one: 0-based, coverable lines only.
+    let all = client
+        .request("coverlay/fileCoverage", json!({"uri": uri(&lib)}))
+        .unwrap();
+    let hits_at = |payload: &Value, needle: &str| {
+        let line = line_of(&text, needle);
+        payload["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["line"] == line)
+            .map(|l| l["hits"].as_u64().unwrap())
+    };
+    assert!(hits_at(&all, "self.balance += amount;").unwrap() >= 4);
+    assert_eq!(hits_at(&all, "self.fees += amount / 100"), Some(0));
+    assert_eq!(hits_at(&all, "pub struct Ledger"), None, "not coverable");
+    let one = client
+        .request(
+            "coverlay/fileCoverage",
+            json!({"uri": uri(&lib), "testId": "ledger::tests::deposit_adds_to_the_balance"}),
+        )
+        .unwrap();
+    assert_eq!(hits_at(&one, "self.balance += amount;"), Some(2));
+    assert_eq!(hits_at(&one, "if amount > self.balance {"), Some(0));
+    let unknown = client
+        .request(
+            "coverlay/fileCoverage",
+            json!({"uri": uri(&lib), "testId": "ledger::nope"}),
+        )
+        .unwrap_err();
+    assert_eq!(unknown["code"], -32602);
+    assert!(client.shutdown().success());
+
+    // A client that did not ask never hears of it.
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), full_capabilities());
+    end_of_run(&mut client);
+    let refused = client
+        .request("coverlay/fileCoverage", json!({"uri": uri(&lib)}))
+        .unwrap_err();
+    assert_eq!(refused["code"], -32601);
+    client.drain();
+    assert!(client
+        .log
+        .iter()
+        .all(|m| m["method"] != "coverlay/didUpdate"));
+    assert!(client.shutdown().success());
+}
+
+#[test]
 fn files_changed_while_the_server_was_down_show_nothing_until_rerun() {
     let dir = copy_fixture("ledger");
     let root = dir.path();

@@ -49,6 +49,10 @@ pub fn run_stdio() -> ExitCode {
             server
         })
         .custom_method(framing::MALFORMED, server::Server::malformed)
+        .custom_method(
+            to_proto::coverage::FILE_COVERAGE,
+            server::Server::file_coverage,
+        )
         .finish();
         // The transport ends the session at the first body it cannot decode: it reads checked
         // frames instead (see `framing`).

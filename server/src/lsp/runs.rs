@@ -80,6 +80,7 @@ impl GlobalState {
                         tracing::info!("changed since the saved run: {changed:?}");
                     }
                     self.publish(self.store.shown().paths()).await;
+                    self.notify_coverage().await;
                     self.refresh();
                 }
             }
@@ -310,6 +311,7 @@ impl GlobalState {
         let merged = merging.elapsed();
         let publishing = Instant::now();
         self.publish(paths).await;
+        self.notify_coverage().await;
         self.refresh();
         let published = publishing.elapsed();
         self.save_store().await;

@@ -26,6 +26,14 @@ impl Server {
         self.state.clone()
     }
 
+    /// `coverlay/fileCoverage` (see `handlers::coverage`).
+    pub async fn file_coverage(
+        &self,
+        params: super::to_proto::coverage::FileCoverageParams,
+    ) -> Result<super::to_proto::coverage::FileLines> {
+        super::handlers::coverage::file_coverage(&self.state, params).await
+    }
+
     /// The answer to a message the client sent malformed (see `framing`).
     pub async fn malformed(&self, params: Value) -> Result<Value> {
         Err(super::framing::error_of(&params))

@@ -30,6 +30,9 @@ pub(crate) struct ClientSupport {
     pub(crate) code_lens_refresh: bool,
     /// The client resolves inlay hint tooltips lazily (`inlayHint/resolve`).
     pub(crate) resolve_tooltips: bool,
+    /// The client declared `experimental.coverlay`: it gets `coverlay/didUpdate` and may ask
+    /// `coverlay/fileCoverage` (see `to_proto::coverage`).
+    pub(crate) coverlay: bool,
 }
 
 /// Everything the handlers share. The shown results (with the tests and the selection baseline)
@@ -155,6 +158,16 @@ impl GlobalState {
             .get()
             .map(PathBuf::as_path)
             .unwrap_or(Path::new("/"))
+    }
+
+    /// Tells a client that speaks coverlay's protocol what the shown results are now.
+    pub(crate) async fn notify_coverage(&self) {
+        if self.support().coverlay {
+            let update = super::to_proto::coverage::update(&self.store.shown());
+            self.client
+                .send_notification::<super::to_proto::coverage::DidUpdate>(update)
+                .await;
+        }
     }
 
     /// Asks the client to re-request hints and lenses, where it said it can.

@@ -79,6 +79,7 @@ impl GlobalState {
                     .map_or(2, |scheduler| scheduler.next_generation());
                 let paths = self.store.clear(generation);
                 self.publish(paths).await;
+                self.notify_coverage().await;
                 self.refresh();
                 self.save_store().await;
             }

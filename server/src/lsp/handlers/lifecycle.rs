@@ -8,6 +8,7 @@ use tower_lsp_server::ls_types::*;
 
 use crate::lsp::handlers::commands;
 use crate::lsp::state::{ClientSupport, GlobalState};
+use crate::lsp::to_proto::coverage;
 
 pub async fn initialize(
     state: &Arc<GlobalState>,
@@ -33,6 +34,11 @@ pub async fn initialize(
             .and_then(|c| c.refresh_support)
             .unwrap_or(false),
         resolve_tooltips: false,
+        coverlay: caps
+            .experimental
+            .as_ref()
+            .and_then(|e| e.get(coverage::CAPABILITY))
+            .is_some_and(|v| !v.is_null() && v != &serde_json::Value::Bool(false)),
     };
     let support = ClientSupport {
         resolve_tooltips: caps

@@ -2,6 +2,7 @@
 //! requests for work, and the results back into LSP types (through `to_proto`).
 
 pub mod commands;
+pub mod coverage;
 pub mod documents;
 pub mod hints;
 pub mod lenses;
