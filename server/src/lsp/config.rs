@@ -15,6 +15,8 @@ pub enum Severity {
     Hint,
     Information,
     Warning,
+    /// No "not covered" diagnostics (an editor that draws coverage itself, e.g. VS Code's gutter).
+    Off,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -133,7 +135,8 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert!(settings.is_excluded(Path::new("/w/benches/a.rs"), Path::new("/w")));
         assert!(!settings.is_excluded(Path::new("/w/src/a.rs"), Path::new("/w")));
-        settings.update(&serde_json::json!({"testTimeout": 5}));
+        settings.update(&serde_json::json!({"testTimeout": 5, "severity": "off"}));
         assert_eq!(settings.test_timeout, 5);
+        assert_eq!(settings.severity, Severity::Off);
     }
 }

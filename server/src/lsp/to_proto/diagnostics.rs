@@ -61,6 +61,7 @@ pub fn for_file(
                 ),
                 Severity::Information => (DiagnosticSeverity::INFORMATION, None),
                 Severity::Warning => (DiagnosticSeverity::WARNING, None),
+                Severity::Off => return,
             };
             diagnostics.push(Diagnostic {
                 range: range(text, first, last),
@@ -127,4 +128,54 @@ pub fn for_file(
     }
     diagnostics.sort_by_key(|d| (d.range.start.line, d.range.start.character));
     diagnostics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestInfo};
+    use crate::lsp::store::Shown;
+    use std::path::Path;
+
+    #[test]
+    fn uncovered_runs_by_severity_and_none_when_off() {
+        let line = |line: u32, hits: u64| LineCoverage {
+            line,
+            hits,
+            capped: false,
+            tests: Vec::new(),
+        };
+        let coverage = Coverage {
+            files: vec![FileCoverage {
+                path: "/w/src/lib.rs".into(),
+                lines: vec![line(2, 1), line(3, 0), line(4, 0), line(6, 1), line(7, 0)],
+                functions: Vec::new(),
+            }],
+            tests: vec![TestInfo {
+                id: "k::t".into(),
+                outcome: Outcome::Failed,
+                duration_ms: 1,
+                message: Some("boom".into()),
+                location: Some(("/w/src/lib.rs".into(), 9)),
+            }],
+            count_cap: 10,
+        };
+        let shown = Shown::new(1, coverage, Default::default(), None);
+        let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
+        let mut settings = Settings::default();
+        let found = for_file(file, &shown.tests, None, &settings);
+        let lines: Vec<(u32, u32)> = found
+            .iter()
+            .map(|d| (d.range.start.line, d.range.end.line))
+            .collect();
+        assert_eq!(
+            lines,
+            [(2, 3), (6, 6), (8, 8)],
+            "two uncovered runs and the failed test"
+        );
+        settings.severity = Severity::Off;
+        let found = for_file(file, &shown.tests, None, &settings);
+        assert_eq!(found.len(), 1, "the failed test stays");
+        assert_eq!(found[0].severity, Some(DiagnosticSeverity::ERROR));
+    }
 }
