@@ -49,6 +49,8 @@ pub struct FileTotals {
     pub uri: String,
     pub covered: usize,
     pub coverable: usize,
+    /// Ids of the tests that ran some of its lines (for per-test coverage filters).
+    pub tests: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,10 +121,22 @@ pub fn update(shown: &Shown) -> Update {
         .iter()
         .filter_map(|path| {
             let file = shown.file(path)?;
+            let mut ran: Vec<u32> = file
+                .coverage
+                .lines
+                .iter()
+                .flat_map(|l| l.tests.iter().map(|t| t.test))
+                .collect();
+            ran.sort_unstable();
+            ran.dedup();
             Some(FileTotals {
                 uri: uri_of(path)?,
                 covered: file.coverage.lines.iter().filter(|l| l.hits > 0).count(),
                 coverable: file.coverage.lines.len(),
+                tests: ran
+                    .into_iter()
+                    .filter_map(|i| tests.list.get(i as usize).map(|t| t.id.clone()))
+                    .collect(),
             })
         })
         .collect();
@@ -267,6 +281,7 @@ mod tests {
                 uri: "file:///w/src/lib.rs".into(),
                 covered: 2,
                 coverable: 3,
+                tests: vec!["k::tests::adds".into(), "api::big".into()],
             }]
         );
     }
