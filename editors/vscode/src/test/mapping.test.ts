@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+
+import { rerunArguments, serverSettings, testsByFile, verdict, workspacePercent, UpdatePayload } from '../mapping';
+
+const update: UpdatePayload = {
+  version: 3,
+  tests: [
+    { id: 'k::tests::b', label: 'b', uri: 'file:///w/src/lib.rs', line: 30, outcome: 'failed', duration_ms: 4, message: 'boom' },
+    { id: 'k::tests::a', label: 'a', uri: 'file:///w/src/lib.rs', line: 20, outcome: 'passed', duration_ms: 2, message: null },
+    { id: 'api::c', label: 'c', uri: null, line: null, outcome: 'crashed', duration_ms: 9, message: null },
+  ],
+  files: [
+    { uri: 'file:///w/src/lib.rs', covered: 3, coverable: 4, tests: ['k::tests::a'] },
+    { uri: 'file:///w/src/other.rs', covered: 0, coverable: 4, tests: [] },
+  ],
+};
+
+test('outcomes become test run verdicts', () => {
+  assert.deepEqual(verdict(update.tests[1]), { kind: 'passed', duration: 2 });
+  assert.deepEqual(verdict(update.tests[0]), { kind: 'failed', duration: 4, message: 'boom' });
+  assert.deepEqual(verdict(update.tests[2]), { kind: 'errored', duration: 9, message: 'the test process crashed' });
+  assert.deepEqual(verdict({ ...update.tests[1], outcome: 'ignored' }), { kind: 'skipped' });
+});
+
+test('the workspace percentage sums every file', () => {
+  assert.equal(workspacePercent(update), '37.5%');
+  assert.equal(workspacePercent({ version: 1, tests: [], files: [] }), '–');
+});
+
+test('tests are grouped by file in line order', () => {
+  const byFile = testsByFile(update);
+  assert.deepEqual(byFile.get('file:///w/src/lib.rs')?.map((t) => t.id), ['k::tests::a', 'k::tests::b']);
+  assert.deepEqual(byFile.get('')?.map((t) => t.id), ['api::c']);
+});
+
+test('reruns name tests, or all', () => {
+  assert.deepEqual(rerunArguments([]), { command: 'coverlay.rerunAll', arguments: [] });
+  assert.deepEqual(rerunArguments(['b', 'a', 'b']), { command: 'coverlay.rerunTest', arguments: ['a', 'b'] });
+});
+
+test('only server settings are sent to the server', () => {
+  const configured: Record<string, unknown> = { severity: 'off', 'server.path': '/x', countCap: 5 };
+  assert.deepEqual(serverSettings((key) => configured[key]), { severity: 'off', countCap: 5 });
+});
