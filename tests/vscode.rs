@@ -1,7 +1,7 @@
 //! The VS Code extension in a real VS Code: tests/vscode/e2e.mjs runs code-server (VS Code 1.139)
 //! with the `.vsix` that editors/vscode/build.sh packages around this build's `coverlay`, drives it
 //! with headless Chromium, and checks the gutter against the `ledger` fixture's markers, the Test
-//! Coverage view, and that the gutter follows a typed and saved test. Its prerequisites come from
+//! Coverage view, the coverage of one test, and that the gutter follows a typed and saved test. Its prerequisites come from
 //! tests/vscode/setup.sh (which .ci/run runs); without them the test is skipped with a note,
 //! except in CI (`CI=true`), where it fails.
 
