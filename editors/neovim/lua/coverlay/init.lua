@@ -7,17 +7,26 @@
 --     code_lens = true,                     -- "12/14 lines · 3 tests" over functions
 --   })
 --
--- Neovim 0.11 answers `workspace/codeLens/refresh` with MethodNotFound, so lenses are refreshed
--- here on attach, on write and after coverlay's diagnostics change (each run publishes them), and
--- inlay hints are refreshed by `on_inlay_hint_refresh` below.
+-- Code lenses: Neovim 0.12 keeps them itself once `vim.lsp.codelens.enable` is on for a buffer (it
+-- asks on attach and after edits, and answers coverlay's `workspace/codeLens/refresh` after each
+-- run). Neovim 0.11 has no `enable` and answers that refresh with MethodNotFound, so there lenses
+-- are refreshed here on attach, on write and after coverlay's diagnostics change (each run
+-- publishes them). Inlay hints are refreshed by `on_inlay_hint_refresh` below on both.
 local M = {}
+
+--- Whether this Neovim manages code lenses itself (0.12+: `vim.lsp.codelens.enable`).
+local function native_code_lens()
+  return vim.lsp.codelens.enable ~= nil
+end
 
 --- Neovim 0.11's own refresh handler keeps lines it drew while the new hints were on their way
 --- marked as done, so after a run the visible lines keep showing the old hints (or none).
 --- Re-enabling hints starts the buffer's hint state afresh, and the new hints are drawn.
 function M.on_inlay_hint_refresh(err, _, ctx)
   if err then return vim.NIL end
-  for _, bufnr in ipairs(vim.lsp.get_buffers_by_client_id(ctx.client_id)) do
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  -- (not vim.lsp.get_buffers_by_client_id: deprecated in 0.12)
+  for bufnr in pairs(client and client.attached_buffers or {}) do
     if vim.lsp.inlay_hint.is_enabled({ bufnr = bufnr }) then
       vim.lsp.inlay_hint.enable(true, { bufnr = bufnr })
     end
@@ -47,7 +56,9 @@ function M.setup(opts)
       if opts.inlay_hints ~= false then
         vim.lsp.inlay_hint.enable(true, { bufnr = buf })
       end
-      if opts.code_lens ~= false then
+      if opts.code_lens ~= false and native_code_lens() then
+        vim.lsp.codelens.enable(true, { bufnr = buf })
+      elseif opts.code_lens ~= false then
         vim.lsp.codelens.refresh({ bufnr = buf })
         vim.api.nvim_create_autocmd({ 'BufWritePost', 'DiagnosticChanged' }, {
           group = group,
