@@ -125,6 +125,15 @@ def setup():
         os.remove(LOG)
 
 
+def read_lib():
+    """src/lib.rs of the workspace copy now ("" while Helix swaps it for the written one)."""
+    try:
+        with open(f"{WS}/src/lib.rs") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def descendants(pid):
     out = []
     kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
@@ -223,10 +232,10 @@ def main():
         text(":write")
         keys("Enter")
         t_write = time.monotonic()
-        ok = wait_for(lambda: test_line in open(f"{WS}/src/lib.rs").read().splitlines(), 10)
+        ok = wait_for(lambda: test_line in read_lib().splitlines(), 10)
         check(bool(ok), "(c) the typed test is in src/lib.rs on disk, exactly as typed")
         if not ok:
-            say("   file tail:", open(f"{WS}/src/lib.rs").read()[-300:])
+            say("   file tail:", read_lib()[-300:])
         done = wait_for(lambda: len(log_runs_done()) > runs_before, 240)
         check(bool(done), "(c) coverlay reran after :write")
         say(f"   rerun took {time.monotonic() - t_write:.1f}s after :write:", log_runs_done()[-1] if done else None)
