@@ -205,7 +205,8 @@ pub fn run(
     // Sources are read before the build (see `selection::Texts`) and parsed while it runs.
     let fingerprinting = options.snapshot_sources.then(|| {
         let texts = selection::Texts::read(&workspace);
-        std::thread::spawn(move || (texts.hashes(), texts.fingerprints(1)))
+        let cache = JsonCache::new(workspace.coverlay_dir().join("fingerprints"));
+        std::thread::spawn(move || (texts.hashes(), texts.fingerprints(&cache)))
     });
     let mut crates_compiled = 0;
     // A selection of bodies in one package needs only the executables of its tests, unless the

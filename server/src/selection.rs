@@ -9,14 +9,18 @@ use std::path::{Path, PathBuf};
 use quote::ToTokens;
 use syn::visit_mut::VisitMut;
 
+use crate::cache::JsonCache;
 use crate::cargo::{TestExecutable, Workspace};
 use crate::coverage::Coverage;
 use crate::libtest::Outcome;
 
+/// Changes whenever [`Fingerprint::of`] may hash the same text differently.
+const FINGERPRINT_VERSION: u32 = 1;
+
 /// One source file as a run saw it: a hash of everything outside function bodies (signatures,
 /// types, `use`, `const`/`static`, macros, attributes, and which items exist) and one per body.
 /// Tokens only: whitespace, comments and line positions change no hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint {
     pub outer: u64,
     /// Sorted by `start`.
@@ -25,7 +29,7 @@ pub struct Fingerprint {
 
 /// A function whose body a test can execute: free functions, methods, trait default methods
 /// (not `const fn`: compile-time evaluation is no execution, its body counts as outer).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// Unique in its file: module path, impl or trait, name (`#2` for a repeated one).
     pub key: String,
@@ -235,14 +239,22 @@ impl Texts {
             .collect()
     }
 
-    /// Fingerprints of the files that parse.
-    pub fn fingerprints(self, jobs: usize) -> HashMap<PathBuf, Fingerprint> {
-        crate::parallel::map(&self.0, jobs, |(path, text)| {
-            Fingerprint::of(text).map(|f| (path.clone(), f))
-        })
-        .into_iter()
-        .flatten()
-        .collect()
+    /// Fingerprints of the files that parse, cached by content (a run with unchanged sources
+    /// parses none: the parse would otherwise compete with the tests for the cores).
+    pub fn fingerprints(self, cache: &JsonCache) -> HashMap<PathBuf, Fingerprint> {
+        self.0
+            .iter()
+            .filter_map(|(path, text)| {
+                let key = (
+                    "fingerprint",
+                    FINGERPRINT_VERSION,
+                    content_hash(text.as_bytes()),
+                );
+                let fingerprint: Option<Fingerprint> =
+                    cache.get_or_insert(key, || Fingerprint::of(text));
+                Some((path.clone(), fingerprint?))
+            })
+            .collect()
     }
 }
 
