@@ -353,6 +353,68 @@ fn the_table_lists_each_file_relative_to_the_workspace_and_a_total() {
 }
 
 #[test]
+fn the_missing_column_names_exactly_the_miss_lines() {
+    let run = cached("ledger");
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    assert!(stdout
+        .lines()
+        .any(|l| l.starts_with("File ") && l.ends_with("Missing")));
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("src/lib.rs "))
+        .expect("a row for src/lib.rs");
+    let cell = row.split('%').nth(1).unwrap().trim();
+    let mut named = Vec::new();
+    for range in cell.split(", ") {
+        match range.split_once('-') {
+            Some((a, b)) => named.extend(a.parse::<u32>().unwrap()..=b.parse().unwrap()),
+            None => named.push(range.parse::<u32>().unwrap()),
+        }
+    }
+    let text = std::fs::read_to_string(fixture("ledger").join("src/lib.rs")).unwrap();
+    let misses: Vec<u32> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_end().ends_with("//~ miss"))
+        .map(|(i, _)| i as u32 + 1)
+        .collect();
+    assert_eq!(named, misses, "{row}");
+}
+
+#[test]
+fn fail_under_gates_on_the_total_both_ways() {
+    let total = cached("ledger").json.as_ref().unwrap();
+    let percent = total["covered"].as_f64().unwrap() * 100.0 / total["coverable"].as_f64().unwrap();
+    let below = coverlay_run(
+        "ledger",
+        &["--fail-under", &format!("{}", percent.ceil() + 1.0)],
+        &[],
+    );
+    assert_eq!(
+        below.output.status.code(),
+        Some(3),
+        "{}",
+        text(&below.output)
+    );
+    assert!(String::from_utf8_lossy(&below.output.stderr).contains("is below --fail-under"));
+    assert!(
+        below.json.is_some() && below.lcov.is_some(),
+        "the reports are written first"
+    );
+    let above = coverlay_run(
+        "ledger",
+        &["--fail-under", &format!("{}", percent.floor())],
+        &[],
+    );
+    assert_eq!(
+        above.output.status.code(),
+        Some(0),
+        "{}",
+        text(&above.output)
+    );
+}
+
+#[test]
 fn lcov_carries_the_same_lines_and_loads_in_the_lcov_reader() {
     let run = cached("ledger");
     let lcov_path = run.lcov.as_ref().expect("lcov written");

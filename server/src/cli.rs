@@ -58,6 +58,10 @@ struct RunArgs {
     /// Leave test code (#[test] fns, #[cfg(test)] modules, tests/ files) out of the results.
     #[arg(long)]
     exclude_tests: bool,
+    /// After writing the reports, exit with code 3 when line coverage is below PERCENT (a CI
+    /// gate; failing tests still exit with 101).
+    #[arg(long, value_name = "PERCENT")]
+    fail_under: Option<f64>,
     /// Test executables run at once (default: one per core).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -113,12 +117,22 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing JSON to {}", path.display()))?;
         eprintln!("wrote JSON to {}", path.display());
     }
-    Ok(if report.tests_passed() {
-        ExitCode::SUCCESS
-    } else {
+    let total = crate::coverage::percent(report.coverage.covered(), report.coverage.coverable());
+    let below = args.fail_under.filter(|&threshold| total < threshold);
+    if let Some(threshold) = below {
+        eprintln!("coverage {total:.2}% is below --fail-under {threshold}%");
+    }
+    Ok(if !report.tests_passed() {
         ExitCode::from(101)
+    } else if below.is_some() {
+        ExitCode::from(FAIL_UNDER_EXIT)
+    } else {
+        ExitCode::SUCCESS
     })
 }
+
+/// Exit code of `coverlay run --fail-under` when coverage is below the threshold.
+pub const FAIL_UNDER_EXIT: u8 = 3;
 
 /// Failures as `cargo test` shows them: each failed test's captured output, then what died how.
 fn print_failures(report: &RunReport) {

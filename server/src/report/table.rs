@@ -1,18 +1,32 @@
 //! The per-file summary printed at the end of `coverlay run`: paths relative to the workspace,
-//! covered and coverable lines, percent, and the total.
+//! covered and coverable lines, percent, the uncovered lines as ranges, and the total.
 
 use std::fmt::Write;
 use std::path::Path;
 
 use crate::coverage::{percent, Coverage};
 
+/// Longest "Missing" cell; a longer list ends in `…` at a range boundary.
+const MISSING_WIDTH: usize = 40;
+
 pub fn render(coverage: &Coverage, workspace_root: &Path) -> String {
-    let rows: Vec<(String, usize, usize)> = coverage
+    let rows: Vec<(String, usize, usize, String)> = coverage
         .files
         .iter()
         .map(|f| {
             let path = f.path.strip_prefix(workspace_root).unwrap_or(&f.path);
-            (path.display().to_string(), f.covered(), f.coverable())
+            let uncovered: Vec<u32> = f
+                .lines
+                .iter()
+                .filter(|l| l.hits == 0)
+                .map(|l| l.line)
+                .collect();
+            (
+                path.display().to_string(),
+                f.covered(),
+                f.coverable(),
+                missing(&uncovered, MISSING_WIDTH),
+            )
         })
         .collect();
     let width = rows
@@ -24,15 +38,13 @@ pub fn render(coverage: &Coverage, workspace_root: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<width$}  {:>7}  {:>9}  {:>7}",
+        "{:<width$}  {:>7}  {:>9}  {:>7}  Missing",
         "File", "Covered", "Coverable", "Percent"
     );
-    for (path, covered, coverable) in &rows {
+    for (path, covered, coverable, missing) in &rows {
         let pct = percent(*covered, *coverable);
-        let _ = writeln!(
-            out,
-            "{path:<width$}  {covered:>7}  {coverable:>9}  {pct:>6.2}%"
-        );
+        let line = format!("{path:<width$}  {covered:>7}  {coverable:>9}  {pct:>6.2}%  {missing}");
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let (covered, coverable) = (coverage.covered(), coverage.coverable());
     let pct = percent(covered, coverable);
@@ -41,6 +53,34 @@ pub fn render(coverage: &Coverage, workspace_root: &Path) -> String {
         "{:<width$}  {covered:>7}  {coverable:>9}  {pct:>6.2}%",
         "Total"
     );
+    out
+}
+
+/// Sorted line numbers as ranges of consecutive lines (`12-14, 20`), cut after `width`
+/// characters at a range boundary with `, …`.
+pub fn missing(lines: &[u32], width: usize) -> String {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for &line in lines {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == line => *end = line,
+            _ => ranges.push((line, line)),
+        }
+    }
+    let mut out = String::new();
+    for (i, &(start, end)) in ranges.iter().enumerate() {
+        let range = if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        };
+        let separator = if i == 0 { "" } else { ", " };
+        if out.len() + separator.len() + range.len() > width && i > 0 {
+            out.push_str(", …");
+            break;
+        }
+        out.push_str(separator);
+        out.push_str(&range);
+    }
     out
 }
 
@@ -72,10 +112,19 @@ mod tests {
         };
         assert_eq!(
             render(&coverage, Path::new("/w")),
-            "File        Covered  Coverable  Percent\n\
-             src/lib.rs        2          3   66.67%\n\
+            "File        Covered  Coverable  Percent  Missing\n\
+             src/lib.rs        2          3   66.67%  2\n\
              src/a.rs          1          1  100.00%\n\
              Total             3          4   75.00%\n"
         );
+    }
+
+    #[test]
+    fn missing_lines_as_ranges_cut_at_a_range() {
+        assert_eq!(missing(&[3, 4, 5, 9, 12, 13], 40), "3-5, 9, 12-13");
+        assert_eq!(missing(&[], 40), "");
+        let many: Vec<u32> = (1..200).step_by(2).collect();
+        let cut = missing(&many, 20);
+        assert_eq!(cut, "1, 3, 5, 7, 9, 11, …");
     }
 }
