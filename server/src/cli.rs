@@ -105,7 +105,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     print_failures(&report);
     print!(
         "{}",
-        report::table::render(&report.coverage, &report.workspace.root)
+        report::table::render(&report.coverage, &report.workspace.root, colour())
     );
     if let Some(path) = &args.lcov {
         std::fs::write(path, report::lcov::render(&report.coverage))
@@ -129,6 +129,11 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Colours in the table: on a terminal, unless `NO_COLOR` is set (no-color.org).
+fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Exit code of `coverlay run --fail-under` when coverage is below the threshold.

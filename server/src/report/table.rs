@@ -9,7 +9,20 @@ use crate::coverage::{percent, Coverage};
 /// Longest "Missing" cell; a longer list ends in `…` at a range boundary.
 const MISSING_WIDTH: usize = 40;
 
-pub fn render(coverage: &Coverage, workspace_root: &Path) -> String {
+/// `colour`: ANSI colours for a terminal (percentages by level, missing lines in red).
+pub fn render(coverage: &Coverage, workspace_root: &Path, colour: bool) -> String {
+    let paint = |code: &str, text: String| {
+        if colour && !text.trim().is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text
+        }
+    };
+    let level = |pct: f64| match pct {
+        p if p >= 80.0 => "32",
+        p if p >= 50.0 => "33",
+        _ => "31",
+    };
     let rows: Vec<(String, usize, usize, String)> = coverage
         .files
         .iter()
@@ -43,14 +56,19 @@ pub fn render(coverage: &Coverage, workspace_root: &Path) -> String {
     );
     for (path, covered, coverable, missing) in &rows {
         let pct = percent(*covered, *coverable);
-        let line = format!("{path:<width$}  {covered:>7}  {coverable:>9}  {pct:>6.2}%  {missing}");
+        let shown = paint(level(pct), format!("{pct:>6.2}%"));
+        let line = format!(
+            "{path:<width$}  {covered:>7}  {coverable:>9}  {shown}  {}",
+            paint("31", missing.clone())
+        );
         let _ = writeln!(out, "{}", line.trim_end());
     }
     let (covered, coverable) = (coverage.covered(), coverage.coverable());
     let pct = percent(covered, coverable);
+    let shown = paint(level(pct), format!("{pct:>6.2}%"));
     let _ = writeln!(
         out,
-        "{:<width$}  {covered:>7}  {coverable:>9}  {pct:>6.2}%",
+        "{:<width$}  {covered:>7}  {coverable:>9}  {shown}",
         "Total"
     );
     out
@@ -111,12 +129,34 @@ mod tests {
             count_cap: 10,
         };
         assert_eq!(
-            render(&coverage, Path::new("/w")),
+            render(&coverage, Path::new("/w"), false),
             "File        Covered  Coverable  Percent  Missing\n\
              src/lib.rs        2          3   66.67%  2\n\
              src/a.rs          1          1  100.00%\n\
              Total             3          4   75.00%\n"
         );
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let coverage = Coverage {
+            files: vec![FileCoverage {
+                path: "/w/a.rs".into(),
+                lines: vec![LineCoverage {
+                    line: 3,
+                    hits: 0,
+                    capped: false,
+                    tests: Vec::new(),
+                }],
+                functions: Vec::new(),
+            }],
+            tests: Vec::new(),
+            count_cap: 10,
+        };
+        let coloured = render(&coverage, Path::new("/w"), true);
+        assert!(coloured.contains("\x1b[31m  0.00%\x1b[0m"), "{coloured:?}");
+        assert!(coloured.contains("\x1b[31m3\x1b[0m"), "{coloured:?}");
+        assert!(!render(&coverage, Path::new("/w"), false).contains('\x1b'));
     }
 
     #[test]
