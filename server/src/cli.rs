@@ -58,6 +58,9 @@ struct RunArgs {
     /// Leave test code (#[test] fns, #[cfg(test)] modules, tests/ files) out of the results.
     #[arg(long)]
     exclude_tests: bool,
+    /// No progress lines while building and running.
+    #[arg(short, long)]
+    quiet: bool,
     /// After writing the reports, exit with code 3 when line coverage is below PERCENT (a CI
     /// gate; failing tests still exit with 101).
     #[arg(long, value_name = "PERCENT")]
@@ -98,7 +101,11 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         snapshot_sources: false,
     };
     let progress = ProgressLine::new();
-    let report = run::run(&args.path, &options, &|p| progress.show(p));
+    let report = run::run(&args.path, &options, &|p| {
+        if !args.quiet {
+            progress.show(p)
+        }
+    });
     progress.clear();
     let report = report?;
 
