@@ -403,7 +403,7 @@ fn fail_under_gates_on_the_total_both_ways() {
     );
     let above = coverlay_run(
         "ledger",
-        &["--fail-under", &format!("{}", percent.floor())],
+        &["--fail-under", &format!("{}", percent.floor()), "--quiet"],
         &[],
     );
     assert_eq!(
@@ -412,6 +412,12 @@ fn fail_under_gates_on_the_total_both_ways() {
         "{}",
         text(&above.output)
     );
+    let stderr = String::from_utf8_lossy(&above.output.stderr);
+    assert!(
+        !stderr.contains("building tests"),
+        "--quiet: no progress\n{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&below.output.stderr).contains("building tests"));
 }
 
 #[test]
