@@ -382,6 +382,58 @@ fn the_missing_column_names_exactly_the_miss_lines() {
 }
 
 #[test]
+fn cobertura_validates_against_its_dtd_and_its_rates_match_the_table() {
+    let out = std::env::temp_dir().join(format!("coverlay-cobertura-{}.xml", std::process::id()));
+    let run = coverlay_run("twocrates", &["--cobertura", out.to_str().unwrap()], &[]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let dtd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cobertura/coverage-04.dtd");
+    let valid = Command::new("xmllint")
+        .args(["--noout", "--nonet", "--dtdvalid"])
+        .arg(&dtd)
+        .arg(&out)
+        .output()
+        .expect("xmllint (Debian's libxml2-utils; .ci/run installs it)");
+    assert!(
+        valid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    let xml = std::fs::read_to_string(&out).unwrap();
+    let json = run.json.as_ref().unwrap();
+    // One class per file, its line-rate the table's percentage; one package per crate.
+    for file in json["files"].as_array().unwrap() {
+        let path = Path::new(file["path"].as_str().unwrap());
+        let relative = path
+            .strip_prefix(fixture("twocrates"))
+            .unwrap()
+            .display()
+            .to_string();
+        let class = xml
+            .lines()
+            .find(|l| l.contains("<class ") && l.contains(&format!(r#"filename="{relative}""#)))
+            .unwrap_or_else(|| panic!("no class for {relative}:\n{xml}"));
+        let rate: f64 = class
+            .split(r#"line-rate=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let table = file["covered"].as_f64().unwrap() / file["coverable"].as_f64().unwrap();
+        assert!((rate - table).abs() < 1e-4, "{class} vs {table}");
+    }
+    for package in ["mathx", "app"] {
+        assert!(
+            xml.contains(&format!(r#"<package name="{package}" "#)),
+            "{xml}"
+        );
+    }
+    assert!(xml.contains(&format!(r#"lines-valid="{}""#, json["coverable"])));
+}
+
+#[test]
 fn fail_under_gates_on_the_total_both_ways() {
     let total = cached("ledger").json.as_ref().unwrap();
     let percent = total["covered"].as_f64().unwrap() * 100.0 / total["coverable"].as_f64().unwrap();

@@ -41,6 +41,9 @@ struct RunArgs {
     /// Write the JSON report here (schema in the README).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write a Cobertura XML report here (GitLab, Jenkins, Azure DevOps).
+    #[arg(long, value_name = "FILE")]
+    cobertura: Option<PathBuf>,
     /// For the few addresses a counter trampoline cannot serve: executions counted by int3 per
     /// test and process before the trap is lifted (those lines are reported as "≥ N").
     #[arg(long, default_value_t = run::DEFAULT_COUNT_CAP, value_name = "N")]
@@ -118,6 +121,15 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, report::lcov::render(&report.coverage))
             .with_context(|| format!("writing lcov to {}", path.display()))?;
         eprintln!("wrote lcov to {}", path.display());
+    }
+    if let Some(path) = &args.cobertura {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let xml = report::cobertura::render(&report.coverage, &report.workspace, now);
+        std::fs::write(path, xml)
+            .with_context(|| format!("writing Cobertura XML to {}", path.display()))?;
+        eprintln!("wrote Cobertura XML to {}", path.display());
     }
     if let Some(path) = &args.json {
         std::fs::write(path, report::json::render(&report))

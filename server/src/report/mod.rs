@@ -1,5 +1,7 @@
-//! Writers for a finished run: lcov for other tools, JSON for scripts, a table for the terminal.
+//! Writers for a finished run: lcov and Cobertura for other tools, JSON for scripts, a table for
+//! the terminal.
 
+pub mod cobertura;
 pub mod json;
 pub mod lcov;
 pub mod table;

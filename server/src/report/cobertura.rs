@@ -1,0 +1,207 @@
+//! Cobertura XML (coverage-04.dtd), what GitLab's coverage visualisation, Jenkins and Azure
+//! DevOps read: one package per workspace package, one class per source file, its functions as
+//! methods, every coverable line with its hits. coverlay measures no branches: rates are 0.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::cargo::Workspace;
+use crate::coverage::{Coverage, FileCoverage, LineCoverage};
+
+/// `line-rate`: covered over coverable, 1 when nothing is coverable.
+fn rate(covered: usize, coverable: usize) -> String {
+    if coverable == 0 {
+        "1".to_owned()
+    } else {
+        format!("{:.4}", covered as f64 / coverable as f64)
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn covered(lines: &[&LineCoverage]) -> usize {
+    lines.iter().filter(|l| l.hits > 0).count()
+}
+
+/// The report; `timestamp` in milliseconds since the epoch, as Cobertura writes it.
+pub fn render(coverage: &Coverage, workspace: &Workspace, timestamp: u128) -> String {
+    // Each file under the deepest package directory that holds it; others under the workspace.
+    let package_of = |path: &Path| {
+        workspace
+            .packages
+            .iter()
+            .filter(|p| path.starts_with(&p.manifest_dir))
+            .max_by_key(|p| p.manifest_dir.components().count())
+    };
+    let mut packages: Vec<(String, &Path, Vec<&FileCoverage>)> = Vec::new();
+    for file in &coverage.files {
+        let (name, dir) = match package_of(&file.path) {
+            Some(p) => (p.name.clone(), p.manifest_dir.as_path()),
+            None => (String::from("(workspace)"), workspace.root.as_path()),
+        };
+        match packages.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, _, files)) => files.push(file),
+            None => packages.push((name, dir, vec![file])),
+        }
+    }
+    packages.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut out = String::new();
+    let all: Vec<&LineCoverage> = coverage.files.iter().flat_map(|f| &f.lines).collect();
+    let _ = writeln!(out, r#"<?xml version="1.0" ?>"#);
+    let _ = writeln!(
+        out,
+        r#"<!DOCTYPE coverage SYSTEM "http://cobertura.sourceforge.net/xml/coverage-04.dtd">"#
+    );
+    let _ = writeln!(
+        out,
+        r#"<coverage line-rate="{}" branch-rate="0" lines-covered="{}" lines-valid="{}" branches-covered="0" branches-valid="0" complexity="0" version="coverlay {}" timestamp="{timestamp}">"#,
+        rate(covered(&all), all.len()),
+        covered(&all),
+        all.len(),
+        env!("CARGO_PKG_VERSION"),
+    );
+    let _ = writeln!(
+        out,
+        "  <sources>\n    <source>{}</source>\n  </sources>",
+        escape(&workspace.root.display().to_string())
+    );
+    let _ = writeln!(out, "  <packages>");
+    for (name, dir, files) in &packages {
+        let lines: Vec<&LineCoverage> = files.iter().flat_map(|f| &f.lines).collect();
+        let _ = writeln!(
+            out,
+            r#"    <package name="{}" line-rate="{}" branch-rate="0" complexity="0">"#,
+            escape(name),
+            rate(covered(&lines), lines.len())
+        );
+        let _ = writeln!(out, "      <classes>");
+        for file in files {
+            let relative = |base: &Path| {
+                file.path
+                    .strip_prefix(base)
+                    .unwrap_or(&file.path)
+                    .display()
+                    .to_string()
+            };
+            let lines: Vec<&LineCoverage> = file.lines.iter().collect();
+            let _ = writeln!(
+                out,
+                r#"        <class name="{}" filename="{}" line-rate="{}" branch-rate="0" complexity="0">"#,
+                escape(&relative(dir)),
+                escape(&relative(&workspace.root)),
+                rate(covered(&lines), lines.len())
+            );
+            let _ = writeln!(out, "          <methods>");
+            for function in &file.functions {
+                let body: Vec<&LineCoverage> = file
+                    .lines
+                    .iter()
+                    .filter(|l| function.line <= l.line && l.line <= function.end_line)
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    r#"            <method name="{}" signature="" line-rate="{}" branch-rate="0" complexity="0">"#,
+                    escape(&function.name),
+                    rate(covered(&body), body.len())
+                );
+                let _ = writeln!(out, "              <lines>");
+                for line in &body {
+                    let _ = writeln!(
+                        out,
+                        r#"                <line number="{}" hits="{}" branch="false"/>"#,
+                        line.line, line.hits
+                    );
+                }
+                let _ = writeln!(out, "              </lines>\n            </method>");
+            }
+            let _ = writeln!(out, "          </methods>\n          <lines>");
+            for line in &file.lines {
+                let _ = writeln!(
+                    out,
+                    r#"            <line number="{}" hits="{}" branch="false"/>"#,
+                    line.line, line.hits
+                );
+            }
+            let _ = writeln!(out, "          </lines>\n        </class>");
+        }
+        let _ = writeln!(out, "      </classes>\n    </package>");
+    }
+    let _ = writeln!(out, "  </packages>\n</coverage>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cargo::Package;
+    use crate::coverage::FunctionCoverage;
+
+    #[test]
+    fn packages_classes_methods_and_rates() {
+        let line = |line: u32, hits: u64| LineCoverage {
+            line,
+            hits,
+            capped: false,
+            tests: Vec::new(),
+        };
+        let coverage = Coverage {
+            files: vec![FileCoverage {
+                path: "/w/core/src/lib.rs".into(),
+                lines: vec![line(2, 3), line(3, 0), line(7, 1)],
+                functions: vec![FunctionCoverage {
+                    name: "a<&T>".into(),
+                    line: 2,
+                    end_line: 4,
+                    hits: 3,
+                    is_test: false,
+                }],
+            }],
+            tests: Vec::new(),
+            count_cap: 10,
+        };
+        let workspace = Workspace {
+            root: "/w".into(),
+            target_dir: "/w/target".into(),
+            packages: vec![Package {
+                name: "core".into(),
+                version: "0.1.0".into(),
+                manifest_dir: "/w/core".into(),
+                dependencies: Vec::new(),
+                proc_macro: false,
+            }],
+        };
+        let xml = render(&coverage, &workspace, 42);
+        assert!(
+            xml.contains(
+                r#"<coverage line-rate="0.6667" branch-rate="0" lines-covered="2" lines-valid="3""#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<package name="core" line-rate="0.6667""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<class name="src/lib.rs" filename="core/src/lib.rs" line-rate="0.6667""#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<method name="a&lt;&amp;T&gt;" signature="" line-rate="0.5000""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<line number="3" hits="0" branch="false"/>"#),
+            "{xml}"
+        );
+        assert!(xml.contains("<source>/w</source>"));
+    }
+}
