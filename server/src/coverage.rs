@@ -112,3 +112,52 @@ pub fn percent(covered: usize, coverable: usize) -> f64 {
         covered as f64 * 100.0 / coverable as f64
     }
 }
+
+/// Builders for the unit tests of the modules that take coverage apart and put it together.
+#[cfg(test)]
+pub mod test_data {
+    use super::{FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
+    use crate::libtest::Outcome;
+
+    pub fn test(id: &str, outcome: Outcome) -> TestInfo {
+        TestInfo {
+            id: id.into(),
+            outcome,
+            duration_ms: 1,
+            message: None,
+            location: None,
+        }
+    }
+
+    /// A line with per-test counts `(test index, hits)`; `extra` executions outside any test.
+    pub fn line(line: u32, tests: &[(u32, u64)], extra: u64, capped: bool) -> LineCoverage {
+        LineCoverage {
+            line,
+            hits: tests.iter().map(|t| t.1).sum::<u64>() + extra,
+            capped,
+            tests: tests
+                .iter()
+                .map(|&(test, hits)| TestHits { test, hits })
+                .collect(),
+        }
+    }
+
+    /// A file of one function `f` at lines 2-9.
+    pub fn file(path: &str, lines: Vec<LineCoverage>) -> FileCoverage {
+        FileCoverage {
+            path: path.into(),
+            lines,
+            functions: vec![FunctionCoverage {
+                name: "f".into(),
+                line: 2,
+                end_line: 9,
+                hits: 0,
+                is_test: false,
+            }],
+        }
+    }
+
+    pub fn per_test(line: &LineCoverage) -> Vec<(u32, u64)> {
+        line.tests.iter().map(|t| (t.test, t.hits)).collect()
+    }
+}

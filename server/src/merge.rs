@@ -230,49 +230,8 @@ fn merge_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::FunctionCoverage;
+    use crate::coverage::test_data::{file, line, per_test, test};
     use crate::libtest::Outcome;
-
-    fn test(id: &str, outcome: Outcome) -> TestInfo {
-        TestInfo {
-            id: id.into(),
-            outcome,
-            duration_ms: 1,
-            message: None,
-            location: None,
-        }
-    }
-
-    /// A line with per-test counts `(test index, hits)`; `extra` executions outside any test.
-    fn line(line: u32, tests: &[(u32, u64)], extra: u64, capped: bool) -> LineCoverage {
-        LineCoverage {
-            line,
-            hits: tests.iter().map(|t| t.1).sum::<u64>() + extra,
-            capped,
-            tests: tests
-                .iter()
-                .map(|&(test, hits)| TestHits { test, hits })
-                .collect(),
-        }
-    }
-
-    fn file(path: &str, lines: Vec<LineCoverage>) -> FileCoverage {
-        FileCoverage {
-            path: path.into(),
-            lines,
-            functions: vec![FunctionCoverage {
-                name: "f".into(),
-                line: 2,
-                end_line: 9,
-                hits: 0,
-                is_test: false,
-            }],
-        }
-    }
-
-    fn per_test(line: &LineCoverage) -> Vec<(u32, u64)> {
-        line.tests.iter().map(|t| (t.test, t.hits)).collect()
-    }
 
     fn ran(ids: &[&str]) -> HashSet<String> {
         ids.iter().map(|s| s.to_string()).collect()

@@ -620,15 +620,19 @@ pub struct TestFilter {
 }
 
 impl TestFilter {
-    pub fn ids(ids: Vec<String>) -> TestFilter {
+    pub fn ids(mut ids: Vec<String>) -> TestFilter {
+        ids.sort();
+        ids.dedup();
         TestFilter {
             ids,
             ..TestFilter::default()
         }
     }
 
+    /// (Asked once per listed test of every executable: both lists are sorted.)
     pub fn selects(&self, package: &str, id: &str) -> bool {
-        self.packages.iter().any(|p| p == package) || self.ids.iter().any(|i| i == id)
+        self.packages.iter().any(|p| p == package)
+            || self.ids.binary_search_by(|i| i.as_str().cmp(id)).is_ok()
     }
 
     /// Adds what `other` selects. A narrowed build stays narrowed only if both were.

@@ -370,22 +370,17 @@ pub type Overlay = (
     Vec<(String, String)>,
 );
 
-pub fn overlay_of_store(saved: &Value) -> Overlay {
-    let tests = saved["tests"].as_array().unwrap();
-    let id = |i: &Value| {
-        tests[i.as_u64().unwrap() as usize]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+/// The overlay of `files` and `tests` (a saved store's or a `--json` report's), where `id_of`
+/// names the test of one of a line's per-test entries.
+fn overlay(files: &Value, tests: &Value, id_of: impl Fn(&Value) -> String) -> Overlay {
     let mut lines = Vec::new();
-    for file in saved["files"].as_array().unwrap() {
+    for file in files.as_array().unwrap() {
         for line in file["lines"].as_array().unwrap() {
             let mut by: Vec<(String, u64)> = line["tests"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|t| (id(&t["test"]), t["hits"].as_u64().unwrap()))
+                .map(|t| (id_of(t), t["hits"].as_u64().unwrap()))
                 .collect();
             by.sort();
             lines.push((
@@ -397,43 +392,6 @@ pub fn overlay_of_store(saved: &Value) -> Overlay {
         }
     }
     let mut outcomes: Vec<(String, String)> = tests
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_owned(),
-                t["outcome"].to_string(),
-            )
-        })
-        .collect();
-    outcomes.sort();
-    (lines, outcomes)
-}
-
-pub fn overlay_of_report(report: &Value) -> Overlay {
-    let mut lines = Vec::new();
-    for file in report["files"].as_array().unwrap() {
-        for line in file["lines"].as_array().unwrap() {
-            let mut by: Vec<(String, u64)> = line["tests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    (
-                        t["id"].as_str().unwrap().to_owned(),
-                        t["hits"].as_u64().unwrap(),
-                    )
-                })
-                .collect();
-            by.sort();
-            lines.push((
-                file["path"].as_str().unwrap().to_owned(),
-                line["line"].as_u64().unwrap(),
-                line["hits"].as_u64().unwrap(),
-                by,
-            ));
-        }
-    }
-    let mut outcomes: Vec<(String, String)> = report["tests"]
         .as_array()
         .unwrap()
         .iter()
@@ -446,6 +404,47 @@ pub fn overlay_of_report(report: &Value) -> Overlay {
         .collect();
     outcomes.sort();
     (lines, outcomes)
+}
+
+/// A saved store (a `Coverage`: per-line entries name tests by index).
+pub fn overlay_of_store(saved: &Value) -> Overlay {
+    let tests = &saved["tests"];
+    overlay(&saved["files"], tests, |t| {
+        tests[t["test"].as_u64().unwrap() as usize]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+}
+
+/// A `--json` report (per-line entries name tests by id).
+pub fn overlay_of_report(report: &Value) -> Overlay {
+    overlay(&report["files"], &report["tests"], |t| {
+        t["id"].as_str().unwrap().to_owned()
+    })
+}
+
+/// What the language server saved after its last run or merge in the workspace at `root`.
+pub fn saved_overlay(root: &Path) -> Overlay {
+    let saved = std::fs::read_to_string(root.join("target/coverlay/coverage.json")).unwrap();
+    overlay_of_store(&serde_json::from_str(&saved).unwrap())
+}
+
+/// A from-scratch `coverlay run` (binary `bin`) of `root`: its exit code and overlay.
+pub fn from_scratch(bin: &str, root: &Path) -> (Option<i32>, Overlay) {
+    let report = root.join("target/full.json");
+    let output = Command::new(bin)
+        .args(["run", "--json"])
+        .arg(&report)
+        .arg(root)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|_| panic!("no report:\n{}", String::from_utf8_lossy(&output.stderr)));
+    (
+        output.status.code(),
+        overlay_of_report(&serde_json::from_str(&text).unwrap()),
+    )
 }
 
 /// Waits for the log line that says what a save reruns, then for the end of that run.
@@ -463,4 +462,23 @@ pub fn end_of_run(client: &mut Client) {
     client.wait_for("the end of the run", LONG, |m| {
         m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end"
     });
+}
+
+/// Where an editor's setup script (tests/*/setup*.sh) puts it: `$var`, else `~/.cache/<name>`.
+pub fn editor_cache(var: &str, name: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache")
+            .join(name),
+    }
+}
+
+/// For an editor test whose editor is not installed: fails in CI (`CI=true`), where `.ci/run`
+/// must have set it up; elsewhere prints a note (the caller then skips).
+pub fn editor_missing(what: &str, how: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is not installed: {how} (see .ci/run)");
+    }
+    eprintln!("note: {what} is not installed, skipping ({how})");
 }

@@ -19,7 +19,7 @@ use crate::lsp::store::{Shown, Store};
 use crate::lsp::watch;
 use crate::merge::Narrowed;
 use crate::run::RunError;
-use crate::selection::{Baseline, Selection};
+use crate::selection::Baseline;
 
 impl GlobalState {
     /// Writes the shown results to `<target>/coverlay/coverage.json` (loaded on the next start).
@@ -160,11 +160,7 @@ impl GlobalState {
                 (p, text)
             })
             .collect();
-        match baseline.select(&changed) {
-            Selection::Nothing => {}
-            Selection::Tests(filter) => self.request_run(Scope::Tests(filter)),
-            Selection::All(_) => self.request_run(Scope::All),
-        }
+        self.request_selected(baseline.select(&changed));
     }
 
     /// Applies the scheduler's events in order: progress, then results into the store, the saved

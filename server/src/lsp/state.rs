@@ -19,6 +19,7 @@ use crate::cargo::Workspace;
 use crate::lsp::scheduler::{Event, Scheduler, Scope};
 use crate::lsp::store::Store;
 use crate::lsp::watch;
+use crate::selection::Selection;
 
 /// How long a refresh request may wait for the client.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -188,6 +189,15 @@ impl GlobalState {
     pub(crate) fn request_run(&self, scope: Scope) {
         if let Some(scheduler) = self.scheduler.get() {
             scheduler.request(scope);
+        }
+    }
+
+    /// Asks for the run a selection calls for, if any.
+    pub(crate) fn request_selected(&self, selection: Selection) {
+        match selection {
+            Selection::Nothing => {}
+            Selection::Tests(filter) => self.request_run(Scope::Tests(filter)),
+            Selection::All(_) => self.request_run(Scope::All),
         }
     }
 

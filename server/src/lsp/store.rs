@@ -362,7 +362,8 @@ fn shift(state: &mut FileState, first: u32, removed: u32, inserted: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{FunctionCoverage, LineCoverage, TestHits};
+    use crate::coverage::test_data::{file, line, test};
+    use crate::coverage::{FunctionCoverage, LineCoverage};
     use crate::libtest::Outcome;
 
     /// Results of run `generation`, with no recorded sources.
@@ -393,43 +394,6 @@ mod tests {
             }],
             tests: vec![],
             count_cap: 10,
-        }
-    }
-
-    fn test(id: &str, outcome: Outcome) -> TestInfo {
-        TestInfo {
-            id: id.into(),
-            outcome,
-            duration_ms: 1,
-            message: None,
-            location: None,
-        }
-    }
-
-    /// A line with per-test counts `(test index, hits)`; `extra` executions outside any test.
-    fn line(line: u32, tests: &[(u32, u64)], extra: u64, capped: bool) -> LineCoverage {
-        LineCoverage {
-            line,
-            hits: tests.iter().map(|t| t.1).sum::<u64>() + extra,
-            capped,
-            tests: tests
-                .iter()
-                .map(|&(test, hits)| TestHits { test, hits })
-                .collect(),
-        }
-    }
-
-    fn file(path: &str, lines: Vec<LineCoverage>) -> FileCoverage {
-        FileCoverage {
-            path: path.into(),
-            lines,
-            functions: vec![FunctionCoverage {
-                name: "f".into(),
-                line: 2,
-                end_line: 9,
-                hits: 0,
-                is_test: false,
-            }],
         }
     }
 

@@ -29,6 +29,17 @@ fn covered(lines: &[&LineCoverage]) -> usize {
     lines.iter().filter(|l| l.hits > 0).count()
 }
 
+/// One `<line>` element per line, each after `indent`.
+fn write_lines<'a>(out: &mut String, indent: &str, lines: impl Iterator<Item = &'a LineCoverage>) {
+    for line in lines {
+        let _ = writeln!(
+            out,
+            r#"{indent}<line number="{}" hits="{}" branch="false"/>"#,
+            line.line, line.hits
+        );
+    }
+}
+
 /// The report; `timestamp` in milliseconds since the epoch, as Cobertura writes it.
 pub fn render(coverage: &Coverage, workspace: &Workspace, timestamp: u128) -> String {
     // Each file under the deepest package directory that holds it; others under the workspace.
@@ -112,23 +123,11 @@ pub fn render(coverage: &Coverage, workspace: &Workspace, timestamp: u128) -> St
                     rate(covered(&body), body.len())
                 );
                 let _ = writeln!(out, "              <lines>");
-                for line in &body {
-                    let _ = writeln!(
-                        out,
-                        r#"                <line number="{}" hits="{}" branch="false"/>"#,
-                        line.line, line.hits
-                    );
-                }
+                write_lines(&mut out, "                ", body.iter().copied());
                 let _ = writeln!(out, "              </lines>\n            </method>");
             }
             let _ = writeln!(out, "          </methods>\n          <lines>");
-            for line in &file.lines {
-                let _ = writeln!(
-                    out,
-                    r#"            <line number="{}" hits="{}" branch="false"/>"#,
-                    line.line, line.hits
-                );
-            }
+            write_lines(&mut out, "            ", file.lines.iter());
             let _ = writeln!(out, "          </lines>\n        </class>");
         }
         let _ = writeln!(out, "      </classes>\n    </package>");
@@ -141,16 +140,12 @@ pub fn render(coverage: &Coverage, workspace: &Workspace, timestamp: u128) -> St
 mod tests {
     use super::*;
     use crate::cargo::Package;
+    use crate::coverage::test_data::line;
     use crate::coverage::FunctionCoverage;
 
     #[test]
     fn packages_classes_methods_and_rates() {
-        let line = |line: u32, hits: u64| LineCoverage {
-            line,
-            hits,
-            capped: false,
-            tests: Vec::new(),
-        };
+        let line = |n: u32, hits: u64| line(n, &[], hits, false);
         let coverage = Coverage {
             files: vec![FileCoverage {
                 path: "/w/core/src/lib.rs".into(),

@@ -116,11 +116,7 @@ async fn saved(state: &Arc<GlobalState>, path: PathBuf, text: Option<String>) {
     }
     tracing::info!("{message}");
     state.client.log_message(MessageType::INFO, message).await;
-    match selection {
-        Selection::Nothing => {}
-        Selection::Tests(filter) => state.request_run(Scope::Tests(filter)),
-        Selection::All(_) => state.request_run(Scope::All),
-    }
+    state.request_selected(selection);
 }
 
 fn is_build_input(path: &Path) -> bool {

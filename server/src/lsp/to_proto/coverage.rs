@@ -203,22 +203,13 @@ fn test_index(tests: &Tests, id: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{
-        Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo,
-    };
+    use crate::coverage::test_data::line;
+    use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, TestInfo};
     use std::collections::BTreeMap;
     use std::path::Path;
 
     fn shown() -> Shown {
-        let line = |line: u32, tests: &[(u32, u64)]| LineCoverage {
-            line,
-            hits: tests.iter().map(|t| t.1).sum(),
-            capped: false,
-            tests: tests
-                .iter()
-                .map(|&(test, hits)| TestHits { test, hits })
-                .collect(),
-        };
+        let line = |n: u32, tests: &[(u32, u64)]| line(n, tests, 0, false);
         let coverage = Coverage {
             files: vec![FileCoverage {
                 path: "/w/src/lib.rs".into(),

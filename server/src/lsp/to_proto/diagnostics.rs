@@ -133,18 +133,14 @@ pub fn for_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestInfo};
+    use crate::coverage::test_data::line;
+    use crate::coverage::{Coverage, FileCoverage, TestInfo};
     use crate::lsp::store::Shown;
     use std::path::Path;
 
     #[test]
     fn uncovered_runs_by_severity_and_none_when_off() {
-        let line = |line: u32, hits: u64| LineCoverage {
-            line,
-            hits,
-            capped: false,
-            tests: Vec::new(),
-        };
+        let line = |n: u32, hits: u64| line(n, &[], hits, false);
         let coverage = Coverage {
             files: vec![FileCoverage {
                 path: "/w/src/lib.rs".into(),
