@@ -7,7 +7,7 @@
 // the gutter follows the server's rerun. Nothing is left running.
 //
 // Usage: node e2e.mjs [--vsix PATH] [--fixture DIR] [--out DIR] [--tmp DIR] [--keep]
-// Env:   COVERLAY_VSCODE_CACHE (default /root/.cache/coverlay-vscode) holds node24/ and code-server/
+// Env:   COVERLAY_VSCODE_CACHE (default ~/.cache/coverlay-vscode) holds node24/ and code-server/
 //        CHROMIUM (default /usr/bin/chromium)
 // Exit:  0 when every check passes, 1 otherwise. Prints one line per phase with its duration.
 
