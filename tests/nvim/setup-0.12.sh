@@ -4,8 +4,9 @@
 # `$CACHE/bin/nvim` that runs it through the extracted dynamic loader. Idempotent: a second run
 # only checks the wrapper and prints the command prefix.
 #
-#   bash setup.sh            # prints the command prefix (the wrapper's path) on the last line
-#   PATH="$CACHE/bin:$PATH" cargo test --test lsp_neovim
+#   bash tests/nvim/setup-0.12.sh     # prints the wrapper's path on the last line
+# tests/lsp_neovim.rs finds the wrapper in the cache (COVERLAY_NVIM012_CACHE or
+# ~/.cache/coverlay-nvim012); .ci/run runs this script.
 #
 # The mirror is derived from the machine's own apt sources (the entry for the Debian archive
 # proper, not -security); only the suite is changed to `unstable`.
