@@ -472,6 +472,153 @@ fn fail_under_gates_on_the_total_both_ways() {
     assert!(String::from_utf8_lossy(&below.output.stderr).contains("building tests"));
 }
 
+/// What a merged report must equal: per line its hits and each test's own count, per test its
+/// outcome, and the order of the tests.
+#[allow(clippy::type_complexity)]
+fn essence(
+    json: &Value,
+) -> (
+    BTreeMap<(PathBuf, u32), (u64, Vec<(String, u64)>)>,
+    Vec<(String, Value)>,
+) {
+    let mut lines = BTreeMap::new();
+    for f in json["files"].as_array().expect("files") {
+        for l in f["lines"].as_array().expect("lines") {
+            let tests = l["tests"]
+                .as_array()
+                .expect("tests")
+                .iter()
+                .map(|t| {
+                    (
+                        t["id"].as_str().unwrap().to_owned(),
+                        t["hits"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            let key = (
+                PathBuf::from(f["path"].as_str().unwrap()),
+                l["line"].as_u64().unwrap() as u32,
+            );
+            lines.insert(key, (l["hits"].as_u64().unwrap(), tests));
+        }
+    }
+    let tests = json["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["outcome"].clone()))
+        .collect();
+    (lines, tests)
+}
+
+fn test_ids(json: &Value) -> Vec<String> {
+    json["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn coverlay_merge(reports: &[PathBuf], out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coverlay"))
+        .arg("merge")
+        .args(reports)
+        .arg("--json")
+        .arg(out.join("merged.json"))
+        .arg("--lcov")
+        .arg(out.join("merged.lcov"))
+        .output()
+        .expect("coverlay runs")
+}
+
+#[test]
+fn partitions_are_disjoint_cover_every_test_and_merge_into_the_full_run() {
+    let full = cached("ledger");
+    let full_json = full.json.as_ref().unwrap();
+    let full_ids = test_ids(full_json);
+    assert!(full_ids.len() >= 6, "{full_ids:?}");
+    let full_lcov = std::fs::read_to_string(full.lcov.as_ref().unwrap()).unwrap();
+    for (kind, n) in [("count", 3), ("hash", 2), ("slice", 4)] {
+        let mut reports = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for k in 1..=n {
+            let partition = format!("{kind}:{k}/{n}");
+            let run = coverlay_run("ledger", &["--partition", &partition, "-q"], &[]);
+            assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+            let ids = test_ids(run.json.as_ref().unwrap());
+            assert!(
+                ids.iter().all(|id| !seen.contains(id)),
+                "{partition} repeats a test of an earlier slice: {ids:?} / {seen:?}"
+            );
+            seen.extend(ids);
+            let dir = run.lcov.as_ref().unwrap().parent().unwrap();
+            reports.push(dir.join("coverage.json"));
+        }
+        seen.sort();
+        let mut all = full_ids.clone();
+        all.sort();
+        assert_eq!(seen, all, "{kind}: the slices together run every test once");
+
+        let out = reports[0].parent().unwrap().join(format!("merged-{kind}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let merged = coverlay_merge(&reports, &out);
+        assert_eq!(merged.status.code(), Some(0), "{}", text(&merged));
+        let merged_json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("merged.json")).unwrap())
+                .unwrap();
+        let (lines, tests) = essence(&merged_json);
+        let (full_lines, full_tests) = essence(full_json);
+        assert_eq!(tests, full_tests, "{kind}: tests, their order and outcomes");
+        for (key, expected) in &full_lines {
+            assert_eq!(lines.get(key), Some(expected), "{kind}: {key:?}");
+        }
+        assert_eq!(lines.len(), full_lines.len(), "{kind}: the same lines");
+        assert_eq!(
+            (&merged_json["covered"], &merged_json["coverable"]),
+            (&full_json["covered"], &full_json["coverable"])
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("merged.lcov")).unwrap(),
+            full_lcov,
+            "{kind}: the same lcov"
+        );
+        // The table a merge prints is the full run's.
+        let table = |output: &Output| {
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            stdout[stdout.find("File").expect("a table")..].to_owned()
+        };
+        assert_eq!(table(&merged), table(&full.output));
+    }
+}
+
+#[test]
+fn merge_explains_what_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, r#"{"version": 1, "files": []}"#).unwrap();
+    let output = coverlay_merge(std::slice::from_ref(&old), dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("old.json") && stderr.contains("report version 1"),
+        "{stderr}"
+    );
+    let missing = coverlay_merge(&[dir.path().join("nothing.json")], dir.path());
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nothing.json"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_coverlay"))
+        .args(["run", ".", "--partition", "count:3/2"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("need 1 ≤ K ≤ N"),
+        "{}",
+        text(&bad)
+    );
+}
+
 #[test]
 fn lcov_carries_the_same_lines_and_loads_in_the_lcov_reader() {
     let run = cached("ledger");

@@ -9,9 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::combine;
+use crate::coverage::{Coverage, TestInfo};
 use crate::engine::Exit;
 use crate::libtest::Outcome;
-use crate::report;
+use crate::partition::Partition;
+use crate::report::{self, RunInfo};
 use crate::run::{self, Progress, RunOptions, RunReport};
 
 /// Live test coverage for Rust: a ptrace coverage engine and a language server.
@@ -26,8 +29,38 @@ pub struct Cli {
 enum Command {
     /// Build the workspace's tests, run them under the coverage engine, print a per-file table.
     Run(RunArgs),
+    /// Combine the JSON reports of partitioned runs (`run --partition`) into the full run's
+    /// reports: hits added, tests united.
+    Merge(MergeArgs),
     /// Serve the Language Server Protocol on stdin/stdout (started by the editor).
     Lsp,
+}
+
+/// The reports `run` and `merge` write, and the gate.
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Write an lcov tracefile here.
+    #[arg(long, value_name = "FILE")]
+    lcov: Option<PathBuf>,
+    /// Write the JSON report here (schema in the README; `coverlay merge` reads it).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a Cobertura XML report here (GitLab, Jenkins, Azure DevOps).
+    #[arg(long, value_name = "FILE")]
+    cobertura: Option<PathBuf>,
+    /// After writing the reports, exit with code 3 when line coverage is below PERCENT (a CI
+    /// gate; failing tests still exit with 101).
+    #[arg(long, value_name = "PERCENT")]
+    fail_under: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// JSON reports of `coverlay run --json`, typically one per `--partition` slice.
+    #[arg(required = true, value_name = "REPORT")]
+    reports: Vec<PathBuf>,
+    #[command(flatten)]
+    reports_out: ReportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -35,15 +68,12 @@ struct RunArgs {
     /// Workspace or package directory.
     #[arg(default_value = ".")]
     path: PathBuf,
-    /// Write an lcov tracefile here.
-    #[arg(long, value_name = "FILE")]
-    lcov: Option<PathBuf>,
-    /// Write the JSON report here (schema in the README).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Write a Cobertura XML report here (GitLab, Jenkins, Azure DevOps).
-    #[arg(long, value_name = "FILE")]
-    cobertura: Option<PathBuf>,
+    #[command(flatten)]
+    reports: ReportArgs,
+    /// Run only one slice of the tests, for sharding a run over CI machines (cargo-nextest's
+    /// `count:K/N`, `hash:K/N` or `slice:K/N`); `coverlay merge` combines the slices' JSON.
+    #[arg(long, value_name = "KIND:K/N")]
+    partition: Option<Partition>,
     /// For the few addresses a counter trampoline cannot serve: executions counted by int3 per
     /// test and process before the trap is lifted (those lines are reported as "≥ N").
     #[arg(long, default_value_t = run::DEFAULT_COUNT_CAP, value_name = "N")]
@@ -64,10 +94,6 @@ struct RunArgs {
     /// No progress lines while building and running.
     #[arg(short, long)]
     quiet: bool,
-    /// After writing the reports, exit with code 3 when line coverage is below PERCENT (a CI
-    /// gate; failing tests still exit with 101).
-    #[arg(long, value_name = "PERCENT")]
-    fail_under: Option<f64>,
     /// Test executables run at once (default: one per core).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -77,16 +103,15 @@ struct RunArgs {
 }
 
 pub fn main(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Run(args) => match run_command(args) {
-            Ok(code) => code,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Lsp => crate::lsp::run_stdio(),
-    }
+    let done = match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Merge(args) => merge_command(args),
+        Command::Lsp => return crate::lsp::run_stdio(),
+    };
+    done.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(2)
+    })
 }
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -101,6 +126,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs: args.jobs.unwrap_or(defaults.jobs),
         cancel: None,
         only_tests: None,
+        partition: args.partition,
         snapshot_sources: false,
     };
     let progress = ProgressLine::new();
@@ -113,12 +139,72 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let report = report?;
 
     print_failures(&report);
-    print!(
-        "{}",
-        report::table::render(&report.coverage, &report.workspace.root, colour())
-    );
+    print_summary(&report.coverage.tests);
+    let passed = report.tests_passed();
+    write_reports(
+        &report.coverage,
+        &RunInfo::of(&report),
+        &args.reports,
+        passed,
+    )
+}
+
+fn merge_command(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut parts = Vec::with_capacity(args.reports.len());
+    for path in &args.reports {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let (coverage, info) =
+            report::json::parse(&text).with_context(|| format!("reading {}", path.display()))?;
+        parts.push(combine::Part {
+            name: path.display().to_string(),
+            coverage,
+            info,
+        });
+    }
+    let combined = combine::combine(parts);
+    for warning in &combined.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let failed: Vec<&TestInfo> = combined
+        .coverage
+        .tests
+        .iter()
+        .filter(|t| !matches!(t.outcome, Outcome::Passed | Outcome::Ignored))
+        .collect();
+    for test in &failed {
+        println!("\ntest {} {}", test.id, outcome_text(&test.outcome));
+        if let Some(message) = &test.message {
+            println!("{message}");
+        }
+    }
+    print_summary(&combined.coverage.tests);
+    let exited_cleanly = combined
+        .info
+        .executables
+        .iter()
+        .flat_map(|e| &e.exits)
+        .all(|exit| exit == "Code(0)");
+    let passed = failed.is_empty() && exited_cleanly;
+    write_reports(
+        &combined.coverage,
+        &combined.info,
+        &args.reports_out,
+        passed,
+    )
+}
+
+/// The table on stdout, then each report asked for; the exit code: 101 when a test failed,
+/// [`FAIL_UNDER_EXIT`] when coverage is below `--fail-under`.
+fn write_reports(
+    coverage: &Coverage,
+    info: &RunInfo,
+    args: &ReportArgs,
+    passed: bool,
+) -> anyhow::Result<ExitCode> {
+    print!("{}", report::table::render(coverage, &info.root, colour()));
     if let Some(path) = &args.lcov {
-        std::fs::write(path, report::lcov::render(&report.coverage))
+        std::fs::write(path, report::lcov::render(coverage))
             .with_context(|| format!("writing lcov to {}", path.display()))?;
         eprintln!("wrote lcov to {}", path.display());
     }
@@ -126,22 +212,22 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let xml = report::cobertura::render(&report.coverage, &report.workspace, now);
+        let xml = report::cobertura::render(coverage, info, now);
         std::fs::write(path, xml)
             .with_context(|| format!("writing Cobertura XML to {}", path.display()))?;
         eprintln!("wrote Cobertura XML to {}", path.display());
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, report::json::render(&report))
+        std::fs::write(path, report::json::render(coverage, info))
             .with_context(|| format!("writing JSON to {}", path.display()))?;
         eprintln!("wrote JSON to {}", path.display());
     }
-    let total = crate::coverage::percent(report.coverage.covered(), report.coverage.coverable());
+    let total = crate::coverage::percent(coverage.covered(), coverage.coverable());
     let below = args.fail_under.filter(|&threshold| total < threshold);
     if let Some(threshold) = below {
         eprintln!("coverage {total:.2}% is below --fail-under {threshold}%");
     }
-    Ok(if !report.tests_passed() {
+    Ok(if !passed {
         ExitCode::from(101)
     } else if below.is_some() {
         ExitCode::from(FAIL_UNDER_EXIT)
@@ -171,22 +257,16 @@ fn print_failures(report: &RunReport) {
         let mut explained = false;
         for test in &run.tests {
             match &test.outcome {
-                Outcome::Failed => {
-                    println!("test {} FAILED", test.name);
-                    if let Some(message) = &test.message {
+                Outcome::Passed | Outcome::Ignored => {}
+                failed => {
+                    println!("test {} {}", test.name, outcome_text(failed));
+                    if let Some(message) =
+                        test.message.as_ref().filter(|_| *failed == Outcome::Failed)
+                    {
                         println!("{message}");
                     }
                     explained = true;
                 }
-                Outcome::Crashed { signal } => {
-                    println!("test {} crashed (signal {signal})", test.name);
-                    explained = true;
-                }
-                Outcome::TimedOut => {
-                    println!("test {} timed out", test.name);
-                    explained = true;
-                }
-                Outcome::Passed | Outcome::Ignored => {}
             }
         }
         if explained {
@@ -202,14 +282,21 @@ fn print_failures(report: &RunReport) {
             }
         }
     }
-    let count = |pred: fn(&Outcome) -> bool| {
-        report
-            .coverage
-            .tests
-            .iter()
-            .filter(|t| pred(&t.outcome))
-            .count()
-    };
+}
+
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Passed => "passed".into(),
+        Outcome::Ignored => "ignored".into(),
+        Outcome::Failed => "FAILED".into(),
+        Outcome::TimedOut => "timed out".into(),
+        Outcome::Crashed { signal } => format!("crashed (signal {signal})"),
+    }
+}
+
+/// `cargo test`'s closing line, over every test of the run.
+fn print_summary(tests: &[TestInfo]) {
+    let count = |pred: fn(&Outcome) -> bool| tests.iter().filter(|t| pred(&t.outcome)).count();
     println!(
         "\ntests: {} passed; {} failed; {} ignored; {} timed out; {} crashed\n",
         count(|o| *o == Outcome::Passed),

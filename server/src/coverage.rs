@@ -102,6 +102,33 @@ impl Coverage {
     pub fn file(&self, path: &std::path::Path) -> Option<&FileCoverage> {
         self.files.iter().find(|f| f.path == path)
     }
+
+    /// Keeps the tests `keep` marks (aligned with `tests`), renumbering the lines' references.
+    /// A dropped test must not have run: its counts would stay in the lines' totals.
+    pub fn retain_tests(&mut self, keep: &[bool]) {
+        let mut renumbered = Vec::with_capacity(keep.len());
+        let mut next = 0u32;
+        for &kept in keep {
+            renumbered.push(kept.then_some(next));
+            next += u32::from(kept);
+        }
+        let mut index = 0;
+        self.tests.retain(|_| {
+            index += 1;
+            keep.get(index - 1).copied().unwrap_or(true)
+        });
+        for line in self.files.iter_mut().flat_map(|f| &mut f.lines) {
+            line.tests.retain_mut(
+                |t| match renumbered.get(t.test as usize).copied().flatten() {
+                    Some(new) => {
+                        t.test = new;
+                        true
+                    }
+                    None => false,
+                },
+            );
+        }
+    }
 }
 
 /// Percentage for display; an empty set counts as fully covered, as lcov tools do.
@@ -159,5 +186,37 @@ pub mod test_data {
 
     pub fn per_test(line: &LineCoverage) -> Vec<(u32, u64)> {
         line.tests.iter().map(|t| (t.test, t.hits)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_data::*;
+    use super::*;
+
+    #[test]
+    fn retained_tests_keep_their_counts_under_new_numbers() {
+        let mut coverage = Coverage {
+            files: vec![file(
+                "/w/src/lib.rs",
+                vec![
+                    line(2, &[(0, 1), (2, 5)], 0, false),
+                    line(3, &[(2, 4)], 0, false),
+                ],
+            )],
+            tests: vec![
+                test("w::a", Outcome::Passed),
+                test("w::b", Outcome::Ignored),
+                test("w::c", Outcome::Failed),
+            ],
+            count_cap: 10,
+        };
+        coverage.retain_tests(&[true, false, true]);
+        let ids: Vec<&str> = coverage.tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["w::a", "w::c"]);
+        let lines = &coverage.files[0].lines;
+        assert_eq!(per_test(&lines[0]), [(0, 1), (1, 5)]);
+        assert_eq!(per_test(&lines[1]), [(1, 4)]);
+        assert_eq!((lines[0].hits, lines[1].hits), (6, 4));
     }
 }

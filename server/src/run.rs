@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Run only these tests; `None` runs every test.
     pub only_tests: Option<selection::TestFilter>,
+    /// Run only this slice of the (selected) tests; the report lists only its tests.
+    pub partition: Option<crate::partition::Partition>,
     /// Fingerprint the workspace's sources as the build reads them, for test selection
     /// ([`RunReport::sources`]).
     pub snapshot_sources: bool,
@@ -65,6 +67,7 @@ impl Default for RunOptions {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cancel: None,
             only_tests: None,
+            partition: None,
             snapshot_sources: false,
         }
     }
@@ -316,7 +319,8 @@ pub fn run(
 
     let durations_file = workspace.coverlay_dir().join("durations.json");
     let durations = read_durations(&durations_file);
-    let shards = shard(&executables, &listings, &durations, options);
+    let chosen = choose(&executables, &listings, options);
+    let shards = shard(&executables, &listings, &chosen, &durations, options.jobs);
     let engine_options = engine::Options {
         mode: if options.first_hit {
             engine::Mode::FirstHit
@@ -376,11 +380,24 @@ pub fn run(
     // Test numbers are per executable; the coverage lists every test of the run once.
     let mut first_test = Vec::with_capacity(executables.len());
     let mut tests: Vec<TestInfo> = Vec::new();
-    for ((executable, listing), plan) in executables.iter().zip(&listings).zip(&plans) {
+    // A partition's report has its own tests only: the shards' reports merge into the full one.
+    let mut in_partition: Vec<bool> = Vec::new();
+    for (((executable, listing), plan), chosen) in
+        executables.iter().zip(&listings).zip(&plans).zip(&chosen)
+    {
         first_test.push(tests.len() as u32);
-        for (name, location) in listing.iter().flatten().zip(&plan.test_locations) {
+        for (n, (name, location)) in listing
+            .iter()
+            .flatten()
+            .zip(&plan.test_locations)
+            .enumerate()
+        {
+            in_partition.push(match chosen {
+                Chosen::Tests(numbers) => numbers.binary_search(&(n as u32)).is_ok(),
+                Chosen::Whole => true,
+            });
             tests.push(TestInfo {
-                id: format!("{}::{name}", executable.target),
+                id: test_id(executable, name),
                 outcome: Outcome::Ignored,
                 duration_ms: 0,
                 message: None,
@@ -460,6 +477,9 @@ pub fn run(
     let mut coverage = merge(&sources, &aggregate, &workspace, options);
     write_durations(&durations_file, durations, &tests);
     coverage.tests = tests;
+    if options.partition.is_some() {
+        coverage.retain_tests(&in_partition);
+    }
     let sources =
         fingerprinting
             .and_then(|parsing| parsing.join().ok())
@@ -620,50 +640,118 @@ struct Shard {
     whole: bool,
 }
 
-/// Splits each executable's tests into up to `jobs` shards, so that the cores stay busy even when
-/// one executable holds most of the tests.
+/// What a run runs of one test executable.
+#[derive(Debug, PartialEq, Eq)]
+enum Chosen {
+    /// Not a libtest harness: run once as it is.
+    Whole,
+    /// These tests (numbers in its listing); none: the executable does not run.
+    Tests(Vec<u32>),
+}
+
+/// The tests of each executable that the run's filter and partition select.
+fn choose(
+    executables: &[TestExecutable],
+    listings: &[Option<Vec<String>>],
+    options: &RunOptions,
+) -> Vec<Chosen> {
+    let mut chosen: Vec<Chosen> = executables
+        .iter()
+        .zip(listings)
+        .map(|(executable, listing)| {
+            let package = executable.package.name.as_str();
+            let Some(listing) = listing else {
+                let whole = options
+                    .only_tests
+                    .as_ref()
+                    .is_none_or(|only| only.packages.iter().any(|p| p == package));
+                return if whole {
+                    Chosen::Whole
+                } else {
+                    Chosen::Tests(Vec::new())
+                };
+            };
+            Chosen::Tests(
+                (0..listing.len() as u32)
+                    .filter(|&n| {
+                        options.only_tests.as_ref().is_none_or(|only| {
+                            only.selects(package, &test_id(executable, &listing[n as usize]))
+                        })
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    if let Some(partition) = &options.partition {
+        let ids: Vec<Vec<String>> = chosen
+            .iter()
+            .zip(executables.iter().zip(listings))
+            .map(|(chosen, (executable, listing))| match chosen {
+                Chosen::Whole => vec![executable.target.clone()],
+                Chosen::Tests(numbers) => {
+                    let listing = listing.as_deref().unwrap_or_default();
+                    numbers
+                        .iter()
+                        .map(|&n| test_id(executable, &listing[n as usize]))
+                        .collect()
+                }
+            })
+            .collect();
+        let ids: Vec<Vec<&str>> = ids
+            .iter()
+            .map(|tests| tests.iter().map(String::as_str).collect())
+            .collect();
+        for (chosen, selected) in chosen.iter_mut().zip(partition.select(&ids)) {
+            match chosen {
+                Chosen::Whole if !selected[0] => *chosen = Chosen::Tests(Vec::new()),
+                Chosen::Whole => {}
+                Chosen::Tests(numbers) => {
+                    let mut selected = selected.into_iter();
+                    numbers.retain(|_| selected.next().unwrap_or(false));
+                }
+            }
+        }
+    }
+    chosen
+}
+
+/// A test's id in reports: `<cargo target>::<libtest name>`.
+fn test_id(executable: &TestExecutable, name: &str) -> String {
+    format!("{}::{name}", executable.target)
+}
+
+/// Splits each executable's chosen tests into up to `jobs` shards, so that the cores stay busy
+/// even when one executable holds most of the tests.
 fn shard(
     executables: &[TestExecutable],
     listings: &[Option<Vec<String>>],
+    chosen: &[Chosen],
     durations: &HashMap<String, u64>,
-    options: &RunOptions,
+    jobs: usize,
 ) -> Vec<Shard> {
     let mut shards = Vec::new();
-    for (i, (executable, listing)) in executables.iter().zip(listings).enumerate() {
-        let package = executable.package.name.as_str();
-        let Some(listing) = listing else {
-            let whole = options
-                .only_tests
-                .as_ref()
-                .is_none_or(|only| only.packages.iter().any(|p| p == package));
-            if whole {
+    for (i, chosen) in chosen.iter().enumerate() {
+        let selected = match chosen {
+            Chosen::Whole => {
                 shards.push(Shard {
                     executable: i,
                     tests: Vec::new(),
                     whole: true,
                 });
+                continue;
             }
-            continue;
+            Chosen::Tests(selected) if selected.is_empty() => continue,
+            Chosen::Tests(selected) => selected,
         };
-        let selected: Vec<u32> = (0..listing.len() as u32)
-            .filter(|&n| {
-                options.only_tests.as_ref().is_none_or(|only| {
-                    let id = format!("{}::{}", executable.target, listing[n as usize]);
-                    only.selects(package, &id)
-                })
-            })
-            .collect();
-        if selected.is_empty() {
-            continue;
-        }
+        let listing = listings[i].as_deref().unwrap_or_default();
         let expected: Vec<(u32, Option<u64>)> = selected
             .iter()
             .map(|&n| {
-                let id = format!("{}::{}", executable.target, listing[n as usize]);
+                let id = test_id(&executables[i], &listing[n as usize]);
                 (n, durations.get(&id).copied())
             })
             .collect();
-        for tests in split(&expected, options.jobs) {
+        for tests in split(&expected, jobs) {
             shards.push(Shard {
                 executable: i,
                 tests,

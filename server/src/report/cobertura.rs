@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::cargo::Workspace;
+use super::RunInfo;
 use crate::coverage::{Coverage, FileCoverage, LineCoverage};
 
 /// `line-rate`: covered over coverable, 1 when nothing is coverable.
@@ -41,19 +41,19 @@ fn write_lines<'a>(out: &mut String, indent: &str, lines: impl Iterator<Item = &
 }
 
 /// The report; `timestamp` in milliseconds since the epoch, as Cobertura writes it.
-pub fn render(coverage: &Coverage, workspace: &Workspace, timestamp: u128) -> String {
+pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> String {
     // Each file under the deepest package directory that holds it; others under the workspace.
     let package_of = |path: &Path| {
         workspace
             .packages
             .iter()
-            .filter(|p| path.starts_with(&p.manifest_dir))
-            .max_by_key(|p| p.manifest_dir.components().count())
+            .filter(|p| path.starts_with(&p.dir))
+            .max_by_key(|p| p.dir.components().count())
     };
     let mut packages: Vec<(String, &Path, Vec<&FileCoverage>)> = Vec::new();
     for file in &coverage.files {
         let (name, dir) = match package_of(&file.path) {
-            Some(p) => (p.name.clone(), p.manifest_dir.as_path()),
+            Some(p) => (p.name.clone(), p.dir.as_path()),
             None => (String::from("(workspace)"), workspace.root.as_path()),
         };
         match packages.iter_mut().find(|(n, _, _)| *n == name) {
@@ -139,9 +139,9 @@ pub fn render(coverage: &Coverage, workspace: &Workspace, timestamp: u128) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cargo::Package;
     use crate::coverage::test_data::line;
     use crate::coverage::FunctionCoverage;
+    use crate::report::PackageDir;
 
     #[test]
     fn packages_classes_methods_and_rates() {
@@ -161,16 +161,13 @@ mod tests {
             tests: Vec::new(),
             count_cap: 10,
         };
-        let workspace = Workspace {
+        let workspace = RunInfo {
             root: "/w".into(),
-            target_dir: "/w/target".into(),
-            packages: vec![Package {
+            packages: vec![PackageDir {
                 name: "core".into(),
-                version: "0.1.0".into(),
-                manifest_dir: "/w/core".into(),
-                dependencies: Vec::new(),
-                proc_macro: false,
+                dir: "/w/core".into(),
             }],
+            executables: Vec::new(),
         };
         let xml = render(&coverage, &workspace, 42);
         assert!(

@@ -1,109 +1,157 @@
 //! The JSON report (`--json FILE`): per-file line hits and functions, per-test outcomes, totals.
 //! Its schema is documented in the README; `version` changes when a field changes meaning.
 
-use serde::Serialize;
+use std::path::PathBuf;
 
-use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, TestInfo};
-use crate::run::RunReport;
+use serde::{Deserialize, Serialize};
+
+use super::{ExecutableInfo, PackageDir, RunInfo};
+use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
 
 /// 2: `lines[].tests` are `{id, hits}` (each test's own executions of the line), `hits` is exact
 /// unless `capped` is set.
 pub const SCHEMA_VERSION: u32 = 2;
 
-#[derive(Serialize)]
-struct Report<'a> {
+#[derive(Serialize, Deserialize)]
+struct Report {
     version: u32,
-    workspace: &'a std::path::Path,
+    workspace: PathBuf,
+    /// Packages of the workspace (for Cobertura's packages when the report is merged).
+    #[serde(default)]
+    packages: Vec<PackageDir>,
+    /// The int3 fallback's cap (see `capped`).
+    #[serde(default = "default_cap")]
+    count_cap: u32,
     covered: usize,
     coverable: usize,
-    files: Vec<File<'a>>,
-    tests: &'a [TestInfo],
-    executables: Vec<Executable<'a>>,
+    files: Vec<File>,
+    tests: Vec<TestInfo>,
+    executables: Vec<ExecutableInfo>,
 }
 
-#[derive(Serialize)]
-struct File<'a> {
-    path: &'a std::path::Path,
+fn default_cap() -> u32 {
+    crate::run::DEFAULT_COUNT_CAP
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    path: PathBuf,
     covered: usize,
     coverable: usize,
-    lines: Vec<Line<'a>>,
-    functions: &'a [FunctionCoverage],
+    lines: Vec<Line>,
+    functions: Vec<FunctionCoverage>,
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
+#[derive(Serialize, Deserialize)]
+struct Line {
     line: u32,
     /// Executions; a lower bound when `capped`.
     hits: u64,
     /// Present (and `true`) only when some of the line's code was counted up to the int3 cap.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     capped: bool,
     /// The tests that ran the line, in the run's test order.
-    tests: Vec<LineTest<'a>>,
+    tests: Vec<LineTest>,
 }
 
-#[derive(Serialize)]
-struct LineTest<'a> {
+#[derive(Serialize, Deserialize)]
+struct LineTest {
     /// The test's id rather than its index, so that the report reads on its own.
-    id: &'a str,
+    id: String,
     /// That test's own executions of the line.
     hits: u64,
 }
 
-#[derive(Serialize)]
-struct Executable<'a> {
-    path: &'a std::path::Path,
-    target: &'a str,
-    kind: &'a str,
-    /// How each process that ran its tests ended (`Code(0)`, `Signal(11)`, `TimedOut`).
-    exits: Vec<String>,
-    counting: Counting,
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("not a coverlay JSON report: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("report version {0}; this coverlay reads version {SCHEMA_VERSION} (rerun the tests with this coverlay)")]
+    Version(u32),
+    #[error("line {line} of {file} names test `{id}`, which the report does not list")]
+    UnknownTest {
+        file: PathBuf,
+        line: u32,
+        id: String,
+    },
 }
 
-/// How an executable's addresses were counted, and what it cost.
-#[derive(Serialize)]
-struct Counting {
-    /// Addresses counted by a trampoline (their own, or a run shared with the one before).
-    trampolines: usize,
-    /// Addresses counted by int3 (test entries included).
-    int3: usize,
-    /// Traps taken over all its processes.
-    traps: u64,
-}
-
-pub fn render(report: &RunReport) -> String {
-    let coverage = &report.coverage;
+pub fn render(coverage: &Coverage, info: &RunInfo) -> String {
     let report = Report {
         version: SCHEMA_VERSION,
-        workspace: &report.workspace.root,
+        workspace: info.root.clone(),
+        packages: info.packages.clone(),
+        count_cap: coverage.count_cap,
         covered: coverage.covered(),
         coverable: coverage.coverable(),
         files: coverage.files.iter().map(|f| file(f, coverage)).collect(),
-        tests: &coverage.tests,
-        executables: report
-            .executables
-            .iter()
-            .map(|run| Executable {
-                path: &run.executable.path,
-                target: &run.executable.target,
-                kind: &run.executable.kind,
-                exits: run.exits.iter().map(|e| format!("{e:?}")).collect(),
-                counting: Counting {
-                    trampolines: run.counting.sites.alone
-                        + run.counting.sites.runs
-                        + run.counting.sites.covered,
-                    int3: run.counting.sites.traps,
-                    traps: run.counting.traps,
-                },
-            })
-            .collect(),
+        tests: coverage.tests.clone(),
+        executables: info.executables.clone(),
     };
     serde_json::to_string_pretty(&report).expect("report serialises")
 }
 
-fn file<'a>(f: &'a FileCoverage, coverage: &'a Coverage) -> File<'a> {
+/// A report [`render`] wrote, back as what it was written from.
+pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let Version { version } = serde_json::from_str(text)?;
+    if version != SCHEMA_VERSION {
+        return Err(ReadError::Version(version));
+    }
+    let report: Report = serde_json::from_str(text)?;
+    let index: std::collections::HashMap<&str, u32> = report
+        .tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i as u32))
+        .collect();
+    let mut files = Vec::with_capacity(report.files.len());
+    for f in report.files {
+        let mut lines = Vec::with_capacity(f.lines.len());
+        for l in f.lines {
+            let mut tests = Vec::with_capacity(l.tests.len());
+            for t in l.tests {
+                let Some(&test) = index.get(t.id.as_str()) else {
+                    return Err(ReadError::UnknownTest {
+                        file: f.path,
+                        line: l.line,
+                        id: t.id,
+                    });
+                };
+                tests.push(TestHits { test, hits: t.hits });
+            }
+            lines.push(LineCoverage {
+                line: l.line,
+                hits: l.hits,
+                capped: l.capped,
+                tests,
+            });
+        }
+        files.push(FileCoverage {
+            path: f.path,
+            lines,
+            functions: f.functions,
+        });
+    }
+    let coverage = Coverage {
+        files,
+        tests: report.tests,
+        count_cap: report.count_cap,
+    };
+    let info = RunInfo {
+        root: report.workspace,
+        packages: report.packages,
+        executables: report.executables,
+    };
+    Ok((coverage, info))
+}
+
+fn file(f: &FileCoverage, coverage: &Coverage) -> File {
     File {
-        path: &f.path,
+        path: f.path.clone(),
         covered: f.covered(),
         coverable: f.coverable(),
         lines: f
@@ -119,14 +167,14 @@ fn file<'a>(f: &'a FileCoverage, coverage: &'a Coverage) -> File<'a> {
                     .filter_map(|t| {
                         let test = coverage.tests.get(t.test as usize)?;
                         Some(LineTest {
-                            id: &test.id,
+                            id: test.id.clone(),
                             hits: t.hits,
                         })
                     })
                     .collect(),
             })
             .collect(),
-        functions: &f.functions,
+        functions: f.functions.clone(),
     }
 }
 
@@ -146,9 +194,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lines_carry_exact_hits_per_test_hits_and_capped_only_when_set() {
-        let coverage = Coverage {
+    fn sample() -> Coverage {
+        Coverage {
             files: vec![FileCoverage {
                 path: "/w/src/lib.rs".into(),
                 lines: vec![
@@ -184,7 +231,60 @@ mod tests {
             }],
             tests: vec![test("mycrate::tests::spins"), test("mycrate::tests::once")],
             count_cap: 10,
+        }
+    }
+
+    #[test]
+    fn what_is_written_reads_back_the_same() {
+        let coverage = sample();
+        let info = RunInfo {
+            root: "/w".into(),
+            packages: vec![PackageDir {
+                name: "mycrate".into(),
+                dir: "/w".into(),
+            }],
+            executables: vec![ExecutableInfo {
+                path: "/w/target/debug/deps/mycrate-1".into(),
+                target: "mycrate".into(),
+                kind: "lib".into(),
+                exits: vec!["Code(0)".into()],
+                counting: crate::report::Counting {
+                    trampolines: 3,
+                    int3: 1,
+                    traps: 9,
+                },
+            }],
         };
+        let (read, read_info) = parse(&render(&coverage, &info)).unwrap();
+        assert_eq!(read, coverage);
+        assert_eq!(read_info, info);
+    }
+
+    #[test]
+    fn reports_of_another_version_or_shape_are_refused_with_the_reason() {
+        let old = r#"{"version": 1, "files": []}"#;
+        assert!(matches!(parse(old), Err(ReadError::Version(1))));
+        assert!(matches!(parse("[1, 2]"), Err(ReadError::Json(_))));
+        let info = RunInfo {
+            root: "/w".into(),
+            packages: Vec::new(),
+            executables: Vec::new(),
+        };
+        let mut value: serde_json::Value = serde_json::from_str(&render(&sample(), &info)).unwrap();
+        value["files"][0]["lines"][1]["tests"][0]["id"] = "mycrate::gone".into();
+        let unknown = value.to_string();
+        assert!(
+            matches!(
+                parse(&unknown),
+                Err(ReadError::UnknownTest { line: 13, .. })
+            ),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn lines_carry_exact_hits_per_test_hits_and_capped_only_when_set() {
+        let coverage = sample();
         let value = serde_json::to_value(file(&coverage.files[0], &coverage)).unwrap();
         assert_eq!(
             value["lines"],
