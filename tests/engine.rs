@@ -158,23 +158,24 @@ fn run(mode: &str, counting: Counting, timeout: Option<Duration>) -> (u64, u64, 
                 mode: Mode::Counts,
                 count_cap: 10,
                 timeout,
-                cancel: None,
+                ..Options::default()
             }
         }
         Counting::Traps(cap) => Options {
             mode: Mode::Counts,
             count_cap: cap,
             timeout,
-            cancel: None,
+            ..Options::default()
         },
         Counting::FirstHit => Options {
             mode: Mode::FirstHit,
             count_cap: 1,
             timeout,
-            cancel: None,
+            ..Options::default()
         },
     };
     let trace = engine::trace(&program, &breakpoints, &options).expect("trace runs");
+
     if matches!(counting, Counting::Trampolines) {
         assert_eq!(trace.stats.traps, 0, "trampolines count without traps");
     }

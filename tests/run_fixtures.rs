@@ -469,7 +469,13 @@ fn fail_under_gates_on_the_total_both_ways() {
         !stderr.contains("building tests"),
         "--quiet: no progress\n{stderr}"
     );
-    assert!(String::from_utf8_lossy(&below.output.stderr).contains("building tests"));
+    let progress = String::from_utf8_lossy(&below.output.stderr);
+    assert!(progress.contains("building tests"), "{progress}");
+    let tests = total["tests"].as_array().unwrap().len();
+    assert!(
+        progress.contains(&format!("running tests under coverage: {tests}/{tests}\n")),
+        "plain progress lines end with every test done\n{progress}"
+    );
 }
 
 /// What a merged report must equal: per line its hits and each test's own count, per test its

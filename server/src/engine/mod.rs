@@ -79,6 +79,8 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Set to true from any thread to kill the run.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Incremented at each test's start, for progress shown while the run goes.
+    pub tests_started: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// How the traced process ended.

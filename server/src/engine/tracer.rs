@@ -67,6 +67,7 @@ struct Session {
     test_starts: Vec<(u32, Duration)>,
     /// When the current test started (nanoseconds since `started`), for the watchdog.
     mark: Arc<AtomicU64>,
+    tests_started: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// How a counting breakpoint is passed, per breakpoint; empty when single-stepping.
     resume_plan: Vec<Resume>,
     same_line: Vec<u32>,
@@ -124,6 +125,7 @@ pub(super) fn run(
         test_hits: Vec::new(),
         test_starts: Vec::new(),
         mark,
+        tests_started: options.tests_started.clone(),
         resume_plan: Vec::new(),
         same_line: breakpoints.same_line.clone(),
         site_counts: SiteCounts::default(),
@@ -501,6 +503,9 @@ impl Session {
         self.current_test = Some(test);
         let elapsed = self.started.elapsed();
         self.test_starts.push((test, elapsed));
+        if let Some(started) = &self.tests_started {
+            started.fetch_add(1, Ordering::Relaxed);
+        }
         self.mark
             .store(elapsed.as_nanos() as u64, Ordering::Relaxed);
         for space in self.spaces.iter_mut().flatten() {

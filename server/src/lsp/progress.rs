@@ -1,5 +1,5 @@
 //! Work-done progress for runs (`window/workDoneProgress/create` + `$/progress`), used only when
-//! the client declared support; "building", then "running 3/7 test binaries".
+//! the client declared support; "building", then "running 12/140 tests (mycrate)".
 
 use std::time::Duration;
 
@@ -17,7 +17,11 @@ pub fn text(progress: &Progress) -> String {
         Progress::Building { crates_compiled } => {
             format!("building tests ({crates_compiled} crates compiled)")
         }
-        Progress::Running { done, total } => format!("running {done}/{total} test binaries"),
+        Progress::Running {
+            done,
+            total,
+            binary,
+        } => format!("running {done}/{total} tests ({binary})"),
     }
 }
 

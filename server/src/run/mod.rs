@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,12 @@ use crate::libtest::{Outcome, TestResult};
 use crate::plan::{self, Plan, SourceFile, Sources};
 use crate::selection;
 use crate::testrun;
+
+mod shards;
+
+use shards::{
+    choose, read_durations, shard, test_id, write_durations, Chosen, Shard, TestProgress,
+};
 
 /// Executions counted per address, test and process by the int3 fallback (addresses a counter
 /// trampoline cannot serve); every such count costs a trap (≈ 20 µs). Trampolines count exactly.
@@ -76,8 +82,15 @@ impl Default for RunOptions {
 /// What a run reports while it goes.
 #[derive(Clone, Debug)]
 pub enum Progress {
-    Building { crates_compiled: usize },
-    Running { done: usize, total: usize },
+    Building {
+        crates_compiled: usize,
+    },
+    /// Tests done of those the run traces; `binary`: the target whose tests started last.
+    Running {
+        done: usize,
+        total: usize,
+        binary: String,
+    },
 }
 
 #[derive(Debug)]
@@ -330,14 +343,12 @@ pub fn run(
         count_cap: options.count_cap,
         timeout: Some(options.timeout),
         cancel: options.cancel.clone(),
+        tests_started: None,
     };
-    let done = AtomicUsize::new(0);
-    on_progress(Progress::Running {
-        done: 0,
-        total: shards.len(),
-    });
-    let shard_runs = crate::parallel::map(&shards, options.jobs, |shard| {
+    let progress = TestProgress::new(&shards);
+    let trace_shard = |(i, shard): (usize, &Shard)| {
         let executable = &executables[shard.executable];
+        progress.begin(&executable.target);
         let tests: Vec<(u32, &str)> = shard
             .tests
             .iter()
@@ -348,6 +359,10 @@ pub fn run(
                 )
             })
             .collect();
+        let engine_options = engine::Options {
+            tests_started: Some(progress.started[i].clone()),
+            ..engine_options.clone()
+        };
         let result = if shard.whole {
             whole_run(
                 &program(executable),
@@ -362,14 +377,19 @@ pub fn run(
                 &engine_options,
             )
         };
-        on_progress(Progress::Running {
-            done: done.fetch_add(1, Ordering::Relaxed) + 1,
-            total: shards.len(),
-        });
+        progress.finish(i);
         result.map_err(|source| RunError::Engine {
             exe: executable.path.clone(),
             source,
         })
+    };
+    let numbered: Vec<(usize, &Shard)> = shards.iter().enumerate().collect();
+    let shard_runs = std::thread::scope(|scope| {
+        let (running, ended) = std::sync::mpsc::channel::<()>();
+        scope.spawn(|| progress.report(ended, on_progress));
+        let runs = crate::parallel::map(&numbered, options.jobs, |&item| trace_shard(item));
+        drop(running);
+        runs
     });
     tracing::debug!("tests traced after {:?}", started.elapsed());
     let traced_at = started.elapsed();
@@ -555,213 +575,6 @@ fn counting_sites(plan: &Plan, exe: &Path, cache: &JsonCache) -> Vec<engine::Sit
     }
 }
 
-/// What a process start costs, in milliseconds of tests: below this much expected work, an
-/// executable's tests stay in one process.
-const SPLIT_WORTH_MS: u64 = 100;
-
-/// Test numbers (with their durations in earlier runs, when known) split into up to `jobs`
-/// shards of about equal expected time: longest first, each to the least loaded shard. Without
-/// any known duration, up to `jobs` shards of at least 8 tests, round-robin (a process start
-/// costs more than a few short tests). Each shard keeps libtest's order.
-fn split(tests: &[(u32, Option<u64>)], jobs: usize) -> Vec<Vec<u32>> {
-    let known: Vec<u64> = tests.iter().filter_map(|t| t.1).collect();
-    let jobs = jobs.max(1);
-    if known.is_empty() {
-        let count = jobs.clamp(1, tests.len().div_ceil(8).max(1));
-        return (0..count)
-            .map(|k| tests.iter().skip(k).step_by(count).map(|t| t.0).collect())
-            .collect();
-    }
-    let mut sorted = known.clone();
-    sorted.sort_unstable();
-    let typical = sorted[sorted.len() / 2].max(1);
-    let mut expected: Vec<(u64, u32)> = tests
-        .iter()
-        .map(|&(n, ms)| (ms.unwrap_or(typical).max(1), n))
-        .collect();
-    let total: u64 = expected.iter().map(|e| e.0).sum();
-    let count = if total < SPLIT_WORTH_MS {
-        1
-    } else {
-        jobs.min(tests.len())
-    };
-    expected.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut shards: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); count];
-    for (ms, n) in expected {
-        let lightest = shards
-            .iter_mut()
-            .min_by_key(|s| s.0)
-            .expect("at least one shard");
-        lightest.0 += ms;
-        lightest.1.push(n);
-    }
-    shards
-        .into_iter()
-        .map(|(_, mut tests)| {
-            tests.sort_unstable();
-            tests
-        })
-        .filter(|tests| !tests.is_empty())
-        .collect()
-}
-
-/// Test durations of earlier runs (test id → ms), for [`split`].
-fn read_durations(file: &Path) -> HashMap<String, u64> {
-    std::fs::read(file)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-/// Adds this run's test durations to the earlier ones (tests that did not run keep theirs).
-fn write_durations(file: &Path, mut durations: HashMap<String, u64>, tests: &[TestInfo]) {
-    for test in tests {
-        if !matches!(test.outcome, Outcome::Ignored) {
-            durations.insert(test.id.clone(), test.duration_ms);
-        }
-    }
-    let written = serde_json::to_vec(&durations)
-        .map_err(std::io::Error::other)
-        .and_then(|json| {
-            let temporary = file.with_extension("json.tmp");
-            std::fs::write(&temporary, json)?;
-            std::fs::rename(&temporary, file)
-        });
-    if let Err(error) = written {
-        tracing::debug!("cannot save test durations to {}: {error}", file.display());
-    }
-}
-
-/// A unit of work: some tests of one executable, run one at a time in their own process(es).
-struct Shard {
-    executable: usize,
-    tests: Vec<u32>,
-    /// Not a libtest harness: run the executable once as it is, without per-test attribution.
-    whole: bool,
-}
-
-/// What a run runs of one test executable.
-#[derive(Debug, PartialEq, Eq)]
-enum Chosen {
-    /// Not a libtest harness: run once as it is.
-    Whole,
-    /// These tests (numbers in its listing); none: the executable does not run.
-    Tests(Vec<u32>),
-}
-
-/// The tests of each executable that the run's filter and partition select.
-fn choose(
-    executables: &[TestExecutable],
-    listings: &[Option<Vec<String>>],
-    options: &RunOptions,
-) -> Vec<Chosen> {
-    let mut chosen: Vec<Chosen> = executables
-        .iter()
-        .zip(listings)
-        .map(|(executable, listing)| {
-            let package = executable.package.name.as_str();
-            let Some(listing) = listing else {
-                let whole = options
-                    .only_tests
-                    .as_ref()
-                    .is_none_or(|only| only.packages.iter().any(|p| p == package));
-                return if whole {
-                    Chosen::Whole
-                } else {
-                    Chosen::Tests(Vec::new())
-                };
-            };
-            Chosen::Tests(
-                (0..listing.len() as u32)
-                    .filter(|&n| {
-                        options.only_tests.as_ref().is_none_or(|only| {
-                            only.selects(package, &test_id(executable, &listing[n as usize]))
-                        })
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    if let Some(partition) = &options.partition {
-        let ids: Vec<Vec<String>> = chosen
-            .iter()
-            .zip(executables.iter().zip(listings))
-            .map(|(chosen, (executable, listing))| match chosen {
-                Chosen::Whole => vec![executable.target.clone()],
-                Chosen::Tests(numbers) => {
-                    let listing = listing.as_deref().unwrap_or_default();
-                    numbers
-                        .iter()
-                        .map(|&n| test_id(executable, &listing[n as usize]))
-                        .collect()
-                }
-            })
-            .collect();
-        let ids: Vec<Vec<&str>> = ids
-            .iter()
-            .map(|tests| tests.iter().map(String::as_str).collect())
-            .collect();
-        for (chosen, selected) in chosen.iter_mut().zip(partition.select(&ids)) {
-            match chosen {
-                Chosen::Whole if !selected[0] => *chosen = Chosen::Tests(Vec::new()),
-                Chosen::Whole => {}
-                Chosen::Tests(numbers) => {
-                    let mut selected = selected.into_iter();
-                    numbers.retain(|_| selected.next().unwrap_or(false));
-                }
-            }
-        }
-    }
-    chosen
-}
-
-/// A test's id in reports: `<cargo target>::<libtest name>`.
-fn test_id(executable: &TestExecutable, name: &str) -> String {
-    format!("{}::{name}", executable.target)
-}
-
-/// Splits each executable's chosen tests into up to `jobs` shards, so that the cores stay busy
-/// even when one executable holds most of the tests.
-fn shard(
-    executables: &[TestExecutable],
-    listings: &[Option<Vec<String>>],
-    chosen: &[Chosen],
-    durations: &HashMap<String, u64>,
-    jobs: usize,
-) -> Vec<Shard> {
-    let mut shards = Vec::new();
-    for (i, chosen) in chosen.iter().enumerate() {
-        let selected = match chosen {
-            Chosen::Whole => {
-                shards.push(Shard {
-                    executable: i,
-                    tests: Vec::new(),
-                    whole: true,
-                });
-                continue;
-            }
-            Chosen::Tests(selected) if selected.is_empty() => continue,
-            Chosen::Tests(selected) => selected,
-        };
-        let listing = listings[i].as_deref().unwrap_or_default();
-        let expected: Vec<(u32, Option<u64>)> = selected
-            .iter()
-            .map(|&n| {
-                let id = test_id(&executables[i], &listing[n as usize]);
-                (n, durations.get(&id).copied())
-            })
-            .collect();
-        for tests in split(&expected, jobs) {
-            shards.push(Shard {
-                executable: i,
-                tests,
-                whole: false,
-            });
-        }
-    }
-    shards
-}
-
 /// An executable that is not a libtest harness runs once; its output is read as libtest's if it is.
 fn whole_run(
     program: &engine::Program,
@@ -919,47 +732,5 @@ fn is_coverable(file: &SourceFile, line: u32) -> bool {
                     .is_none()
         }
         None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split;
-
-    #[test]
-    fn without_durations_small_suites_stay_in_one_process() {
-        let tests: Vec<(u32, Option<u64>)> = (0..5).map(|n| (n, None)).collect();
-        assert_eq!(split(&tests, 2), [vec![0, 1, 2, 3, 4]]);
-        let tests: Vec<(u32, Option<u64>)> = (0..20).map(|n| (n, None)).collect();
-        let shards = split(&tests, 2);
-        assert_eq!(shards.len(), 2);
-        assert_eq!(shards[0], (0..20).step_by(2).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn known_durations_balance_the_shards() {
-        // Two long tests and many short ones: each long test in a shard of its own load.
-        let mut tests: Vec<(u32, Option<u64>)> = (0..10).map(|n| (n, Some(5))).collect();
-        tests[3].1 = Some(500);
-        tests[7].1 = Some(450);
-        let shards = split(&tests, 2);
-        assert_eq!(shards.len(), 2);
-        let load = |s: &Vec<u32>| -> u64 { s.iter().map(|&n| tests[n as usize].1.unwrap()).sum() };
-        assert!(shards.iter().any(|s| s.contains(&3)) && shards.iter().any(|s| s.contains(&7)));
-        assert!(!shards.iter().any(|s| s.contains(&3) && s.contains(&7)));
-        assert!(load(&shards[0]).abs_diff(load(&shards[1])) <= 50);
-        assert!(
-            shards.iter().all(|s| s.windows(2).all(|w| w[0] < w[1])),
-            "libtest order"
-        );
-        // Three tests, one of them long: worth two processes; a few quick ones are not.
-        assert_eq!(
-            split(&[(0, Some(300)), (1, Some(2)), (2, None)], 2).len(),
-            2
-        );
-        assert_eq!(
-            split(&[(0, Some(3)), (1, Some(2)), (2, Some(1))], 2).len(),
-            1
-        );
     }
 }

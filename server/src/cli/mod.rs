@@ -1,7 +1,7 @@
-//! Command-line entry points: argument parsing, progress on stderr, and the printed results of
-//! `coverlay run`. Everything it shows comes from `run::RunReport`.
+//! Command-line entry points: argument parsing and the printed results of `coverlay run` and
+//! `coverlay merge`. What a run shows comes from `run::RunReport`, what a merge shows from JSON.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,7 +15,9 @@ use crate::engine::Exit;
 use crate::libtest::Outcome;
 use crate::partition::Partition;
 use crate::report::{self, RunInfo};
-use crate::run::{self, Progress, RunOptions, RunReport};
+use crate::run::{self, RunOptions, RunReport};
+
+mod progress;
 
 /// Live test coverage for Rust: a ptrace coverage engine and a language server.
 #[derive(Debug, Parser)]
@@ -129,13 +131,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         partition: args.partition,
         snapshot_sources: false,
     };
-    let progress = ProgressLine::new();
+    let progress = (!args.quiet).then(progress::Display::new);
     let report = run::run(&args.path, &options, &|p| {
-        if !args.quiet {
+        if let Some(progress) = &progress {
             progress.show(p)
         }
     });
-    progress.clear();
+    drop(progress);
     let report = report?;
 
     print_failures(&report);
@@ -305,45 +307,4 @@ fn print_summary(tests: &[TestInfo]) {
         count(|o| *o == Outcome::TimedOut),
         count(|o| matches!(o, Outcome::Crashed { .. })),
     );
-}
-
-/// One status line on stderr, rewritten in place on a terminal and printed per phase otherwise.
-struct ProgressLine {
-    tty: bool,
-    last: std::sync::Mutex<String>,
-}
-
-impl ProgressLine {
-    fn new() -> Self {
-        Self {
-            tty: std::io::stderr().is_terminal(),
-            last: std::sync::Mutex::new(String::new()),
-        }
-    }
-
-    fn show(&self, progress: Progress) {
-        let text = match progress {
-            Progress::Building { crates_compiled } => {
-                format!("building tests ({crates_compiled} crates compiled)")
-            }
-            Progress::Running { done, total } => {
-                format!("running test executables under coverage ({done}/{total})")
-            }
-        };
-        let mut last = self.last.lock().expect("progress lock");
-        let mut stderr = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(stderr, "\r\x1b[K{text}");
-            let _ = stderr.flush();
-        } else if text.split(' ').next() != last.split(' ').next() {
-            let _ = writeln!(stderr, "{}", text.split(" (").next().unwrap_or(&text));
-        }
-        *last = text;
-    }
-
-    fn clear(&self) {
-        if self.tty {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
-        }
-    }
 }
