@@ -626,6 +626,62 @@ fn merge_explains_what_it_cannot_read() {
 }
 
 #[test]
+fn tests_see_the_environment_and_directory_cargo_gives_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (under_cargo, under_coverlay) = (dir.path().join("cargo"), dir.path().join("coverlay"));
+    let cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["test", "--quiet"])
+        .current_dir(fixture("cargoenv"))
+        .env("CARGOENV_DUMP", &under_cargo)
+        .output()
+        .unwrap();
+    assert!(cargo.status.success(), "{}", text(&cargo));
+    let run = coverlay_run(
+        "cargoenv",
+        &[],
+        &[("CARGOENV_DUMP", under_coverlay.to_str().unwrap())],
+    );
+    // CARGO_BIN_EXE_tool is there: the test that runs the binary passes.
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let outcomes: Vec<(String, Value)> = essence(run.json.as_ref().unwrap()).1;
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert!(outcomes.iter().all(|(_, o)| o == "passed"), "{outcomes:?}");
+    // The same variables with the same values, but for coverlay's own target directory and the
+    // build script's hash (coverlay's `--cfg coverlay` is part of it).
+    let read = |file: &Path| {
+        let text = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("/target/coverlay/", "/target/");
+        let mut parts = text.split("/build/cargoenv-");
+        let mut out = parts.next().unwrap().to_owned();
+        for part in parts {
+            out.push_str("/build/cargoenv-HASH");
+            out.push_str(part.get(16..).unwrap_or(part));
+        }
+        out
+    };
+    let (cargo, coverlay) = (read(&under_cargo), read(&under_coverlay));
+    assert!(cargo.contains("CARGO_BIN_EXE_tool="), "{cargo}");
+    assert!(
+        cargo.contains("/out/native"),
+        "the build script's search path: {cargo}"
+    );
+    let differ: Vec<String> = {
+        let (a, b): (Vec<&str>, Vec<&str>) = (cargo.lines().collect(), coverlay.lines().collect());
+        a.iter()
+            .filter(|l| !b.contains(l))
+            .map(|l| format!("cargo test:    {l}"))
+            .chain(
+                b.iter()
+                    .filter(|l| !a.contains(l))
+                    .map(|l| format!("coverlay run: {l}")),
+            )
+            .collect()
+    };
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+#[test]
 fn lcov_carries_the_same_lines_and_loads_in_the_lcov_reader() {
     let run = cached("ledger");
     let lcov_path = run.lcov.as_ref().expect("lcov written");

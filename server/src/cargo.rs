@@ -151,18 +151,12 @@ pub fn build_tests(
     cancel: Option<&AtomicBool>,
     on_event: &mut dyn FnMut(BuildEvent),
 ) -> Result<Vec<TestExecutable>, CargoError> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = command(workspace, &["test", "--no-run", "--message-format=json"]);
     command
-        .current_dir(&workspace.root)
-        .args(["test", "--no-run", "--message-format=json"])
-        .arg("--target-dir")
-        .arg(workspace.coverlay_dir())
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    set_rustflags(&mut command);
     command.process_group(0);
     let mut child = command.spawn().map_err(CargoError::Spawn)?;
     let group = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -252,6 +246,20 @@ pub fn build_tests(
     }
     executables.sort_by(|a, b| (&a.package.name, &a.target).cmp(&(&b.package.name, &b.target)));
     Ok(executables)
+}
+
+/// `cargo SUBCOMMAND…` as coverlay runs it: in the workspace, with coverlay's target directory
+/// and compiler flags (the same in every invocation, or cargo would rebuild).
+pub fn command(workspace: &Workspace, subcommand: &[&str]) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&workspace.root)
+        .args(subcommand)
+        .arg("--target-dir")
+        .arg(workspace.coverlay_dir());
+    set_rustflags(&mut command);
+    command
 }
 
 /// Adds coverlay's flags to the user's own: `CARGO_ENCODED_RUSTFLAGS` wins over `RUSTFLAGS` in

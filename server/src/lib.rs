@@ -19,4 +19,5 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod selection;
+pub mod test_env;
 pub mod testrun;

@@ -36,6 +36,15 @@ enum Command {
     Merge(MergeArgs),
     /// Serve the Language Server Protocol on stdin/stdout (started by the editor).
     Lsp,
+    /// cargo's runner while coverlay learns the tests' environment: records it into DIR.
+    #[command(hide = true)]
+    RecordEnv {
+        dir: PathBuf,
+        exe: PathBuf,
+        /// The test executable's arguments (ignored: nothing runs).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The reports `run` and `merge` write, and the gate.
@@ -109,6 +118,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run_command(args),
         Command::Merge(args) => merge_command(args),
         Command::Lsp => return crate::lsp::run_stdio(),
+        Command::RecordEnv { dir, exe, .. } => crate::test_env::record_runner(&dir, &exe)
+            .map(|()| ExitCode::SUCCESS)
+            .with_context(|| format!("recording the environment of {}", exe.display())),
     };
     done.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -20,6 +20,7 @@ use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
 use crate::plan::{self, Plan, SourceFile, Sources};
 use crate::selection;
+use crate::test_env::TestEnv;
 use crate::testrun;
 
 mod shards;
@@ -241,13 +242,13 @@ pub fn run(
     };
     let narrowed = !narrowing.is_empty();
     let cargo_args = if narrowed {
-        &narrowing
+        narrowing
     } else {
-        &options.cargo_args
+        options.cargo_args.clone()
     };
     let built = cargo::build_tests(
         &workspace,
-        cargo_args,
+        &cargo_args,
         options.cancel.as_deref(),
         &mut |_| {
             crates_compiled += 1;
@@ -270,10 +271,17 @@ pub fn run(
         return Err(RunError::Cancelled);
     }
 
+    // cargo's own environment for each test (a cargo invocation, unless recorded before) is
+    // learnt while the line tables are read.
+    let learning = {
+        let (workspace, args, executables) =
+            (workspace.clone(), cargo_args.clone(), executables.clone());
+        std::thread::spawn(move || crate::test_env::learn(&workspace, &args, &executables))
+    };
     let cache = LineCache::new(workspace.coverlay_dir().join("line-tables"));
     let listed = crate::parallel::map(&executables, options.jobs, |executable| {
         let tables = cache.read(&executable.path, &|p| workspace.owns_source(p));
-        (tables, testrun::list(&program(executable)))
+        (tables, testrun::list(&program(executable, None)))
     });
     let mut tables = Vec::with_capacity(listed.len());
     let mut listings = Vec::with_capacity(listed.len());
@@ -345,6 +353,7 @@ pub fn run(
         cancel: options.cancel.clone(),
         tests_started: None,
     };
+    let envs = learning.join().unwrap_or_default();
     let progress = TestProgress::new(&shards);
     let trace_shard = |(i, shard): (usize, &Shard)| {
         let executable = &executables[shard.executable];
@@ -365,13 +374,13 @@ pub fn run(
         };
         let result = if shard.whole {
             whole_run(
-                &program(executable),
+                &program(executable, envs.get(&executable.path)),
                 &breakpoints[shard.executable],
                 &engine_options,
             )
         } else {
             testrun::run_shard(
-                &program(executable),
+                &program(executable, envs.get(&executable.path)),
                 &breakpoints[shard.executable],
                 &tests,
                 &engine_options,
@@ -588,29 +597,38 @@ fn whole_run(
     Ok(run)
 }
 
-/// How `cargo test` runs a test executable: from its package directory, with cargo's variables.
-fn program(executable: &TestExecutable) -> engine::Program {
+/// How `cargo test` runs a test executable: with the environment and working directory cargo
+/// gave it when asked (`test_env`), or else from its package directory with the variables every
+/// test can rely on.
+fn program(executable: &TestExecutable, env: Option<&TestEnv>) -> engine::Program {
     let package = &executable.package;
-    let env = [
-        (
-            "CARGO_MANIFEST_DIR",
-            package.manifest_dir.as_os_str().to_owned(),
-        ),
-        ("CARGO_PKG_NAME", package.name.clone().into()),
-        ("CARGO_PKG_VERSION", package.version.clone().into()),
-        (
-            "CARGO_CRATE_NAME",
-            executable.target.replace('-', "_").into(),
-        ),
-    ];
+    let (env, cwd) = match env {
+        Some(env) => (env.vars().collect(), env.cwd.clone()),
+        None => {
+            let env = [
+                (
+                    "CARGO_MANIFEST_DIR",
+                    package.manifest_dir.as_os_str().to_owned(),
+                ),
+                ("CARGO_PKG_NAME", package.name.clone().into()),
+                ("CARGO_PKG_VERSION", package.version.clone().into()),
+                (
+                    "CARGO_CRATE_NAME",
+                    executable.target.replace('-', "_").into(),
+                ),
+            ];
+            let env = env
+                .into_iter()
+                .map(|(k, v)| (OsString::from(k), v))
+                .collect();
+            (env, package.manifest_dir.clone())
+        }
+    };
     engine::Program {
         exe: executable.path.clone(),
         args: Vec::new(),
-        env: env
-            .into_iter()
-            .map(|(k, v)| (OsString::from(k), v))
-            .collect(),
-        cwd: package.manifest_dir.clone(),
+        env,
+        cwd,
     }
 }
 

@@ -1,0 +1,295 @@
+//! The environment and working directory `cargo test` gives each test executable, learnt from
+//! cargo itself: cargo runs the executables through `coverlay record-env` as their runner.
+//!
+//! What cargo sets (`CARGO_BIN_EXE_*`, `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, `OUT_DIR`, the library
+//! path for native dependencies) depends on the manifests and build scripts, not on the sources,
+//! so a record is kept per executable path until a manifest, the lock file or a build script
+//! changes: a save in the editor does not pay for another cargo invocation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cargo::{self, TestExecutable, Workspace};
+
+/// What cargo ran one test executable with, beyond coverlay's own environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestEnv {
+    pub cwd: PathBuf,
+    /// Variables cargo set or changed (bytes: values need not be UTF-8).
+    pub vars: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TestEnv {
+    pub fn vars(&self) -> impl Iterator<Item = (OsString, OsString)> + '_ {
+        self.vars
+            .iter()
+            .map(|(k, v)| (OsString::from_vec(k.clone()), OsString::from_vec(v.clone())))
+    }
+}
+
+/// A record as the runner writes it.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    exe: PathBuf,
+    cwd: PathBuf,
+    vars: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// `coverlay record-env DIR EXE [ARGS…]`, as cargo runs it: writes what it was given into DIR and
+/// runs nothing.
+pub fn record_runner(dir: &Path, exe: &Path) -> std::io::Result<()> {
+    let record = Record {
+        exe: exe.to_path_buf(),
+        cwd: std::env::current_dir()?,
+        vars: std::env::vars_os()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect(),
+    };
+    let name = format!(
+        "{:016x}.json",
+        crate::selection::content_hash(exe.as_os_str().as_bytes())
+    );
+    let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join(name), json)
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    /// Per executable path: the inputs' hash it was recorded under, and the record.
+    envs: BTreeMap<PathBuf, (u64, TestEnv)>,
+}
+
+/// Each executable's environment as cargo gives it; executables cargo could not be asked about
+/// are missing (the caller falls back to the variables it knows).
+pub fn learn(
+    workspace: &Workspace,
+    cargo_args: &[String],
+    executables: &[TestExecutable],
+) -> HashMap<PathBuf, TestEnv> {
+    let file = workspace.coverlay_dir().join("test-env.json");
+    let mut saved: Saved = std::fs::read(&file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let inputs = inputs_hash(workspace);
+    let known = |saved: &Saved, exe: &Path| saved.envs.get(exe).is_some_and(|(h, _)| *h == inputs);
+    if !executables.iter().all(|e| known(&saved, &e.path)) {
+        match ask_cargo(workspace, cargo_args) {
+            Ok(records) => {
+                let own: HashMap<OsString, OsString> = std::env::vars_os().collect();
+                for record in records {
+                    let env = TestEnv {
+                        cwd: record.cwd,
+                        vars: changed(record.vars, &own),
+                    };
+                    saved.envs.insert(record.exe, (inputs, env));
+                }
+                let written = serde_json::to_vec(&saved)
+                    .map_err(std::io::Error::other)
+                    .and_then(|json| std::fs::write(&file, json));
+                if let Err(error) = written {
+                    tracing::debug!("cannot save {}: {error}", file.display());
+                }
+            }
+            Err(error) => tracing::warn!(
+                "cannot learn the tests' environment from cargo ({error}); tests run with \
+                 CARGO_MANIFEST_DIR and CARGO_PKG_* only"
+            ),
+        }
+    }
+    executables
+        .iter()
+        .filter(|e| known(&saved, &e.path))
+        .map(|e| (e.path.clone(), saved.envs[&e.path].1.clone()))
+        .collect()
+}
+
+/// The variables of a record that coverlay's own environment lacks or holds differently, less
+/// the compiler flags coverlay added for its build (the tests see the user's, as under cargo).
+fn changed(
+    vars: Vec<(Vec<u8>, Vec<u8>)>,
+    own: &HashMap<OsString, OsString>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut vars: Vec<(Vec<u8>, Vec<u8>)> = vars
+        .into_iter()
+        .filter(|(k, v)| {
+            let key = OsString::from_vec(k.clone());
+            let set_for_the_build = key == "RUSTFLAGS" || key == "CARGO_ENCODED_RUSTFLAGS";
+            !set_for_the_build && own.get(&key).map(|o| o.as_bytes()) != Some(v.as_slice())
+        })
+        .collect();
+    vars.sort();
+    vars
+}
+
+/// What cargo's variables for a test executable depend on: manifests, the lock file, cargo's
+/// configuration and build scripts.
+fn inputs_hash(workspace: &Workspace) -> u64 {
+    let mut files: Vec<PathBuf> = vec![
+        workspace.root.join("Cargo.toml"),
+        workspace.root.join("Cargo.lock"),
+        workspace.root.join(".cargo/config.toml"),
+        workspace.root.join(".cargo/config"),
+    ];
+    for package in &workspace.packages {
+        files.push(package.manifest_dir.join("Cargo.toml"));
+        files.push(package.manifest_dir.join("build.rs"));
+    }
+    files.sort();
+    files.dedup();
+    let mut all = Vec::new();
+    for file in files {
+        all.extend_from_slice(file.as_os_str().as_bytes());
+        all.push(0);
+        all.extend(std::fs::read(&file).unwrap_or_default());
+        all.push(0);
+    }
+    crate::selection::content_hash(&all)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error("cannot run cargo: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("`cargo test` with coverlay as its runner failed: {0}")]
+    Failed(String),
+}
+
+/// Runs `cargo test` (already built: nothing compiles) with `coverlay record-env` as the runner.
+fn ask_cargo(workspace: &Workspace, cargo_args: &[String]) -> Result<Vec<Record>, AskError> {
+    let dir = tempfile_dir(workspace)?;
+    let runner = std::env::current_exe()?;
+    let config = format!(
+        "target.'cfg(all())'.runner = [{}, \"record-env\", {}]",
+        toml_string(&runner),
+        toml_string(&dir)
+    );
+    let mut command = cargo::command(workspace, &["test", "--no-fail-fast", "--config", &config]);
+    // Arguments after `--` are the test executables': keep them last.
+    let end = cargo_args
+        .iter()
+        .position(|a| a == "--")
+        .unwrap_or(cargo_args.len());
+    command.args(&cargo_args[..end]);
+    // Doctests are compiled by rustdoc when they run: ask only for the test executables.
+    if !cargo_args[..end].iter().any(|a| selects_targets(a)) {
+        command.arg("--tests");
+    }
+    command.args(&cargo_args[end..]);
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    let records = std::fs::read_dir(&dir).map(|entries| {
+        entries
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+            .collect::<Vec<_>>()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = output?;
+    if !output.status.success() {
+        return Err(AskError::Failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(records?)
+}
+
+/// A cargo flag that chooses which targets `cargo test` builds and runs.
+fn selects_targets(arg: &str) -> bool {
+    let flag = arg.split('=').next().unwrap_or(arg);
+    [
+        "--lib",
+        "--bin",
+        "--bins",
+        "--test",
+        "--tests",
+        "--example",
+        "--examples",
+        "--bench",
+        "--benches",
+        "--all-targets",
+        "--doc",
+    ]
+    .contains(&flag)
+}
+
+fn tempfile_dir(workspace: &Workspace) -> std::io::Result<PathBuf> {
+    let dir = workspace
+        .coverlay_dir()
+        .join(format!("env-records-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A TOML basic string (paths may hold quotes or backslashes).
+fn toml_string(path: &Path) -> String {
+    serde_json::to_string(&path.to_string_lossy()).expect("a string serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_cargo_set_or_changed_is_kept_and_never_the_build_flags() {
+        let own: HashMap<OsString, OsString> = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("RUSTFLAGS", "-C debuginfo=2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        let recorded = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("RUSTFLAGS", "-C debuginfo=2 --cfg coverlay"),
+            ("CARGO_BIN_EXE_tool", "/w/target/debug/tool"),
+            ("LD_LIBRARY_PATH", "/w/target/debug/deps"),
+            ("CARGO_MANIFEST_DIR", "/w"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+        let kept: Vec<(String, String)> = changed(recorded, &own)
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("CARGO_BIN_EXE_tool".into(), "/w/target/debug/tool".into()),
+                ("CARGO_MANIFEST_DIR".into(), "/w".into()),
+                ("LD_LIBRARY_PATH".into(), "/w/target/debug/deps".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn target_flags_are_recognised_with_or_without_a_value() {
+        assert!(selects_targets("--test"));
+        assert!(selects_targets("--test=api"));
+        assert!(selects_targets("--lib"));
+        assert!(!selects_targets("--features"));
+        assert!(!selects_targets("-p"));
+        assert!(!selects_targets("--testing"));
+    }
+
+    #[test]
+    fn runner_paths_become_toml_strings() {
+        assert_eq!(
+            toml_string(Path::new("/a \"b\"/c\\d")),
+            r#""/a \"b\"/c\\d""#
+        );
+    }
+}
