@@ -681,6 +681,109 @@ fn tests_see_the_environment_and_directory_cargo_gives_them() {
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
 
+/// Per test id: (outcome, attempts).
+fn attempts(json: &Value) -> BTreeMap<String, (String, u64)> {
+    json["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let id = t["id"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("flaky::tests::");
+            let outcome = t["outcome"].as_str().unwrap_or("?").to_owned();
+            (
+                id.to_owned(),
+                (outcome, t["attempts"].as_u64().unwrap_or(1)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn retries_report_flaky_tests_with_the_passing_runs_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+
+    let once = coverlay_run("flaky", &[], &[("FLAKY_MARK", &mark("once"))]);
+    assert_eq!(
+        once.output.status.code(),
+        Some(101),
+        "{}",
+        text(&once.output)
+    );
+    let outcomes = attempts(once.json.as_ref().unwrap());
+    assert_eq!(
+        outcomes["passes_on_its_second_attempt"],
+        ("failed".into(), 1)
+    );
+
+    let retried = coverlay_run(
+        "flaky",
+        &["--retries", "2"],
+        &[("FLAKY_MARK", &mark("retried")), ("FLAKY_ALWAYS", "1")],
+    );
+    assert_eq!(
+        retried.output.status.code(),
+        Some(101),
+        "one test fails every time\n{}",
+        text(&retried.output)
+    );
+    let json = retried.json.as_ref().unwrap();
+    let outcomes = attempts(json);
+    assert_eq!(
+        outcomes["passes_on_its_second_attempt"],
+        ("passed".into(), 2)
+    );
+    assert_eq!(
+        outcomes["fails_every_time_when_asked"],
+        ("failed".into(), 3)
+    );
+    assert_eq!(outcomes["steady"], ("passed".into(), 1));
+    let stdout = String::from_utf8_lossy(&retried.output.stdout);
+    assert!(
+        stdout.contains(
+            "test flaky::tests::passes_on_its_second_attempt is flaky: it passed on attempt 2"
+        ) && stdout.contains("tests: 2 passed (1 flaky); 1 failed"),
+        "{stdout}"
+    );
+    // The failed attempt's coverage is gone: only the passing run's counts remain.
+    let lines = &reported(json);
+    let lib = lines
+        .iter()
+        .find(|(path, _)| path.ends_with("src/lib.rs"))
+        .expect("lib.rs reported")
+        .1;
+    assert_eq!(
+        (lib[&7], lib[&13]),
+        (0, 0),
+        "first_try ran only in the failed attempt"
+    );
+    assert_eq!(lib[&17], 2, "later_try: steady and the passing retry");
+    let tests = reported_tests(json);
+    let key = |line| (fixture("flaky").join("src/lib.rs"), line);
+    assert_eq!(
+        tests[&key(17)],
+        [
+            ("flaky::tests::passes_on_its_second_attempt".to_owned(), 1),
+            ("flaky::tests::steady".to_owned(), 1)
+        ]
+    );
+
+    let passes = coverlay_run(
+        "flaky",
+        &["--retries", "1", "-q"],
+        &[("FLAKY_MARK", &mark("passes"))],
+    );
+    assert_eq!(
+        passes.output.status.code(),
+        Some(0),
+        "{}",
+        text(&passes.output)
+    );
+}
+
 #[test]
 fn lcov_carries_the_same_lines_and_loads_in_the_lcov_reader() {
     let run = cached("ledger");

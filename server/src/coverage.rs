@@ -28,6 +28,24 @@ pub struct TestInfo {
     pub message: Option<String>,
     /// Where the test function is (file, line of `fn`), when the debug info tells.
     pub location: Option<(PathBuf, u32)>,
+    /// Runs it took: more than 1 when it failed and `--retries` ran it again. A test that passed
+    /// in more than one attempt is flaky; its coverage is the passing run's.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(attempts: &u32) -> bool {
+    *attempts == 1
+}
+
+impl TestInfo {
+    pub fn flaky(&self) -> bool {
+        self.attempts > 1 && self.outcome == Outcome::Passed
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +171,7 @@ pub mod test_data {
             duration_ms: 1,
             message: None,
             location: None,
+            attempts: 1,
         }
     }
 

@@ -53,6 +53,21 @@ pub struct ShardRun {
 }
 
 impl ShardRun {
+    /// Takes out what `test` ran and its result, as if it had not run (its counts leave the
+    /// totals too): a retry's passing run brings its coverage instead.
+    pub fn forget(&mut self, test: u32) {
+        let hits = &mut self.hits;
+        self.test_hits.retain(|&(t, bp, count)| {
+            if t == test {
+                if let Some(total) = hits.get_mut(bp as usize) {
+                    *total = total.saturating_sub(count);
+                }
+            }
+            t != test
+        });
+        self.results.retain(|(t, _, _)| *t != test);
+    }
+
     /// Adds one process's trace.
     pub fn add(&mut self, trace: &engine::Trace) {
         if self.hits.is_empty() {
@@ -159,4 +174,38 @@ fn durations(starts: &[(u32, Duration)], end: Duration) -> HashMap<u32, Duration
             (test, until.saturating_sub(start))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_test_leaves_the_totals_and_the_results() {
+        let result = |name: &str, outcome| {
+            (
+                0,
+                TestResult {
+                    name: name.into(),
+                    outcome,
+                    message: None,
+                },
+                Duration::ZERO,
+            )
+        };
+        let mut run = ShardRun {
+            // Breakpoint 2 also ran outside any test (once).
+            hits: vec![5, 0, 8],
+            capped: vec![false; 3],
+            test_hits: vec![(0, 0, 2), (1, 0, 3), (1, 2, 7)],
+            results: vec![result("a", Outcome::Passed), result("b", Outcome::Failed)],
+            ..ShardRun::default()
+        };
+        run.results[1].0 = 1;
+        run.forget(1);
+        assert_eq!(run.hits, [2, 0, 1]);
+        assert_eq!(run.test_hits, [(0, 0, 2)]);
+        assert_eq!(run.results.len(), 1);
+        assert_eq!(run.results[0].1.name, "a");
+    }
 }

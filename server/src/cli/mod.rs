@@ -105,6 +105,10 @@ struct RunArgs {
     /// No progress lines while building and running.
     #[arg(short, long)]
     quiet: bool,
+    /// Run a failed test again, alone, up to N more times; one that then passes is reported
+    /// flaky (it passed), with the passing run's coverage (cargo-nextest's `--retries`).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    retries: u32,
     /// Test executables run at once (default: one per core).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -140,6 +144,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs: args.jobs.unwrap_or(defaults.jobs),
         cancel: None,
         only_tests: None,
+        retries: args.retries,
         partition: args.partition,
         snapshot_sources: false,
     };
@@ -308,12 +313,24 @@ fn outcome_text(outcome: &Outcome) -> String {
     }
 }
 
-/// `cargo test`'s closing line, over every test of the run.
+/// The flaky tests, then `cargo test`'s closing line, over every test of the run.
 fn print_summary(tests: &[TestInfo]) {
+    let flaky: Vec<&TestInfo> = tests.iter().filter(|t| t.flaky()).collect();
+    for test in &flaky {
+        println!(
+            "\ntest {} is flaky: it passed on attempt {}",
+            test.id, test.attempts
+        );
+    }
     let count = |pred: fn(&Outcome) -> bool| tests.iter().filter(|t| pred(&t.outcome)).count();
+    let passed = count(|o| *o == Outcome::Passed);
     println!(
-        "\ntests: {} passed; {} failed; {} ignored; {} timed out; {} crashed\n",
-        count(|o| *o == Outcome::Passed),
+        "\ntests: {}; {} failed; {} ignored; {} timed out; {} crashed\n",
+        if flaky.is_empty() {
+            format!("{passed} passed")
+        } else {
+            format!("{passed} passed ({} flaky)", flaky.len())
+        },
         count(|o| *o == Outcome::Failed),
         count(|o| *o == Outcome::Ignored),
         count(|o| *o == Outcome::TimedOut),

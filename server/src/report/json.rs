@@ -191,6 +191,7 @@ mod tests {
             duration_ms: 1,
             message: None,
             location: None,
+            attempts: 1,
         }
     }
 

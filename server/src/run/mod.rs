@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Run only these tests; `None` runs every test.
     pub only_tests: Option<selection::TestFilter>,
+    /// How many more times a failed test runs, alone, until it passes (then it is flaky, with the
+    /// passing run's coverage).
+    pub retries: u32,
     /// Run only this slice of the (selected) tests; the report lists only its tests.
     pub partition: Option<crate::partition::Partition>,
     /// Fingerprint the workspace's sources as the build reads them, for test selection
@@ -74,6 +77,7 @@ impl Default for RunOptions {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cancel: None,
             only_tests: None,
+            retries: 0,
             partition: None,
             snapshot_sources: false,
         }
@@ -106,8 +110,13 @@ pub struct ExecutableRun {
 }
 
 impl ExecutableRun {
+    /// Every test passed (or was ignored) and every process ended well. libtest exits with 101
+    /// after a failed test: when that test passed on a retry, its process's 101 is forgiven.
     pub fn succeeded(&self) -> bool {
-        self.exits.iter().all(|e| *e == Exit::Code(0))
+        let forgiven = |e: &Exit| *e == Exit::Code(101) && !self.tests.is_empty();
+        self.exits
+            .iter()
+            .all(|e| *e == Exit::Code(0) || forgiven(e))
             && self
                 .tests
                 .iter()
@@ -341,7 +350,7 @@ pub fn run(
     let durations_file = workspace.coverlay_dir().join("durations.json");
     let durations = read_durations(&durations_file);
     let chosen = choose(&executables, &listings, options);
-    let shards = shard(&executables, &listings, &chosen, &durations, options.jobs);
+    let mut shards = shard(&executables, &listings, &chosen, &durations, options.jobs);
     let engine_options = engine::Options {
         mode: if options.first_hit {
             engine::Mode::FirstHit
@@ -393,13 +402,66 @@ pub fn run(
         })
     };
     let numbered: Vec<(usize, &Shard)> = shards.iter().enumerate().collect();
-    let shard_runs = std::thread::scope(|scope| {
+    let mut shard_runs = std::thread::scope(|scope| {
         let (running, ended) = std::sync::mpsc::channel::<()>();
         scope.spawn(|| progress.report(ended, on_progress));
         let runs = crate::parallel::map(&numbered, options.jobs, |&item| trace_shard(item));
         drop(running);
         runs
     });
+    // `--retries`: each failed test again, alone in a new process, until it passes; a pass
+    // replaces the failed run's coverage of it (the retry is one more shard).
+    let mut attempts: HashMap<(usize, u32), u32> = HashMap::new();
+    let failed: Vec<(usize, u32)> = shards
+        .iter()
+        .zip(&shard_runs)
+        .enumerate()
+        .filter(|(_, (shard, _))| !shard.whole && options.retries > 0)
+        .filter_map(|(i, (_, run))| Some((i, run.as_ref().ok()?)))
+        .flat_map(|(i, run)| {
+            run.results
+                .iter()
+                .filter(|(_, r, _)| !matches!(r.outcome, Outcome::Passed | Outcome::Ignored))
+                .map(move |&(n, _, _)| (i, n))
+        })
+        .collect();
+    let retried = crate::parallel::map(&failed, options.jobs, |&(i, n)| {
+        let executable = &executables[shards[i].executable];
+        let name = listings[shards[i].executable].as_ref().expect("listed")[n as usize].as_str();
+        for attempt in 2..=options.retries + 1 {
+            if cancelled() {
+                break;
+            }
+            let run = testrun::run_shard(
+                &program(executable, envs.get(&executable.path)),
+                &breakpoints[shards[i].executable],
+                &[(n, name)],
+                &engine_options,
+            );
+            match run {
+                Ok(run) if run.results.iter().any(|r| r.1.outcome == Outcome::Passed) => {
+                    return (attempt, Some(run));
+                }
+                _ => {}
+            }
+        }
+        (options.retries + 1, None)
+    });
+    for (&(i, n), (attempt, passed)) in failed.iter().zip(retried) {
+        let executable = shards[i].executable;
+        attempts.insert((executable, n), attempt);
+        if let Some(run) = passed {
+            if let Ok(failed_run) = &mut shard_runs[i] {
+                failed_run.forget(n);
+            }
+            shards.push(Shard {
+                executable,
+                tests: vec![n],
+                whole: false,
+            });
+            shard_runs.push(Ok(run));
+        }
+    }
     tracing::debug!("tests traced after {:?}", started.elapsed());
     let traced_at = started.elapsed();
     if cancelled() {
@@ -431,6 +493,7 @@ pub fn run(
                 duration_ms: 0,
                 message: None,
                 location: location.clone(),
+                attempts: 1,
             });
         }
     }
@@ -504,6 +567,9 @@ pub fn run(
         });
     }
     let mut coverage = merge(&sources, &aggregate, &workspace, options);
+    for (&(executable, n), &count) in &attempts {
+        tests[(first_test[executable] + n) as usize].attempts = count;
+    }
     write_durations(&durations_file, durations, &tests);
     coverage.tests = tests;
     if options.partition.is_some() {

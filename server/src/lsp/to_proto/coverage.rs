@@ -229,6 +229,7 @@ mod tests {
                     duration_ms: 3,
                     message: None,
                     location: Some(("/w/src/lib.rs".into(), 20)),
+                    attempts: 1,
                 },
                 TestInfo {
                     id: "api::big".into(),
@@ -236,6 +237,7 @@ mod tests {
                     duration_ms: 9,
                     message: Some("boom".into()),
                     location: None,
+                    attempts: 1,
                 },
             ],
             count_cap: 10,

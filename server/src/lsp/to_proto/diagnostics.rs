@@ -153,6 +153,7 @@ mod tests {
                 duration_ms: 1,
                 message: Some("boom".into()),
                 location: Some(("/w/src/lib.rs".into(), 9)),
+                attempts: 1,
             }],
             count_cap: 10,
         };

@@ -139,6 +139,7 @@ mod tests {
                     duration_ms: 1,
                     message: None,
                     location: None,
+                    attempts: 1,
                 })
                 .collect(),
             ..Tests::default()
