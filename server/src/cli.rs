@@ -44,6 +44,9 @@ struct RunArgs {
     /// Write a Cobertura XML report here (GitLab, Jenkins, Azure DevOps).
     #[arg(long, value_name = "FILE")]
     cobertura: Option<PathBuf>,
+    /// Write a static HTML report into this directory (index.html, a page per file).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
     /// For the few addresses a counter trampoline cannot serve: executions counted by int3 per
     /// test and process before the trap is lifted (those lines are reported as "≥ N").
     #[arg(long, default_value_t = run::DEFAULT_COUNT_CAP, value_name = "N")]
@@ -130,6 +133,11 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, xml)
             .with_context(|| format!("writing Cobertura XML to {}", path.display()))?;
         eprintln!("wrote Cobertura XML to {}", path.display());
+    }
+    if let Some(dir) = &args.html {
+        report::html::write(&report.coverage, &report.workspace.root, dir)
+            .with_context(|| format!("writing the HTML report to {}", dir.display()))?;
+        eprintln!("wrote HTML report to {}", dir.join("index.html").display());
     }
     if let Some(path) = &args.json {
         std::fs::write(path, report::json::render(&report))
