@@ -88,7 +88,7 @@ struct Page<'a> {
 
 /// Unique by the file's position, readable by its path; only `[A-Za-z0-9._-]`, so that no path
 /// (`../`, `:` or a case-insensitive file system) can put a page outside the directory or on
-/// another's.
+/// another's, and short enough for any file system (the path's end names the file best).
 fn page_name(index: usize, relative: &str) -> String {
     let safe: String = relative
         .chars()
@@ -97,8 +97,11 @@ fn page_name(index: usize, relative: &str) -> String {
             _ => '_',
         })
         .collect();
-    format!("{index}-{safe}.html")
+    let tail = &safe[safe.len().saturating_sub(PAGE_NAME_PATH_CHARS)..];
+    format!("{index}-{tail}.html")
 }
+
+const PAGE_NAME_PATH_CHARS: usize = 120;
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -148,7 +151,8 @@ fn outcome_text(outcome: &Outcome) -> String {
 fn percent_cell(covered: usize, coverable: usize) -> String {
     let pct = percent(covered, coverable);
     format!(
-        "<td class=\"num\" data-sort=\"{pct:.4}\"><span class=\"bar {}\"><span style=\"width:{pct:.2}%\"></span></span> {pct:.2}&nbsp;%</td>",
+        "<td class=\"num\" data-sort=\"{pct:.4}\"><span class=\"bar {}\"><span style=\"width:{pct:.2}%\">\
+         </span></span><span class=\"pct\">{pct:.2}&nbsp;%</span></td>",
         level(pct)
     )
 }
@@ -516,6 +520,12 @@ mod tests {
         let outside = page_name(3, "../../etc/x y.rs");
         assert_eq!(outside, "3-.._.._etc_x_y.rs.html");
         assert!(!outside.contains('/'));
+        let deep = format!("{}lib.rs", "dir/".repeat(100));
+        let long = page_name(7, &deep);
+        assert!(
+            long.len() < 140 && long.ends_with("_dir_lib.rs.html"),
+            "{long}"
+        );
     }
 
     #[test]
