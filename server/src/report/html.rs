@@ -292,10 +292,13 @@ fn render_page(
     out.push_str("<table class=\"source\">\n<tbody>\n");
     // A source read after the run can be shorter than the coverage says; its lines still show.
     let last = file.lines.last().map_or(0, |l| l.line as usize);
-    let mut coverable = file.lines.iter().peekable();
     for number in 1..=lines.len().max(last) {
         let code = lines.get(number - 1).map_or("", String::as_str);
-        let line = coverable.next_if(|l| l.line as usize == number);
+        let line = file
+            .lines
+            .binary_search_by_key(&number, |l| l.line as usize)
+            .ok()
+            .map(|i| &file.lines[i]);
         if lines.is_empty() && line.is_none() {
             continue;
         }
