@@ -25,9 +25,11 @@ struct Run {
     output: Output,
     json: Option<Value>,
     lcov: Option<PathBuf>,
+    /// The HTML report's directory.
+    html: PathBuf,
 }
 
-/// Runs `coverlay run` on a fixture with JSON and lcov output in a fresh directory.
+/// Runs `coverlay run` on a fixture with JSON, lcov and HTML output in a fresh directory.
 fn coverlay_run(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let out = std::env::temp_dir().join(format!(
         "coverlay-e2e-{}-{name}-{}",
@@ -35,7 +37,11 @@ fn coverlay_run(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
         extra.join("_").replace(['-', '/'], "")
     ));
     std::fs::create_dir_all(&out).unwrap();
-    let (json, lcov) = (out.join("coverage.json"), out.join("coverage.lcov"));
+    let (json, lcov, html) = (
+        out.join("coverage.json"),
+        out.join("coverage.lcov"),
+        out.join("html"),
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_coverlay"))
         .arg("run")
         .arg(fixture(name))
@@ -43,6 +49,8 @@ fn coverlay_run(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
         .arg(&json)
         .arg("--lcov")
         .arg(&lcov)
+        .arg("--html")
+        .arg(&html)
         .args(extra)
         .envs(env.iter().copied())
         .output()
@@ -54,6 +62,7 @@ fn coverlay_run(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
         output,
         json,
         lcov: lcov.exists().then_some(lcov),
+        html,
     }
 }
 
@@ -433,6 +442,198 @@ fn cobertura_validates_against_its_dtd_and_its_rates_match_the_table() {
     assert!(xml.contains(&format!(r#"lines-valid="{}""#, json["coverable"])));
 }
 
+/// The DOM of a page after its scripts ran, from Debian's headless Chromium; `None` when Chromium
+/// is not installed outside CI.
+fn chromium_dom(url: &str) -> Option<String> {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output();
+    match output {
+        Ok(output) => {
+            assert!(output.status.success(), "chromium {url}: {}", text(&output));
+            Some(String::from_utf8(output.stdout).expect("UTF-8 DOM"))
+        }
+        Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("chromium must be installed in CI (tests/vscode/setup.sh): {error}")
+        }
+        Err(error) => {
+            eprintln!("note: chromium is not installed ({error}), skipping the HTML report check");
+            None
+        }
+    }
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `name` in the start tag that `tag` begins with.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let tag = format!(" {}", &tag[..tag.find('>').unwrap_or(tag.len())]);
+    let value = tag.split(&format!(" {name}=\"")).nth(1)?;
+    Some(unescape(value.split('"').next().unwrap()))
+}
+
+/// Every `<tr …>…</tr>` of a DOM, each from its start tag on.
+fn table_rows(dom: &str) -> Vec<&str> {
+    dom.split("<tr")
+        .skip(1)
+        .filter(|r| r.starts_with([' ', '>']))
+        .map(|r| &r[..r.find("</tr>").unwrap_or(r.len())])
+        .collect()
+}
+
+/// Fails on any `src`, `href` or CSS `url(` that leaves the report's directory for the network.
+fn assert_offline(page: &str, content: &str) {
+    for attr in ["src", "href"] {
+        for value in content.split(&format!(" {attr}=\"")).skip(1) {
+            let value = value.split('"').next().unwrap();
+            assert!(
+                !value.contains("//") && !value.starts_with("data:"),
+                "{page}: {attr}=\"{value}\""
+            );
+        }
+    }
+    assert!(!content.contains("url("), "{page}: a CSS url()");
+    assert!(!content.contains("@import"), "{page}: a CSS @import");
+}
+
+/// The HTML report as a browser shows it: the index lists every file with the JSON's counts and
+/// sorts by a column, and each file's page colours exactly the `hit`/`miss` lines and names the
+/// tests that ran each covered line.
+#[test]
+fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
+    let run = cached("ledger");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    let index = run.html.join("index.html");
+    assert!(
+        stderr.contains(&format!("wrote HTML report to {}", index.display())),
+        "{stderr}"
+    );
+    let css = std::fs::read_to_string(run.html.join("style.css")).unwrap();
+    assert_offline("style.css", &css);
+    let Some(dom) = chromium_dom(&format!("file://{}#sort=-percent", index.display())) else {
+        return;
+    };
+    assert_offline("index.html", &dom);
+    let json = run.json.as_ref().unwrap();
+    let root = fixture("ledger");
+
+    // path → (page, covered, coverable), in the order the script sorted them.
+    let listed: Vec<(String, String, String, String)> = table_rows(&dom)
+        .into_iter()
+        .filter_map(|row| {
+            let path = attribute(row, "data-path")?;
+            let link = row.split("<a ").nth(1).expect("a link to the page");
+            Some((
+                path,
+                attribute(link, "href").unwrap(),
+                attribute(row, "data-covered").unwrap(),
+                attribute(row, "data-coverable").unwrap(),
+            ))
+        })
+        .collect();
+    let files = json["files"].as_array().unwrap();
+    assert_eq!(listed.len(), files.len(), "{listed:?}");
+    let page_of: BTreeMap<PathBuf, String> = listed
+        .iter()
+        .map(|(path, page, _, _)| (root.join(path), page.clone()))
+        .collect();
+    for file in files {
+        let path = Path::new(file["path"].as_str().unwrap());
+        let relative = path.strip_prefix(&root).unwrap().display().to_string();
+        let row = listed
+            .iter()
+            .find(|r| r.0 == relative)
+            .unwrap_or_else(|| panic!("{relative} not in the index: {listed:?}"));
+        assert_eq!(row.2, file["covered"].to_string(), "{relative}");
+        assert_eq!(row.3, file["coverable"].to_string(), "{relative}");
+    }
+    let ratio = |r: &(String, String, String, String)| {
+        r.2.parse::<f64>().unwrap() / r.3.parse::<f64>().unwrap()
+    };
+    assert!(
+        listed.windows(2).all(|w| ratio(&w[0]) >= ratio(&w[1])),
+        "#sort=-percent orders by percent, highest first: {listed:?}"
+    );
+    assert!(dom.contains(r#"aria-sort="descending""#));
+
+    let tests = reported_tests(json);
+    let mut sources = Vec::new();
+    rust_files(&root, &mut sources);
+    let mut mismatches = Vec::new();
+    for source_path in &sources {
+        let relative = source_path
+            .strip_prefix(&root)
+            .unwrap()
+            .display()
+            .to_string();
+        let page = page_of
+            .get(source_path)
+            .unwrap_or_else(|| panic!("no page for {relative}"));
+        let dom = chromium_dom(&format!("file://{}", run.html.join(page).display())).unwrap();
+        assert_offline(page, &dom);
+        assert!(
+            dom.contains(r#"<a href="index.html">"#),
+            "{page}: a link back"
+        );
+        let rows: BTreeMap<u32, &str> = table_rows(&dom)
+            .into_iter()
+            .filter_map(|row| Some((attribute(row, "data-line")?.parse().unwrap(), row)))
+            .collect();
+        let source = std::fs::read_to_string(source_path).unwrap();
+        assert_eq!(rows.len(), source.lines().count(), "{page}: a row per line");
+        for (i, line_text) in source.lines().enumerate() {
+            let line = i as u32 + 1;
+            let row = rows[&line];
+            let expected = match line_text
+                .split_once("//~ ")
+                .map(|(_, m)| m.split_whitespace().next())
+            {
+                Some(Some("hit")) => Some("hit"),
+                Some(Some("miss")) => Some("miss"),
+                _ => None,
+            };
+            let class = attribute(row, "class");
+            if class.as_deref() != expected {
+                mismatches.push(format!(
+                    "{relative}:{line}: expected {expected:?}, got {class:?}: {}",
+                    line_text.trim()
+                ));
+            }
+            let mut shown: Vec<(String, u64)> = row
+                .split("<li ")
+                .skip(1)
+                .map(|li| {
+                    (
+                        attribute(li, "data-test").unwrap(),
+                        attribute(li, "data-hits").unwrap().parse().unwrap(),
+                    )
+                })
+                .collect();
+            shown.sort();
+            let want = tests
+                .get(&(source_path.clone(), line))
+                .cloned()
+                .unwrap_or_default();
+            if shown != want {
+                mismatches.push(format!(
+                    "{relative}:{line}: tests {shown:?}, the JSON has {want:?}"
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
 #[test]
 fn fail_under_gates_on_the_total_both_ways() {
     let total = cached("ledger").json.as_ref().unwrap();
@@ -534,6 +735,8 @@ fn coverlay_merge(reports: &[PathBuf], out: &Path) -> Output {
         .arg(out.join("merged.json"))
         .arg("--lcov")
         .arg(out.join("merged.lcov"))
+        .arg("--html")
+        .arg(out.join("html"))
         .output()
         .expect("coverlay runs")
 }
@@ -595,6 +798,19 @@ fn partitions_are_disjoint_cover_every_test_and_merge_into_the_full_run() {
             stdout[stdout.find("File").expect("a table")..].to_owned()
         };
         assert_eq!(table(&merged), table(&full.output));
+        let index = std::fs::read_to_string(out.join("html/index.html")).unwrap();
+        for f in full_json["files"].as_array().unwrap() {
+            let path = Path::new(f["path"].as_str().unwrap());
+            let relative = path
+                .strip_prefix(fixture("ledger"))
+                .unwrap()
+                .display()
+                .to_string();
+            assert!(
+                index.contains(&relative),
+                "{kind}: {relative} in the merged HTML index"
+            );
+        }
     }
 }
 

@@ -59,6 +59,9 @@ struct ReportArgs {
     /// Write a Cobertura XML report here (GitLab, Jenkins, Azure DevOps).
     #[arg(long, value_name = "FILE")]
     cobertura: Option<PathBuf>,
+    /// Write a static HTML report into this directory (index.html, a page per file).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
     /// After writing the reports, exit with code 3 when line coverage is below PERCENT (a CI
     /// gate; failing tests still exit with 101).
     #[arg(long, value_name = "PERCENT")]
@@ -235,6 +238,11 @@ fn write_reports(
         std::fs::write(path, xml)
             .with_context(|| format!("writing Cobertura XML to {}", path.display()))?;
         eprintln!("wrote Cobertura XML to {}", path.display());
+    }
+    if let Some(dir) = &args.html {
+        report::html::write(coverage, &info.root, dir)
+            .with_context(|| format!("writing the HTML report to {}", dir.display()))?;
+        eprintln!("wrote HTML report to {}", dir.join("index.html").display());
     }
     if let Some(path) = &args.json {
         std::fs::write(path, report::json::render(coverage, info))

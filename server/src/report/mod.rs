@@ -1,5 +1,5 @@
 //! Writers for a finished run: lcov and Cobertura for other tools, JSON for scripts (and for
-//! `coverlay merge`, which reads it back), a table for the terminal.
+//! `coverlay merge`, which reads it back), a table for the terminal, HTML for a browser.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::run::RunReport;
 
 pub mod cobertura;
+pub mod html;
 pub mod json;
 pub mod lcov;
 pub mod table;
