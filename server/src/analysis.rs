@@ -11,6 +11,10 @@ use syn::{
     Item, Macro, MacroDelimiter, Meta, Pat, Signature, Stmt, Token, TraitItem, Type,
 };
 
+/// Part of the key of cached analyses: bump it whenever the same text is analysed differently
+/// (2: `unreachable!()` is not coverable).
+pub const RULES_VERSION: u32 = 2;
+
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LineKind {
@@ -457,6 +461,29 @@ fn statement_attrs(mut expr: &Expr) -> &[Attribute] {
     }
 }
 
+/// `unreachable!(…)` (or `std::`/`core::unreachable!`): the author says no run reaches it, so a
+/// reader does not want it counted as a line the tests missed (tarpaulin's convention too).
+/// `todo!`, `unimplemented!` and `panic!` stay coverable: tests can and do reach them.
+fn is_unreachable(mac: &Macro) -> bool {
+    mac.path
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "unreachable")
+}
+
+/// An expression that is only `unreachable!(…)`, or a block holding only that.
+fn asserts_unreachable(expr: &Expr) -> bool {
+    match expr {
+        Expr::Macro(m) => is_unreachable(&m.mac),
+        Expr::Block(b) if b.attrs.is_empty() => match b.block.stmts.as_slice() {
+            [Stmt::Macro(m)] => is_unreachable(&m.mac),
+            [Stmt::Expr(expr, _)] => asserts_unreachable(expr),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn delim_span(delimiter: &MacroDelimiter) -> &DelimSpan {
     match delimiter {
         MacroDelimiter::Paren(d) => &d.span,
@@ -734,6 +761,18 @@ impl<'s> Walker<'s> {
     }
 
     fn statement(&mut self, stmt: &Stmt) {
+        let unreachable = match stmt {
+            Stmt::Macro(m) => is_unreachable(&m.mac),
+            Stmt::Expr(expr, _) => asserts_unreachable(expr),
+            _ => false,
+        };
+        if unreachable {
+            let (first, last) = full_range(stmt);
+            for line in first..=last {
+                self.set(line, LineKind::None);
+            }
+            return;
+        }
         // Outer attributes come first, so the code starts at the first token after them.
         let (attrs, start, end) = match stmt {
             Stmt::Local(local) => (
@@ -851,6 +890,12 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             return;
         }
         let (start, end) = (start_line(arm.pat.span()), end_line(arm.span()));
+        if asserts_unreachable(&arm.body) {
+            for line in start..=end {
+                self.set(line, LineKind::None);
+            }
+            return;
+        }
         self.scoped(&Attrs::of(&arm.attrs), arm, |w| {
             w.claim_after_attrs(&arm.attrs, start, end);
             visit::visit_arm(w, arm);
@@ -1029,6 +1074,50 @@ mod tests {
             S           0
             C2      }
             C1  }
+            "#,
+        );
+    }
+
+    #[test]
+    fn unreachable_is_not_coverable_and_todo_is() {
+        check(
+            r#"
+            fn pick(n: u8) -> u8 {
+                match n {
+                    0 => 1,
+                    1 => unreachable!("one is filtered out"),
+                    _ => {
+                        unreachable!()
+                    }
+                }
+            }
+            fn later(flag: bool) -> u8 {
+                if flag {
+                    std::unreachable!(
+                        "never"
+                    );
+                }
+                todo!()
+            }
+            "#,
+            r#"
+            S   fn pick(n: u8) -> u8 {
+            S       match n {
+            S           0 => 1,
+            -           1 => unreachable!("one is filtered out"),
+            -           _ => {
+            -               unreachable!()
+            -           }
+            C2      }
+            C1  }
+            S   fn later(flag: bool) -> u8 {
+            S       if flag {
+            -           std::unreachable!(
+            -               "never"
+            -           );
+            C11     }
+            S       todo!()
+            C10 }
             "#,
         );
     }

@@ -84,7 +84,10 @@ fn analyse(path: &Path, cache: Option<&JsonCache>) -> SourceAnalysis {
         })
     };
     match cache {
-        Some(cache) => cache.get_or_insert(("analysis", &source), compute),
+        Some(cache) => cache.get_or_insert(
+            ("analysis", crate::analysis::RULES_VERSION, &source),
+            compute,
+        ),
         None => compute(),
     }
 }
