@@ -237,6 +237,22 @@ fn twocrates_lines_match_their_markers() {
     assert_markers("twocrates", run.json.as_ref().unwrap());
 }
 
+/// A binary an integration test runs (`CARGO_BIN_EXE_tool`) is measured, its lines credited to
+/// that test; so is the library code it calls.
+#[test]
+fn a_workspace_binary_run_by_a_test_is_measured_for_that_test() {
+    let run = cached("cargoenv");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    assert_markers("cargoenv", run.json.as_ref().unwrap());
+    // The same under the int3 fallback and in first-hit mode.
+    for mode in [&["--traps-only"][..], &["--no-counts"][..]] {
+        let other = coverlay_run("cargoenv", mode, &[]);
+        let lines = reported(other.json.as_ref().unwrap());
+        let tool = &lines[&fixture("cargoenv").join("src/bin/tool.rs")];
+        assert!(tool.values().all(|&hits| hits > 0), "{mode:?}: {tool:?}");
+    }
+}
+
 /// The int3 fallback, forced for every address: the same verdicts and covering tests as the
 /// trampolines, exact counts below the cap, and `capped` lower bounds above it.
 #[test]

@@ -150,7 +150,7 @@ pub fn build_tests(
     extra_args: &[String],
     cancel: Option<&AtomicBool>,
     on_event: &mut dyn FnMut(BuildEvent),
-) -> Result<Vec<TestExecutable>, CargoError> {
+) -> Result<Built, CargoError> {
     let mut command = command(workspace, &["test", "--no-run", "--message-format=json"]);
     command
         .args(extra_args)
@@ -172,6 +172,7 @@ pub fn build_tests(
     });
 
     let mut executables = Vec::new();
+    let mut bins = Vec::new();
     let mut errors = Vec::new();
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     std::thread::scope(|scope| -> Result<(), CargoError> {
@@ -193,9 +194,15 @@ pub fn build_tests(
                     on_event(BuildEvent::Compiled {
                         crate_name: &artifact.target.name,
                     });
-                    let Some(exe) = artifact.executable.filter(|_| artifact.profile.test) else {
+                    let Some(exe) = artifact.executable else {
                         continue;
                     };
+                    // Binaries built for integration tests (`CARGO_BIN_EXE_<name>`) are
+                    // measured when a test runs them.
+                    let is_bin = artifact.target.kind.contains(&TargetKind::Bin);
+                    if !artifact.profile.test && !is_bin {
+                        continue;
+                    }
                     let manifest_dir = artifact
                         .manifest_path
                         .parent()
@@ -213,12 +220,17 @@ pub fn build_tests(
                             dependencies: Vec::new(),
                             proc_macro: false,
                         });
-                    executables.push(TestExecutable {
+                    let executable = TestExecutable {
                         path: exe.into_std_path_buf(),
                         target: artifact.target.name.clone(),
                         kind: target_kind(&artifact.target.kind),
                         package,
-                    });
+                    };
+                    if artifact.profile.test {
+                        executables.push(executable);
+                    } else {
+                        bins.push(executable);
+                    }
                 }
                 Message::CompilerMessage(msg)
                     if msg.message.level == cargo_metadata::diagnostic::DiagnosticLevel::Error =>
@@ -244,8 +256,23 @@ pub fn build_tests(
         };
         return Err(CargoError::BuildFailed { rendered });
     }
-    executables.sort_by(|a, b| (&a.package.name, &a.target).cmp(&(&b.package.name, &b.target)));
-    Ok(executables)
+    let order = |a: &TestExecutable, b: &TestExecutable| {
+        (&a.package.name, &a.target).cmp(&(&b.package.name, &b.target))
+    };
+    executables.sort_by(order);
+    bins.sort_by(order);
+    Ok(Built {
+        tests: executables,
+        bins,
+    })
+}
+
+/// What `cargo test --no-run` built.
+#[derive(Debug)]
+pub struct Built {
+    pub tests: Vec<TestExecutable>,
+    /// Binary targets built for the integration tests to run (`CARGO_BIN_EXE_<name>`).
+    pub bins: Vec<TestExecutable>,
 }
 
 /// `cargo SUBCOMMAND…` as coverlay runs it: in the workspace, with coverlay's target directory

@@ -50,6 +50,19 @@ pub struct ShardRun {
     pub stdout: String,
     pub stderr: String,
     pub stats: engine::Stats,
+    /// What the workspace binaries its processes ran executed.
+    pub followed: Vec<FollowedRun>,
+}
+
+/// One run of a workspace binary that a test started (see `engine::Options::follow`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowedRun {
+    /// Index into `engine::Options::follow`.
+    pub executable: usize,
+    /// The test that started it: all of it counts for that test.
+    pub test: Option<u32>,
+    pub hits: Vec<u64>,
+    pub capped: Vec<bool>,
 }
 
 impl ShardRun {
@@ -57,6 +70,7 @@ impl ShardRun {
     /// totals too): a retry's passing run brings its coverage instead.
     pub fn forget(&mut self, test: u32) {
         let hits = &mut self.hits;
+        self.followed.retain(|f| f.test != Some(test));
         self.test_hits.retain(|&(t, bp, count)| {
             if t == test {
                 if let Some(total) = hits.get_mut(bp as usize) {
@@ -66,6 +80,21 @@ impl ShardRun {
             t != test
         });
         self.results.retain(|(t, _, _)| *t != test);
+    }
+
+    /// Programs started by programs a test started count for that test too.
+    fn add_followed(&mut self, followed: &[engine::FollowedTrace], outer: Option<u32>) {
+        for f in followed {
+            let test = outer.or(f.test);
+            self.stats.traps += f.trace.stats.traps;
+            self.followed.push(FollowedRun {
+                executable: f.executable,
+                test,
+                hits: f.trace.hits.clone(),
+                capped: f.trace.capped.clone(),
+            });
+            self.add_followed(&f.trace.followed, test);
+        }
     }
 
     /// Adds one process's trace.
@@ -83,6 +112,7 @@ impl ShardRun {
         }
         self.test_hits.extend(&trace.test_hits);
         self.stats.traps += trace.stats.traps;
+        self.add_followed(&trace.followed, None);
         self.stdout.push_str(&trace.stdout);
         self.stderr.push_str(&trace.stderr);
     }

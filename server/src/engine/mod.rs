@@ -81,6 +81,26 @@ pub struct Options {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Incremented at each test's start, for progress shown while the run goes.
     pub tests_started: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// Programs that a traced process may `exec` and that are measured too (the workspace's
+    /// binaries); any other program runs untraced.
+    pub follow: Arc<Vec<Followed>>,
+}
+
+/// A program followed across `exec`, with its own breakpoints.
+#[derive(Debug)]
+pub struct Followed {
+    pub exe: PathBuf,
+    pub breakpoints: Breakpoints,
+}
+
+/// What a followed program executed (see [`Options::follow`]).
+#[derive(Debug)]
+pub struct FollowedTrace {
+    /// Index into `Options::follow`.
+    pub executable: usize,
+    /// The test that was running when the program was started, if any.
+    pub test: Option<u32>,
+    pub trace: Trace,
 }
 
 /// How the traced process ended.
@@ -103,6 +123,8 @@ pub struct Trace {
     pub test_hits: Vec<(u32, u32, u64)>,
     /// Tests in the order they started, with the time since launch.
     pub test_starts: Vec<(u32, Duration)>,
+    /// The workspace binaries its processes `exec`ed, each measured on its own.
+    pub followed: Vec<FollowedTrace>,
     pub exit: Exit,
     pub stdout: String,
     pub stderr: String,

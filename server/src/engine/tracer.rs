@@ -19,7 +19,10 @@ use super::displaced::{self, Resume};
 use super::launch::{spawn_traced, OutputReaders, Watchdog};
 use super::sites::{Site, SiteCounts};
 use super::trampoline::{self, Trampolines};
-use super::{Breakpoints, EngineError, Exit, Mode, Options, Program, Stats, Trace};
+use super::{
+    Breakpoints, EngineError, Exit, Followed, FollowedTrace, Mode, Options, Program, Stats, Trace,
+};
+use std::path::Path;
 
 /// Byte offset of `rip` in `struct user` on x86_64, for PTRACE_PEEKUSER/POKEUSER: one register
 /// read or write is all a breakpoint needs, cheaper than a whole GETREGS/SETREGS pair.
@@ -72,7 +75,13 @@ struct Session {
     resume_plan: Vec<Resume>,
     same_line: Vec<u32>,
     site_counts: SiteCounts,
+    options: Options,
+    /// Sessions of the workspace binaries this session's processes `exec`ed: (index into
+    /// `Options::follow`, the test running then, pid, the thread tracing it).
+    followers: Vec<(usize, Option<u32>, Pid, JoinHandle)>,
 }
+
+type JoinHandle = std::thread::JoinHandle<Result<Trace, EngineError>>;
 
 const NO_TEST: u32 = u32::MAX;
 
@@ -93,43 +102,7 @@ pub(super) fn run(
         options.timeout,
         options.cancel.clone(),
     );
-    let mut test_of = vec![NO_TEST; breakpoints.addresses.len()];
-    for &(index, test) in &breakpoints.test_entries {
-        test_of[index] = test;
-    }
-
-    let n = breakpoints.addresses.len();
-    let mut session = Session {
-        table: Table::new(breakpoints.addresses.clone()),
-        spaces: Vec::new(),
-        tasks: HashMap::new(),
-        early: HashSet::new(),
-        mode: options.mode,
-        cap: match options.mode {
-            Mode::Counts => options.count_cap.max(1),
-            Mode::FirstHit => 1,
-        },
-        sites: vec![Site::Trap; n],
-        counters: None,
-        period: vec![0; n],
-        totals: vec![0; n],
-        capped: vec![false; n],
-        test_traps: vec![0; n],
-        traps: 0,
-        root,
-        root_exit: None,
-        started,
-        test_of,
-        rearm_per_test: breakpoints.rearm_per_test.clone(),
-        current_test: None,
-        test_hits: Vec::new(),
-        test_starts: Vec::new(),
-        mark,
-        tests_started: options.tests_started.clone(),
-        resume_plan: Vec::new(),
-        same_line: breakpoints.same_line.clone(),
-        site_counts: SiteCounts::default(),
-    };
+    let mut session = Session::new(root, breakpoints, options, started, mark);
     let outcome = session
         .start(program, breakpoints)
         .and_then(|()| session.event_loop());
@@ -140,6 +113,7 @@ pub(super) fn run(
     }
     let timed_out = watchdog.finish();
     let (stdout, stderr) = readers.finish(OUTPUT_GRACE);
+    let followed = session.join_followers();
     outcome?;
 
     let cancelled = options
@@ -157,6 +131,7 @@ pub(super) fn run(
         capped: session.capped,
         test_hits: session.test_hits,
         test_starts: session.test_starts,
+        followed,
         exit,
         stdout,
         stderr,
@@ -168,7 +143,148 @@ pub(super) fn run(
     })
 }
 
+/// Traces `pid`, a process that has just `exec`ed `followed.exe` and was handed over stopped
+/// (detached with SIGSTOP by the session that traced it), until it and its children end. Its
+/// output went where its parent's goes; the session that handed it over kills it at its end.
+fn follow(pid: Pid, followed: &Followed, options: &Options) -> Result<Trace, EngineError> {
+    let started = Instant::now();
+    let options = Options {
+        follow: Arc::default(),
+        tests_started: None,
+        ..options.clone()
+    };
+    let breakpoints = &followed.breakpoints;
+    let mut session = Session::new(pid, breakpoints, &options, started, Arc::default());
+    let outcome = session
+        .attach(&followed.exe, breakpoints)
+        .and_then(|()| session.event_loop());
+    session.flush();
+    if outcome.is_err() {
+        session.kill_everything();
+        session.reap_all();
+    }
+    let followed = session.join_followers();
+    outcome?;
+    Ok(Trace {
+        hits: session.totals,
+        capped: session.capped,
+        test_hits: session.test_hits,
+        test_starts: Vec::new(),
+        followed,
+        exit: session
+            .root_exit
+            .take()
+            .unwrap_or(Exit::Signal(Signal::SIGKILL as i32)),
+        stdout: String::new(),
+        stderr: String::new(),
+        duration: started.elapsed(),
+        stats: Stats {
+            traps: session.traps,
+            sites: session.site_counts,
+        },
+    })
+}
+
 impl Session {
+    fn new(
+        root: Pid,
+        breakpoints: &Breakpoints,
+        options: &Options,
+        started: Instant,
+        mark: Arc<AtomicU64>,
+    ) -> Self {
+        let n = breakpoints.addresses.len();
+        let mut test_of = vec![NO_TEST; n];
+        for &(index, test) in &breakpoints.test_entries {
+            test_of[index] = test;
+        }
+        Session {
+            table: Table::new(breakpoints.addresses.clone()),
+            spaces: Vec::new(),
+            tasks: HashMap::new(),
+            early: HashSet::new(),
+            mode: options.mode,
+            cap: match options.mode {
+                Mode::Counts => options.count_cap.max(1),
+                Mode::FirstHit => 1,
+            },
+            sites: vec![Site::Trap; n],
+            counters: None,
+            period: vec![0; n],
+            totals: vec![0; n],
+            capped: vec![false; n],
+            test_traps: vec![0; n],
+            traps: 0,
+            root,
+            root_exit: None,
+            started,
+            test_of,
+            rearm_per_test: breakpoints.rearm_per_test.clone(),
+            current_test: None,
+            test_hits: Vec::new(),
+            test_starts: Vec::new(),
+            mark,
+            tests_started: options.tests_started.clone(),
+            resume_plan: Vec::new(),
+            same_line: breakpoints.same_line.clone(),
+            site_counts: SiteCounts::default(),
+            options: options.clone(),
+            followers: Vec::new(),
+        }
+    }
+
+    /// Takes over a process another session detached with SIGSTOP right after its `exec`: its
+    /// stop arrives as the SIGSTOP itself or as a group-stop, whichever came first.
+    fn attach(&mut self, exe: &Path, breakpoints: &Breakpoints) -> Result<(), EngineError> {
+        ptrace::seize(self.root, Self::trace_options())
+            .map_err(|e| self.ptrace_error(self.root, "PTRACE_SEIZE", e))?;
+        loop {
+            match waitpid(self.root, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Stopped(_, _) | WaitStatus::PtraceEvent(..)) => break,
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.root_exit = Some(Exit::Code(code));
+                    return Ok(());
+                }
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    self.root_exit = Some(Exit::Signal(signal as i32));
+                    return Ok(());
+                }
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(self.ptrace_error(self.root, "waitpid", errno)),
+            }
+        }
+        self.arm(exe, breakpoints)
+    }
+
+    fn trace_options() -> ptrace::Options {
+        ptrace::Options::PTRACE_O_EXITKILL
+            | ptrace::Options::PTRACE_O_TRACECLONE
+            | ptrace::Options::PTRACE_O_TRACEFORK
+            | ptrace::Options::PTRACE_O_TRACEVFORK
+            | ptrace::Options::PTRACE_O_TRACEEXEC
+            | ptrace::Options::PTRACE_O_TRACEEXIT
+    }
+
+    /// What the processes this session handed over measured, each with the test that was
+    /// running when it `exec`ed.
+    fn join_followers(&mut self) -> Vec<FollowedTrace> {
+        self.followers
+            .drain(..)
+            .filter_map(|(executable, test, _, handle)| match handle.join() {
+                Ok(Ok(trace)) => Some(FollowedTrace {
+                    executable,
+                    test,
+                    trace,
+                }),
+                Ok(Err(error)) => {
+                    tracing::warn!("a followed program could not be measured: {error}");
+                    None
+                }
+                Err(_) => None,
+            })
+            .collect()
+    }
+
     /// Waits for the post-exec stop, sets the trace options, finds the load bias and arms all.
     fn start(&mut self, program: &Program, breakpoints: &Breakpoints) -> Result<(), EngineError> {
         match waitpid(self.root, Some(WaitPidFlag::__WALL)) {
@@ -184,16 +300,14 @@ impl Session {
             Ok(_) => return Err(self.ptrace_error(self.root, "first stop", Errno::EPROTO)),
             Err(errno) => return Err(self.ptrace_error(self.root, "waitpid", errno)),
         }
-        let options = ptrace::Options::PTRACE_O_EXITKILL
-            | ptrace::Options::PTRACE_O_TRACECLONE
-            | ptrace::Options::PTRACE_O_TRACEFORK
-            | ptrace::Options::PTRACE_O_TRACEVFORK
-            | ptrace::Options::PTRACE_O_TRACEEXEC
-            | ptrace::Options::PTRACE_O_TRACEEXIT;
-        ptrace::setoptions(self.root, options)
+        ptrace::setoptions(self.root, Self::trace_options())
             .map_err(|e| self.ptrace_error(self.root, "PTRACE_SETOPTIONS", e))?;
+        self.arm(&program.exe, breakpoints)
+    }
 
-        let exe_start = load_address(self.root, &program.exe)?;
+    /// Finds the load bias, patches the code and lets the root run.
+    fn arm(&mut self, exe: &Path, breakpoints: &Breakpoints) -> Result<(), EngineError> {
+        let exe_start = load_address(self.root, exe)?;
         let bias = if breakpoints.position_independent {
             exe_start.wrapping_sub(breakpoints.load_base)
         } else {
@@ -630,8 +744,10 @@ impl Session {
                 }
             }
             EXEC => {
-                // A new program image has none of our breakpoints: let it run untraced, so that it
-                // can even trace processes of its own. It stays in the process group we kill at the end.
+                // A new program image has none of our breakpoints: a workspace binary is handed
+                // to a session of its own with its breakpoints; anything else runs untraced, so
+                // that it can even trace processes of its own. Either stays in the process group
+                // we kill at the end.
                 if let Some(task) = self.tasks.remove(&pid) {
                     // A vfork child shares its parent's space; only the process that owns the
                     // space loses it to the new image (its other threads are gone by now).
@@ -643,13 +759,51 @@ impl Session {
                         self.tasks.retain(|_, t| t.space != task.space);
                     }
                 }
-                let _ = ptrace::detach(pid, None);
+                match self.followed(pid) {
+                    Some(index) => self.hand_over(pid, index),
+                    None => {
+                        let _ = ptrace::detach(pid, None);
+                    }
+                }
                 return Ok(());
             }
             _ => {}
         }
         self.resume(pid, None);
         Ok(())
+    }
+
+    /// Which of the binaries to follow `pid` now runs, by file identity.
+    fn followed(&self, pid: Pid) -> Option<usize> {
+        if self.options.follow.is_empty() {
+            return None;
+        }
+        let running = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+        self.options.follow.iter().position(|f| {
+            std::fs::metadata(&f.exe)
+                .is_ok_and(|m| m.dev() == running.dev() && m.ino() == running.ino())
+        })
+    }
+
+    /// Detaches `pid` with a SIGSTOP pending, so that it stops before running a single
+    /// instruction of its new image, and starts a session for it on a thread of its own. (A
+    /// signal given to PTRACE_DETACH itself is ignored in an exec event stop.)
+    fn hand_over(&mut self, pid: Pid, index: usize) {
+        if kill(pid, Signal::SIGSTOP).is_err() || ptrace::detach(pid, None).is_err() {
+            let _ = ptrace::detach(pid, None);
+            return;
+        }
+        let programs = self.options.follow.clone();
+        let options = self.options.clone();
+        let handle = std::thread::Builder::new()
+            .name("coverlay-follower".into())
+            .spawn(move || follow(pid, &programs[index], &options));
+        match handle {
+            Ok(handle) => self.followers.push((index, self.current_test, pid, handle)),
+            Err(_) => {
+                let _ = kill(pid, Signal::SIGCONT);
+            }
+        }
     }
 
     fn resume(&self, pid: Pid, signal: Option<Signal>) {
@@ -659,6 +813,9 @@ impl Session {
 
     fn kill_everything(&self) {
         let _ = killpg(self.root, Signal::SIGKILL);
+        for (_, _, pid, _) in &self.followers {
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
         for space in self.spaces.iter().flatten() {
             let _ = kill(space.pid, Signal::SIGKILL);
         }

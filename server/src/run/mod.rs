@@ -264,7 +264,10 @@ pub fn run(
             on_progress(Progress::Building { crates_compiled });
         },
     );
-    let executables = match built {
+    let cargo::Built {
+        tests: executables,
+        bins,
+    } = match built {
         Err(CargoError::Cancelled) => return Err(RunError::Cancelled),
         other => other?,
     };
@@ -298,6 +301,24 @@ pub fn run(
         tables.push(table?);
         listings.push(listing);
     }
+    // The binaries tests may run: planned like test executables (after them in `tables` and
+    // `plans`), followed by the engine when a test `exec`s one, never run on their own.
+    let bin_tables = crate::parallel::map(&bins, options.jobs, |bin| {
+        cache.read(&bin.path, &|p| workspace.owns_source(p))
+    });
+    let mut followable = Vec::new();
+    for (bin, table) in bins.into_iter().zip(bin_tables) {
+        match table {
+            Ok(table) => {
+                tables.push(table);
+                followable.push(bin);
+            }
+            Err(error) => tracing::warn!(
+                "{} cannot be measured when tests run it: {error}",
+                bin.path.display()
+            ),
+        }
+    }
     let mut sources =
         Sources::with_cache(JsonCache::new(workspace.coverlay_dir().join("analysis")));
     let paths: Vec<&Path> = tables
@@ -305,10 +326,12 @@ pub fn run(
         .flat_map(|t| t.files.iter().map(PathBuf::as_path))
         .collect();
     sources.add_all(&paths, options.jobs);
+    let no_tests = None;
     let plans: Vec<Plan> = executables
         .iter()
+        .chain(&followable)
         .zip(&tables)
-        .zip(&listings)
+        .zip(listings.iter().chain(std::iter::repeat(&no_tests)))
         .map(|((executable, table), listing)| {
             let tests = listing.as_deref().unwrap_or_default();
             plan::plan(table, &mut sources, &executable.crate_name(), tests)
@@ -318,7 +341,7 @@ pub fn run(
     let counted = !options.first_hit && !options.traps_only;
     let work: Vec<(&Plan, &Path)> = plans
         .iter()
-        .zip(&executables)
+        .zip(executables.iter().chain(&followable))
         .map(|(plan, executable)| (plan, executable.path.as_path()))
         .collect();
     let sites_cache = JsonCache::new(workspace.coverlay_dir().join("sites"));
@@ -329,7 +352,7 @@ pub fn run(
             Vec::new()
         }
     });
-    let breakpoints: Vec<engine::Breakpoints> = plans
+    let mut breakpoints: Vec<engine::Breakpoints> = plans
         .iter()
         .zip(&tables)
         .zip(sites)
@@ -361,6 +384,16 @@ pub fn run(
         timeout: Some(options.timeout),
         cancel: options.cancel.clone(),
         tests_started: None,
+        follow: Arc::new(
+            followable
+                .iter()
+                .zip(breakpoints.split_off(executables.len()))
+                .map(|(bin, breakpoints)| engine::Followed {
+                    exe: bin.path.clone(),
+                    breakpoints,
+                })
+                .collect(),
+        ),
     };
     let envs = learning.join().unwrap_or_default();
     let progress = TestProgress::new(&shards);
@@ -533,6 +566,26 @@ pub fn run(
                 targets: &targets[shard.executable],
                 hits: &shard_run.hits,
                 capped: &shard_run.capped,
+                test_hits: &test_hits,
+            });
+        }
+        // A binary a test ran counts for that test (and for no test when none was running).
+        for followed in &shard_run.followed {
+            let executable = first_test.len() + followed.executable;
+            let test_hits: Vec<(TestId, BreakpointId, u64)> = match followed.test {
+                Some(test) => followed
+                    .hits
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &hits)| hits > 0)
+                    .map(|(bp, &hits)| (TestId(base + test), BreakpointId(bp as u32), hits))
+                    .collect(),
+                None => Vec::new(),
+            };
+            aggregate.add(ExecutableCounts {
+                targets: &targets[executable],
+                hits: &followed.hits,
+                capped: &followed.capped,
                 test_hits: &test_hits,
             });
         }
