@@ -8,6 +8,7 @@ pub mod cargo;
 pub mod cli;
 pub mod combine;
 pub mod coverage;
+pub mod depinfo;
 pub mod dwarf;
 pub mod engine;
 pub mod libtest;

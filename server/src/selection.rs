@@ -273,16 +273,8 @@ pub fn build_inputs<'a>(
 ) -> HashMap<PathBuf, BTreeSet<String>> {
     let mut inputs: HashMap<PathBuf, BTreeSet<String>> = HashMap::new();
     for executable in executables {
-        let Ok(text) = std::fs::read_to_string(executable.path.with_extension("d")) else {
-            continue;
-        };
-        for path in dep_info_inputs(&text) {
-            // rustc writes the paths cargo gave it: relative to the workspace, with `..` in them.
-            let path = workspace.root.join(path);
-            let path = path.canonicalize().unwrap_or(path);
-            let owned =
-                path.starts_with(&workspace.root) && !path.starts_with(&workspace.target_dir);
-            if owned && path.extension().is_none_or(|e| e != "rs") {
+        for path in crate::depinfo::inputs(workspace, &executable.path) {
+            if path.extension().is_none_or(|e| e != "rs") {
                 inputs
                     .entry(path)
                     .or_default()
@@ -291,35 +283,6 @@ pub fn build_inputs<'a>(
         }
     }
     inputs
-}
-
-/// The prerequisites of the first rule of a Makefile-style dep-info file (`out: in1 in2 …`,
-/// spaces in names escaped with `\`).
-fn dep_info_inputs(text: &str) -> Vec<PathBuf> {
-    let Some(rule) = text.lines().find(|l| l.contains(": ")) else {
-        return Vec::new();
-    };
-    let Some((_, prerequisites)) = rule.split_once(": ") else {
-        return Vec::new();
-    };
-    let mut paths = Vec::new();
-    let mut current = String::new();
-    let mut chars = prerequisites.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => current.extend(chars.next()),
-            ' ' => {
-                if !current.is_empty() {
-                    paths.push(PathBuf::from(std::mem::take(&mut current)));
-                }
-            }
-            c => current.push(c),
-        }
-    }
-    if !current.is_empty() {
-        paths.push(PathBuf::from(current));
-    }
-    paths
 }
 
 /// What one test did in the run the baseline describes.
@@ -998,19 +961,6 @@ mod inner {
         );
         assert_eq!(target("x", "test", "api").cargo_args(), ["--test", "api"]);
         assert_eq!(target("x", "lib", "x").cargo_args(), ["--lib"]);
-    }
-
-    #[test]
-    fn dep_info_lists_the_first_rules_prerequisites() {
-        let text = "/t/deps/x-1.d: x/src/lib.rs x/src/../data/a\\ b.txt\n\n/t/deps/libx-1.rlib: x/src/lib.rs\n";
-        assert_eq!(
-            dep_info_inputs(text),
-            [
-                PathBuf::from("x/src/lib.rs"),
-                PathBuf::from("x/src/../data/a b.txt")
-            ]
-        );
-        assert!(dep_info_inputs("").is_empty());
     }
 
     #[test]

@@ -321,10 +321,23 @@ pub fn run(
     }
     let mut sources =
         Sources::with_cache(JsonCache::new(workspace.coverlay_dir().join("analysis")));
-    let paths: Vec<&Path> = tables
+    let mut paths: Vec<&Path> = tables
         .iter()
         .flat_map(|t| t.files.iter().map(PathBuf::as_path))
         .collect();
+    // A file with no machine code at all (generic code no test instantiates) is in no line
+    // table; rustc's dep-info names every module file, so it is reported, uncovered.
+    let with_code: HashSet<PathBuf> = paths
+        .iter()
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
+        .collect();
+    let without_code: BTreeSet<PathBuf> = executables
+        .iter()
+        .chain(&followable)
+        .flat_map(|e| crate::depinfo::inputs(&workspace, &e.path))
+        .filter(|p| workspace.owns_source(p) && !with_code.contains(p))
+        .collect();
+    paths.extend(without_code.iter().map(PathBuf::as_path));
     sources.add_all(&paths, options.jobs);
     let no_tests = None;
     let plans: Vec<Plan> = executables
