@@ -7,13 +7,13 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{
-    Arm, Attribute, Block, Expr, ExprClosure, ExprConst, ExprRepeat, GenericArgument, ImplItem,
-    Item, Macro, MacroDelimiter, Meta, Pat, Signature, Stmt, Token, TraitItem, Type,
+    Arm, Attribute, Block, Expr, ExprClosure, ExprConst, ExprIf, ExprRepeat, GenericArgument,
+    ImplItem, Item, Macro, MacroDelimiter, Meta, Pat, Signature, Stmt, Token, TraitItem, Type,
 };
 
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently
-/// (2: `unreachable!()` is not coverable).
-pub const RULES_VERSION: u32 = 2;
+/// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own).
+pub const RULES_VERSION: u32 = 3;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -884,6 +884,17 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         }
     }
 
+    fn visit_expr_if(&mut self, expr: &'ast ExprIf) {
+        // `else if cond`: the condition runs only when every condition before it was false, so it
+        // is a line of its own, not a later line of the `if` statement.
+        if let Some((_, otherwise)) = expr.else_branch.as_ref().filter(|_| !self.const_context) {
+            if let Expr::If(next) = &**otherwise {
+                self.claim(start_line(next.if_token.span), end_line(next.cond.span()));
+            }
+        }
+        visit::visit_expr_if(self, expr);
+    }
+
     fn visit_arm(&mut self, arm: &'ast Arm) {
         if self.const_context {
             visit::visit_arm(self, arm);
@@ -1068,7 +1079,7 @@ mod tests {
             S   fn sign(x: i32) -> i32 {
             S       if x > 0 {
             S           1
-            C2      } else if x < 0 {
+            S       } else if x < 0 {
             S           -1
             C2      } else {
             S           0
@@ -1118,6 +1129,40 @@ mod tests {
             C11     }
             S       todo!()
             C10 }
+            "#,
+        );
+    }
+
+    #[test]
+    fn else_if_conditions_are_lines_of_their_own() {
+        check(
+            r#"
+            fn grade(score: u32) -> &'static str {
+                let letter = if score >= 90 {
+                    "A"
+                } else if score >= 80
+                    && score < 90
+                {
+                    "B"
+                } else if let Some(x) = Some(score) { "C" } else {
+                    "F"
+                };
+                letter
+            }
+            "#,
+            r#"
+            S   fn grade(score: u32) -> &'static str {
+            S       let letter = if score >= 90 {
+            S           "A"
+            S       } else if score >= 80
+            C4          && score < 90
+            C2      {
+            S           "B"
+            S       } else if let Some(x) = Some(score) { "C" } else {
+            S           "F"
+            C2      };
+            S       letter
+            C1  }
             "#,
         );
     }
