@@ -12,8 +12,9 @@ use syn::{
 };
 
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently
-/// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own).
-pub const RULES_VERSION: u32 = 3;
+/// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
+/// `loop {`, `unsafe {` and `{` openers are not).
+pub const RULES_VERSION: u32 = 4;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -802,8 +803,19 @@ impl<'s> Walker<'s> {
                 return;
             }
         };
+        // `loop {`, `unsafe {` and `{` open code without being any: the opener line's only
+        // machine code is a loop's back-edge jump (which runs once per pass after the first, so a
+        // loop left in its first pass would read 0 there while its body ran). The statements
+        // inside count; one on the opener's line claims it back.
+        let opener_only = matches!(
+            stmt,
+            Stmt::Expr(Expr::Loop(_) | Expr::Unsafe(_) | Expr::Block(_), _)
+        );
         self.scoped(&Attrs::of(attrs), stmt, |w| {
             w.claim_after_attrs(attrs, start, end);
+            if opener_only {
+                w.set(start, LineKind::None);
+            }
             visit::visit_stmt(w, stmt);
         });
     }
@@ -1168,6 +1180,44 @@ mod tests {
     }
 
     #[test]
+    fn block_openers_hold_no_line_unless_code_shares_it() {
+        check(
+            r#"
+            fn f(p: *const u8) -> u8 {
+                unsafe {
+                    *p
+                }
+            }
+            fn g() -> u32 {
+                {
+                    let x = 1;
+                    x
+                }
+            }
+            fn h(p: *const u8) -> u8 {
+                unsafe { *p }
+            }
+            "#,
+            r#"
+            S   fn f(p: *const u8) -> u8 {
+            -       unsafe {
+            S           *p
+            -       }
+            C1  }
+            S   fn g() -> u32 {
+            -       {
+            S           let x = 1;
+            S           x
+            -       }
+            C6  }
+            S   fn h(p: *const u8) -> u8 {
+            S       unsafe { *p }
+            C12 }
+            "#,
+        );
+    }
+
+    #[test]
     fn match_arms() {
         check(
             r#"
@@ -1224,12 +1274,12 @@ mod tests {
             r#"
             S   fn run(limit: u32) {
             S       let mut n = 0;
-            S       loop {
+            -       loop {
             S           n += 1;
             S           if n > limit {
             S               break;
             C5          }
-            C3      }
+            -       }
             S       while n > 0 {
             S           n -= 1;
             C9      }
