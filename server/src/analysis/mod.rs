@@ -1,0 +1,216 @@
+//! Source analysis: decides from the syntax of one Rust file which lines a person counts as code,
+//! which statement each line belongs to, where functions are and which lines are test code.
+//!
+//! `lexer` classifies lines by their text (code, punctuation, comments), `attributes` reads what
+//! `#[cfg]`, `#[test]` and `#[coverage(off)]` say, `ignore` applies `// coverlay: ignore` markers,
+//! and `walker` holds the rules for each syntax construct.
+
+use serde::{Deserialize, Serialize};
+
+mod attributes;
+mod ignore;
+mod lexer;
+mod walker;
+
+use lexer::{classify_text, split_lines, TextClass};
+use walker::Walker;
+
+/// Part of the key of cached analyses: bump it whenever the same text is analysed differently
+/// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
+/// `loop {`, `unsafe {` and `{` openers are not).
+pub const RULES_VERSION: u32 = 4;
+
+/// What one source line is, as far as coverage is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LineKind {
+    /// Not code a person would count.
+    None,
+    /// First line of a statement / match arm / fn entry: coverable. `compiled_only`: count it only if the
+    /// binary has machine code for it (used for cfg-gated items and macro_rules! bodies).
+    Start { compiled_only: bool },
+    /// A later line of the statement that starts at line `owner` (machine code here counts for `owner`).
+    Continuation { owner: u32 },
+}
+
+/// A function with a body, as written in the source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    /// Plain name; methods as `Type::method`, trait default methods as `Trait::method`.
+    pub name: String,
+    /// Line of the `fn` keyword: the entry line, which is a `Start` line.
+    pub line: u32,
+    /// Line of the body's closing brace.
+    pub end_line: u32,
+    /// Has an attribute whose path ends in `test` (`#[test]`, `#[tokio::test]`, ...).
+    pub is_test: bool,
+    /// Lives under a cfg-gated item: only the binary can say whether it exists.
+    pub compiled_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// `line` is 1-based, `column` is 1-based and counted in characters.
+    #[error("syntax error at {line}:{column}: {message}")]
+    Parse {
+        line: u32,
+        column: u32,
+        message: String,
+    },
+}
+
+/// Per-line verdicts for one source file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SourceAnalysis {
+    kinds: Vec<LineKind>,
+    functions: Vec<FunctionInfo>,
+    /// Disjoint, sorted, inclusive line ranges of test code.
+    test_ranges: Vec<(u32, u32)>,
+}
+
+/// Parses `source` with syn and classifies every line.
+pub fn analyze(source: &str) -> Result<SourceAnalysis, AnalysisError> {
+    let lines = split_lines(source);
+    let text = classify_text(&lines);
+    let parsed = syn::parse_file(source);
+    let result = match &parsed {
+        Ok(file) => {
+            let mut walker = Walker::new(&lines, &text);
+            for item in &file.items {
+                walker.item(item);
+            }
+            Ok(walker.finish())
+        }
+        Err(error) => {
+            let start = error.span().start();
+            Err(AnalysisError::Parse {
+                line: to_u32(start.line),
+                column: to_u32(start.column) + 1,
+                message: error.to_string(),
+            })
+        }
+    };
+    // Every span has been read by now; with `span-locations` the thread-local source map would
+    // otherwise keep a copy of every file ever parsed on this thread.
+    drop(parsed);
+    proc_macro2::extra::invalidate_current_thread_spans();
+    let mut analysis = result?;
+    for (kind, class) in analysis.kinds.iter_mut().zip(&text) {
+        // Comment and blank lines inside a statement carry no code even though they sit in its span.
+        if *class == TextClass::Empty {
+            *kind = LineKind::None;
+        }
+    }
+    ignore::apply(&mut analysis, &lines);
+    Ok(analysis)
+}
+
+impl SourceAnalysis {
+    /// Fallback for files syn cannot parse: every line that is not blank, comment-only or made only of
+    /// braces/brackets/parens/semicolons/commas is `Start { compiled_only: true }`; no functions.
+    pub fn fallback(source: &str) -> SourceAnalysis {
+        let lines = split_lines(source);
+        let kinds = classify_text(&lines)
+            .into_iter()
+            .map(|class| match class {
+                TextClass::Code => LineKind::Start {
+                    compiled_only: true,
+                },
+                TextClass::Empty | TextClass::Punct => LineKind::None,
+            })
+            .collect();
+        let mut analysis = SourceAnalysis {
+            kinds,
+            functions: Vec::new(),
+            test_ranges: Vec::new(),
+        };
+        ignore::apply(&mut analysis, &lines);
+        analysis
+    }
+
+    pub fn line_count(&self) -> u32 {
+        to_u32(self.kinds.len())
+    }
+
+    /// 1-based; out of range => `LineKind::None`.
+    pub fn kind(&self, line: u32) -> LineKind {
+        line.checked_sub(1)
+            .and_then(|index| self.kinds.get(index as usize))
+            .copied()
+            .unwrap_or(LineKind::None)
+    }
+
+    /// Sorted by `line`.
+    pub fn functions(&self) -> &[FunctionInfo] {
+        &self.functions
+    }
+
+    /// Innermost function whose `line..=end_line` contains `line`.
+    pub fn function_at(&self, line: u32) -> Option<&FunctionInfo> {
+        let candidates = self.functions.partition_point(|f| f.line <= line);
+        // Functions nest properly, so the latest-starting one that still contains `line` is innermost.
+        self.functions[..candidates]
+            .iter()
+            .rev()
+            .find(|f| f.end_line >= line)
+    }
+
+    /// Inside a test fn or a `#[cfg(test)]` item.
+    pub fn is_test_code(&self, line: u32) -> bool {
+        let index = self
+            .test_ranges
+            .partition_point(|&(start, _)| start <= line);
+        index > 0 && self.test_ranges[index - 1].1 >= line
+    }
+}
+
+fn to_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn syntax_error_reports_its_position() {
+        let source = "fn ok() {}\n\nfn broken() {\n    let = 5;\n}\n";
+        match analyze(source) {
+            Err(AnalysisError::Parse { line, column, .. }) => assert_eq!((line, column), (4, 9)),
+            Ok(_) => panic!("broken source parsed"),
+        }
+        match analyze("fn open() {\n    work();\n") {
+            Err(AnalysisError::Parse { line, .. }) => assert_eq!(line, 1),
+            Ok(_) => panic!("unbalanced source parsed"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_lines_are_none() {
+        let analysis = analyze("fn f() {\n    g();\n}\n").expect("parses");
+        assert_eq!(analysis.line_count(), 3);
+        assert_eq!(analysis.kind(0), LineKind::None);
+        assert_eq!(analysis.kind(4), LineKind::None);
+        assert_eq!(
+            analysis.kind(2),
+            LineKind::Start {
+                compiled_only: false
+            }
+        );
+    }
+
+    #[test]
+    fn survives_a_serde_round_trip() {
+        let source =
+            "#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {\n        run();\n    }\n}\n";
+        let analysis = analyze(source).expect("parses");
+        let json = serde_json::to_string(&analysis).expect("serializes");
+        let back: SourceAnalysis = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(render(&back, source), render(&analysis, source));
+        assert_eq!(back.functions(), analysis.functions());
+        assert!((1..=7).all(|line| back.is_test_code(line)));
+    }
+}
