@@ -10,6 +10,7 @@ both report, how often their covered/uncovered verdicts agree. Prints a markdown
                                                         #   only LLVM counts, by file, with source
     python3 bench/llvm_agreement.py --details --coverlay-only semver  # + lines only coverlay counts
     python3 bench/llvm_agreement.py --reuse --details semver  # reuse the last run's reports
+    python3 bench/llvm_agreement.py --coverlay /other/coverlay  # another coverlay build
 
 Needs llvm-profdata and llvm-cov of the LLVM version of rustc 1.95 (LLVM 22): Debian's `llvm-22`
 package (installed here with apt-get when missing). Reports of the last run are kept in
@@ -37,7 +38,9 @@ is_gap_region]`, only for files under the crate's `src/`:
   only closing punctuation (`}`, `};`, `})`, `}),`, `)`, `];` ... : only the characters `})];,`),
   starts with `where`, or holds a function signature without its body's `{`: it contains
   `fn NAME` (after optional `pub`, `pub(crate)`, `const`, `async`, `unsafe`, `extern "C"`) and
-  no `{`. A one-line `fn f() {` is kept (coverlay counts a function's entry on it).
+  no `{`. A one-line `fn f() {` is kept (coverlay counts a function's entry on it). Skipped
+  lines are left out on both sides; the table gives how many LLVM code lines the rule skipped and
+  how many of those coverlay reports.
 
 coverlay side: `coverlay run <crate> --json <file> -q` (builds into <crate>/target/coverlay, test
 code included by default): `files[].path`, `files[].lines[].line` and `.hits`.
@@ -147,14 +150,15 @@ def run_llvm(path, out, tools):
 
 
 def llvm_lines(report, root):
-    """{(file, line): count} of the LLVM code lines (region starts) of files under src/."""
+    """({(file, line): count} of the LLVM code lines (region starts) of files under src/,
+    {(file, line): count} of every line llvm-cov maps, region starts or not: its lcov lines)."""
     with open(report) as f:
         data = json.load(f)
-    lines = {}
+    code, mapped = {}, {}
     for export in data["data"]:
         for file in export["files"]:
             name = rel(file["filename"], root)
-            if not name.startswith("src" + os.sep):
+            if not name.startswith("src" + os.sep) or not file["segments"]:
                 continue
             segments = file["segments"]
             by_line = {}
@@ -162,21 +166,23 @@ def llvm_lines(report, root):
                 by_line.setdefault(seg[0], []).append(seg)
             wrapped = None  # the last segment before the current line
             index = 0
-            for line in sorted(by_line):
+            for line in range(segments[0][0], segments[-1][0] + 1):
                 while index < len(segments) and segments[index][0] < line:
                     wrapped = segments[index]
                     index += 1
-                on_line = by_line[line]
+                on_line = by_line.get(line, [])
                 starts = [s for s in on_line if s[4] and s[3] and not s[5]]
-                if not starts:
-                    continue
-                if not on_line[0][3] and on_line[0][4]:
+                if on_line and not on_line[0][3] and on_line[0][4]:
                     continue  # starts a skipped region (llvm-cov: not mapped)
+                if not starts and not (wrapped and wrapped[3]):
+                    continue
                 count = wrapped[2] if wrapped and wrapped[3] else 0
                 count = max([count] + [s[2] for s in starts])
                 key = (name, line)
-                lines[key] = max(lines.get(key, 0), count)
-    return lines
+                mapped[key] = max(mapped.get(key, 0), count)
+                if starts:
+                    code[key] = mapped[key]
+    return code, mapped
 
 
 FN_SIG = re.compile(r'^(pub(\([^)]*\))?\s+)?((const|async|unsafe|default)\s+)*'
@@ -196,8 +202,8 @@ def skipped(text):
 # ---------------------------------------------------------------- coverlay
 
 
-def run_coverlay(path, out):
-    result = sh([COVERLAY, "run", path, "--json", out, "-q"], check=False)
+def run_coverlay(path, out, binary):
+    result = sh([binary, "run", path, "--json", out, "-q"], check=False)
     if result.returncode not in (0, 101) or not os.path.exists(out):
         sys.exit(f"coverlay failed on {path}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
@@ -230,16 +236,20 @@ def source(path, name, number, cache={}):
     return text[number - 1] if 0 < number <= len(text) else "?"
 
 
-def compare(path, llvm_all, cov):
+def compare(path, llvm_all, mapped, cov_all):
+    """The skip rule takes lines out of the comparison on both sides."""
     llvm = {k: v for k, v in llvm_all.items() if not skipped(source(path, *k))}
+    cov = {k: v for k, v in cov_all.items() if not skipped(source(path, *k))}
     both = sorted(set(llvm) & set(cov))
     return {
         "llvm": llvm,
         "skipped": len(llvm_all) - len(llvm),
+        "skipped_cov": len((set(llvm_all) - set(llvm)) & set(cov_all)),
         "both": both,
         "disagree": [k for k in both if (llvm[k] > 0) != (cov[k] > 0)],
         "llvm_only": sorted(set(llvm) - set(cov)),
         "cov_only": sorted(set(cov) - set(llvm)),
+        "cov_only_mapped": sorted(k for k in set(cov) - set(llvm) if k in mapped),
     }
 
 
@@ -262,14 +272,16 @@ def main():
                         help="with --details, also list the lines only coverlay counts")
     parser.add_argument("--reuse", action="store_true",
                         help="use the reports of the last run in bench/work/llvm-agreement/")
+    parser.add_argument("--coverlay", default=COVERLAY, metavar="BIN",
+                        help="the coverlay binary (default: target/release/coverlay)")
     parser.add_argument("crates", nargs="*")
     args = parser.parse_args()
     for name in args.crates:
         if name not in CRATES:
             sys.exit(f"unknown crate {name}: one of {', '.join(CRATES)}")
     tools = None if args.reuse else ensure_llvm()
-    if not os.access(COVERLAY, os.X_OK):
-        sys.exit(f"{COVERLAY} missing: build coverlay with `cargo build --release` first")
+    if not os.access(args.coverlay, os.X_OK):
+        sys.exit(f"{args.coverlay} missing: build coverlay with `cargo build --release` first")
     os.makedirs(REPORTS, exist_ok=True)
 
     rows, details = [], []
@@ -287,29 +299,36 @@ def main():
         if not args.reuse or not os.path.exists(cov_json):
             start = time.perf_counter()
             print(f"{name}: coverlay…", file=sys.stderr)
-            run_coverlay(path, cov_json)
+            run_coverlay(path, cov_json, args.coverlay)
             print(f"{name}: coverlay {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        llvm, cov = llvm_lines(llvm_json, root), coverlay_lines(cov_json, root)
-        result = compare(path, llvm, cov)
+        (llvm, mapped), cov = llvm_lines(llvm_json, root), coverlay_lines(cov_json, root)
+        result = compare(path, llvm, mapped, cov)
+        inner = result["cov_only_mapped"]
+        inner_agree = sum(1 for k in inner if (mapped[k] > 0) == (cov[k] > 0))
         n_llvm, n_both = len(result["llvm"]), len(result["both"])
         reported = 100.0 * n_both / n_llvm if n_llvm else 0.0
         agreement = 100.0 * (n_both - len(result["disagree"])) / n_both if n_both else 0.0
         cov_hit = sum(1 for k in result["disagree"] if cov[k] > 0)
         rows.append((name, n_llvm, reported, n_both, agreement, len(result["disagree"]), cov_hit,
-                     len(result["llvm_only"]), len(result["cov_only"]), result["skipped"]))
-        details.append((name, path, llvm, cov, result))
+                     len(result["llvm_only"]), len(result["cov_only"]), result["skipped"],
+                     result["skipped_cov"], len(inner), inner_agree))
+        details.append((name, path, mapped, cov, result))
 
-    print("| crate | LLVM code lines (skipped) | coverlay reports | both | agreement "
-          "| disagreements (coverlay hit / LLVM hit) | only LLVM | only coverlay | target |")
+    print("| crate | LLVM code lines (skipped: LLVM / also coverlay) | coverlay reports | both "
+          "| agreement "
+          "| disagreements (coverlay hit / LLVM hit) | only LLVM "
+          "| only coverlay (inside an LLVM region: lines, verdict agrees) | target |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for (name, n_llvm, reported, n_both, agreement, dis, cov_hit, llvm_only, cov_only,
-         skip) in rows:
+         skip, skip_cov, inner, inner_agree) in rows:
         ok = reported >= TARGET_REPORTED and agreement >= TARGET_AGREEMENT
         verdict = "met" if ok else "missed (" + ", ".join(
             w for w, bad in (("reported", reported < TARGET_REPORTED),
                              ("agreement", agreement < TARGET_AGREEMENT)) if bad) + ")"
-        print(f"| {name} | {n_llvm} ({skip}) | {reported:.2f} % | {n_both} | {agreement:.2f} % "
-              f"| {dis} ({cov_hit} / {dis - cov_hit}) | {llvm_only} | {cov_only} | {verdict} |")
+        print(f"| {name} | {n_llvm} ({skip} / {skip_cov}) | {reported:.2f} % | {n_both} "
+              f"| {agreement:.2f} % "
+              f"| {dis} ({cov_hit} / {dis - cov_hit}) | {llvm_only} "
+              f"| {cov_only} ({inner}, {inner_agree}) | {verdict} |")
     print(f"\nAcceptance target per crate: coverlay reports >= {TARGET_REPORTED:g} % of LLVM's "
           f"code lines and agreement >= {TARGET_AGREEMENT:g} %.")
     met = [r[0] for r in rows if r[2] >= TARGET_REPORTED and r[4] >= TARGET_AGREEMENT]

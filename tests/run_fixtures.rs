@@ -237,6 +237,15 @@ fn twocrates_lines_match_their_markers() {
     assert_markers("twocrates", run.json.as_ref().unwrap());
 }
 
+/// Lines whose machine code the compiler places elsewhere: a constant hoisted above a match
+/// guard is not the arm's, and libtest's `main` on the crate root's line 1 is not that line's.
+#[test]
+fn verdicts_lines_match_their_markers() {
+    let run = cached("verdicts");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    assert_markers("verdicts", run.json.as_ref().unwrap());
+}
+
 /// A binary an integration test runs (`CARGO_BIN_EXE_tool`) is measured, its lines credited to
 /// that test; so is the library code it calls.
 #[test]

@@ -144,8 +144,29 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         later: Vec<u64>,
     }
     let ids: Vec<usize> = table.files.iter().map(|p| sources.id(p)).collect();
+    // libtest's generated `main` claims line 1 of the crate root in the debug info; it runs once
+    // per process whatever the tests do, so its rows would count for whatever is on that line.
+    let harness_main: HashSet<usize> = table
+        .functions
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.path == format!("{crate_name}::main"))
+        .filter(|(_, f)| {
+            !sources.files[ids[f.file as usize]]
+                .analysis
+                .functions()
+                .iter()
+                .any(|source| source.line == f.line && source.name == "main")
+        })
+        .map(|(i, _)| i)
+        .collect();
     let mut candidates: BTreeMap<(usize, u32), Candidate> = BTreeMap::new();
     for row in &table.rows {
+        if !harness_main.is_empty()
+            && containing_function(table, row.address).is_some_and(|f| harness_main.contains(&f))
+        {
+            continue;
+        }
         let file = ids[row.file as usize];
         match sources.files[file].analysis.kind(row.line) {
             LineKind::None => {}
@@ -165,6 +186,16 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
     }
     let function_of = |address: u64| containing_function(table, address);
     let path_of = |address: u64| function_of(address).map(|f| table.functions[f].path.as_str());
+    // Per line and function: where its own code begins (for the controlling lines below).
+    let mut first_row: HashMap<(usize, u32, Option<usize>), u64> = HashMap::new();
+    for (&(file, line), candidate) in &candidates {
+        for &address in &candidate.own {
+            first_row
+                .entry((file, line, function_of(address)))
+                .and_modify(|first| *first = (*first).min(address))
+                .or_insert(address);
+        }
+    }
     let mut pairs: Vec<(u64, Option<(usize, u32)>)> = Vec::new();
     for ((file, line), candidate) in candidates {
         // The first line's code may be only a path the statement rarely takes (a multi-line
@@ -180,6 +211,17 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
                     .into_iter()
                     .filter(|&a| functions.contains(&function_of(a))),
             );
+        }
+        // Code placed before the condition, guard or loop header that decides whether the
+        // statement runs (rustc hoists a constant `let` above a match guard) runs whether or not
+        // the statement does: it is not the statement's. A statement left with no code of its
+        // own is not a line.
+        if let Some(controller) = sources.files[file].analysis.controller(line) {
+            addresses.retain(|&a| {
+                first_row
+                    .get(&(file, controller, function_of(a)))
+                    .is_none_or(|&first| a > first)
+            });
         }
         if addresses.is_empty() {
             continue;

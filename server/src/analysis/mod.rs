@@ -17,8 +17,8 @@ use walker::Walker;
 
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
-/// `loop {`, `unsafe {` and `{` openers are not).
-pub const RULES_VERSION: u32 = 4;
+/// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines).
+pub const RULES_VERSION: u32 = 5;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +65,10 @@ pub struct SourceAnalysis {
     functions: Vec<FunctionInfo>,
     /// Disjoint, sorted, inclusive line ranges of test code.
     test_ranges: Vec<(u32, u32)>,
+    /// Start line → the line of the innermost condition, match guard (or arm pattern), loop header
+    /// or `let … else` whose outcome decides whether it runs.
+    #[serde(default)]
+    controller: std::collections::BTreeMap<u32, u32>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -122,6 +126,7 @@ impl SourceAnalysis {
             kinds,
             functions: Vec::new(),
             test_ranges: Vec::new(),
+            controller: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -152,6 +157,12 @@ impl SourceAnalysis {
             .iter()
             .rev()
             .find(|f| f.end_line >= line)
+    }
+
+    /// The line whose condition decides whether the statement starting on `line` runs (see
+    /// `plan`: code the compiler hoists above that condition does not count for the statement).
+    pub fn controller(&self, line: u32) -> Option<u32> {
+        self.controller.get(&line).copied()
     }
 
     /// Inside a test fn or a `#[cfg(test)]` item.

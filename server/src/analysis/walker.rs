@@ -5,8 +5,9 @@ use proc_macro2::{extra::DelimSpan, LineColumn, Span};
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{
-    Arm, Attribute, Block, Expr, ExprClosure, ExprConst, ExprIf, ExprRepeat, GenericArgument,
-    ImplItem, Item, Macro, MacroDelimiter, Pat, Signature, Stmt, TraitItem, Type,
+    Arm, Attribute, Block, Expr, ExprClosure, ExprConst, ExprForLoop, ExprIf, ExprRepeat,
+    ExprWhile, GenericArgument, ImplItem, Item, Local, Macro, MacroDelimiter, Pat, Signature, Stmt,
+    TraitItem, Type,
 };
 
 use super::attributes::{statement_attrs, Attrs};
@@ -61,6 +62,10 @@ pub(super) struct Walker<'s> {
     compiled_only: bool,
     /// Inside a const/static initialiser: evaluated at compile time except for closure bodies.
     const_context: bool,
+    /// Lines of the conditions, guards and loop headers around the current point, innermost last.
+    controllers: Vec<u32>,
+    /// Start line → the innermost such line around it (see `SourceAnalysis::controller`).
+    controller: std::collections::BTreeMap<u32, u32>,
 }
 
 impl<'s> Walker<'s> {
@@ -73,6 +78,8 @@ impl<'s> Walker<'s> {
             test_ranges: Vec::new(),
             compiled_only: false,
             const_context: false,
+            controllers: Vec::new(),
+            controller: std::collections::BTreeMap::new(),
         }
     }
 
@@ -90,6 +97,7 @@ impl<'s> Walker<'s> {
             kinds: self.kinds,
             functions: self.functions,
             test_ranges,
+            controller: self.controller,
         }
     }
 
@@ -104,6 +112,9 @@ impl<'s> Walker<'s> {
 
     /// Marks `start` as a Start line and the rest of `start..=end` as its continuation.
     fn claim(&mut self, start: u32, end: u32) {
+        if let Some(&controller) = self.controllers.last().filter(|&&c| c != start) {
+            self.controller.insert(start, controller);
+        }
         self.set(
             start,
             LineKind::Start {
@@ -124,6 +135,13 @@ impl<'s> Walker<'s> {
             }
         }
         self.claim(start, end);
+    }
+
+    /// Walks `body` as code that runs only after the condition, guard or loop header on `line`.
+    fn controlled(&mut self, line: u32, body: impl FnOnce(&mut Self)) {
+        self.controllers.push(line);
+        body(self);
+        self.controllers.pop();
     }
 
     /// Applies the attributes of `node` around `body`.
@@ -455,7 +473,36 @@ impl<'ast> Visit<'ast> for Walker<'_> {
                 self.claim(start_line(next.if_token.span), end_line(next.cond.span()));
             }
         }
-        visit::visit_expr_if(self, expr);
+        self.visit_expr(&expr.cond);
+        self.controlled(start_line(expr.cond.span()), |w| {
+            w.visit_block(&expr.then_branch);
+            if let Some((_, otherwise)) = &expr.else_branch {
+                w.visit_expr(otherwise);
+            }
+        });
+    }
+
+    fn visit_expr_while(&mut self, expr: &'ast ExprWhile) {
+        self.visit_expr(&expr.cond);
+        self.controlled(start_line(expr.cond.span()), |w| w.visit_block(&expr.body));
+    }
+
+    fn visit_expr_for_loop(&mut self, expr: &'ast ExprForLoop) {
+        self.visit_expr(&expr.expr);
+        self.controlled(start_line(expr.for_token.span), |w| {
+            w.visit_block(&expr.body)
+        });
+    }
+
+    fn visit_local(&mut self, local: &'ast Local) {
+        let Some(init) = &local.init else {
+            return;
+        };
+        self.visit_expr(&init.expr);
+        if let Some((_, diverge)) = &init.diverge {
+            // `let … else`: the else block runs when the pattern did not match.
+            self.controlled(start_line(local.let_token.span), |w| w.visit_expr(diverge));
+        }
     }
 
     fn visit_arm(&mut self, arm: &'ast Arm) {
@@ -470,9 +517,16 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             }
             return;
         }
+        let test = arm
+            .guard
+            .as_ref()
+            .map_or(start, |(_, guard)| start_line(guard.span()));
         self.scoped(&Attrs::of(&arm.attrs), arm, |w| {
             w.claim_after_attrs(&arm.attrs, start, end);
-            visit::visit_arm(w, arm);
+            if let Some((_, guard)) = &arm.guard {
+                w.visit_expr(guard);
+            }
+            w.controlled(test, |w| w.visit_expr(&arm.body));
         });
     }
 
@@ -710,6 +764,80 @@ mod tests {
             S       unsafe { *p }
             C12 }
             "#,
+        );
+    }
+
+    #[test]
+    fn statements_know_the_condition_that_decides_whether_they_run() {
+        let analysis = check(
+            r#"
+            fn f(n: i64, v: Option<u8>) -> i64 {
+                match n {
+                    x if x < 0 => {
+                        let s = 1;
+                        s
+                    }
+                    _ => 0,
+                };
+                if n > 3 {
+                    let a = 1;
+                } else {
+                    let b = 2;
+                }
+                while n > 9 {
+                    let c = 3;
+                }
+                for i in 0..n {
+                    let d = i;
+                }
+                let Some(w) = v else {
+                    return 0;
+                };
+                n
+            }
+            "#,
+            r#"
+            S   fn f(n: i64, v: Option<u8>) -> i64 {
+            S       match n {
+            S           x if x < 0 => {
+            S               let s = 1;
+            S               s
+            C3          }
+            S           _ => 0,
+            C2      };
+            S       if n > 3 {
+            S           let a = 1;
+            C9      } else {
+            S           let b = 2;
+            C9      }
+            S       while n > 9 {
+            S           let c = 3;
+            C14     }
+            S       for i in 0..n {
+            S           let d = i;
+            C17     }
+            S       let Some(w) = v else {
+            S           return 0;
+            C20     };
+            S       n
+            C1  }
+            "#,
+        );
+        let controllers: Vec<(u32, Option<u32>)> = (1..=23)
+            .map(|l| (l, analysis.controller(l)))
+            .filter(|c| c.1.is_some())
+            .collect();
+        assert_eq!(
+            controllers,
+            [
+                (4, Some(3)),
+                (5, Some(3)),
+                (10, Some(9)),
+                (12, Some(9)),
+                (15, Some(14)),
+                (18, Some(17)),
+                (21, Some(20))
+            ]
         );
     }
 
