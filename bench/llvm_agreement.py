@@ -67,7 +67,9 @@ sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overhead import COVERLAY, REGISTRY_CRATES, WORK, fetch, sh  # noqa: E402
 
-CRATES = dict(REGISTRY_CRATES, **{"memchr": "=2.8.0", "unicode-width": "=0.2.3"})
+CRATES = dict(REGISTRY_CRATES, **{"unicode-width": "=0.2.3", "heck": "=0.5.0",
+                                   "strsim": "=0.11.1", "either": "=1.15.0",
+                                   "memchr": "=2.8.0"})
 LLVM_BIN = "/usr/lib/llvm-22/bin"
 REPORTS = os.path.join(WORK, "llvm-agreement")
 TARGET_REPORTED, TARGET_AGREEMENT = 95.0, 99.5

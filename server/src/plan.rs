@@ -161,6 +161,8 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         .map(|(i, _)| i)
         .collect();
     let mut candidates: BTreeMap<(usize, u32), Candidate> = BTreeMap::new();
+    // Rows on a later line of a statement where a closure body starts: (owner, addresses).
+    let mut closure_rows: BTreeMap<(usize, u32), (u32, Vec<u64>)> = BTreeMap::new();
     for row in &table.rows {
         if !harness_main.is_empty()
             && containing_function(table, row.address).is_some_and(|f| harness_main.contains(&f))
@@ -176,6 +178,13 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
                 .own
                 .push(row.address),
             LineKind::Continuation { owner } => {
+                if sources.files[file].analysis.is_closure_body(row.line) {
+                    closure_rows
+                        .entry((file, row.line))
+                        .or_insert_with(|| (owner, Vec::new()))
+                        .1
+                        .push(row.address);
+                }
                 let candidate = candidates.entry((file, owner)).or_default();
                 if candidate.later.is_empty() || candidate.later_line == row.line {
                     candidate.later_line = row.line;
@@ -186,6 +195,25 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
     }
     let function_of = |address: u64| containing_function(table, address);
     let path_of = |address: u64| function_of(address).map(|f| table.functions[f].path.as_str());
+    // A closure body's line counts the closure's code there: the rows in functions nested in
+    // those of the statement (or of the line's other rows).
+    for ((file, line), (owner, addresses)) in closure_rows {
+        let outer: HashSet<&str> = candidates
+            .get(&(file, owner))
+            .map(|c| c.own.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .chain(&addresses)
+            .filter_map(|&a| path_of(a))
+            .collect();
+        let nested: Vec<u64> = addresses
+            .into_iter()
+            .filter(|&a| path_of(a).is_some_and(|p| outer.iter().any(|o| is_closure_of(p, o))))
+            .collect();
+        if !nested.is_empty() {
+            candidates.entry((file, line)).or_default().own = nested;
+        }
+    }
     // Per line and function: where its own code begins (for the controlling lines below).
     let mut first_row: HashMap<(usize, u32, Option<usize>), u64> = HashMap::new();
     for (&(file, line), candidate) in &candidates {
@@ -305,17 +333,18 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
 /// instances share a path and all count.
 fn statement_code<'a>(addresses: Vec<u64>, path_of: &dyn Fn(u64) -> Option<&'a str>) -> Vec<u64> {
     let paths: HashSet<&str> = addresses.iter().filter_map(|&a| path_of(a)).collect();
-    let nested = |path: &str| {
-        paths.iter().any(|outer| {
-            path.len() > outer.len()
-                && path.starts_with(outer)
-                && path[outer.len()..].starts_with("::{closure")
-        })
-    };
+    let nested = |path: &str| paths.iter().any(|outer| is_closure_of(path, outer));
     addresses
         .into_iter()
         .filter(|&a| path_of(a).is_none_or(|p| !nested(p)))
         .collect()
+}
+
+/// `path` names a closure defined (at any depth) in the function `outer`.
+fn is_closure_of(path: &str, outer: &str) -> bool {
+    path.len() > outer.len()
+        && path.starts_with(outer)
+        && path[outer.len()..].starts_with("::{closure")
 }
 
 /// The function whose code starts last at or before `address` (functions are sorted by address).

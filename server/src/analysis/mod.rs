@@ -17,8 +17,8 @@ use walker::Walker;
 
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
-/// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines).
-pub const RULES_VERSION: u32 = 5;
+/// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines).
+pub const RULES_VERSION: u32 = 6;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +69,10 @@ pub struct SourceAnalysis {
     /// or `let … else` whose outcome decides whether it runs.
     #[serde(default)]
     controller: std::collections::BTreeMap<u32, u32>,
+    /// Later lines of a statement where a closure's expression body starts: its code there counts
+    /// for that line (the statement's own code there still counts for the statement).
+    #[serde(default)]
+    closure_bodies: std::collections::BTreeSet<u32>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -127,6 +131,7 @@ impl SourceAnalysis {
             functions: Vec::new(),
             test_ranges: Vec::new(),
             controller: Default::default(),
+            closure_bodies: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -163,6 +168,11 @@ impl SourceAnalysis {
     /// `plan`: code the compiler hoists above that condition does not count for the statement).
     pub fn controller(&self, line: u32) -> Option<u32> {
         self.controller.get(&line).copied()
+    }
+
+    /// A later line of a statement on which a closure's expression body starts.
+    pub fn is_closure_body(&self, line: u32) -> bool {
+        self.closure_bodies.contains(&line)
     }
 
     /// Inside a test fn or a `#[cfg(test)]` item.

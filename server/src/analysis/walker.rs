@@ -66,6 +66,7 @@ pub(super) struct Walker<'s> {
     controllers: Vec<u32>,
     /// Start line → the innermost such line around it (see `SourceAnalysis::controller`).
     controller: std::collections::BTreeMap<u32, u32>,
+    closure_bodies: std::collections::BTreeSet<u32>,
 }
 
 impl<'s> Walker<'s> {
@@ -80,6 +81,7 @@ impl<'s> Walker<'s> {
             const_context: false,
             controllers: Vec::new(),
             controller: std::collections::BTreeMap::new(),
+            closure_bodies: std::collections::BTreeSet::new(),
         }
     }
 
@@ -98,6 +100,7 @@ impl<'s> Walker<'s> {
             functions: self.functions,
             test_ranges,
             controller: self.controller,
+            closure_bodies: self.closure_bodies,
         }
     }
 
@@ -532,6 +535,16 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 
     fn visit_expr_closure(&mut self, closure: &'ast ExprClosure) {
         if !self.const_context {
+            // An expression body on a later line of its statement (`.map_err(|e| wrap(e))` in a
+            // chain) is a line of its own for the closure's code: the closure is a function.
+            let line = start_line(closure.body.span());
+            let later_line = matches!(
+                self.kinds.get(line as usize - 1),
+                Some(LineKind::Continuation { .. })
+            );
+            if later_line && !matches!(&*closure.body, Expr::Block(_)) {
+                self.closure_bodies.insert(line);
+            }
             visit::visit_expr_closure(self, closure);
             return;
         }
@@ -839,6 +852,48 @@ mod tests {
                 (21, Some(20))
             ]
         );
+    }
+
+    #[test]
+    fn closure_bodies_on_later_lines_of_a_statement_are_marked() {
+        let analysis = check(
+            r#"
+            fn parse(text: &str) -> Result<i64, String> {
+                text.parse::<i64>()
+                    .map_err(|e| format!("bad {text}: {e}"))
+            }
+            fn sum(v: &[u64]) -> u64 {
+                v.iter().map(|x| x * 2).sum()
+            }
+            fn spawn() -> Vec<u8> {
+                (0..2)
+                    .map(|_| {
+                        1
+                    })
+                    .collect()
+            }
+            "#,
+            r#"
+            S   fn parse(text: &str) -> Result<i64, String> {
+            S       text.parse::<i64>()
+            C2          .map_err(|e| format!("bad {text}: {e}"))
+            C1  }
+            S   fn sum(v: &[u64]) -> u64 {
+            S       v.iter().map(|x| x * 2).sum()
+            C5  }
+            S   fn spawn() -> Vec<u8> {
+            S       (0..2)
+            C9          .map(|_| {
+            S               1
+            C9          })
+            C9          .collect()
+            C8  }
+            "#,
+        );
+        let marked: Vec<u32> = (1..=14).filter(|&l| analysis.is_closure_body(l)).collect();
+        // Not line 6 (the statement's own line), not line 10 (a block body: its lines are
+        // statements of their own).
+        assert_eq!(marked, [3]);
     }
 
     #[test]

@@ -864,7 +864,8 @@ fn merge(
 
 fn is_coverable(file: &SourceFile, line: u32) -> bool {
     let LineKind::Start { compiled_only } = file.analysis.kind(line) else {
-        return false;
+        // A closure body on a later line of its statement: a line when the closure has code.
+        return file.analysis.is_closure_body(line) && file.lines_with_code.contains(&line);
     };
     if file.lines_with_code.contains(&line) {
         return true;
