@@ -266,6 +266,14 @@ def print_lines(title, keys, path, llvm, cov):
               f"coverlay={cov.get((name, number), '-')} `{source(path, name, number).strip()}`")
 
 
+def test_opt_level(path):
+    """The crate's `[profile.test] opt-level`, when it sets one (memchr: 3)."""
+    with open(os.path.join(path, "Cargo.toml")) as f:
+        text = f.read()
+    match = re.search(r'^\[profile\.test\][^\[]*?^opt-level\s*=\s*"?(\w+)"?', text, re.M | re.S)
+    return match.group(1) if match else None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--details", action="store_true",
@@ -311,7 +319,9 @@ def main():
         reported = 100.0 * n_both / n_llvm if n_llvm else 0.0
         agreement = 100.0 * (n_both - len(result["disagree"])) / n_both if n_both else 0.0
         cov_hit = sum(1 for k in result["disagree"] if cov[k] > 0)
-        rows.append((name, n_llvm, reported, n_both, agreement, len(result["disagree"]), cov_hit,
+        opt = test_opt_level(path)
+        label = f"{name} (test profile opt-level {opt})" if opt else name
+        rows.append((label, n_llvm, reported, n_both, agreement, len(result["disagree"]), cov_hit,
                      len(result["llvm_only"]), len(result["cov_only"]), result["skipped"],
                      result["skipped_cov"], len(inner), inner_agree))
         details.append((name, path, mapped, cov, result))

@@ -291,9 +291,10 @@ pub fn run(
         std::thread::spawn(move || crate::test_env::learn(&workspace, &args, &executables))
     };
     let cache = LineCache::new(workspace.coverlay_dir().join("line-tables"));
+    let listings = JsonCache::new(workspace.coverlay_dir().join("listings"));
     let listed = crate::parallel::map(&executables, options.jobs, |executable| {
         let tables = cache.read(&executable.path, &|p| workspace.owns_source(p));
-        (tables, testrun::list(&program(executable, None)))
+        (tables, list_tests(executable, &listings))
     });
     let mut tables = Vec::with_capacity(listed.len());
     let mut listings = Vec::with_capacity(listed.len());
@@ -662,6 +663,16 @@ pub fn run(
             report: started.elapsed() - traced_at,
         },
     })
+}
+
+/// An executable's tests as `--list` gives them: the same for the same executable, so kept by its
+/// identity (a process start saved per executable and run).
+fn list_tests(executable: &TestExecutable, cache: &JsonCache) -> Option<Vec<String>> {
+    let list = || testrun::list(&program(executable, None));
+    match crate::cache::file_identity(&executable.path) {
+        Some(identity) => cache.get_or_insert(("listing", &executable.path, identity), list),
+        None => list(),
+    }
 }
 
 /// What each breakpoint of a plan counts for, in the counting model's terms.
