@@ -14,6 +14,10 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub analysis: SourceAnalysis,
     pub lines_with_code: BTreeSet<u32>,
+    /// Statements whose only code rustc placed before the condition that decides whether they
+    /// run: they take the count of the next statement of their block (which runs exactly when
+    /// they do, as their code cannot fail).
+    pub hoisted: BTreeSet<u32>,
 }
 
 /// All source files met during a run, analysed once each.
@@ -50,6 +54,7 @@ impl Sources {
                 path: path.to_path_buf(),
                 analysis,
                 lines_with_code: BTreeSet::new(),
+                hoisted: BTreeSet::new(),
             });
         }
     }
@@ -243,13 +248,17 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         // Code placed before the condition, guard or loop header that decides whether the
         // statement runs (rustc hoists a constant `let` above a match guard) runs whether or not
         // the statement does: it is not the statement's. A statement left with no code of its
-        // own is not a line.
+        // own takes its count from the next one (see `SourceFile::hoisted`).
         if let Some(controller) = sources.files[file].analysis.controller(line) {
+            let had_code = !addresses.is_empty();
             addresses.retain(|&a| {
                 first_row
                     .get(&(file, controller, function_of(a)))
                     .is_none_or(|&first| a > first)
             });
+            if had_code && addresses.is_empty() {
+                sources.files[file].hoisted.insert(line);
+            }
         }
         if addresses.is_empty() {
             continue;

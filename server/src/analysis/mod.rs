@@ -17,8 +17,9 @@ use walker::Walker;
 
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
-/// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines).
-pub const RULES_VERSION: u32 = 6;
+/// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
+/// 7: guards only control, next statement in block).
+pub const RULES_VERSION: u32 = 7;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,9 @@ pub struct SourceAnalysis {
     /// for that line (the statement's own code there still counts for the statement).
     #[serde(default)]
     closure_bodies: std::collections::BTreeSet<u32>,
+    /// Start line of a statement → start line of the next statement of the same block.
+    #[serde(default)]
+    next_in_block: std::collections::BTreeMap<u32, u32>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -132,6 +136,7 @@ impl SourceAnalysis {
             test_ranges: Vec::new(),
             controller: Default::default(),
             closure_bodies: Default::default(),
+            next_in_block: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -168,6 +173,11 @@ impl SourceAnalysis {
     /// `plan`: code the compiler hoists above that condition does not count for the statement).
     pub fn controller(&self, line: u32) -> Option<u32> {
         self.controller.get(&line).copied()
+    }
+
+    /// The statement after the one starting on `line`, in the same block.
+    pub fn next_in_block(&self, line: u32) -> Option<u32> {
+        self.next_in_block.get(&line).copied()
     }
 
     /// A later line of a statement on which a closure's expression body starts.

@@ -67,6 +67,9 @@ pub(super) struct Walker<'s> {
     /// Start line → the innermost such line around it (see `SourceAnalysis::controller`).
     controller: std::collections::BTreeMap<u32, u32>,
     closure_bodies: std::collections::BTreeSet<u32>,
+    /// Start lines of the statements of the blocks being walked, innermost last.
+    blocks: Vec<Vec<u32>>,
+    next_in_block: std::collections::BTreeMap<u32, u32>,
 }
 
 impl<'s> Walker<'s> {
@@ -82,6 +85,8 @@ impl<'s> Walker<'s> {
             controllers: Vec::new(),
             controller: std::collections::BTreeMap::new(),
             closure_bodies: std::collections::BTreeSet::new(),
+            blocks: Vec::new(),
+            next_in_block: std::collections::BTreeMap::new(),
         }
     }
 
@@ -101,6 +106,7 @@ impl<'s> Walker<'s> {
             test_ranges,
             controller: self.controller,
             closure_bodies: self.closure_bodies,
+            next_in_block: self.next_in_block,
         }
     }
 
@@ -383,6 +389,9 @@ impl<'s> Walker<'s> {
             stmt,
             Stmt::Expr(Expr::Loop(_) | Expr::Unsafe(_) | Expr::Block(_), _)
         );
+        if let Some(block) = self.blocks.last_mut() {
+            block.push(start);
+        }
         self.scoped(&Attrs::of(attrs), stmt, |w| {
             w.claim_after_attrs(attrs, start, end);
             if opener_only {
@@ -459,12 +468,17 @@ fn full_range(node: &impl Spanned) -> (u32, u32) {
 
 impl<'ast> Visit<'ast> for Walker<'_> {
     fn visit_block(&mut self, block: &'ast Block) {
+        self.blocks.push(Vec::new());
         for stmt in &block.stmts {
             if !self.const_context {
                 self.statement(stmt);
             } else if !matches!(stmt, Stmt::Item(_)) {
                 visit::visit_stmt(self, stmt);
             }
+        }
+        let starts = self.blocks.pop().unwrap_or_default();
+        for pair in starts.windows(2) {
+            self.next_in_block.insert(pair[0], pair[1]);
         }
     }
 
@@ -520,16 +534,17 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             }
             return;
         }
-        let test = arm
-            .guard
-            .as_ref()
-            .map_or(start, |(_, guard)| start_line(guard.span()));
         self.scoped(&Attrs::of(&arm.attrs), arm, |w| {
             w.claim_after_attrs(&arm.attrs, start, end);
-            if let Some((_, guard)) = &arm.guard {
-                w.visit_expr(guard);
+            // Only a guard is code that decides on the arm's own line; an arm's pattern is
+            // tested at the `match`, and the rows of its line may come after the body.
+            match &arm.guard {
+                Some((_, guard)) => {
+                    w.visit_expr(guard);
+                    w.controlled(start_line(guard.span()), |w| w.visit_expr(&arm.body));
+                }
+                None => w.visit_expr(&arm.body),
             }
-            w.controlled(test, |w| w.visit_expr(&arm.body));
         });
     }
 
@@ -852,6 +867,9 @@ mod tests {
                 (21, Some(20))
             ]
         );
+        assert_eq!(analysis.next_in_block(4), Some(5));
+        assert_eq!(analysis.next_in_block(5), None);
+        assert_eq!(analysis.next_in_block(2), Some(9));
     }
 
     #[test]

@@ -798,12 +798,21 @@ fn merge(
                 return None;
             }
             let keep = |line: u32| !(exclude_tests && file.analysis.is_test_code(line));
+            // A hoisted statement shows the count of the next statement of its block.
+            let counted_as = |line: u32| {
+                if !file.hoisted.contains(&line) {
+                    return is_coverable(file, line).then_some(line);
+                }
+                let next = file.analysis.next_in_block(line)?;
+                (is_coverable(file, next) && file.lines_with_code.contains(&next)).then_some(next)
+            };
             let lines: Vec<LineCoverage> = (1..=file.analysis.line_count())
-                .filter(|&line| keep(line) && is_coverable(file, line))
-                .map(|line| {
+                .filter(|&line| keep(line))
+                .filter_map(|line| Some((line, counted_as(line)?)))
+                .map(|(line, counted)| {
                     let key = LineKey {
                         source: SourceId(id as u32),
-                        line,
+                        line: counted,
                     };
                     let Some(counts) = aggregate.line(key) else {
                         return LineCoverage {
