@@ -18,6 +18,12 @@ pub struct SourceFile {
     /// run: they take the count of the next statement of their block (which runs exactly when
     /// they do, as their code cannot fail).
     pub hoisted: BTreeSet<u32>,
+    /// Later lines of a statement counted by the statement's own breakpoints (the first later
+    /// line with code, which the statement counts with): later line → statement line.
+    pub aliases: BTreeMap<u32, u32>,
+    /// Later lines of a statement with code of their own (arguments, fields, chained calls):
+    /// counted at their own rows.
+    pub separate: BTreeSet<u32>,
 }
 
 /// All source files met during a run, analysed once each.
@@ -55,6 +61,8 @@ impl Sources {
                 analysis,
                 lines_with_code: BTreeSet::new(),
                 hoisted: BTreeSet::new(),
+                aliases: BTreeMap::new(),
+                separate: BTreeSet::new(),
             });
         }
     }
@@ -168,6 +176,8 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
     let mut candidates: BTreeMap<(usize, u32), Candidate> = BTreeMap::new();
     // Rows on a later line of a statement where a closure body starts: (owner, addresses).
     let mut closure_rows: BTreeMap<(usize, u32), (u32, Vec<u64>)> = BTreeMap::new();
+    // Rows on the other later lines of a statement: (owner, addresses).
+    let mut separate_rows: BTreeMap<(usize, u32), (u32, Vec<u64>)> = BTreeMap::new();
     for row in &table.rows {
         if !harness_main.is_empty()
             && containing_function(table, row.address).is_some_and(|f| harness_main.contains(&f))
@@ -194,6 +204,14 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
                 if candidate.later.is_empty() || candidate.later_line == row.line {
                     candidate.later_line = row.line;
                     candidate.later.push(row.address);
+                } else if !sources.files[file].analysis.is_closure_body(row.line)
+                    && !sources.files[file].analysis.is_punct(row.line)
+                {
+                    separate_rows
+                        .entry((file, row.line))
+                        .or_insert_with(|| (owner, Vec::new()))
+                        .1
+                        .push(row.address);
                 }
             }
         }
@@ -219,6 +237,28 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             candidates.entry((file, line)).or_default().own = nested;
         }
     }
+    // The other later lines of a statement with code in the statement's own functions (not in
+    // its closures) count at those rows: an argument, a field, a chained call.
+    let mut owners: HashMap<(usize, u32), u32> = HashMap::new();
+    for ((file, line), (owner, addresses)) in separate_rows {
+        let Some(statement) = candidates.get(&(file, owner)) else {
+            continue;
+        };
+        let functions: HashSet<Option<usize>> = statement
+            .own
+            .iter()
+            .chain(&statement.later)
+            .map(|&a| function_of(a))
+            .collect();
+        let own: Vec<u64> = statement_code(addresses, &path_of)
+            .into_iter()
+            .filter(|&a| functions.contains(&function_of(a)))
+            .collect();
+        if !own.is_empty() && !candidates.contains_key(&(file, line)) {
+            candidates.entry((file, line)).or_default().own = own;
+            owners.insert((file, line), owner);
+        }
+    }
     // Per line and function: where its own code begins (for the controlling lines below).
     let mut first_row: HashMap<(usize, u32, Option<usize>), u64> = HashMap::new();
     for (&(file, line), candidate) in &candidates {
@@ -231,6 +271,10 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
     }
     let mut pairs: Vec<(u64, Option<(usize, u32)>)> = Vec::new();
     for ((file, line), candidate) in candidates {
+        let (later_line, later): (u32, HashSet<u64>) = (
+            candidate.later_line,
+            candidate.later.iter().copied().collect(),
+        );
         // The first line's code may be only a path the statement rarely takes (a multi-line
         // `assert!(` holds just its panic there), so the first later line with code counts too.
         let mut addresses = statement_code(candidate.own, &path_of);
@@ -262,6 +306,23 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         }
         if addresses.is_empty() {
             continue;
+        }
+        if let Some(&owner) = owners.get(&(file, line)) {
+            // Only within a statement that is a line itself.
+            if !sources.files[file].lines_with_code.contains(&owner) {
+                continue;
+            }
+            sources.files[file].separate.insert(line);
+        }
+        // That later line shows the statement's count, unless it is the right operand of `&&`
+        // or `||`, which may not run when the statement does: then it is not a line.
+        let analysis = &sources.files[file].analysis;
+        if addresses.iter().any(|a| later.contains(a))
+            && !analysis.is_short_circuit(later_line)
+            && !analysis.is_closure_body(later_line)
+            && !analysis.is_punct(later_line)
+        {
+            sources.files[file].aliases.insert(later_line, line);
         }
         sources.files[file].lines_with_code.insert(line);
         pairs.extend(addresses.into_iter().map(|a| (a, Some((file, line)))));

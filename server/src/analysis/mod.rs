@@ -18,8 +18,8 @@ use walker::Walker;
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
-/// 7: guards only control, next statement in block).
-pub const RULES_VERSION: u32 = 7;
+/// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines).
+pub const RULES_VERSION: u32 = 9;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,12 @@ pub struct SourceAnalysis {
     /// for that line (the statement's own code there still counts for the statement).
     #[serde(default)]
     closure_bodies: std::collections::BTreeSet<u32>,
+    /// Later lines of a statement where the right operand of `&&`/`||` starts.
+    #[serde(default)]
+    short_circuit: std::collections::BTreeSet<u32>,
+    /// Lines of closing braces, brackets, parentheses, semicolons and commas only.
+    #[serde(default)]
+    punct: std::collections::BTreeSet<u32>,
     /// Start line of a statement → start line of the next statement of the same block.
     #[serde(default)]
     next_in_block: std::collections::BTreeMap<u32, u32>,
@@ -106,10 +112,13 @@ pub fn analyze(source: &str) -> Result<SourceAnalysis, AnalysisError> {
     drop(parsed);
     proc_macro2::extra::invalidate_current_thread_spans();
     let mut analysis = result?;
-    for (kind, class) in analysis.kinds.iter_mut().zip(&text) {
+    for ((kind, class), line) in analysis.kinds.iter_mut().zip(&text).zip(1..) {
         // Comment and blank lines inside a statement carry no code even though they sit in its span.
         if *class == TextClass::Empty {
             *kind = LineKind::None;
+        }
+        if *class == TextClass::Punct {
+            analysis.punct.insert(line);
         }
     }
     ignore::apply(&mut analysis, &lines);
@@ -136,6 +145,8 @@ impl SourceAnalysis {
             test_ranges: Vec::new(),
             controller: Default::default(),
             closure_bodies: Default::default(),
+            short_circuit: Default::default(),
+            punct: Default::default(),
             next_in_block: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
@@ -178,6 +189,17 @@ impl SourceAnalysis {
     /// The statement after the one starting on `line`, in the same block.
     pub fn next_in_block(&self, line: u32) -> Option<u32> {
         self.next_in_block.get(&line).copied()
+    }
+
+    /// Only closing braces, brackets, parentheses, semicolons and commas: no line of its own.
+    pub fn is_punct(&self, line: u32) -> bool {
+        self.punct.contains(&line)
+    }
+
+    /// A later line of a statement on which the right operand of `&&` or `||` starts: it runs
+    /// only when the left one does not decide.
+    pub fn is_short_circuit(&self, line: u32) -> bool {
+        self.short_circuit.contains(&line)
     }
 
     /// A later line of a statement on which a closure's expression body starts.

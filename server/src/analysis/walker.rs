@@ -5,9 +5,9 @@ use proc_macro2::{extra::DelimSpan, LineColumn, Span};
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{
-    Arm, Attribute, Block, Expr, ExprClosure, ExprConst, ExprForLoop, ExprIf, ExprRepeat,
-    ExprWhile, GenericArgument, ImplItem, Item, Local, Macro, MacroDelimiter, Pat, Signature, Stmt,
-    TraitItem, Type,
+    Arm, Attribute, BinOp, Block, Expr, ExprBinary, ExprClosure, ExprConst, ExprForLoop, ExprIf,
+    ExprRepeat, ExprWhile, GenericArgument, ImplItem, Item, Local, Macro, MacroDelimiter, Pat,
+    Signature, Stmt, TraitItem, Type,
 };
 
 use super::attributes::{statement_attrs, Attrs};
@@ -67,6 +67,7 @@ pub(super) struct Walker<'s> {
     /// Start line → the innermost such line around it (see `SourceAnalysis::controller`).
     controller: std::collections::BTreeMap<u32, u32>,
     closure_bodies: std::collections::BTreeSet<u32>,
+    short_circuit: std::collections::BTreeSet<u32>,
     /// Start lines of the statements of the blocks being walked, innermost last.
     blocks: Vec<Vec<u32>>,
     next_in_block: std::collections::BTreeMap<u32, u32>,
@@ -85,6 +86,7 @@ impl<'s> Walker<'s> {
             controllers: Vec::new(),
             controller: std::collections::BTreeMap::new(),
             closure_bodies: std::collections::BTreeSet::new(),
+            short_circuit: std::collections::BTreeSet::new(),
             blocks: Vec::new(),
             next_in_block: std::collections::BTreeMap::new(),
         }
@@ -106,6 +108,8 @@ impl<'s> Walker<'s> {
             test_ranges,
             controller: self.controller,
             closure_bodies: self.closure_bodies,
+            short_circuit: self.short_circuit,
+            punct: Default::default(),
             next_in_block: self.next_in_block,
         }
     }
@@ -546,6 +550,19 @@ impl<'ast> Visit<'ast> for Walker<'_> {
                 None => w.visit_expr(&arm.body),
             }
         });
+    }
+
+    fn visit_expr_binary(&mut self, expr: &'ast ExprBinary) {
+        if matches!(expr.op, BinOp::And(_) | BinOp::Or(_)) {
+            let line = start_line(expr.right.span());
+            if matches!(
+                self.kinds.get(line as usize - 1),
+                Some(LineKind::Continuation { .. })
+            ) {
+                self.short_circuit.insert(line);
+            }
+        }
+        visit::visit_expr_binary(self, expr);
     }
 
     fn visit_expr_closure(&mut self, closure: &'ast ExprClosure) {
