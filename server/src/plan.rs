@@ -18,12 +18,9 @@ pub struct SourceFile {
     /// run: they take the count of the next statement of their block (which runs exactly when
     /// they do, as their code cannot fail).
     pub hoisted: BTreeSet<u32>,
-    /// Later lines of a statement counted by the statement's own breakpoints (the first later
-    /// line with code, which the statement counts with): later line → statement line.
+    /// Later lines of a statement with code of their own (arguments, fields, chained calls)
+    /// that show the statement's count: later line → statement line.
     pub aliases: BTreeMap<u32, u32>,
-    /// Later lines of a statement with code of their own (arguments, fields, chained calls):
-    /// counted at their own rows.
-    pub separate: BTreeSet<u32>,
 }
 
 /// All source files met during a run, analysed once each.
@@ -62,7 +59,6 @@ impl Sources {
                 lines_with_code: BTreeSet::new(),
                 hoisted: BTreeSet::new(),
                 aliases: BTreeMap::new(),
-                separate: BTreeSet::new(),
             });
         }
     }
@@ -238,8 +234,8 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         }
     }
     // The other later lines of a statement with code in the statement's own functions (not in
-    // its closures) count at those rows: an argument, a field, a chained call.
-    let mut owners: HashMap<(usize, u32), u32> = HashMap::new();
+    // its closures: an argument, a field, a chained call) show the statement's count. Their own
+    // rows are no measure: one may be the only row of its line and lie on an unwinding path.
     for ((file, line), (owner, addresses)) in separate_rows {
         let Some(statement) = candidates.get(&(file, owner)) else {
             continue;
@@ -250,13 +246,15 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             .chain(&statement.later)
             .map(|&a| function_of(a))
             .collect();
-        let own: Vec<u64> = statement_code(addresses, &path_of)
+        let in_statement = statement_code(addresses, &path_of)
             .into_iter()
-            .filter(|&a| functions.contains(&function_of(a)))
-            .collect();
-        if !own.is_empty() && !candidates.contains_key(&(file, line)) {
-            candidates.entry((file, line)).or_default().own = own;
-            owners.insert((file, line), owner);
+            .any(|a| functions.contains(&function_of(a)));
+        let analysis = &sources.files[file].analysis;
+        if in_statement
+            && !analysis.is_short_circuit(line)
+            && !candidates.contains_key(&(file, line))
+        {
+            sources.files[file].aliases.insert(line, owner);
         }
     }
     // Per line and function: where its own code begins (for the controlling lines below).
@@ -306,13 +304,6 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         }
         if addresses.is_empty() {
             continue;
-        }
-        if let Some(&owner) = owners.get(&(file, line)) {
-            // Only within a statement that is a line itself.
-            if !sources.files[file].lines_with_code.contains(&owner) {
-                continue;
-            }
-            sources.files[file].separate.insert(line);
         }
         // That later line shows the statement's count, unless it is the right operand of `&&`
         // or `||`, which may not run when the statement does: then it is not a line.

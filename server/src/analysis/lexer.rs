@@ -15,7 +15,8 @@ pub(super) fn split_lines(source: &str) -> Vec<&str> {
 pub(super) enum TextClass {
     /// Blank or comment only.
     Empty,
-    /// Only braces, brackets, parens, semicolons and commas.
+    /// Only braces, brackets, parens, semicolons, commas and `?` (a `)?;` line: the error path
+    /// of the statement it ends, not a line of its own).
     Punct,
     Code,
 }
@@ -89,7 +90,7 @@ pub(super) fn classify_text(lines: &[&str]) -> Vec<TextClass> {
                         } else if rest.starts_with(b"/*") {
                             state = Lex::BlockComment(1);
                             i += 2;
-                        } else if b"{}[]();,".contains(&c) {
+                        } else if b"{}[]();,?".contains(&c) {
                             punct = true;
                             i += 1;
                         } else {

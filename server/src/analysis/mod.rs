@@ -18,8 +18,9 @@ use walker::Walker;
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
-/// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines).
-pub const RULES_VERSION: u32 = 9;
+/// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
+/// 10: `)?;` is punctuation).
+pub const RULES_VERSION: u32 = 10;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +78,7 @@ pub struct SourceAnalysis {
     /// Later lines of a statement where the right operand of `&&`/`||` starts.
     #[serde(default)]
     short_circuit: std::collections::BTreeSet<u32>,
-    /// Lines of closing braces, brackets, parentheses, semicolons and commas only.
+    /// Lines of closing braces, brackets, parentheses, semicolons, commas and `?` only.
     #[serde(default)]
     punct: std::collections::BTreeSet<u32>,
     /// Start line of a statement → start line of the next statement of the same block.
