@@ -21,6 +21,8 @@ pub struct SourceFile {
     /// Later lines of a statement with code of their own (arguments, fields, chained calls)
     /// that show the statement's count: later line → statement line.
     pub aliases: BTreeMap<u32, u32>,
+    /// Later lines of a macro-call statement counted at their own rows.
+    pub separate: BTreeSet<u32>,
 }
 
 /// All source files met during a run, analysed once each.
@@ -59,6 +61,7 @@ impl Sources {
                 lines_with_code: BTreeSet::new(),
                 hoisted: BTreeSet::new(),
                 aliases: BTreeMap::new(),
+                separate: BTreeSet::new(),
             });
         }
     }
@@ -234,8 +237,16 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         }
     }
     // The other later lines of a statement with code in the statement's own functions (not in
-    // its closures: an argument, a field, a chained call) show the statement's count. Their own
-    // rows are no measure: one may be the only row of its line and lie on an unwinding path.
+    // its closures): an argument, a field, a chained call. In a macro call they count at their
+    // own rows (an `assert!` message's arguments run only when it fails); elsewhere they show
+    // the statement's count, as their own rows are no measure there (the only row of a chained
+    // call's line may lie on its unwinding path).
+    let claimed: HashSet<u64> = candidates
+        .values()
+        .flat_map(|c| c.own.iter().chain(&c.later))
+        .copied()
+        .collect();
+    let mut separate: HashMap<(usize, u32), u32> = HashMap::new();
     for ((file, line), (owner, addresses)) in separate_rows {
         let Some(statement) = candidates.get(&(file, owner)) else {
             continue;
@@ -246,15 +257,24 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             .chain(&statement.later)
             .map(|&a| function_of(a))
             .collect();
-        let in_statement = statement_code(addresses, &path_of)
+        let own: Vec<u64> = statement_code(addresses, &path_of)
             .into_iter()
-            .any(|a| functions.contains(&function_of(a)));
+            .filter(|&a| functions.contains(&function_of(a)))
+            .collect();
         let analysis = &sources.files[file].analysis;
-        if in_statement
-            && !analysis.is_short_circuit(line)
-            && !candidates.contains_key(&(file, line))
-        {
-            sources.files[file].aliases.insert(line, owner);
+        if own.is_empty() || candidates.contains_key(&(file, line)) {
+            continue;
+        }
+        if !analysis.is_macro_statement(owner) {
+            if !analysis.is_short_circuit(line) {
+                sources.files[file].aliases.insert(line, owner);
+            }
+            continue;
+        }
+        let own: Vec<u64> = own.into_iter().filter(|a| !claimed.contains(a)).collect();
+        if !own.is_empty() {
+            candidates.entry((file, line)).or_default().own = own;
+            separate.insert((file, line), owner);
         }
     }
     // Per line and function: where its own code begins (for the controlling lines below).
@@ -304,6 +324,13 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         }
         if addresses.is_empty() {
             continue;
+        }
+        if let Some(&owner) = separate.get(&(file, line)) {
+            // Only within a statement that is a line itself.
+            if !sources.files[file].lines_with_code.contains(&owner) {
+                continue;
+            }
+            sources.files[file].separate.insert(line);
         }
         // That later line shows the statement's count, unless it is the right operand of `&&`
         // or `||`, which may not run when the statement does: then it is not a line.

@@ -19,8 +19,8 @@ use walker::Walker;
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
-/// 10: `)?;` is punctuation).
-pub const RULES_VERSION: u32 = 10;
+/// 10: `)?;` is punctuation; 11: macro statements).
+pub const RULES_VERSION: u32 = 11;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +78,9 @@ pub struct SourceAnalysis {
     /// Later lines of a statement where the right operand of `&&`/`||` starts.
     #[serde(default)]
     short_circuit: std::collections::BTreeSet<u32>,
+    /// Start lines of statements that are macro calls (`assert!(…)`, `write!(…)?`).
+    #[serde(default)]
+    macro_statements: std::collections::BTreeSet<u32>,
     /// Lines of closing braces, brackets, parentheses, semicolons, commas and `?` only.
     #[serde(default)]
     punct: std::collections::BTreeSet<u32>,
@@ -147,6 +150,7 @@ impl SourceAnalysis {
             controller: Default::default(),
             closure_bodies: Default::default(),
             short_circuit: Default::default(),
+            macro_statements: Default::default(),
             punct: Default::default(),
             next_in_block: Default::default(),
         };
@@ -190,6 +194,12 @@ impl SourceAnalysis {
     /// The statement after the one starting on `line`, in the same block.
     pub fn next_in_block(&self, line: u32) -> Option<u32> {
         self.next_in_block.get(&line).copied()
+    }
+
+    /// The statement starting on `line` is a macro call: its arguments may be evaluated only on
+    /// some paths (an `assert!` message's).
+    pub fn is_macro_statement(&self, line: u32) -> bool {
+        self.macro_statements.contains(&line)
     }
 
     /// Only closing braces, brackets, parentheses, semicolons and commas: no line of its own.

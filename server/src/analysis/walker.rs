@@ -68,6 +68,7 @@ pub(super) struct Walker<'s> {
     controller: std::collections::BTreeMap<u32, u32>,
     closure_bodies: std::collections::BTreeSet<u32>,
     short_circuit: std::collections::BTreeSet<u32>,
+    macro_statements: std::collections::BTreeSet<u32>,
     /// Start lines of the statements of the blocks being walked, innermost last.
     blocks: Vec<Vec<u32>>,
     next_in_block: std::collections::BTreeMap<u32, u32>,
@@ -87,6 +88,7 @@ impl<'s> Walker<'s> {
             controller: std::collections::BTreeMap::new(),
             closure_bodies: std::collections::BTreeSet::new(),
             short_circuit: std::collections::BTreeSet::new(),
+            macro_statements: std::collections::BTreeSet::new(),
             blocks: Vec::new(),
             next_in_block: std::collections::BTreeMap::new(),
         }
@@ -109,6 +111,7 @@ impl<'s> Walker<'s> {
             controller: self.controller,
             closure_bodies: self.closure_bodies,
             short_circuit: self.short_circuit,
+            macro_statements: self.macro_statements,
             punct: Default::default(),
             next_in_block: self.next_in_block,
         }
@@ -395,6 +398,9 @@ impl<'s> Walker<'s> {
         );
         if let Some(block) = self.blocks.last_mut() {
             block.push(start);
+        }
+        if matches!(stmt, Stmt::Macro(_) | Stmt::Expr(Expr::Macro(_), _)) {
+            self.macro_statements.insert(start);
         }
         self.scoped(&Attrs::of(attrs), stmt, |w| {
             w.claim_after_attrs(attrs, start, end);

@@ -799,10 +799,13 @@ fn merge(
             }
             let keep = |line: u32| !(exclude_tests && file.analysis.is_test_code(line));
             // A hoisted statement shows the count of the next statement of its block.
-            // A later line of a statement with code shows the statement's count.
+            // A later line of a statement with code shows the statement's count or its own.
             let counted_as = |line: u32| {
                 if let Some(&statement) = file.aliases.get(&line) {
                     return is_coverable(file, statement).then_some(statement);
+                }
+                if file.separate.contains(&line) {
+                    return Some(line);
                 }
                 if !file.hoisted.contains(&line) {
                     return is_coverable(file, line).then_some(line);
