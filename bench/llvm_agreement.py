@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Line agreement between coverlay and LLVM source-based coverage (`-C instrument-coverage`) on
-the registry crates of overhead.py plus memchr and unicode-width. LLVM's code lines are taken as
-the reference set of coverable lines: how many of them coverlay reports at all, and, for the lines
+the registry crates of overhead.py plus unicode-width, heck, strsim, either and memchr (whose
+`[profile.test]` has opt-level 3: the table marks it). LLVM's code lines are taken as the
+reference set of coverable lines: how many of them coverlay reports at all, and, for the lines
 both report, how often their covered/uncovered verdicts agree. Prints a markdown table.
 
     python3 bench/llvm_agreement.py                     # all crates, one after another
@@ -29,8 +30,7 @@ Lines, from the export's per-file segments `[line, col, count, has_count, is_reg
 is_gap_region]`, only for files under the crate's `src/`:
 - an LLVM code line is a line on which a code region starts: a segment with is_region_entry and
   has_count that is not a gap region (llvm-cov's own `isStartOfRegion`). Lines that a region only
-  passes through (the later lines of a multi-line statement, which coverlay counts once on the
-  statement's first line) are not code lines;
+  passes through are not code lines;
 - its count is llvm-cov's line count (`LineCoverageStats`): the count of the segment that covers
   the start of the line (the last segment before it), raised to the largest count of the regions
   that start on the line. A line is covered when that count is > 0;
