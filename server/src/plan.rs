@@ -142,11 +142,13 @@ impl Plan {
     }
 }
 
-/// Chooses breakpoints for one executable. A coverable line is counted at the addresses of its own
+/// Chooses breakpoints for one executable. A statement is counted at the addresses of its own
 /// line-table rows and at those of its first later line that has code (arguments evaluated before a
 /// call, an assertion's condition), within the functions that run the statement itself: a closure
 /// that shares the line (or a later line) with the statement that creates it counts only for lines
-/// of its own, never for the statement.
+/// of its own, never for the statement. Later lines with code become lines too (`SourceFile`'s
+/// `aliases` and `separate`), rows hoisted above a statement's controlling condition are dropped
+/// (`hoisted`), and libtest's generated `main` counts for nothing.
 /// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
 pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &[String]) -> Plan {
     #[derive(Default)]
