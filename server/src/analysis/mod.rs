@@ -19,8 +19,8 @@ use walker::Walker;
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
-/// 10: `)?;` is punctuation; 11: macro statements).
-pub const RULES_VERSION: u32 = 11;
+/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers).
+pub const RULES_VERSION: u32 = 12;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +87,9 @@ pub struct SourceAnalysis {
     /// Start line of a statement → start line of the next statement of the same block.
     #[serde(default)]
     next_in_block: std::collections::BTreeMap<u32, u32>,
+    /// `} else {` line → the first statement of the block it opens.
+    #[serde(default)]
+    opens: std::collections::BTreeMap<u32, u32>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -153,6 +156,7 @@ impl SourceAnalysis {
             macro_statements: Default::default(),
             punct: Default::default(),
             next_in_block: Default::default(),
+            opens: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -189,6 +193,12 @@ impl SourceAnalysis {
     /// `plan`: code the compiler hoists above that condition does not count for the statement).
     pub fn controller(&self, line: u32) -> Option<u32> {
         self.controller.get(&line).copied()
+    }
+
+    /// For a `} else {` line, which holds no code: the first statement of the block it opens,
+    /// whose count it shows.
+    pub fn opened_statement(&self, line: u32) -> Option<u32> {
+        self.opens.get(&line).copied()
     }
 
     /// The statement after the one starting on `line`, in the same block.

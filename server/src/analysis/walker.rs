@@ -72,6 +72,9 @@ pub(super) struct Walker<'s> {
     /// Start lines of the statements of the blocks being walked, innermost last.
     blocks: Vec<Vec<u32>>,
     next_in_block: std::collections::BTreeMap<u32, u32>,
+    /// The first statement of the block walked last (for `} else {`).
+    last_block_first: Option<u32>,
+    opens: std::collections::BTreeMap<u32, u32>,
 }
 
 impl<'s> Walker<'s> {
@@ -91,6 +94,8 @@ impl<'s> Walker<'s> {
             macro_statements: std::collections::BTreeSet::new(),
             blocks: Vec::new(),
             next_in_block: std::collections::BTreeMap::new(),
+            last_block_first: None,
+            opens: std::collections::BTreeMap::new(),
         }
     }
 
@@ -114,6 +119,7 @@ impl<'s> Walker<'s> {
             macro_statements: self.macro_statements,
             punct: Default::default(),
             next_in_block: self.next_in_block,
+            opens: self.opens,
         }
     }
 
@@ -490,6 +496,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         for pair in starts.windows(2) {
             self.next_in_block.insert(pair[0], pair[1]);
         }
+        self.last_block_first = starts.first().copied();
     }
 
     fn visit_expr_if(&mut self, expr: &'ast ExprIf) {
@@ -503,8 +510,15 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         self.visit_expr(&expr.cond);
         self.controlled(start_line(expr.cond.span()), |w| {
             w.visit_block(&expr.then_branch);
-            if let Some((_, otherwise)) = &expr.else_branch {
+            if let Some((else_token, otherwise)) = &expr.else_branch {
                 w.visit_expr(otherwise);
+                // `} else {` holds no code: it shows the count of the block it opens.
+                if let (Expr::Block(_), Some(first)) = (&**otherwise, w.last_block_first) {
+                    let line = start_line(else_token.span);
+                    if first > line {
+                        w.opens.insert(line, first);
+                    }
+                }
             }
         });
     }
@@ -893,6 +907,12 @@ mod tests {
         assert_eq!(analysis.next_in_block(4), Some(5));
         assert_eq!(analysis.next_in_block(5), None);
         assert_eq!(analysis.next_in_block(2), Some(9));
+        assert_eq!(
+            analysis.opened_statement(11),
+            Some(12),
+            "the else line opens line 12"
+        );
+        assert_eq!(analysis.opened_statement(9), None);
     }
 
     #[test]

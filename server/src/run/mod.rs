@@ -807,6 +807,13 @@ fn merge(
                 if file.separate.contains(&line) {
                     return Some(line);
                 }
+                if let Some(first) = file.analysis.opened_statement(line) {
+                    if !is_coverable(file, line) {
+                        return (is_coverable(file, first)
+                            && file.lines_with_code.contains(&first))
+                        .then_some(first);
+                    }
+                }
                 if !file.hoisted.contains(&line) {
                     return is_coverable(file, line).then_some(line);
                 }
