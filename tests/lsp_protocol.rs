@@ -176,7 +176,7 @@ fn overlay_of_a_fixture_follows_a_save() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(withdraw.starts_with("7/8 lines"), "{withdraw}");
+    assert!(withdraw.starts_with("8/9 lines"), "{withdraw}");
     let test_lens = &lens_at(line_of(&text, "fn deposit_adds_to_the_balance"))["command"];
     assert!(
         test_lens["title"]
