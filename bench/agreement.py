@@ -26,7 +26,7 @@ import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import COVERLAY, REGISTRY_CRATES, ROOT, WORK, fetch, sh  # noqa: E402
+from overhead import COVERLAY, REGISTRY_CRATES, ROOT, WORK, fetch, sh, source_text  # noqa: E402
 
 
 def tarpaulin_installed():
@@ -102,16 +102,8 @@ def run_tarpaulin(path, tmp):
         return parse_tarpaulin_json(json.load(f), os.path.realpath(path))
 
 
-def source_line(path, name, number, cache={}):
-    full = name if os.path.isabs(name) else os.path.join(path, name)
-    if full not in cache:
-        try:
-            with open(full, errors="replace") as f:
-                cache[full] = f.read().splitlines()
-        except OSError:
-            cache[full] = []
-    text = cache[full]
-    return text[number - 1].strip() if 0 < number <= len(text) else "?"
+def source_line(path, name, number):
+    return source_text(path, name, number).strip()
 
 
 def compare(cov, tar):

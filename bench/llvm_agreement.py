@@ -65,7 +65,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import COVERLAY, REGISTRY_CRATES, WORK, fetch, sh  # noqa: E402
+from overhead import COVERLAY, REGISTRY_CRATES, WORK, fetch, sh, source_text  # noqa: E402
 
 CRATES = dict(REGISTRY_CRATES, **{"unicode-width": "=0.2.3", "heck": "=0.5.0",
                                    "strsim": "=0.11.1", "either": "=1.15.0",
@@ -226,16 +226,7 @@ def coverlay_lines(report, root):
 # ---------------------------------------------------------------- comparison
 
 
-def source(path, name, number, cache={}):
-    full = os.path.join(path, name)
-    if full not in cache:
-        try:
-            with open(full, errors="replace") as f:
-                cache[full] = f.read().splitlines()
-        except OSError:
-            cache[full] = []
-    text = cache[full]
-    return text[number - 1] if 0 < number <= len(text) else "?"
+source = source_text
 
 
 def compare(path, llvm_all, mapped, cov_all):

@@ -34,6 +34,19 @@ REGISTRY_CRATES = {"semver": "=1.0.28", "smallvec": "=1.15.1", "regex-syntax": "
 FIXTURES = ["ledger", "twocrates"]
 
 
+def source_text(path, name, number, cache={}):
+    """Line `number` of file `name` (relative to `path` unless absolute), "?" when there is none."""
+    full = name if os.path.isabs(name) else os.path.join(path, name)
+    if full not in cache:
+        try:
+            with open(full, errors="replace") as f:
+                cache[full] = f.read().splitlines()
+        except OSError:
+            cache[full] = []
+    text = cache[full]
+    return text[number - 1] if 0 < number <= len(text) else "?"
+
+
 def sh(cmd, cwd=None, check=True):
     result = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if check and result.returncode != 0:

@@ -163,14 +163,7 @@ fn keep_unbuilt_lines(
 
 /// An old line as it stays: the counts of the tests that are kept, at their new indexes.
 fn kept_line(line: &LineCoverage, kept_old: &[Option<u32>]) -> LineCoverage {
-    let tests: Vec<TestHits> = line
-        .tests
-        .iter()
-        .filter_map(|t| {
-            let test = (*kept_old.get(t.test as usize)?)?;
-            Some(TestHits { test, hits: t.hits })
-        })
-        .collect();
+    let tests = kept_counts(&line.tests, kept_old);
     let hits = if attributed(line) {
         tests.iter().map(|t| t.hits).sum()
     } else {
@@ -184,6 +177,17 @@ fn kept_line(line: &LineCoverage, kept_old: &[Option<u32>]) -> LineCoverage {
         capped: line.capped,
         tests,
     }
+}
+
+/// The per-test counts of the old tests that are kept, at their new indexes.
+fn kept_counts(tests: &[TestHits], kept_old: &[Option<u32>]) -> Vec<TestHits> {
+    tests
+        .iter()
+        .filter_map(|t| {
+            let test = (*kept_old.get(t.test as usize)?)?;
+            Some(TestHits { test, hits: t.hits })
+        })
+        .collect()
 }
 
 /// Whether a line's total is the sum of its per-test counts (nothing ran it outside a test).
@@ -205,14 +209,7 @@ fn merge_line(
     let Some(before) = before else {
         return;
     };
-    let kept: Vec<TestHits> = before
-        .tests
-        .iter()
-        .filter_map(|t| {
-            let test = (*kept_old.get(t.test as usize)?)?;
-            Some(TestHits { test, hits: t.hits })
-        })
-        .collect();
+    let kept = kept_counts(&before.tests, kept_old);
     if kept.is_empty() {
         return;
     }

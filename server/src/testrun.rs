@@ -82,21 +82,6 @@ impl ShardRun {
         self.results.retain(|(t, _, _)| *t != test);
     }
 
-    /// Programs started by programs a test started count for that test too.
-    fn add_followed(&mut self, followed: &[engine::FollowedTrace], outer: Option<u32>) {
-        for f in followed {
-            let test = outer.or(f.test);
-            self.stats.traps += f.trace.stats.traps;
-            self.followed.push(FollowedRun {
-                executable: f.executable,
-                test,
-                hits: f.trace.hits.clone(),
-                capped: f.trace.capped.clone(),
-            });
-            self.add_followed(&f.trace.followed, test);
-        }
-    }
-
     /// Adds one process's trace.
     pub fn add(&mut self, trace: &engine::Trace) {
         if self.hits.is_empty() {
@@ -112,7 +97,15 @@ impl ShardRun {
         }
         self.test_hits.extend(&trace.test_hits);
         self.stats.traps += trace.stats.traps;
-        self.add_followed(&trace.followed, None);
+        for f in &trace.followed {
+            self.stats.traps += f.trace.stats.traps;
+            self.followed.push(FollowedRun {
+                executable: f.executable,
+                test: f.test,
+                hits: f.trace.hits.clone(),
+                capped: f.trace.capped.clone(),
+            });
+        }
         self.stdout.push_str(&trace.stdout);
         self.stderr.push_str(&trace.stderr);
     }

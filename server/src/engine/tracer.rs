@@ -106,11 +106,7 @@ pub(super) fn run(
     let outcome = session
         .start(program, breakpoints)
         .and_then(|()| session.event_loop());
-    session.flush();
-    if outcome.is_err() {
-        session.kill_everything();
-        session.reap_all();
-    }
+    session.wind_up(outcome.is_err());
     let timed_out = watchdog.finish();
     let (stdout, stderr) = readers.finish(OUTPUT_GRACE);
     let followed = session.join_followers();
@@ -158,19 +154,15 @@ fn follow(pid: Pid, followed: &Followed, options: &Options) -> Result<Trace, Eng
     let outcome = session
         .attach(&followed.exe, breakpoints)
         .and_then(|()| session.event_loop());
-    session.flush();
-    if outcome.is_err() {
-        session.kill_everything();
-        session.reap_all();
-    }
-    let followed = session.join_followers();
+    session.wind_up(outcome.is_err());
     outcome?;
     Ok(Trace {
         hits: session.totals,
         capped: session.capped,
         test_hits: session.test_hits,
         test_starts: Vec::new(),
-        followed,
+        // Its options follow nothing: what it `exec`s runs untraced.
+        followed: Vec::new(),
         exit: session
             .root_exit
             .take()
@@ -263,6 +255,15 @@ impl Session {
             | ptrace::Options::PTRACE_O_TRACEVFORK
             | ptrace::Options::PTRACE_O_TRACEEXEC
             | ptrace::Options::PTRACE_O_TRACEEXIT
+    }
+
+    /// After the event loop: the last counts in, and on failure nothing left running.
+    fn wind_up(&mut self, failed: bool) {
+        self.flush();
+        if failed {
+            self.kill_everything();
+            self.reap_all();
+        }
     }
 
     /// What the processes this session handed over measured, each with the test that was
