@@ -155,6 +155,10 @@ fn follow(pid: Pid, followed: &Followed, options: &Options) -> Result<Trace, Eng
         .attach(&followed.exe, breakpoints)
         .and_then(|()| session.event_loop());
     session.wind_up(outcome.is_err());
+    if outcome.is_err() {
+        // Not taken over (or lost): it must not stay stopped, or its test would hang on it.
+        let _ = kill(pid, Signal::SIGCONT);
+    }
     outcome?;
     Ok(Trace {
         hits: session.totals,
