@@ -1,0 +1,395 @@
+//! Finds the conditional jumps of a function that can stand for source branches, and the addresses
+//! whose counts give how often each jump was taken and not taken.
+//!
+//! The engine counts addresses, not edges. A successor that only its jump can reach (the
+//! fall-through of a jump nothing else targets, or a target that one jump alone reaches) runs
+//! exactly as often as that side of the jump is taken. When only one side is like that, the other
+//! side is the jump's own count minus it, and the jump's count is that of the first instruction of
+//! the straight run of code that ends with the jump (no call, no branch, no entry inside it). A jump
+//! whose two successors both have other ways in is left out: its sides cannot be told apart.
+//!
+//! Jumps the compiler adds with no source construct behind them are left out here:
+//! - checks: a successor that goes straight (through unconditional jumps only, before any other
+//!   call or branch) to a call of one of rustc's check panics (`panic_const_*` for overflow and
+//!   division, `panic_bounds_check`, misaligned or null pointer, `panic_nounwind`) or to `ud2`;
+//! - drop flags: a jump right after a `test` of a byte in memory (a drop flag lives on the stack)
+//!   whose successor's first call is a `drop_in_place`;
+//! - unwinding: jumps that normal control flow cannot reach from the function's entry (cleanup
+//!   code runs only from a landing pad).
+//!
+//! Which remaining jumps belong to a source construct is the planner's call (by line).
+
+use std::collections::{HashMap, HashSet};
+
+use iced_x86::{Code, FlowControl, Instruction, Mnemonic, OpKind};
+
+use super::sites::{ExeCode, Function};
+
+/// How one side of a conditional jump is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side<A> {
+    /// The count of this address.
+    At(A),
+    /// The count of `whole` (the jump's) minus that of `other` (the other side).
+    Rest { whole: A, other: A },
+}
+
+impl<A: Copy> Side<A> {
+    /// The addresses this side needs counted.
+    pub fn addresses(&self) -> Vec<A> {
+        match *self {
+            Side::At(a) => vec![a],
+            Side::Rest { whole, other } => vec![whole, other],
+        }
+    }
+
+    pub fn map<B>(&self, f: impl Fn(A) -> B) -> Side<B> {
+        match *self {
+            Side::At(a) => Side::At(f(a)),
+            Side::Rest { whole, other } => Side::Rest {
+                whole: f(whole),
+                other: f(other),
+            },
+        }
+    }
+
+    /// This side's count, from the counts of its addresses (saturating: counts of the jump and
+    /// of the other side come from different counters, read at the same moment).
+    pub fn count(&self, count: impl Fn(A) -> u64) -> u64 {
+        match *self {
+            Side::At(a) => count(a),
+            Side::Rest { whole, other } => count(whole).saturating_sub(count(other)),
+        }
+    }
+}
+
+/// A conditional jump with source-level meaning possible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineBranch {
+    /// Address of the jump instruction.
+    pub jump: u64,
+    /// The jump is taken: control goes to its target.
+    pub taken: Side<u64>,
+    /// The jump is not taken: control falls through.
+    pub not_taken: Side<u64>,
+}
+
+/// Instructions followed from a successor when looking for what it leads to.
+const LOOKAHEAD: usize = 24;
+
+/// The countable conditional jumps of the function whose symbol holds `address`, in address order.
+/// None when it cannot be decoded or jumps through a register in a way not understood (then any
+/// instruction may have other ways in).
+pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
+    let Some(range) = code.function(address) else {
+        return Vec::new();
+    };
+    let Some(function) = Function::decode(code, range) else {
+        return Vec::new();
+    };
+    let Some(targets) = &function.targets else {
+        return Vec::new();
+    };
+    let instructions = &function.instructions;
+    let index: HashMap<u64, usize> = instructions
+        .iter()
+        .enumerate()
+        .map(|(i, instruction)| (instruction.ip(), i))
+        .collect();
+    let mut jumps_to: HashMap<u64, u32> = HashMap::new();
+    for instruction in instructions {
+        if matches!(
+            instruction.flow_control(),
+            FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch
+        ) {
+            *jumps_to
+                .entry(instruction.near_branch_target())
+                .or_default() += 1;
+        }
+    }
+    let entered = |ip: u64| targets.contains(&ip) || code.is_landing_pad(ip);
+    let reachable = reachable(&function, &index);
+    let mut branches = Vec::new();
+    for (i, jump) in instructions.iter().enumerate() {
+        if jump.flow_control() != FlowControl::ConditionalBranch
+            || jump.op0_kind() != OpKind::NearBranch64
+            || !reachable.contains(&i)
+        {
+            continue;
+        }
+        let (target, next) = (jump.near_branch_target(), jump.next_ip());
+        let (Some(&t), Some(&n)) = (index.get(&target), index.get(&next)) else {
+            continue;
+        };
+        if target == next {
+            continue;
+        }
+        let leads_to_check = |at: usize| first_call(code, instructions, &index, at).is_check;
+        if leads_to_check(t) || leads_to_check(n) {
+            continue;
+        }
+        let tests_memory_byte = i > 0 && is_memory_byte_test(&instructions[i - 1]);
+        let drops = |at: usize| first_call(code, instructions, &index, at).is_drop;
+        if tests_memory_byte && (drops(t) || drops(n)) {
+            continue;
+        }
+        // The fall-through is reached from the jump alone unless something else enters it.
+        let fall_through_alone = !entered(next);
+        let target_alone = jumps_to.get(&target) == Some(&1)
+            && !function.table_targets.contains(&target)
+            && !code.is_landing_pad(target)
+            && t.checked_sub(1)
+                .is_none_or(|before| !super::sites::falls_through(&instructions[before]));
+        let whole = || straight_run_start(instructions, i, &entered);
+        let (taken, not_taken) = match (target_alone, fall_through_alone) {
+            (true, true) => (Side::At(target), Side::At(next)),
+            (true, false) => (
+                Side::At(target),
+                Side::Rest {
+                    whole: whole(),
+                    other: target,
+                },
+            ),
+            (false, true) => (
+                Side::Rest {
+                    whole: whole(),
+                    other: next,
+                },
+                Side::At(next),
+            ),
+            (false, false) => continue,
+        };
+        branches.push(MachineBranch {
+            jump: jump.ip(),
+            taken,
+            not_taken,
+        });
+    }
+    branches
+}
+
+/// The instructions normal control flow reaches from the function's entry (calls return; landing
+/// pads are not entries).
+fn reachable(function: &Function, index: &HashMap<u64, usize>) -> HashSet<usize> {
+    let instructions = &function.instructions;
+    let mut seen = HashSet::new();
+    let mut work = vec![0usize];
+    while let Some(i) = work.pop() {
+        if i >= instructions.len() || !seen.insert(i) {
+            continue;
+        }
+        let instruction = &instructions[i];
+        let direct = || index.get(&instruction.near_branch_target()).copied();
+        match instruction.flow_control() {
+            FlowControl::ConditionalBranch => {
+                work.push(i + 1);
+                work.extend(direct());
+            }
+            FlowControl::UnconditionalBranch => work.extend(direct()),
+            FlowControl::IndirectBranch => work.extend(
+                function
+                    .table_targets
+                    .iter()
+                    .filter_map(|t| index.get(t).copied()),
+            ),
+            FlowControl::Return | FlowControl::Exception => {}
+            FlowControl::Interrupt if instruction.code() == Code::Int3 => {}
+            _ => work.push(i + 1),
+        }
+    }
+    seen
+}
+
+/// The first instruction of the straight run of code that ends with instruction `end`: nothing
+/// but plain instructions before it, and no way in after its start.
+fn straight_run_start(
+    instructions: &[Instruction],
+    end: usize,
+    entered: &dyn Fn(u64) -> bool,
+) -> u64 {
+    let mut k = end;
+    while k > 0
+        && !entered(instructions[k].ip())
+        && instructions[k - 1].flow_control() == FlowControl::Next
+    {
+        k -= 1;
+    }
+    instructions[k].ip()
+}
+
+/// `test byte ptr [mem], imm8`: how a drop flag is read.
+fn is_memory_byte_test(instruction: &Instruction) -> bool {
+    instruction.code() == Code::Test_rm8_imm8 && instruction.op0_kind() == OpKind::Memory
+}
+
+#[derive(Default)]
+struct FirstCall {
+    /// The code calls a check panic (or runs `ud2`) before any other call or branch.
+    is_check: bool,
+    /// Its first call is to a `drop_in_place`.
+    is_drop: bool,
+}
+
+/// What the code from instruction `at` calls first, following unconditional jumps only.
+fn first_call(
+    code: &ExeCode,
+    instructions: &[Instruction],
+    index: &HashMap<u64, usize>,
+    mut at: usize,
+) -> FirstCall {
+    for _ in 0..LOOKAHEAD {
+        let Some(instruction) = instructions.get(at) else {
+            break;
+        };
+        if instruction.mnemonic() == Mnemonic::Ud2 {
+            return FirstCall {
+                is_check: true,
+                is_drop: false,
+            };
+        }
+        match instruction.flow_control() {
+            FlowControl::Next => at += 1,
+            FlowControl::UnconditionalBranch if instruction.op0_kind() == OpKind::NearBranch64 => {
+                match index.get(&instruction.near_branch_target()) {
+                    Some(&next) => at = next,
+                    None => break,
+                }
+            }
+            FlowControl::Call | FlowControl::IndirectCall => {
+                let callee = code.call_target(instruction);
+                return FirstCall {
+                    is_check: callee.is_some_and(|c| code.is_check(c)),
+                    is_drop: callee.is_some_and(|c| code.is_drop(c)),
+                };
+            }
+            _ => break,
+        }
+    }
+    FirstCall::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: u64 = 0x1000;
+
+    fn code(bytes: &[u8], pads: &[u64]) -> ExeCode {
+        ExeCode::for_test(
+            vec![(BASE, bytes.to_vec())],
+            vec![(BASE, BASE + bytes.len() as u64)],
+            pads,
+        )
+    }
+
+    // 0x1000 cmp edi,0 (3); 0x1003 jg 0x100c (2); 0x1005 mov eax,2 (5); 0x100a jmp 0x1011 (2);
+    // 0x100c mov eax,1 (5); 0x1011 ret
+    const IF_ELSE: &[u8] = &[
+        0x83, 0xFF, 0x00, 0x7F, 0x07, 0xB8, 0x02, 0, 0, 0, 0xEB, 0x05, 0xB8, 0x01, 0, 0, 0, 0xC3,
+    ];
+
+    #[test]
+    fn successors_reached_from_their_jump_alone_count_its_sides() {
+        assert_eq!(
+            find(&code(IF_ELSE, &[]), BASE),
+            [MachineBranch {
+                jump: 0x1003,
+                taken: Side::At(0x100c),
+                not_taken: Side::At(0x1005),
+            }]
+        );
+    }
+
+    // 0x1000 cmp edi,0 (3); 0x1003 je 0x1010; 0x1005 cmp esi,0 (3); 0x1008 je 0x1010;
+    // 0x100a mov eax,2 (5); 0x100f ret; 0x1010 mov eax,1 (5); 0x1015 ret: `a == 0 || b == 0`.
+    const OR: &[u8] = &[
+        0x83, 0xFF, 0x00, 0x74, 0x0B, 0x83, 0xFE, 0x00, 0x74, 0x06, 0xB8, 0x02, 0, 0, 0, 0xC3,
+        0xB8, 0x01, 0, 0, 0, 0xC3,
+    ];
+
+    #[test]
+    fn a_shared_target_is_the_jump_count_minus_the_fall_through() {
+        assert_eq!(
+            find(&code(OR, &[]), BASE),
+            [
+                MachineBranch {
+                    jump: 0x1003,
+                    taken: Side::Rest {
+                        whole: 0x1000,
+                        other: 0x1005
+                    },
+                    not_taken: Side::At(0x1005),
+                },
+                MachineBranch {
+                    jump: 0x1008,
+                    taken: Side::Rest {
+                        whole: 0x1005,
+                        other: 0x100a
+                    },
+                    not_taken: Side::At(0x100a),
+                },
+            ]
+        );
+        // A landing pad at the second fall-through: neither side of that jump is its own.
+        assert_eq!(find(&code(OR, &[0x100a]), BASE).len(), 1);
+    }
+
+    #[test]
+    fn side_counts_subtract_saturating() {
+        let counts = |a: u64| [5, 2][(a - 1) as usize];
+        assert_eq!(Side::At(2).count(counts), 2);
+        assert_eq!(Side::Rest { whole: 1, other: 2 }.count(counts), 3);
+        assert_eq!(Side::Rest { whole: 2, other: 1 }.count(counts), 0);
+        assert_eq!(Side::Rest { whole: 1, other: 2 }.addresses(), [1, 2]);
+    }
+
+    // 0x1000 add eax,ecx (2); 0x1002 jo 0x1005; 0x1004 ret; 0x1005 call 0x2000; 0x100a int3
+    const OVERFLOW: &[u8] = &[0x01, 0xC8, 0x70, 0x01, 0xC3, 0xE8, 0xF6, 0x0F, 0, 0, 0xCC];
+
+    #[test]
+    fn jumps_to_check_panics_are_left_out() {
+        assert!(find(&code(OVERFLOW, &[]).with_callee(0x2000, true), BASE).is_empty());
+        // A call to anything else is a branch like any other.
+        assert_eq!(find(&code(OVERFLOW, &[]), BASE).len(), 1);
+        // ud2 too.
+        let mut ud2 = OVERFLOW.to_vec();
+        ud2.splice(5..10, [0x0F, 0x0B, 0x90, 0x90, 0x90]);
+        assert!(find(&code(&ud2, &[]), BASE).is_empty());
+    }
+
+    // 0x1000 test byte [rsp+8],1 (5); 0x1005 jne 0x1008; 0x1007 ret; 0x1008 call 0x2000; 0x100d ret
+    const DROP_FLAG: &[u8] = &[
+        0xF6, 0x44, 0x24, 0x08, 0x01, 0x75, 0x01, 0xC3, 0xE8, 0xF3, 0x0F, 0, 0, 0xC3,
+    ];
+
+    #[test]
+    fn drop_flags_are_left_out() {
+        assert!(find(&code(DROP_FLAG, &[]).with_callee(0x2000, false), BASE).is_empty());
+        // A flag in a register is a source bool: `if b { drop(x) }` stays.
+        let mut register = DROP_FLAG.to_vec();
+        register.splice(0..5, [0xA8, 0x01, 0x90, 0x90, 0x90]); // test al,1; nops
+        assert_eq!(
+            find(&code(&register, &[]).with_callee(0x2000, false), BASE).len(),
+            1
+        );
+    }
+
+    // 0x1000 call 0x2000; 0x1005 ret; 0x1006 cmp edi,0 (3, a landing pad); 0x1009 je 0x100c;
+    // 0x100b ret; 0x100c ret
+    const CLEANUP: &[u8] = &[
+        0xE8, 0xFB, 0x0F, 0, 0, 0xC3, 0x83, 0xFF, 0x00, 0x74, 0x01, 0xC3, 0xC3,
+    ];
+
+    #[test]
+    fn jumps_only_unwinding_reaches_are_left_out() {
+        assert!(find(&code(CLEANUP, &[0x1006]), BASE).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_indirect_jump_leaves_the_function_out() {
+        // jmp rax before the if/else: any instruction may be entered.
+        let mut bytes = vec![0xFF, 0xE0];
+        bytes.extend_from_slice(IF_ELSE);
+        assert!(find(&code(&bytes, &[]), BASE).is_empty());
+    }
+}
