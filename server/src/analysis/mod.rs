@@ -8,10 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 mod attributes;
+mod branches;
 mod ignore;
 mod lexer;
 mod walker;
 
+pub use branches::Construct;
 use lexer::{classify_text, split_lines, TextClass};
 use walker::Walker;
 
@@ -19,8 +21,9 @@ use walker::Walker;
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
-/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers).
-pub const RULES_VERSION: u32 = 12;
+/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: branch
+/// constructs).
+pub const RULES_VERSION: u32 = 13;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +93,9 @@ pub struct SourceAnalysis {
     /// `} else {` line → the first statement of the block it opens.
     #[serde(default)]
     opens: std::collections::BTreeMap<u32, u32>,
+    /// Lines where a branch construct's test is (see `branches`).
+    #[serde(default)]
+    branches: std::collections::BTreeMap<u32, Construct>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -103,7 +109,9 @@ pub fn analyze(source: &str) -> Result<SourceAnalysis, AnalysisError> {
             for item in &file.items {
                 walker.item(item);
             }
-            Ok(walker.finish())
+            let mut analysis = walker.finish();
+            analysis.branches = branches::constructs(file);
+            Ok(analysis)
         }
         Err(error) => {
             let start = error.span().start();
@@ -157,6 +165,7 @@ impl SourceAnalysis {
             punct: Default::default(),
             next_in_block: Default::default(),
             opens: Default::default(),
+            branches: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -226,6 +235,11 @@ impl SourceAnalysis {
     /// A later line of a statement on which a closure's expression body starts.
     pub fn is_closure_body(&self, line: u32) -> bool {
         self.closure_bodies.contains(&line)
+    }
+
+    /// The branch construct whose test is on `line`, if any.
+    pub fn branch_construct(&self, line: u32) -> Option<Construct> {
+        self.branches.get(&line).copied()
     }
 
     /// Inside a test fn or a `#[cfg(test)]` item.

@@ -120,6 +120,7 @@ impl<'s> Walker<'s> {
             punct: Default::default(),
             next_in_block: self.next_in_block,
             opens: self.opens,
+            branches: Default::default(),
         }
     }
 

@@ -1,0 +1,167 @@
+//! Which lines hold a source branch construct, for branch coverage: the machine code's conditional
+//! jumps on those lines count as that construct's branches; jumps on other lines are left out.
+//!
+//! A construct is marked on the line where the compiler places its test: where its condition (or
+//! each operand of `&&`/`||`, the scrutinee of `if let`/`while let`, a `let … else`, the `?`)
+//! starts. `match` arms without a guard are not branches here: their lines show which arms ran.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
+use syn::{BinOp, Expr};
+
+/// A source construct that decides between two ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Construct {
+    /// `if` / `else if` condition.
+    If,
+    /// `while` condition.
+    While,
+    /// An operand of `&&` or `||`.
+    ShortCircuit,
+    /// `if let` / `while let` / a `let` in a condition: the pattern matches or not.
+    IfLet,
+    /// `let … else`.
+    LetElse,
+    /// `?`: the value or an early return.
+    Try,
+    /// A `match` arm's guard.
+    Guard,
+}
+
+impl Construct {
+    /// How the construct is named in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Construct::If | Construct::While | Construct::ShortCircuit | Construct::Guard => {
+                "condition"
+            }
+            Construct::IfLet | Construct::LetElse => "pattern",
+            Construct::Try => "`?`",
+        }
+    }
+}
+
+/// Line → the construct whose test is there (the outermost one when a line holds several).
+pub(super) fn constructs(file: &syn::File) -> BTreeMap<u32, Construct> {
+    let mut finder = Finder::default();
+    finder.visit_file(file);
+    finder.lines
+}
+
+#[derive(Default)]
+struct Finder {
+    lines: BTreeMap<u32, Construct>,
+}
+
+impl Finder {
+    fn mark(&mut self, spanned: &dyn Spanned, construct: Construct) {
+        let line = super::to_u32(spanned.span().start().line);
+        self.lines.entry(line).or_insert(construct);
+    }
+
+    /// A condition: a `let` in it tests a pattern.
+    fn condition(&mut self, condition: &Expr, construct: Construct) {
+        match condition {
+            Expr::Let(test) => {
+                self.mark(&test.let_token, Construct::IfLet);
+                self.mark(&*test.expr, Construct::IfLet);
+            }
+            other => self.mark(other, construct),
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Finder {
+    fn visit_expr_if(&mut self, expr: &'ast syn::ExprIf) {
+        self.condition(&expr.cond, Construct::If);
+        visit::visit_expr_if(self, expr);
+    }
+
+    fn visit_expr_while(&mut self, expr: &'ast syn::ExprWhile) {
+        self.condition(&expr.cond, Construct::While);
+        visit::visit_expr_while(self, expr);
+    }
+
+    fn visit_expr_binary(&mut self, expr: &'ast syn::ExprBinary) {
+        if matches!(expr.op, BinOp::And(_) | BinOp::Or(_)) {
+            self.condition(&expr.left, Construct::ShortCircuit);
+            self.condition(&expr.right, Construct::ShortCircuit);
+        }
+        visit::visit_expr_binary(self, expr);
+    }
+
+    fn visit_expr_try(&mut self, expr: &'ast syn::ExprTry) {
+        self.mark(&expr.question_token, Construct::Try);
+        visit::visit_expr_try(self, expr);
+    }
+
+    fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        if let Some((_, guard)) = &arm.guard {
+            self.condition(guard, Construct::Guard);
+        }
+        visit::visit_arm(self, arm);
+    }
+
+    fn visit_local(&mut self, local: &'ast syn::Local) {
+        if let Some(init) = local.init.as_ref().filter(|i| i.diverge.is_some()) {
+            self.mark(&local.let_token, Construct::LetElse);
+            self.mark(&*init.expr, Construct::LetElse);
+        }
+        visit::visit_local(self, local);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(source: &str) -> Vec<(u32, Construct)> {
+        let file = syn::parse_file(source).expect("parses");
+        let found = constructs(&file).into_iter().collect();
+        proc_macro2::extra::invalidate_current_thread_spans();
+        found
+    }
+
+    #[test]
+    fn each_construct_is_marked_where_its_test_starts() {
+        let source = "\
+fn f(a: bool, b: bool, v: Option<u32>) -> Result<u32, E> {
+    if a
+        && b
+    {
+        g();
+    } else if v.is_none() {
+    }
+    while a || b {}
+    let Some(x) = v else {
+        return Ok(0);
+    };
+    if let Some(y) = v {}
+    match v {
+        Some(n) if n > 3 => {}
+        _ => {}
+    }
+    let n = parse()?;
+    for i in 0..n {}
+    Ok(x)
+}
+";
+        use Construct::*;
+        assert_eq!(
+            lines(source),
+            [
+                (2, If),
+                (3, ShortCircuit),
+                (6, If),
+                (8, While),
+                (9, LetElse),
+                (12, IfLet),
+                (14, Guard),
+                (17, Try),
+            ]
+        );
+    }
+}
