@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::analysis::{LineKind, SourceAnalysis};
 use crate::cache::JsonCache;
 use crate::dwarf::LineTable;
+use crate::engine::ExeCode;
+
+mod branches;
+
+pub use branches::SourceBranch;
 
 /// A source file of the workspace seen in some executable, with its analysis and the lines that
 /// have machine code in at least one executable.
@@ -121,6 +126,8 @@ pub struct Plan {
     pub test_entries: Vec<(usize, u32)>,
     /// Per test number: its function's file and line, when the debug info has it.
     pub test_locations: Vec<Option<(PathBuf, u32)>>,
+    /// Source branches, their sides counted by breakpoints (indexes into `addresses`).
+    pub branches: Vec<SourceBranch<usize>>,
 }
 
 impl Plan {
@@ -150,7 +157,14 @@ impl Plan {
 /// `aliases` and `separate`), rows hoisted above a statement's controlling condition are dropped
 /// (`hoisted`), and libtest's generated `main` counts for nothing.
 /// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
-pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &[String]) -> Plan {
+/// With the executable's `code`, the sides of its source branches are counted too.
+pub fn plan(
+    table: &LineTable,
+    sources: &mut Sources,
+    crate_name: &str,
+    tests: &[String],
+    code: Option<&ExeCode>,
+) -> Plan {
     #[derive(Default)]
     struct Candidate {
         own: Vec<u64>,
@@ -376,6 +390,16 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             })
     });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
+    let branches = code.map_or_else(Vec::new, |code| {
+        branches::find(table, &ids, sources, code, &|f| harness_main.contains(&f))
+    });
+    // Addresses only a branch needs count for no line.
+    pairs.extend(
+        branches
+            .iter()
+            .flat_map(SourceBranch::addresses)
+            .map(|a| (a, None)),
+    );
     // A line target wins over a bare test entry at the same address.
     pairs.sort_unstable_by_key(|&(address, target)| (address, target.is_none()));
     pairs.dedup_by_key(|&mut (address, _)| address);
@@ -408,7 +432,12 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         .iter()
         .map(|&a| containing_function(table, a).map_or(u32::MAX, |i| i as u32))
         .collect();
+    let branches = branches
+        .iter()
+        .map(|b| b.map(|a| index_of(a).expect("a branch's address is planned")))
+        .collect();
     Plan {
+        branches,
         targets: pairs.into_iter().map(|(_, t)| t).collect(),
         instances,
         addresses,

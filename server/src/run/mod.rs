@@ -63,6 +63,8 @@ pub struct RunOptions {
     /// Fingerprint the workspace's sources as the build reads them, for test selection
     /// ([`RunReport::sources`]).
     pub snapshot_sources: bool,
+    /// Count the two sides of source branches too (counting mode with trampolines only).
+    pub branches: bool,
 }
 
 impl Default for RunOptions {
@@ -80,6 +82,7 @@ impl Default for RunOptions {
             retries: 0,
             partition: None,
             snapshot_sources: false,
+            branches: true,
         }
     }
 }
@@ -341,18 +344,41 @@ pub fn run(
     paths.extend(without_code.iter().map(PathBuf::as_path));
     sources.add_all(&paths, options.jobs);
     let no_tests = None;
-    let plans: Vec<Plan> = executables
+    let counted = !options.first_hit && !options.traps_only;
+    // Branch sides come out of exact counts (one side may be a difference of two): only with
+    // trampolines.
+    let all: Vec<&TestExecutable> = executables.iter().chain(&followable).collect();
+    let codes = crate::parallel::map(&all, options.jobs, |executable| {
+        if !(counted && options.branches) {
+            return None;
+        }
+        engine::ExeCode::read(&executable.path)
+            .inspect_err(|error| {
+                tracing::warn!(
+                    "cannot read the code of {}: {error}; no branch coverage",
+                    executable.path.display()
+                )
+            })
+            .ok()
+    });
+    let plans: Vec<Plan> = all
         .iter()
-        .chain(&followable)
         .zip(&tables)
         .zip(listings.iter().chain(std::iter::repeat(&no_tests)))
-        .map(|((executable, table), listing)| {
+        .zip(&codes)
+        .map(|(((executable, table), listing), code)| {
             let tests = listing.as_deref().unwrap_or_default();
-            plan::plan(table, &mut sources, &executable.crate_name(), tests)
+            plan::plan(
+                table,
+                &mut sources,
+                &executable.crate_name(),
+                tests,
+                code.as_ref(),
+            )
         })
         .collect();
+    drop(codes);
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
-    let counted = !options.first_hit && !options.traps_only;
     let work: Vec<(&Plan, &Path)> = plans
         .iter()
         .zip(executables.iter().chain(&followable))

@@ -1,0 +1,180 @@
+//! Source branches of one executable: the conditional jumps of workspace functions
+//! (`engine::branches`) that lie on the line of a branch construct (`analysis`).
+//!
+//! A jump belongs to the line of the last line-table row at or before it in its function. It is
+//! shown on that line when the line is a statement's first, else on the statement's first line
+//! (the right operand of `&&` on a line of its own, a `?` on a `)?;` line). Jumps on lines with no
+//! construct (a `for` loop's `next()`, a `match` on its arms, inlined library code) are left out.
+
+use std::collections::HashMap;
+
+use crate::analysis::{Construct, LineKind};
+use crate::dwarf::LineTable;
+use crate::engine::branches::Side;
+use crate::engine::ExeCode;
+
+use super::Sources;
+
+/// One conditional jump standing for a source branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceBranch<A> {
+    /// Index into `Sources::files`.
+    pub source: usize,
+    /// The line that shows it.
+    pub line: u32,
+    /// Its place among the branches of that line within one function (in address order): the
+    /// same branch in another generic instance or executable has the same ordinal.
+    pub ordinal: u32,
+    pub construct: Construct,
+    /// How its two sides are counted (addresses, or breakpoint indexes once planned).
+    pub taken: Side<A>,
+    pub not_taken: Side<A>,
+}
+
+impl<A: Copy> SourceBranch<A> {
+    pub fn addresses(&self) -> impl Iterator<Item = A> {
+        self.taken
+            .addresses()
+            .into_iter()
+            .chain(self.not_taken.addresses())
+    }
+
+    pub fn map<B>(&self, f: impl Fn(A) -> B) -> SourceBranch<B> {
+        SourceBranch {
+            source: self.source,
+            line: self.line,
+            ordinal: self.ordinal,
+            construct: self.construct,
+            taken: self.taken.map(&f),
+            not_taken: self.not_taken.map(&f),
+        }
+    }
+}
+
+/// The source branches of the functions of `table` (all but those `skip` names, by index), in
+/// function and address order. `ids` maps the table's files to source ids.
+pub(super) fn find(
+    table: &LineTable,
+    ids: &[usize],
+    sources: &Sources,
+    code: &ExeCode,
+    skip: &dyn Fn(usize) -> bool,
+) -> Vec<SourceBranch<u64>> {
+    let mut rows: Vec<(u64, usize, u32)> = table
+        .rows
+        .iter()
+        .map(|r| (r.address, ids[r.file as usize], r.line))
+        .collect();
+    rows.sort_unstable();
+    let mut branches = Vec::new();
+    for (index, function) in table.functions.iter().enumerate() {
+        if skip(index) {
+            continue;
+        }
+        let mut ordinals: HashMap<(usize, u32), u32> = HashMap::new();
+        for jump in crate::engine::branches::find(code, function.address) {
+            let at = rows.partition_point(|r| r.0 <= jump.jump);
+            let Some(&(row, source, line)) = at.checked_sub(1).map(|i| &rows[i]) else {
+                continue;
+            };
+            if row < function.address {
+                continue;
+            }
+            let analysis = &sources.files[source].analysis;
+            let Some(construct) = analysis.branch_construct(line) else {
+                continue;
+            };
+            let line = match analysis.kind(line) {
+                LineKind::Start { .. } => line,
+                LineKind::Continuation { owner } => owner,
+                LineKind::None => continue,
+            };
+            let ordinal = ordinals.entry((source, line)).or_default();
+            branches.push(SourceBranch {
+                source,
+                line,
+                ordinal: *ordinal,
+                construct,
+                taken: jump.taken,
+                not_taken: jump.not_taken,
+            });
+            *ordinal += 1;
+        }
+    }
+    branches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dwarf::{FunctionEntry, LineAddr};
+    use crate::plan::SourceFile;
+
+    /// `if a && b { while c {} }` with `&& b` on a line of its own.
+    #[test]
+    fn jumps_take_the_construct_line_of_their_row_and_an_ordinal_per_function() {
+        let source = "fn f(a: bool, b: bool, c: bool) {\n    if a\n        && b\n    {\n        while c {}\n    }\n}\n";
+        let mut sources = Sources::default();
+        sources.files.push(SourceFile {
+            path: "/w/src/lib.rs".into(),
+            analysis: crate::analysis::analyze(source).unwrap(),
+            lines_with_code: Default::default(),
+            hoisted: Default::default(),
+            aliases: Default::default(),
+            separate: Default::default(),
+        });
+        // 0x1000 test dil,1 (4); 0x1004 je 0x1013; 0x1006 test sil,1 (4); 0x100a je 0x1013;
+        // 0x100c nop; 0x100d test dl,1 (3); 0x1010 jne 0x100d; 0x1012 ret; 0x1013 ret
+        let bytes = [
+            0x40, 0xF6, 0xC7, 0x01, 0x74, 0x0D, 0x40, 0xF6, 0xC6, 0x01, 0x74, 0x07, 0x90, 0xF6,
+            0xC2, 0x01, 0x75, 0xFB, 0xC3, 0xC3,
+        ];
+        let code = ExeCode::for_test(vec![(0x1000, bytes.to_vec())], vec![(0x1000, 0x1014)], &[]);
+        let row = |line, address| LineAddr {
+            file: 0,
+            line,
+            address,
+        };
+        let table = LineTable {
+            files: vec!["/w/src/lib.rs".into()],
+            rows: vec![
+                row(2, 0x1000),
+                row(3, 0x1006),
+                row(5, 0x100c),
+                row(7, 0x1012),
+            ],
+            functions: vec![FunctionEntry {
+                path: "w::f".into(),
+                file: 0,
+                line: 1,
+                address: 0x1000,
+            }],
+            load_base: 0,
+            position_independent: true,
+        };
+        let found = find(&table, &[0], &sources, &code, &|_| false);
+        let summary: Vec<(u32, u32, Construct, u64)> = found
+            .iter()
+            .map(|b| {
+                (
+                    b.line,
+                    b.ordinal,
+                    b.construct,
+                    b.addresses().next().unwrap(),
+                )
+            })
+            .collect();
+        // Line 3 is a later line of the `if` statement: its jump shows on line 2. The first
+        // counted address of each: the straight run that ends with the jump (the targets are
+        // shared or entered some other way).
+        assert_eq!(
+            summary,
+            [
+                (2, 0, Construct::If, 0x1000),
+                (2, 1, Construct::ShortCircuit, 0x1006),
+                (5, 0, Construct::While, 0x100d),
+            ]
+        );
+        assert!(find(&table, &[0], &sources, &code, &|_| true).is_empty());
+    }
+}
