@@ -1,10 +1,12 @@
-//! The result of a coverage run in plain terms: per file, the coverable lines with their hit counts
-//! and the functions with their entry counts. Reports and the editor overlay read this.
+//! The result of a coverage run in plain terms: per file, the coverable lines with their hit counts,
+//! the branches with the counts of their two sides, and the functions with their entry counts.
+//! Reports and the editor overlay read this.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::analysis::Construct;
 use crate::libtest::Outcome;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,45 @@ pub struct FileCoverage {
     pub lines: Vec<LineCoverage>,
     /// Sorted by line.
     pub functions: Vec<FunctionCoverage>,
+    /// Sorted by (line, index); each on a line of `lines`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<BranchCoverage>,
+}
+
+/// A source branch (one conditional jump of the machine code: an `if` condition, one operand of
+/// `&&`, a `?`) and how often each of its two sides ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchCoverage {
+    pub line: u32,
+    /// Its place among the branches of its line, in code order.
+    pub index: u32,
+    pub construct: Construct,
+    /// Executions of the side where the jump is taken.
+    pub taken: u64,
+    /// Executions of the side where it falls through.
+    pub not_taken: u64,
+    /// Some of its code was counted by int3 traps up to the cap: its counts are estimates.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capped: bool,
+    /// The tests that ran it, each with its own counts, sorted by test index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<BranchTestHits>,
+}
+
+/// One test's executions of a branch's two sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchTestHits {
+    /// Index into `Coverage::tests`.
+    pub test: u32,
+    pub taken: u64,
+    pub not_taken: u64,
+}
+
+impl BranchCoverage {
+    /// Sides that ran (0, 1 or 2).
+    pub fn sides_run(&self) -> usize {
+        usize::from(self.taken > 0) + usize::from(self.not_taken > 0)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +141,19 @@ impl FileCoverage {
         self.lines.iter().filter(|l| l.hits > 0).count()
     }
 
+    /// The branches shown on `line`.
+    pub fn branches_on(&self, line: u32) -> &[BranchCoverage] {
+        let start = self.branches.partition_point(|b| b.line < line);
+        let end = self.branches.partition_point(|b| b.line <= line);
+        &self.branches[start..end]
+    }
+
+    /// Branch sides that ran, and all branch sides (two per branch).
+    pub fn branch_sides(&self) -> (usize, usize) {
+        let run = self.branches.iter().map(BranchCoverage::sides_run).sum();
+        (run, 2 * self.branches.len())
+    }
+
     pub fn hits(&self, line: u32) -> Option<u64> {
         self.lines
             .binary_search_by_key(&line, |l| l.line)
@@ -115,6 +169,14 @@ impl Coverage {
 
     pub fn covered(&self) -> usize {
         self.files.iter().map(FileCoverage::covered).sum()
+    }
+
+    /// Branch sides that ran, and all branch sides.
+    pub fn branch_sides(&self) -> (usize, usize) {
+        self.files
+            .iter()
+            .map(FileCoverage::branch_sides)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     }
 
     pub fn file(&self, path: &std::path::Path) -> Option<&FileCoverage> {
@@ -135,16 +197,20 @@ impl Coverage {
             index += 1;
             keep.get(index - 1).copied().unwrap_or(true)
         });
-        for line in self.files.iter_mut().flat_map(|f| &mut f.lines) {
-            line.tests.retain_mut(
-                |t| match renumbered.get(t.test as usize).copied().flatten() {
-                    Some(new) => {
-                        t.test = new;
-                        true
-                    }
-                    None => false,
-                },
-            );
+        let new = |test: &mut u32| match renumbered.get(*test as usize).copied().flatten() {
+            Some(new) => {
+                *test = new;
+                true
+            }
+            None => false,
+        };
+        for file in &mut self.files {
+            for line in &mut file.lines {
+                line.tests.retain_mut(|t| new(&mut t.test));
+            }
+            for branch in &mut file.branches {
+                branch.tests.retain_mut(|t| new(&mut t.test));
+            }
         }
     }
 }
@@ -200,6 +266,7 @@ pub mod test_data {
                 hits: 0,
                 is_test: false,
             }],
+            branches: Vec::new(),
         }
     }
 

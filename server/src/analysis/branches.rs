@@ -14,6 +14,7 @@ use syn::{BinOp, Expr};
 
 /// A source construct that decides between two ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Construct {
     /// `if` / `else if` condition.
     If,

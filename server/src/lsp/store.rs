@@ -391,6 +391,7 @@ mod tests {
                     hits: 1,
                     is_test: false,
                 }],
+                branches: Vec::new(),
             }],
             tests: vec![],
             count_cap: 10,

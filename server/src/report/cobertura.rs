@@ -157,6 +157,7 @@ mod tests {
                     hits: 3,
                     is_test: false,
                 }],
+                branches: Vec::new(),
             }],
             tests: Vec::new(),
             count_cap: 10,

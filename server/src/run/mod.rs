@@ -9,12 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::{
-    Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineKey, SourceId, Target, TestId,
+    Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineKey,
+    SourceId, Target, TestId,
 };
 use crate::analysis::LineKind;
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
-use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
+use crate::coverage::{
+    BranchCoverage, BranchTestHits, Coverage, FileCoverage, FunctionCoverage, LineCoverage,
+    TestHits, TestInfo,
+};
 use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
@@ -571,6 +575,7 @@ pub fn run(
         }
     }
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
+    let branch_targets: Vec<Vec<BranchTarget>> = plans.iter().map(branch_targets).collect();
     let mut aggregate = Aggregate::default();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
@@ -607,6 +612,7 @@ pub fn run(
                 hits: &shard_run.hits,
                 capped: &shard_run.capped,
                 test_hits: &test_hits,
+                branches: &branch_targets[shard.executable],
             });
         }
         // A binary a test ran counts for that test (and for no test when none was running).
@@ -627,6 +633,7 @@ pub fn run(
                 hits: &followed.hits,
                 capped: &followed.capped,
                 test_hits: &test_hits,
+                branches: &branch_targets[executable],
             });
         }
         for (number, result, duration) in &shard_run.results {
@@ -715,6 +722,26 @@ fn targets(plan: &Plan) -> Vec<Option<Target>> {
                 },
                 instance: InstanceId(instance),
             })
+        })
+        .collect()
+}
+
+/// How the sides of each source branch of a plan are counted, in the counting model's terms.
+fn branch_targets(plan: &Plan) -> Vec<BranchTarget> {
+    let id = |index: usize| BreakpointId(index as u32);
+    plan.branches
+        .iter()
+        .map(|branch| BranchTarget {
+            key: BranchKey {
+                line: LineKey {
+                    source: SourceId(branch.source as u32),
+                    line: branch.line,
+                },
+                ordinal: branch.ordinal,
+            },
+            construct: branch.construct,
+            taken: branch.taken.map(id),
+            not_taken: branch.not_taken.map(id),
         })
         .collect()
 }
@@ -903,10 +930,34 @@ fn merge(
                     })
                 })
                 .collect();
+            let source = SourceId(id as u32);
+            let branches = aggregate
+                .branches()
+                .range(branch_key(source, 0, 0)..branch_key(source, u32::MAX, u32::MAX))
+                .filter(|(key, _)| entry_hits(key.line.line).is_some())
+                .map(|(key, counts)| BranchCoverage {
+                    line: key.line.line,
+                    index: key.ordinal,
+                    construct: counts.construct,
+                    taken: counts.taken,
+                    not_taken: counts.not_taken,
+                    capped: counts.capped,
+                    tests: counts
+                        .tests
+                        .iter()
+                        .map(|(test, &(taken, not_taken))| BranchTestHits {
+                            test: test.0,
+                            taken,
+                            not_taken,
+                        })
+                        .collect(),
+                })
+                .collect();
             Some(FileCoverage {
                 path: file.path.clone(),
                 lines,
                 functions,
+                branches,
             })
         })
         .collect();
@@ -919,6 +970,13 @@ fn merge(
         } else {
             options.count_cap.max(1)
         },
+    }
+}
+
+fn branch_key(source: SourceId, line: u32, ordinal: u32) -> BranchKey {
+    BranchKey {
+        line: LineKey { source, line },
+        ordinal,
     }
 }
 

@@ -221,6 +221,7 @@ mod tests {
                     hits: 7,
                     is_test: false,
                 }],
+                branches: Vec::new(),
             }],
             tests: vec![
                 TestInfo {

@@ -146,6 +146,7 @@ mod tests {
                 path: "/w/src/lib.rs".into(),
                 lines: vec![line(2, 1), line(3, 0), line(4, 0), line(6, 1), line(7, 0)],
                 functions: Vec::new(),
+                branches: Vec::new(),
             }],
             tests: vec![TestInfo {
                 id: "k::t".into(),
