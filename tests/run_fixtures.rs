@@ -4,7 +4,8 @@
 //! Markers: `//~ hit` (coverable, executed), `//~ miss` (coverable, never executed); a line
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
-//! (`tests=a::b:3`).
+//! (`tests=a::b:3`). `branches T/N`: T of the N sides (two per branch) of the line's branches ran;
+//! in a fixture that has such markers, a line without one must have no branch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,13 +145,38 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Line → (sides run, sides) of its branches, for every reported file.
+fn reported_branches(json: &Value) -> BTreeMap<(PathBuf, u32), (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for f in json["files"].as_array().expect("files") {
+        for b in f["branches"].as_array().into_iter().flatten() {
+            let key = (
+                PathBuf::from(f["path"].as_str().unwrap()),
+                b["line"].as_u64().unwrap() as u32,
+            );
+            let sides: &mut (u64, u64) = out.entry(key).or_default();
+            sides.0 += u64::from(b["taken"].as_u64().unwrap() > 0)
+                + u64::from(b["not_taken"].as_u64().unwrap() > 0);
+            sides.1 += 2;
+        }
+    }
+    out
+}
+
 /// Compares every line of every source file of the fixture with its marker; lists all mismatches.
 fn assert_markers(name: &str, json: &Value) {
     let reported_hits = reported(json);
     let reported_tests = reported_tests(json);
+    let reported_branches = reported_branches(json);
     let mut files = Vec::new();
     rust_files(&fixture(name), &mut files);
     files.sort();
+    let strict_branches = files.iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("//~ ") && l.contains(" branches "))
+    });
     let mut mismatches = Vec::new();
     for file in &files {
         let source = std::fs::read_to_string(file).unwrap();
@@ -182,8 +208,18 @@ fn assert_markers(name: &str, json: &Value) {
                 mismatch(format!("expected {expected}, got {actual}"));
                 continue;
             }
-            for word in marker.iter().flatten().skip(1) {
-                if let Some(list) = word.strip_prefix("tests=") {
+            let branches = reported_branches.get(&(file.clone(), line)).copied();
+            let mut words = marker.iter().flatten().skip(1);
+            let mut branches_marked = false;
+            while let Some(word) = words.next() {
+                if *word == "branches" {
+                    branches_marked = true;
+                    let want = words.next().expect("branches T/N");
+                    let got = branches.map(|(run, all)| format!("{run}/{all}"));
+                    if got.as_deref() != Some(*want) {
+                        mismatch(format!("expected branches {want}, got {got:?}"));
+                    }
+                } else if let Some(list) = word.strip_prefix("tests=") {
                     let got = reported_tests
                         .get(&(file.clone(), line))
                         .cloned()
@@ -211,6 +247,11 @@ fn assert_markers(name: &str, json: &Value) {
                     if hits != Some(want) {
                         mismatch(format!("expected {want} hits, got {hits:?}"));
                     }
+                }
+            }
+            if strict_branches && !branches_marked {
+                if let Some((run, all)) = branches {
+                    mismatch(format!("expected no branches, got {run}/{all}"));
                 }
             }
         }
@@ -323,6 +364,51 @@ fn the_int3_fallback_agrees_with_the_trampolines() {
         );
     }
     assert!(capped >= 3, "the hot loops reach the cap");
+}
+
+/// Branch coverage on every construct, with each side run and not: real conditional jumps of a
+/// real build, counted by the engine.
+#[test]
+fn branches_match_their_markers() {
+    let run = cached("branches");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let json = run.json.as_ref().unwrap();
+    assert_markers("branches", json);
+    // Per test, like lines: every execution happens inside some test, so the tests' own counts
+    // add up to each side's total; `sign`'s `if` ran in `signs` only, once each way.
+    let file = &json["files"][0];
+    for branch in file["branches"].as_array().unwrap() {
+        for side in ["taken", "not_taken"] {
+            let by_tests: u64 = branch["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t[side].as_u64().unwrap())
+                .sum();
+            assert_eq!(by_tests, branch[side].as_u64().unwrap(), "{branch}");
+        }
+    }
+    let sign = file["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["line"] == 7)
+        .expect("a branch on line 7");
+    assert_eq!(
+        sign["tests"],
+        serde_json::json!([{"id": "branches::tests::signs", "taken": 1, "not_taken": 1}])
+    );
+    // lcov: one BRDA per side, and the file's totals.
+    let lcov = std::fs::read_to_string(run.lcov.as_ref().unwrap()).unwrap();
+    assert!(lcov.contains("BRDA:7,0,0,1\nBRDA:7,0,1,1\n"), "{lcov}");
+    let (hit, found) = (
+        file["branches_hit"].as_u64(),
+        file["branches_found"].as_u64(),
+    );
+    assert!(
+        lcov.contains(&format!("BRF:{}\nBRH:{}\n", found.unwrap(), hit.unwrap())),
+        "{lcov}"
+    );
 }
 
 #[test]
