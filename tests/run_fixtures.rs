@@ -5,7 +5,8 @@
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
 //! (`tests=a::b:3`). `branches T/N`: T of the N sides (two per branch) of the line's branches ran;
-//! in a fixture that has such markers, a line without one must have no branch.
+//! in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
+//! each branch's true and false counts, in order, all oriented (which side is true is known).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -145,8 +146,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Line → (sides run, sides) of its branches, for every reported file.
-fn reported_branches(json: &Value) -> BTreeMap<(PathBuf, u32), (u64, u64)> {
+/// A line's branches: (sides run, sides) and each branch's `taken:not_taken` (`?` before it when
+/// not oriented).
+type LineBranches = ((u64, u64), Vec<String>);
+
+/// Line → its branches, for every reported file.
+fn reported_branches(json: &Value) -> BTreeMap<(PathBuf, u32), LineBranches> {
     let mut out = BTreeMap::new();
     for f in json["files"].as_array().expect("files") {
         for b in f["branches"].as_array().into_iter().flatten() {
@@ -154,10 +159,19 @@ fn reported_branches(json: &Value) -> BTreeMap<(PathBuf, u32), (u64, u64)> {
                 PathBuf::from(f["path"].as_str().unwrap()),
                 b["line"].as_u64().unwrap() as u32,
             );
-            let sides: &mut (u64, u64) = out.entry(key).or_default();
-            sides.0 += u64::from(b["taken"].as_u64().unwrap() > 0)
-                + u64::from(b["not_taken"].as_u64().unwrap() > 0);
-            sides.1 += 2;
+            let ((run, all), each): &mut LineBranches = out.entry(key).or_default();
+            let (taken, not_taken) = (
+                b["taken"].as_u64().unwrap(),
+                b["not_taken"].as_u64().unwrap(),
+            );
+            *run += u64::from(taken > 0) + u64::from(not_taken > 0);
+            *all += 2;
+            let unknown = if b["oriented"] == Value::Bool(true) {
+                ""
+            } else {
+                "?"
+            };
+            each.push(format!("{unknown}{taken}:{not_taken}"));
         }
     }
     out
@@ -208,16 +222,21 @@ fn assert_markers(name: &str, json: &Value) {
                 mismatch(format!("expected {expected}, got {actual}"));
                 continue;
             }
-            let branches = reported_branches.get(&(file.clone(), line)).copied();
+            let branches = reported_branches.get(&(file.clone(), line));
             let mut words = marker.iter().flatten().skip(1);
             let mut branches_marked = false;
             while let Some(word) = words.next() {
                 if *word == "branches" {
                     branches_marked = true;
                     let want = words.next().expect("branches T/N");
-                    let got = branches.map(|(run, all)| format!("{run}/{all}"));
+                    let got = branches.map(|((run, all), _)| format!("{run}/{all}"));
                     if got.as_deref() != Some(*want) {
                         mismatch(format!("expected branches {want}, got {got:?}"));
+                    }
+                } else if let Some(want) = word.strip_prefix("sides=") {
+                    let got = branches.map(|(_, each)| each.join(","));
+                    if got.as_deref() != Some(want) {
+                        mismatch(format!("expected sides {want}, got {got:?}"));
                     }
                 } else if let Some(list) = word.strip_prefix("tests=") {
                     let got = reported_tests
@@ -250,7 +269,7 @@ fn assert_markers(name: &str, json: &Value) {
                 }
             }
             if strict_branches && !branches_marked {
-                if let Some((run, all)) = branches {
+                if let Some(((run, all), _)) = branches {
                     mismatch(format!("expected no branches, got {run}/{all}"));
                 }
             }
@@ -388,19 +407,27 @@ fn branches_match_their_markers() {
             assert_eq!(by_tests, branch[side].as_u64().unwrap(), "{branch}");
         }
     }
+    let source = std::fs::read_to_string(fixture("branches").join("src/lib.rs")).unwrap();
+    let line = 1 + source
+        .lines()
+        .position(|l| l.contains("if x > 0 {"))
+        .unwrap();
     let sign = file["branches"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|b| b["line"] == 7)
-        .expect("a branch on line 7");
+        .find(|b| b["line"] == line)
+        .expect("a branch on `sign`'s `if`");
     assert_eq!(
         sign["tests"],
         serde_json::json!([{"id": "branches::tests::signs", "taken": 1, "not_taken": 1}])
     );
     // lcov: one BRDA per side, and the file's totals.
     let lcov = std::fs::read_to_string(run.lcov.as_ref().unwrap()).unwrap();
-    assert!(lcov.contains("BRDA:7,0,0,1\nBRDA:7,0,1,1\n"), "{lcov}");
+    assert!(
+        lcov.contains(&format!("BRDA:{line},0,0,1\nBRDA:{line},0,1,1\n")),
+        "{lcov}"
+    );
     let (hit, found) = (
         file["branches_hit"].as_u64(),
         file["branches_found"].as_u64(),

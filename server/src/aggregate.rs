@@ -49,6 +49,8 @@ pub struct BranchKey {
 pub struct BranchTarget {
     pub key: BranchKey,
     pub construct: Construct,
+    /// `taken` is the condition's true side (see `plan::SourceBranch::oriented`).
+    pub oriented: bool,
     pub taken: Side<BreakpointId>,
     pub not_taken: Side<BreakpointId>,
 }
@@ -57,6 +59,8 @@ pub struct BranchTarget {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BranchCounts {
     pub construct: Construct,
+    /// Oriented in every function instance and executable that holds it.
+    pub oriented: bool,
     pub taken: u64,
     pub not_taken: u64,
     /// Some of its addresses were counted by int3 up to the cap: a side may be off either way
@@ -164,11 +168,13 @@ impl Aggregate {
                 .entry(branch.key)
                 .or_insert_with(|| BranchCounts {
                     construct: branch.construct,
+                    oriented: true,
                     taken: 0,
                     not_taken: 0,
                     capped: false,
                     tests: BTreeMap::new(),
                 });
+            entry.oriented &= branch.oriented;
             entry.taken += branch.taken.count(total);
             entry.not_taken += branch.not_taken.count(total);
             entry.capped |= breakpoints
@@ -340,6 +346,7 @@ mod tests {
                 ordinal,
             },
             construct: Construct::If,
+            oriented: true,
             taken,
             not_taken,
         };

@@ -199,6 +199,7 @@ fn add_branches(
                 tests: Vec::new(),
                 ..branch.clone()
             });
+        merged.oriented &= branch.oriented;
         merged.taken += branch.taken;
         merged.not_taken += branch.not_taken;
         merged.capped |= branch.capped;

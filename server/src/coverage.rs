@@ -71,9 +71,11 @@ pub struct BranchCoverage {
     /// Its place among the branches of its line, in code order.
     pub index: u32,
     pub construct: Construct,
-    /// Executions of the side where the jump is taken.
+    /// `taken` counts the condition holding (true; the pattern matching; the `?` returning
+    /// early) and `not_taken` it failing. When false the code did not tell which is which: they
+    /// are the machine jump's taken and fall-through sides.
+    pub oriented: bool,
     pub taken: u64,
-    /// Executions of the side where it falls through.
     pub not_taken: u64,
     /// Some of its code was counted by int3 traps up to the cap: its counts are estimates.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

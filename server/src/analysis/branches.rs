@@ -45,8 +45,31 @@ impl Construct {
     }
 }
 
-/// Line → the construct whose test is there (the outermost one when a line holds several).
-pub(super) fn constructs(file: &syn::File) -> BTreeMap<u32, Construct> {
+/// A comparison operator of a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// What the branch tests on one line are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchLine {
+    /// The outermost construct whose test is on the line.
+    pub construct: Construct,
+    /// The comparison operators of the conditions (and `&&`/`||` operands) that start on the
+    /// line: which side of a compare-and-jump is the true one follows from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<Operator>,
+}
+
+/// Line → the branch tests there.
+pub(super) fn constructs(file: &syn::File) -> BTreeMap<u32, BranchLine> {
     let mut finder = Finder::default();
     finder.visit_file(file);
     finder.lines
@@ -54,23 +77,46 @@ pub(super) fn constructs(file: &syn::File) -> BTreeMap<u32, Construct> {
 
 #[derive(Default)]
 struct Finder {
-    lines: BTreeMap<u32, Construct>,
+    lines: BTreeMap<u32, BranchLine>,
 }
 
 impl Finder {
-    fn mark(&mut self, spanned: &dyn Spanned, construct: Construct) {
+    fn mark(&mut self, spanned: &dyn Spanned, construct: Construct) -> &mut BranchLine {
         let line = super::to_u32(spanned.span().start().line);
-        self.lines.entry(line).or_insert(construct);
+        self.lines.entry(line).or_insert(BranchLine {
+            construct,
+            operators: Vec::new(),
+        })
     }
 
     /// A condition: a `let` in it tests a pattern.
     fn condition(&mut self, condition: &Expr, construct: Construct) {
-        match condition {
+        let mut bare = condition;
+        while let Expr::Paren(inner) = bare {
+            bare = &inner.expr;
+        }
+        match bare {
             Expr::Let(test) => {
                 self.mark(&test.let_token, Construct::IfLet);
                 self.mark(&*test.expr, Construct::IfLet);
             }
-            other => self.mark(other, construct),
+            Expr::Binary(binary) => {
+                let operator = match binary.op {
+                    BinOp::Eq(_) => Some(Operator::Eq),
+                    BinOp::Ne(_) => Some(Operator::Ne),
+                    BinOp::Lt(_) => Some(Operator::Lt),
+                    BinOp::Le(_) => Some(Operator::Le),
+                    BinOp::Gt(_) => Some(Operator::Gt),
+                    BinOp::Ge(_) => Some(Operator::Ge),
+                    _ => None,
+                };
+                let line = self.mark(condition, construct);
+                line.operators
+                    .extend(operator.filter(|o| !line.operators.contains(o)));
+            }
+            _ => {
+                self.mark(condition, construct);
+            }
         }
     }
 }
@@ -96,6 +142,7 @@ impl<'ast> Visit<'ast> for Finder {
 
     fn visit_expr_try(&mut self, expr: &'ast syn::ExprTry) {
         self.mark(&expr.question_token, Construct::Try);
+        self.mark(expr, Construct::Try);
         visit::visit_expr_try(self, expr);
     }
 
@@ -119,9 +166,12 @@ impl<'ast> Visit<'ast> for Finder {
 mod tests {
     use super::*;
 
-    fn lines(source: &str) -> Vec<(u32, Construct)> {
+    fn lines(source: &str) -> Vec<(u32, Construct, Vec<Operator>)> {
         let file = syn::parse_file(source).expect("parses");
-        let found = constructs(&file).into_iter().collect();
+        let found = constructs(&file)
+            .into_iter()
+            .map(|(line, b)| (line, b.construct, b.operators))
+            .collect();
         proc_macro2::extra::invalidate_current_thread_spans();
         found
     }
@@ -131,12 +181,12 @@ mod tests {
         let source = "\
 fn f(a: bool, b: bool, v: Option<u32>) -> Result<u32, E> {
     if a
-        && b
+        && b > 2
     {
         g();
     } else if v.is_none() {
     }
-    while a || b {}
+    while (a < 1) || !b {}
     let Some(x) = v else {
         return Ok(0);
     };
@@ -151,17 +201,18 @@ fn f(a: bool, b: bool, v: Option<u32>) -> Result<u32, E> {
 }
 ";
         use Construct::*;
+        let none = Vec::new;
         assert_eq!(
             lines(source),
             [
-                (2, If),
-                (3, ShortCircuit),
-                (6, If),
-                (8, While),
-                (9, LetElse),
-                (12, IfLet),
-                (14, Guard),
-                (17, Try),
+                (2, If, none()),
+                (3, ShortCircuit, vec![Operator::Gt]),
+                (6, If, none()),
+                (8, While, vec![Operator::Lt]),
+                (9, LetElse, none()),
+                (12, IfLet, none()),
+                (14, Guard, vec![Operator::Gt]),
+                (17, Try, none()),
             ]
         );
     }

@@ -13,7 +13,7 @@ mod ignore;
 mod lexer;
 mod walker;
 
-pub use branches::Construct;
+pub use branches::{BranchLine, Construct, Operator};
 use lexer::{classify_text, split_lines, TextClass};
 use walker::Walker;
 
@@ -21,9 +21,9 @@ use walker::Walker;
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
-/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: branch
-/// constructs).
-pub const RULES_VERSION: u32 = 13;
+/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13, 14: branch
+/// constructs and their operators).
+pub const RULES_VERSION: u32 = 14;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ pub struct SourceAnalysis {
     opens: std::collections::BTreeMap<u32, u32>,
     /// Lines where a branch construct's test is (see `branches`).
     #[serde(default)]
-    branches: std::collections::BTreeMap<u32, Construct>,
+    branches: std::collections::BTreeMap<u32, BranchLine>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -237,9 +237,9 @@ impl SourceAnalysis {
         self.closure_bodies.contains(&line)
     }
 
-    /// The branch construct whose test is on `line`, if any.
-    pub fn branch_construct(&self, line: u32) -> Option<Construct> {
-        self.branches.get(&line).copied()
+    /// The branch tests on `line`, if any.
+    pub fn branch_line(&self, line: u32) -> Option<&BranchLine> {
+        self.branches.get(&line)
     }
 
     /// Inside a test fn or a `#[cfg(test)]` item.

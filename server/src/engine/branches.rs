@@ -17,7 +17,8 @@
 //! - unwinding: jumps that normal control flow cannot reach from the function's entry (cleanup
 //!   code runs only from a landing pad).
 //!
-//! Which remaining jumps belong to a source construct is the planner's call (by line).
+//! Which remaining jumps belong to a source construct is the planner's call (by line), and so is
+//! which side is the condition's true one: this module says what the jump tests ([`Test`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -63,11 +64,74 @@ impl<A: Copy> Side<A> {
     }
 }
 
+/// A comparison, as a condition code reads it after `cmp a, b` (signed and unsigned alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    Equal,
+    NotEqual,
+    Less,
+    LessEqual,
+    Greater,
+    GreaterEqual,
+}
+
+impl Compare {
+    /// The comparison that holds exactly when this one does not.
+    pub fn inverse(self) -> Compare {
+        match self {
+            Compare::Equal => Compare::NotEqual,
+            Compare::NotEqual => Compare::Equal,
+            Compare::Less => Compare::GreaterEqual,
+            Compare::GreaterEqual => Compare::Less,
+            Compare::Greater => Compare::LessEqual,
+            Compare::LessEqual => Compare::Greater,
+        }
+    }
+
+    /// The same comparison with its operands swapped (`a < b` is `b > a`).
+    pub fn swapped(self) -> Compare {
+        match self {
+            Compare::Less => Compare::Greater,
+            Compare::Greater => Compare::Less,
+            Compare::LessEqual => Compare::GreaterEqual,
+            Compare::GreaterEqual => Compare::LessEqual,
+            same => same,
+        }
+    }
+
+    fn of_jump(jump: &Instruction) -> Option<Compare> {
+        Some(match jump.mnemonic() {
+            Mnemonic::Je => Compare::Equal,
+            Mnemonic::Jne => Compare::NotEqual,
+            Mnemonic::Jl | Mnemonic::Jb => Compare::Less,
+            Mnemonic::Jle | Mnemonic::Jbe => Compare::LessEqual,
+            Mnemonic::Jg | Mnemonic::Ja => Compare::Greater,
+            Mnemonic::Jge | Mnemonic::Jae => Compare::GreaterEqual,
+            _ => return None,
+        })
+    }
+}
+
+/// What a conditional jump decides on, as far as its instructions tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// A value tested against zero (`test r, r` or `test r, 1` before `jne`/`je`: a `bool`):
+    /// the jump is taken when the value is nonzero, or (`false`) when it is zero.
+    NonZero(bool),
+    /// `cmp`/`ucomis` then a jump taken when this comparison of the operands holds.
+    Compare(Compare),
+    /// One side goes to a `from_residual` call (a `?` returning early): the taken one (`true`)
+    /// or the fall-through.
+    Residual(bool),
+    Unknown,
+}
+
 /// A conditional jump with source-level meaning possible.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MachineBranch {
     /// Address of the jump instruction.
     pub jump: u64,
+    pub test: Test,
     /// The jump is taken: control goes to its target.
     pub taken: Side<u64>,
     /// The jump is not taken: control falls through.
@@ -159,8 +223,15 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             ),
             (false, false) => continue,
         };
+        let residual = |at: usize| first_call(code, instructions, &index, at).is_residual;
+        let test = if residual(t) != residual(n) {
+            Test::Residual(residual(t))
+        } else {
+            test_before(jump, i.checked_sub(1).map(|b| &instructions[b]))
+        };
         branches.push(MachineBranch {
             jump: jump.ip(),
+            test,
             taken,
             not_taken,
         });
@@ -217,6 +288,26 @@ fn straight_run_start(
     instructions[k].ip()
 }
 
+/// What `jump` tests, from the instruction that set its flags.
+fn test_before(jump: &Instruction, before: Option<&Instruction>) -> Test {
+    let Some(before) = before else {
+        return Test::Unknown;
+    };
+    match before.mnemonic() {
+        Mnemonic::Test => match jump.mnemonic() {
+            Mnemonic::Jne => Test::NonZero(true),
+            Mnemonic::Je => Test::NonZero(false),
+            _ => Test::Unknown,
+        },
+        Mnemonic::Cmp
+        | Mnemonic::Ucomisd
+        | Mnemonic::Ucomiss
+        | Mnemonic::Comisd
+        | Mnemonic::Comiss => Compare::of_jump(jump).map_or(Test::Unknown, Test::Compare),
+        _ => Test::Unknown,
+    }
+}
+
 /// `test byte ptr [mem], imm8`: how a drop flag is read.
 fn is_memory_byte_test(instruction: &Instruction) -> bool {
     instruction.code() == Code::Test_rm8_imm8 && instruction.op0_kind() == OpKind::Memory
@@ -228,6 +319,8 @@ struct FirstCall {
     is_check: bool,
     /// Its first call is to a `drop_in_place`.
     is_drop: bool,
+    /// Its first call is to a `from_residual`.
+    is_residual: bool,
 }
 
 /// What the code from instruction `at` calls first, following unconditional jumps only.
@@ -244,7 +337,7 @@ fn first_call(
         if instruction.mnemonic() == Mnemonic::Ud2 {
             return FirstCall {
                 is_check: true,
-                is_drop: false,
+                ..FirstCall::default()
             };
         }
         match instruction.flow_control() {
@@ -260,6 +353,7 @@ fn first_call(
                 return FirstCall {
                     is_check: callee.is_some_and(|c| code.is_check(c)),
                     is_drop: callee.is_some_and(|c| code.is_drop(c)),
+                    is_residual: callee.is_some_and(|c| code.is_residual(c)),
                 };
             }
             _ => break,
@@ -271,6 +365,7 @@ fn first_call(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::sites::Callee;
 
     const BASE: u64 = 0x1000;
 
@@ -294,6 +389,7 @@ mod tests {
             find(&code(IF_ELSE, &[]), BASE),
             [MachineBranch {
                 jump: 0x1003,
+                test: Test::Compare(Compare::Greater),
                 taken: Side::At(0x100c),
                 not_taken: Side::At(0x1005),
             }]
@@ -314,6 +410,7 @@ mod tests {
             [
                 MachineBranch {
                     jump: 0x1003,
+                    test: Test::Compare(Compare::Equal),
                     taken: Side::Rest {
                         whole: 0x1000,
                         other: 0x1005
@@ -322,6 +419,7 @@ mod tests {
                 },
                 MachineBranch {
                     jump: 0x1008,
+                    test: Test::Compare(Compare::Equal),
                     taken: Side::Rest {
                         whole: 0x1005,
                         other: 0x100a
@@ -348,7 +446,11 @@ mod tests {
 
     #[test]
     fn jumps_to_check_panics_are_left_out() {
-        assert!(find(&code(OVERFLOW, &[]).with_callee(0x2000, true), BASE).is_empty());
+        assert!(find(
+            &code(OVERFLOW, &[]).with_callee(0x2000, Callee::Check),
+            BASE
+        )
+        .is_empty());
         // A call to anything else is a branch like any other.
         assert_eq!(find(&code(OVERFLOW, &[]), BASE).len(), 1);
         // ud2 too.
@@ -364,14 +466,36 @@ mod tests {
 
     #[test]
     fn drop_flags_are_left_out() {
-        assert!(find(&code(DROP_FLAG, &[]).with_callee(0x2000, false), BASE).is_empty());
-        // A flag in a register is a source bool: `if b { drop(x) }` stays.
+        assert!(find(
+            &code(DROP_FLAG, &[]).with_callee(0x2000, Callee::Drop),
+            BASE
+        )
+        .is_empty());
+        // A flag in a register is a source bool: `if b { drop(x) }` stays, taken when true.
         let mut register = DROP_FLAG.to_vec();
-        register.splice(0..5, [0xA8, 0x01, 0x90, 0x90, 0x90]); // test al,1; nops
-        assert_eq!(
-            find(&code(&register, &[]).with_callee(0x2000, false), BASE).len(),
-            1
+        register.splice(0..5, [0x90, 0x90, 0x90, 0xA8, 0x01]); // nops; test al,1
+        let found = find(
+            &code(&register, &[]).with_callee(0x2000, Callee::Drop),
+            BASE,
         );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].test, Test::NonZero(true));
+        // The side that calls `from_residual` is a `?`'s early return.
+        let found = find(
+            &code(&register, &[]).with_callee(0x2000, Callee::Residual),
+            BASE,
+        );
+        assert_eq!(found[0].test, Test::Residual(true));
+    }
+
+    #[test]
+    fn comparisons_invert_and_swap() {
+        for c in [Compare::Less, Compare::Equal, Compare::GreaterEqual] {
+            assert_eq!(c.inverse().inverse(), c);
+            assert_eq!(c.swapped().swapped(), c);
+        }
+        assert_eq!(Compare::Less.swapped(), Compare::Greater);
+        assert_eq!(Compare::Less.inverse(), Compare::GreaterEqual);
     }
 
     // 0x1000 call 0x2000; 0x1005 ret; 0x1006 cmp edi,0 (3, a landing pad); 0x1009 je 0x100c;

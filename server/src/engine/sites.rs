@@ -62,9 +62,19 @@ pub struct ExeCode {
     checks: HashSet<u64>,
     /// Entries of `core::ptr::drop_in_place` instances (what a drop flag's branch calls).
     drops: HashSet<u64>,
+    /// Entries of `FromResidual::from_residual` instances (what a `?` calls to return early).
+    residuals: HashSet<u64>,
     /// Global offset table slots that hold a function's address (`call [rip+slot]`), from their
     /// `R_X86_64_RELATIVE` relocations: slot → address.
     got: HashMap<u64, u64>,
+}
+
+/// Functions the branch finder recognises by name (unit tests mark them by address).
+#[cfg(test)]
+pub(crate) enum Callee {
+    Check,
+    Drop,
+    Residual,
 }
 
 /// Names (as they appear in both manglings) of the panics behind rustc's own checks.
@@ -94,7 +104,8 @@ impl ExeCode {
         // The linker merges `.rodata` with string constants (flags `AMS`): read-only strings.
         let rodata = of_kind(&[SectionKind::ReadOnlyData, SectionKind::ReadOnlyString]);
         let mut functions: Vec<(u64, u64)> = Vec::new();
-        let (mut checks, mut drops) = (HashSet::new(), HashSet::new());
+        let (mut checks, mut drops, mut residuals) =
+            (HashSet::new(), HashSet::new(), HashSet::new());
         for symbol in file.symbols() {
             if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
                 continue;
@@ -105,6 +116,8 @@ impl ExeCode {
                 checks.insert(symbol.address());
             } else if name.contains("13drop_in_place") {
                 drops.insert(symbol.address());
+            } else if name.contains("13from_residual") {
+                residuals.insert(symbol.address());
             }
         }
         functions.sort_unstable();
@@ -128,6 +141,7 @@ impl ExeCode {
             landing_pads: landing_pads(&file),
             checks,
             drops,
+            residuals,
             got,
         })
     }
@@ -146,14 +160,14 @@ impl ExeCode {
         }
     }
 
-    /// Marks `address` as the entry of a check panic (`check`) or of a `drop_in_place`.
+    /// Marks `address` as the entry of a function of `kind`.
     #[cfg(test)]
-    pub(crate) fn with_callee(mut self, address: u64, check: bool) -> ExeCode {
-        if check {
-            self.checks.insert(address);
-        } else {
-            self.drops.insert(address);
-        }
+    pub(crate) fn with_callee(mut self, address: u64, kind: Callee) -> ExeCode {
+        match kind {
+            Callee::Check => self.checks.insert(address),
+            Callee::Drop => self.drops.insert(address),
+            Callee::Residual => self.residuals.insert(address),
+        };
         self
     }
 
@@ -189,6 +203,11 @@ impl ExeCode {
     /// Whether `address` is the entry of a `drop_in_place` instance.
     pub(crate) fn is_drop(&self, address: u64) -> bool {
         self.drops.contains(&address)
+    }
+
+    /// Whether `address` is the entry of a `from_residual` instance.
+    pub(crate) fn is_residual(&self, address: u64) -> bool {
+        self.residuals.contains(&address)
     }
 
     /// Whether the unwinder may land at `ip` (always, when the tables could not be read).

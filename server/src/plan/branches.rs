@@ -5,12 +5,19 @@
 //! shown on that line when the line is a statement's first, else on the statement's first line
 //! (the right operand of `&&` on a line of its own, a `?` on a `)?;` line). Jumps on lines with no
 //! construct (a `for` loop's `next()`, a `match` on its arms, inlined library code) are left out.
+//!
+//! Where the jump's test tells which side is the condition's true one, the sides are oriented:
+//! `taken` counts the condition holding. A bool tested against zero is true when nonzero; a
+//! compare-and-jump's condition code is the source operator, its inverse (the compiler jumps to
+//! the false side), its swap (operands exchanged) or both, and only the first two and the last two
+//! agree on which side is true; a `?`'s early return is the side that calls `from_residual`. A
+//! pattern test compares discriminants, which says nothing of the pattern: not oriented.
 
 use std::collections::HashMap;
 
-use crate::analysis::{Construct, LineKind};
+use crate::analysis::{Construct, LineKind, Operator};
 use crate::dwarf::LineTable;
-use crate::engine::branches::Side;
+use crate::engine::branches::{Compare, Side, Test};
 use crate::engine::ExeCode;
 
 use super::Sources;
@@ -26,6 +33,9 @@ pub struct SourceBranch<A> {
     /// same branch in another generic instance or executable has the same ordinal.
     pub ordinal: u32,
     pub construct: Construct,
+    /// `taken` counts the condition holding (the pattern matching, the `?` returning early) and
+    /// `not_taken` it failing; when false, they are the jump's taken and fall-through sides.
+    pub oriented: bool,
     /// How its two sides are counted (addresses, or breakpoint indexes once planned).
     pub taken: Side<A>,
     pub not_taken: Side<A>,
@@ -45,6 +55,7 @@ impl<A: Copy> SourceBranch<A> {
             line: self.line,
             ordinal: self.ordinal,
             construct: self.construct,
+            oriented: self.oriented,
             taken: self.taken.map(&f),
             not_taken: self.not_taken.map(&f),
         }
@@ -81,27 +92,69 @@ pub(super) fn find(
                 continue;
             }
             let analysis = &sources.files[source].analysis;
-            let Some(construct) = analysis.branch_construct(line) else {
+            let Some(tests) = analysis.branch_line(line) else {
                 continue;
             };
+            let construct = match jump.test {
+                Test::Residual(_) => Construct::Try,
+                _ => tests.construct,
+            };
+            let taken_if = taken_if(construct, jump.test, &tests.operators);
             let line = match analysis.kind(line) {
                 LineKind::Start { .. } => line,
                 LineKind::Continuation { owner } => owner,
                 LineKind::None => continue,
             };
             let ordinal = ordinals.entry((source, line)).or_default();
+            let (taken, not_taken) = match taken_if {
+                Some(false) => (jump.not_taken, jump.taken),
+                _ => (jump.taken, jump.not_taken),
+            };
             branches.push(SourceBranch {
                 source,
                 line,
                 ordinal: *ordinal,
                 construct,
-                taken: jump.taken,
-                not_taken: jump.not_taken,
+                oriented: taken_if.is_some(),
+                taken,
+                not_taken,
             });
             *ordinal += 1;
         }
     }
     branches
+}
+
+/// Whether a jump that tests `test` for `construct` is taken when the condition holds (`Some(true)`),
+/// when it fails, or cannot be told. `operators`: those of the conditions on the jump's line.
+fn taken_if(construct: Construct, test: Test, operators: &[Operator]) -> Option<bool> {
+    match (construct, test) {
+        (_, Test::Residual(taken)) => Some(taken),
+        (Construct::Try | Construct::IfLet | Construct::LetElse, _) => None,
+        (_, Test::NonZero(taken)) => Some(taken),
+        (_, Test::Compare(jump)) => {
+            let holds = |source: Compare| jump == source || jump == source.swapped();
+            let when_true = operators.iter().any(|&o| holds(compare(o)));
+            let when_false = operators.iter().any(|&o| holds(compare(o).inverse()));
+            match (when_true, when_false) {
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                _ => None,
+            }
+        }
+        (_, Test::Unknown) => None,
+    }
+}
+
+fn compare(operator: Operator) -> Compare {
+    match operator {
+        Operator::Eq => Compare::Equal,
+        Operator::Ne => Compare::NotEqual,
+        Operator::Lt => Compare::Less,
+        Operator::Le => Compare::LessEqual,
+        Operator::Gt => Compare::Greater,
+        Operator::Ge => Compare::GreaterEqual,
+    }
 }
 
 #[cfg(test)]
@@ -155,14 +208,7 @@ mod tests {
         let found = find(&table, &[0], &sources, &code, &|_| false);
         let summary: Vec<(u32, u32, Construct, u64)> = found
             .iter()
-            .map(|b| {
-                (
-                    b.line,
-                    b.ordinal,
-                    b.construct,
-                    b.addresses().next().unwrap(),
-                )
-            })
+            .map(|b| (b.line, b.ordinal, b.construct, b.addresses().min().unwrap()))
             .collect();
         // Line 3 is a later line of the `if` statement: its jump shows on line 2. The first
         // counted address of each: the straight run that ends with the jump (the targets are
@@ -176,5 +222,51 @@ mod tests {
             ]
         );
         assert!(find(&table, &[0], &sources, &code, &|_| true).is_empty());
+        // `test dil,1; je`: jumps when `a` is false, so the sides are swapped to put true first.
+        assert!(found.iter().all(|b| b.oriented));
+        assert_eq!(found[0].taken, Side::At(0x1006));
+    }
+
+    #[test]
+    fn compare_and_jump_sides_follow_the_source_operator() {
+        use Compare::*;
+        let cmp = |c| Test::Compare(c);
+        let ops = |o: &[Operator]| o.to_vec();
+        // `x > 0`: jg to the body, jle to the else, or with operands swapped jl / jge.
+        for (jump, want) in [
+            (Greater, true),
+            (LessEqual, false),
+            (Less, true),
+            (GreaterEqual, false),
+        ] {
+            assert_eq!(
+                taken_if(Construct::If, cmp(jump), &ops(&[Operator::Gt])),
+                Some(want),
+                "{jump:?}"
+            );
+        }
+        assert_eq!(
+            taken_if(Construct::If, cmp(Equal), &ops(&[Operator::Eq])),
+            Some(true)
+        );
+        assert_eq!(
+            taken_if(Construct::If, cmp(Equal), &ops(&[Operator::Ne])),
+            Some(false)
+        );
+        // Two operators on the line that disagree, or none: unknown.
+        let both = ops(&[Operator::Gt, Operator::Le]);
+        assert_eq!(taken_if(Construct::ShortCircuit, cmp(Greater), &both), None);
+        assert_eq!(taken_if(Construct::If, cmp(Greater), &[]), None);
+        // Bools, patterns and `?`.
+        assert_eq!(
+            taken_if(Construct::While, Test::NonZero(false), &[]),
+            Some(false)
+        );
+        assert_eq!(taken_if(Construct::IfLet, Test::NonZero(true), &[]), None);
+        assert_eq!(
+            taken_if(Construct::If, Test::Residual(false), &[]),
+            Some(false)
+        );
+        assert_eq!(taken_if(Construct::Try, Test::NonZero(true), &[]), None);
     }
 }

@@ -63,9 +63,9 @@ struct Branch {
     /// Its place among the line's branches, in code order.
     index: u32,
     construct: Construct,
-    /// Executions of the side where the jump is taken.
+    /// `taken`/`not_taken` are the condition's true and false sides (else the jump's sides).
+    oriented: bool,
     taken: u64,
-    /// Executions of the side where it falls through.
     not_taken: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     capped: bool,
@@ -190,6 +190,7 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
                 line: b.line,
                 index: b.index,
                 construct: b.construct,
+                oriented: b.oriented,
                 taken: b.taken,
                 not_taken: b.not_taken,
                 capped: b.capped,
@@ -251,6 +252,7 @@ fn file(f: &FileCoverage, coverage: &Coverage) -> File {
                 line: b.line,
                 index: b.index,
                 construct: b.construct,
+                oriented: b.oriented,
                 taken: b.taken,
                 not_taken: b.not_taken,
                 capped: b.capped,
@@ -325,6 +327,7 @@ mod tests {
                     line: 12,
                     index: 0,
                     construct: Construct::If,
+                    oriented: true,
                     taken: 1_250_000,
                     not_taken: 0,
                     capped: false,
@@ -410,7 +413,7 @@ mod tests {
         assert_eq!(
             value["branches"],
             serde_json::json!([
-                {"line": 12, "index": 0, "construct": "if", "taken": 1_250_000, "not_taken": 0,
+                {"line": 12, "index": 0, "construct": "if", "oriented": true, "taken": 1_250_000, "not_taken": 0,
                  "tests": [{"id": "mycrate::tests::once", "taken": 250_000, "not_taken": 0}]},
             ])
         );

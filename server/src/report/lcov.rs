@@ -99,6 +99,7 @@ mod tests {
                         line,
                         index,
                         construct: Construct::If,
+                        oriented: true,
                         taken,
                         not_taken,
                         capped: false,

@@ -740,6 +740,7 @@ fn branch_targets(plan: &Plan) -> Vec<BranchTarget> {
                 ordinal: branch.ordinal,
             },
             construct: branch.construct,
+            oriented: branch.oriented,
             taken: branch.taken.map(id),
             not_taken: branch.not_taken.map(id),
         })
@@ -939,6 +940,7 @@ fn merge(
                     line: key.line.line,
                     index: key.ordinal,
                     construct: counts.construct,
+                    oriented: counts.oriented,
                     taken: counts.taken,
                     not_taken: counts.not_taken,
                     capped: counts.capped,
