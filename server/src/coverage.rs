@@ -229,7 +229,10 @@ pub fn percent(covered: usize, coverable: usize) -> f64 {
 /// Builders for the unit tests of the modules that take coverage apart and put it together.
 #[cfg(test)]
 pub mod test_data {
-    use super::{FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
+    use super::{
+        BranchCoverage, BranchTestHits, Construct, FileCoverage, FunctionCoverage, LineCoverage,
+        TestHits, TestInfo,
+    };
     use crate::libtest::Outcome;
 
     pub fn test(id: &str, outcome: Outcome) -> TestInfo {
@@ -269,6 +272,27 @@ pub mod test_data {
                 is_test: false,
             }],
             branches: Vec::new(),
+        }
+    }
+
+    /// The first oriented `if` branch of `line`, with per-test `(test, true, false)` counts.
+    pub fn branch(line: u32, tests: &[(u32, u64, u64)]) -> BranchCoverage {
+        BranchCoverage {
+            line,
+            index: 0,
+            construct: Construct::If,
+            oriented: true,
+            taken: tests.iter().map(|t| t.1).sum(),
+            not_taken: tests.iter().map(|t| t.2).sum(),
+            capped: false,
+            tests: tests
+                .iter()
+                .map(|&(test, taken, not_taken)| BranchTestHits {
+                    test,
+                    taken,
+                    not_taken,
+                })
+                .collect(),
         }
     }
 
