@@ -99,6 +99,30 @@ impl BranchCoverage {
     pub fn sides_run(&self) -> usize {
         usize::from(self.taken > 0) + usize::from(self.not_taken > 0)
     }
+
+    /// For a branch that ran one way only, what never happened: `condition never false`,
+    /// `` `?` never returned early ``. None when both sides ran, neither did (the line is not
+    /// covered), or the counts are estimates (`capped`).
+    pub fn one_sided(&self) -> Option<String> {
+        if self.capped || self.sides_run() != 1 {
+            return None;
+        }
+        let never_true = self.taken == 0;
+        let text = match (self.construct, self.oriented) {
+            (Construct::Try, true) if never_true => "`?` never returned early",
+            (Construct::Try, true) => "`?` always returned early",
+            (Construct::Try, false) => "`?` always went the same way",
+            (Construct::IfLet | Construct::LetElse, true) if never_true => "pattern never matched",
+            (Construct::IfLet | Construct::LetElse, true) => "pattern always matched",
+            (Construct::IfLet | Construct::LetElse, false) => {
+                "pattern always matched, or never did"
+            }
+            (_, true) if never_true => "condition never true",
+            (_, true) => "condition never false",
+            (_, false) => "condition was always true, or always false",
+        };
+        Some(text.to_owned())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
