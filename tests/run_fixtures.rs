@@ -705,6 +705,7 @@ fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
     assert!(dom.contains(r#"aria-sort="descending""#));
 
     let tests = reported_tests(json);
+    let branches = reported_branches(json);
     let mut sources = Vec::new();
     rust_files(&root, &mut sources);
     let mut mismatches = Vec::new();
@@ -732,10 +733,15 @@ fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
         for (i, line_text) in source.lines().enumerate() {
             let line = i as u32 + 1;
             let row = rows[&line];
+            // A covered line where some branch side never ran is partial too.
+            let partial = branches
+                .get(&(source_path.clone(), line))
+                .is_some_and(|((run, all), _)| run < all);
             let expected = match line_text
                 .split_once("//~ ")
                 .map(|(_, m)| m.split_whitespace().next())
             {
+                Some(Some("hit")) if partial => Some("hit partial"),
                 Some(Some("hit")) => Some("hit"),
                 Some(Some("miss")) => Some("miss"),
                 _ => None,
