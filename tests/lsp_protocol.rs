@@ -267,7 +267,9 @@ fn overlay_of_a_fixture_follows_a_save() {
     let after = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| {
         !mentions(d, "close_account") && mentions(d, "(fn withdraw)")
     });
-    assert_eq!(after.len(), 2, "{:#?}", messages(&after));
+    // withdraw's and classify's uncovered lines, and the fee condition still never true.
+    assert_eq!(after.len(), 3, "{:#?}", messages(&after));
+    assert!(after.iter().any(|d| d["message"] == "condition never true"));
     assert!(
         root.join("target/coverlay/coverage.json").exists(),
         "the store is saved after each run"
