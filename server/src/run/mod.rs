@@ -381,17 +381,17 @@ pub fn run(
             )
         })
         .collect();
-    drop(codes);
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
-    let work: Vec<(&Plan, &Path)> = plans
+    let work: Vec<(&Plan, &Path, Option<&engine::ExeCode>)> = plans
         .iter()
         .zip(executables.iter().chain(&followable))
-        .map(|(plan, executable)| (plan, executable.path.as_path()))
+        .zip(&codes)
+        .map(|((plan, executable), code)| (plan, executable.path.as_path(), code.as_ref()))
         .collect();
     let sites_cache = JsonCache::new(workspace.coverlay_dir().join("sites"));
-    let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe)| {
+    let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe, code)| {
         if counted {
-            counting_sites(plan, exe, &sites_cache)
+            counting_sites(plan, exe, code, &sites_cache)
         } else {
             Vec::new()
         }
@@ -749,21 +749,37 @@ fn branch_targets(plan: &Plan) -> Vec<BranchTarget> {
 
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
 /// test start); the rest jump to trampolines where the code allows. Unreadable code: all trap.
-/// Cached by the executable's identity and the breakpoints asked for.
-fn counting_sites(plan: &Plan, exe: &Path, cache: &JsonCache) -> Vec<engine::Site> {
+/// Cached by the executable's identity and the breakpoints asked for. `code`: the executable's,
+/// when it was read already (for its branches).
+fn counting_sites(
+    plan: &Plan,
+    exe: &Path,
+    code: Option<&engine::ExeCode>,
+    cache: &JsonCache,
+) -> Vec<engine::Site> {
     let mut traps = vec![false; plan.addresses.len()];
     for &(index, _) in &plan.test_entries {
         traps[index] = true;
     }
-    let classify = || match engine::ExeCode::read(exe) {
-        Ok(code) => engine::sites::classify(&code, &plan.addresses, &traps),
-        Err(error) => {
-            tracing::warn!(
-                "cannot read the code of {}: {error}; counting with int3",
-                exe.display()
-            );
-            vec![engine::Site::Trap; plan.addresses.len()]
-        }
+    let classify = || {
+        let read;
+        let code = match code {
+            Some(code) => code,
+            None => match engine::ExeCode::read(exe) {
+                Ok(code) => {
+                    read = code;
+                    &read
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "cannot read the code of {}: {error}; counting with int3",
+                        exe.display()
+                    );
+                    return vec![engine::Site::Trap; plan.addresses.len()];
+                }
+            },
+        };
+        engine::sites::classify(code, &plan.addresses, &traps)
     };
     match crate::cache::file_identity(exe) {
         Some(identity) => cache.get_or_insert(
