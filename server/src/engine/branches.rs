@@ -199,29 +199,56 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         }
         // The fall-through is reached from the jump alone unless something else enters it.
         let fall_through_alone = !entered(next);
-        let target_alone = jumps_to.get(&target) == Some(&1)
-            && !function.table_targets.contains(&target)
-            && !code.is_landing_pad(target)
-            && t.checked_sub(1)
-                .is_none_or(|before| !super::sites::falls_through(&instructions[before]));
-        let whole = || straight_run_start(instructions, i, &entered);
-        let (taken, not_taken) = match (target_alone, fall_through_alone) {
-            (true, true) => (Side::At(target), Side::At(next)),
-            (true, false) => (
-                Side::At(target),
-                Side::Rest {
-                    whole: whole(),
-                    other: target,
-                },
-            ),
-            (false, true) => (
-                Side::Rest {
-                    whole: whole(),
-                    other: next,
-                },
-                Side::At(next),
-            ),
-            (false, false) => continue,
+        let alone = |target: u64, at: usize| {
+            jumps_to.get(&target) == Some(&1)
+                && !function.table_targets.contains(&target)
+                && !code.is_landing_pad(target)
+                && at
+                    .checked_sub(1)
+                    .is_none_or(|before| !super::sites::falls_through(&instructions[before]))
+        };
+        let target_alone = alone(target, t);
+        // Where a side that only the jump reaches is counted: at its first instruction, or, when
+        // no jump can be written there (a 2-byte `jmp` before the next block), at the target of
+        // that `jmp` when nothing else reaches it.
+        let counter = |side: u64, at: usize, reached_alone: bool| {
+            if !reached_alone {
+                return None;
+            }
+            if super::sites::patchable(code, &function, side) {
+                return Some(side);
+            }
+            let jump = &instructions[at];
+            if jump.flow_control() != FlowControl::UnconditionalBranch
+                || jump.op0_kind() != OpKind::NearBranch64
+            {
+                return None;
+            }
+            let onward = jump.near_branch_target();
+            let &k = index.get(&onward)?;
+            (alone(onward, k) && super::sites::patchable(code, &function, onward)).then_some(onward)
+        };
+        let whole = straight_run_start(instructions, i, &entered);
+        let (taken, not_taken) = match (
+            counter(target, t, target_alone),
+            counter(next, n, fall_through_alone),
+        ) {
+            (Some(t), Some(n)) => (Side::At(t), Side::At(n)),
+            (Some(t), None) => (Side::At(t), Side::Rest { whole, other: t }),
+            (None, Some(n)) => (Side::Rest { whole, other: n }, Side::At(n)),
+            // Neither side patchable: counted by int3 where only the jump reaches them.
+            (None, None) => match (target_alone, fall_through_alone) {
+                (true, true) => (Side::At(target), Side::At(next)),
+                (true, false) => (
+                    Side::At(target),
+                    Side::Rest {
+                        whole,
+                        other: target,
+                    },
+                ),
+                (false, true) => (Side::Rest { whole, other: next }, Side::At(next)),
+                (false, false) => continue,
+            },
         };
         let residual = |at: usize| first_call(code, instructions, &index, at).is_residual;
         let test = if residual(t) != residual(n) {
@@ -393,6 +420,37 @@ mod tests {
                 taken: Side::At(0x100c),
                 not_taken: Side::At(0x1005),
             }]
+        );
+    }
+
+    // 0x1000 cmp edi,0 (3); 0x1003 jg 0x1007; 0x1005 jmp 0x100d (2); 0x1007 mov eax,1 (5);
+    // 0x100c ret; 0x100d mov eax,2 (5); 0x1012 ret: the debug build's `jcc then; jmp else`.
+    const JCC_JMP: &[u8] = &[
+        0x83, 0xFF, 0x00, 0x7F, 0x02, 0xEB, 0x06, 0xB8, 0x01, 0, 0, 0, 0xC3, 0xB8, 0x02, 0, 0, 0,
+        0xC3,
+    ];
+
+    #[test]
+    fn a_short_jmp_fall_through_is_counted_where_it_goes() {
+        let found = find(&code(JCC_JMP, &[]), BASE);
+        assert_eq!(
+            found,
+            [MachineBranch {
+                jump: 0x1003,
+                test: Test::Compare(Compare::Greater),
+                taken: Side::At(0x1007),
+                not_taken: Side::At(0x100d),
+            }]
+        );
+        // Entered from elsewhere too, the else block cannot stand for the fall-through: the
+        // jump's count minus the taken side.
+        let found = find(&code(JCC_JMP, &[0x100d]), BASE);
+        assert_eq!(
+            found[0].not_taken,
+            Side::Rest {
+                whole: 0x1000,
+                other: 0x1007
+            }
         );
     }
 

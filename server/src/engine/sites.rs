@@ -459,6 +459,11 @@ fn enterable(code: &ExeCode, function: &Function, ip: u64) -> bool {
         || code.landing_pads.as_ref().is_none_or(|p| p.contains(&ip))
 }
 
+/// Whether a jump can be written at `address` of `function` with no help from the code before it.
+pub(crate) fn patchable(code: &ExeCode, function: &Function, address: u64) -> bool {
+    forward(code, function, address).is_some()
+}
+
 /// The shortest run of whole instructions from `address` that spans a jump: the instruction
 /// alone when it is long enough, else it and the next ones, provided only the last may change
 /// control flow and no branch or unwinder can enter the run after its first byte.
