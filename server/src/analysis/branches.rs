@@ -63,9 +63,27 @@ pub struct BranchLine {
     /// The outermost construct whose test is on the line.
     pub construct: Construct,
     /// The comparison operators of the conditions (and `&&`/`||` operands) that start on the
-    /// line: which side of a compare-and-jump is the true one follows from them.
+    /// line, inverted under a `!`: which side of a compare-and-jump is the true one follows from
+    /// them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<Operator>,
+    /// For each of those conditions, whether it is negated (`!x`, `!(a < b)`): rustc tests the
+    /// value under the `!` and swaps the two ways, so a `bool` test's true side flips.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negated: Vec<bool>,
+}
+
+impl Operator {
+    fn inverse(self) -> Operator {
+        match self {
+            Operator::Eq => Operator::Ne,
+            Operator::Ne => Operator::Eq,
+            Operator::Lt => Operator::Ge,
+            Operator::Ge => Operator::Lt,
+            Operator::Gt => Operator::Le,
+            Operator::Le => Operator::Gt,
+        }
+    }
 }
 
 /// Line → the branch tests there.
@@ -86,14 +104,22 @@ impl Finder {
         self.lines.entry(line).or_insert(BranchLine {
             construct,
             operators: Vec::new(),
+            negated: Vec::new(),
         })
     }
 
     /// A condition: a `let` in it tests a pattern.
     fn condition(&mut self, condition: &Expr, construct: Construct) {
-        let mut bare = condition;
-        while let Expr::Paren(inner) = bare {
-            bare = &inner.expr;
+        let mut bare = strip(condition);
+        let mut negated = false;
+        if let Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Not(_),
+            expr,
+            ..
+        }) = bare
+        {
+            negated = true;
+            bare = strip(expr);
         }
         match bare {
             Expr::Let(test) => {
@@ -111,14 +137,36 @@ impl Finder {
                     _ => None,
                 };
                 let line = self.mark(condition, construct);
-                line.operators
-                    .extend(operator.filter(|o| !line.operators.contains(o)));
+                match operator {
+                    Some(operator) => {
+                        let operator = if negated {
+                            operator.inverse()
+                        } else {
+                            operator
+                        };
+                        if !line.operators.contains(&operator) {
+                            line.operators.push(operator);
+                        }
+                        line.negated.push(negated);
+                    }
+                    // `!(a && b)`: its operands' ways are swapped too, the line's are mixed.
+                    None if negated => line.negated.extend([true, false]),
+                    None => {}
+                }
             }
             _ => {
-                self.mark(condition, construct);
+                self.mark(condition, construct).negated.push(negated);
             }
         }
     }
+}
+
+/// `expr` without the parentheses around it.
+fn strip(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(inner) = expr {
+        expr = &inner.expr;
+    }
+    expr
 }
 
 impl<'ast> Visit<'ast> for Finder {
@@ -166,11 +214,11 @@ impl<'ast> Visit<'ast> for Finder {
 mod tests {
     use super::*;
 
-    fn lines(source: &str) -> Vec<(u32, Construct, Vec<Operator>)> {
+    fn lines(source: &str) -> Vec<(u32, Construct, Vec<Operator>, Vec<bool>)> {
         let file = syn::parse_file(source).expect("parses");
         let found = constructs(&file)
             .into_iter()
-            .map(|(line, b)| (line, b.construct, b.operators))
+            .map(|(line, b)| (line, b.construct, b.operators, b.negated))
             .collect();
         proc_macro2::extra::invalidate_current_thread_spans();
         found
@@ -184,7 +232,7 @@ fn f(a: bool, b: bool, v: Option<u32>) -> Result<u32, E> {
         && b > 2
     {
         g();
-    } else if v.is_none() {
+    } else if !(v.is_none()) {
     }
     while (a < 1) || !b {}
     let Some(x) = v else {
@@ -201,19 +249,22 @@ fn f(a: bool, b: bool, v: Option<u32>) -> Result<u32, E> {
 }
 ";
         use Construct::*;
-        let none = Vec::new;
+        let (none, no) = (Vec::new, Vec::new);
         assert_eq!(
             lines(source),
             [
-                (2, If, none()),
-                (3, ShortCircuit, vec![Operator::Gt]),
-                (6, If, none()),
-                (8, While, vec![Operator::Lt]),
-                (9, LetElse, none()),
-                (12, IfLet, none()),
-                (14, Guard, vec![Operator::Gt]),
-                (17, Try, none()),
+                (2, If, none(), vec![false]),
+                (3, ShortCircuit, vec![Operator::Gt], vec![false]),
+                (6, If, none(), vec![true]),
+                (8, While, vec![Operator::Lt], vec![false, true]),
+                (9, LetElse, none(), no()),
+                (12, IfLet, none(), no()),
+                (14, Guard, vec![Operator::Gt], vec![false]),
+                (17, Try, none(), no()),
             ]
         );
+        // A comparison under `!` is its inverse.
+        let negated = lines("fn f(a: u8) { if !(a < 3) {} }");
+        assert_eq!(negated[0].2, [Operator::Ge]);
     }
 }

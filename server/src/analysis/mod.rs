@@ -21,9 +21,9 @@ use walker::Walker;
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
-/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13, 14: branch
+/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13-15: branch
 /// constructs and their operators).
-pub const RULES_VERSION: u32 = 14;
+pub const RULES_VERSION: u32 = 15;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -99,7 +99,7 @@ pub(super) fn find(
                 Test::Residual(_) => Construct::Try,
                 _ => tests.construct,
             };
-            let taken_if = taken_if(construct, jump.test, &tests.operators);
+            let taken_if = taken_if(construct, jump.test, &tests.operators, &tests.negated);
             let line = match analysis.kind(line) {
                 LineKind::Start { .. } => line,
                 LineKind::Continuation { owner } => owner,
@@ -126,12 +126,23 @@ pub(super) fn find(
 }
 
 /// Whether a jump that tests `test` for `construct` is taken when the condition holds (`Some(true)`),
-/// when it fails, or cannot be told. `operators`: those of the conditions on the jump's line.
-fn taken_if(construct: Construct, test: Test, operators: &[Operator]) -> Option<bool> {
+/// when it fails, or cannot be told. `operators` and `negated`: those of the conditions on the
+/// jump's line (see `analysis::BranchLine`).
+fn taken_if(
+    construct: Construct,
+    test: Test,
+    operators: &[Operator],
+    negated: &[bool],
+) -> Option<bool> {
     match (construct, test) {
         (_, Test::Residual(taken)) => Some(taken),
         (Construct::Try | Construct::IfLet | Construct::LetElse, _) => None,
-        (_, Test::NonZero(taken)) => Some(taken),
+        // A `!` swaps the ways: the value tested is the one under it.
+        (_, Test::NonZero(taken)) => match (negated.contains(&false), negated.contains(&true)) {
+            (true, false) => Some(taken),
+            (false, true) => Some(!taken),
+            _ => None,
+        },
         (_, Test::Compare(jump)) => {
             let holds = |source: Compare| jump == source || jump == source.swapped();
             let when_true = operators.iter().any(|&o| holds(compare(o)));
@@ -240,33 +251,39 @@ mod tests {
             (GreaterEqual, false),
         ] {
             assert_eq!(
-                taken_if(Construct::If, cmp(jump), &ops(&[Operator::Gt])),
+                taken_if(Construct::If, cmp(jump), &ops(&[Operator::Gt]), &[false]),
                 Some(want),
                 "{jump:?}"
             );
         }
         assert_eq!(
-            taken_if(Construct::If, cmp(Equal), &ops(&[Operator::Eq])),
+            taken_if(Construct::If, cmp(Equal), &ops(&[Operator::Eq]), &[false]),
             Some(true)
         );
         assert_eq!(
-            taken_if(Construct::If, cmp(Equal), &ops(&[Operator::Ne])),
+            taken_if(Construct::If, cmp(Equal), &ops(&[Operator::Ne]), &[false]),
             Some(false)
         );
         // Two operators on the line that disagree, or none: unknown.
         let both = ops(&[Operator::Gt, Operator::Le]);
-        assert_eq!(taken_if(Construct::ShortCircuit, cmp(Greater), &both), None);
-        assert_eq!(taken_if(Construct::If, cmp(Greater), &[]), None);
+        assert_eq!(
+            taken_if(Construct::ShortCircuit, cmp(Greater), &both, &[]),
+            None
+        );
+        assert_eq!(taken_if(Construct::If, cmp(Greater), &[], &[]), None);
         // Bools, patterns and `?`.
+        let nonzero = |construct, taken, negated: &[bool]| {
+            taken_if(construct, Test::NonZero(taken), &[], negated)
+        };
+        assert_eq!(nonzero(Construct::While, false, &[false]), Some(false));
+        // `if !x`: rustc tests `x` and swaps the ways; with `!x && y` on one line, unknown.
+        assert_eq!(nonzero(Construct::If, true, &[true]), Some(false));
+        assert_eq!(nonzero(Construct::If, true, &[true, false]), None);
+        assert_eq!(nonzero(Construct::IfLet, true, &[]), None);
+        assert_eq!(nonzero(Construct::Try, true, &[]), None);
         assert_eq!(
-            taken_if(Construct::While, Test::NonZero(false), &[]),
+            taken_if(Construct::If, Test::Residual(false), &[], &[]),
             Some(false)
         );
-        assert_eq!(taken_if(Construct::IfLet, Test::NonZero(true), &[]), None);
-        assert_eq!(
-            taken_if(Construct::If, Test::Residual(false), &[]),
-            Some(false)
-        );
-        assert_eq!(taken_if(Construct::Try, Test::NonZero(true), &[]), None);
     }
 }
