@@ -101,7 +101,9 @@ def llvm_branches(report, root, path):
     """{(file, line): [(col, true, false)]} of the `if` condition branches of files under src/."""
     with open(report) as f:
         data = json.load(f)
-    out = {}
+    # Each test executable that links a function lists its branches: the same region once per
+    # object, summed.
+    regions = {}
     for export in data["data"]:
         for file in export["files"]:
             name = rel(file["filename"], root)
@@ -110,9 +112,11 @@ def llvm_branches(report, root, path):
             for b in file.get("branches", []):
                 line, col, true, false = b[0], b[1], b[4], b[5]
                 if in_if_condition(path, name, line, col):
-                    out.setdefault((name, line), []).append((col, true, false))
-    for branches in out.values():
-        branches.sort()
+                    known = regions.get((name, line, col), (0, 0))
+                    regions[(name, line, col)] = (known[0] + true, known[1] + false)
+    out = {}
+    for (name, line, col), (true, false) in sorted(regions.items()):
+        out.setdefault((name, line), []).append((col, true, false))
     return out
 
 

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use iced_x86::{Code, FlowControl, Instruction, Mnemonic, OpKind};
+use iced_x86::{Code, FlowControl, Instruction, Mnemonic, OpKind, Register};
 
 use super::sites::{ExeCode, Function};
 
@@ -228,7 +228,14 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             let &k = index.get(&onward)?;
             (alone(onward, k) && super::sites::patchable(code, &function, onward)).then_some(onward)
         };
-        let whole = straight_run_start(instructions, i, &entered);
+        // Any instruction of the straight run that ends with the jump runs as often as the jump:
+        // the first one a jump can be written at.
+        let start = straight_run_start(instructions, i, &entered);
+        let whole = instructions[start..=i]
+            .iter()
+            .map(Instruction::ip)
+            .find(|&ip| super::sites::patchable(code, &function, ip))
+            .unwrap_or(instructions[start].ip());
         let (taken, not_taken) = match (
             counter(target, t, target_alone),
             counter(next, n, fall_through_alone),
@@ -298,13 +305,13 @@ fn reachable(function: &Function, index: &HashMap<u64, usize>) -> HashSet<usize>
     seen
 }
 
-/// The first instruction of the straight run of code that ends with instruction `end`: nothing
-/// but plain instructions before it, and no way in after its start.
+/// The first instruction (its index) of the straight run of code that ends with instruction `end`:
+/// nothing but plain instructions before it, and no way in after its start.
 fn straight_run_start(
     instructions: &[Instruction],
     end: usize,
     entered: &dyn Fn(u64) -> bool,
-) -> u64 {
+) -> usize {
     let mut k = end;
     while k > 0
         && !entered(instructions[k].ip())
@@ -312,7 +319,7 @@ fn straight_run_start(
     {
         k -= 1;
     }
-    instructions[k].ip()
+    k
 }
 
 /// What `jump` tests, from the instruction that set its flags.
@@ -350,13 +357,16 @@ struct FirstCall {
     is_residual: bool,
 }
 
-/// What the code from instruction `at` calls first, following unconditional jumps only.
+/// What the code from instruction `at` calls first, following unconditional jumps only. A call
+/// through a register loaded from a GOT slot just before (`mov rax, [rip+slot]; call rax`) is a
+/// call of the slot's function.
 fn first_call(
     code: &ExeCode,
     instructions: &[Instruction],
     index: &HashMap<u64, usize>,
     mut at: usize,
 ) -> FirstCall {
+    let mut loaded: Option<(Register, u64)> = None;
     for _ in 0..LOOKAHEAD {
         let Some(instruction) = instructions.get(at) else {
             break;
@@ -368,7 +378,16 @@ fn first_call(
             };
         }
         match instruction.flow_control() {
-            FlowControl::Next => at += 1,
+            FlowControl::Next => {
+                if instruction.code() == Code::Mov_r64_rm64
+                    && instruction.is_ip_rel_memory_operand()
+                {
+                    loaded = code
+                        .got_entry(instruction.ip_rel_memory_address())
+                        .map(|callee| (instruction.op0_register(), callee));
+                }
+                at += 1;
+            }
             FlowControl::UnconditionalBranch if instruction.op0_kind() == OpKind::NearBranch64 => {
                 match index.get(&instruction.near_branch_target()) {
                     Some(&next) => at = next,
@@ -376,7 +395,11 @@ fn first_call(
                 }
             }
             FlowControl::Call | FlowControl::IndirectCall => {
-                let callee = code.call_target(instruction);
+                let through_register = (instruction.op0_kind() == OpKind::Register)
+                    .then(|| loaded.filter(|(r, _)| *r == instruction.op0_register()))
+                    .flatten()
+                    .map(|(_, callee)| callee);
+                let callee = through_register.or_else(|| code.call_target(instruction));
                 return FirstCall {
                     is_check: callee.is_some_and(|c| code.is_check(c)),
                     is_drop: callee.is_some_and(|c| code.is_drop(c)),
@@ -511,6 +534,13 @@ mod tests {
         .is_empty());
         // A call to anything else is a branch like any other.
         assert_eq!(find(&code(OVERFLOW, &[]), BASE).len(), 1);
+        // Also through a register loaded from the GOT: `mov rax, [rip+slot]; call rax`.
+        let through_got = [
+            0x01, 0xC8, 0x70, 0x01, 0xC3, 0x48, 0x8B, 0x05, 0xF4, 0x0F, 0, 0, 0xFF, 0xD0, 0xCC,
+        ];
+        let code_got = code(&through_got, &[]).with_got(0x2000, 0x3000);
+        assert_eq!(find(&code_got, BASE).len(), 1);
+        assert!(find(&code_got.with_callee(0x3000, Callee::Check), BASE).is_empty());
         // ud2 too.
         let mut ud2 = OVERFLOW.to_vec();
         ud2.splice(5..10, [0x0F, 0x0B, 0x90, 0x90, 0x90]);

@@ -171,6 +171,13 @@ impl ExeCode {
         self
     }
 
+    /// Makes GOT `slot` hold `callee`.
+    #[cfg(test)]
+    pub(crate) fn with_got(mut self, slot: u64, callee: u64) -> ExeCode {
+        self.got.insert(slot, callee);
+        self
+    }
+
     #[cfg(test)]
     pub(crate) fn for_test(
         sections: Vec<(u64, Vec<u8>)>,
@@ -193,6 +200,11 @@ impl ExeCode {
             }
             _ => None,
         }
+    }
+
+    /// The function address a global offset table slot holds.
+    pub(crate) fn got_entry(&self, slot: u64) -> Option<u64> {
+        self.got.get(&slot).copied()
     }
 
     /// Whether `address` is the entry of a panic behind one of rustc's own checks.
