@@ -121,7 +121,8 @@ def llvm_branches(report, root, path):
 
 
 def coverlay_branches(report, root):
-    """{(file, line): [(oriented, true/taken, false/not taken, construct)]} by index."""
+    """{(file, line): [(oriented, true/taken, false/not taken, construct)]} by index; the
+    construct says `(capped)` when int3 counted some of the branch's addresses."""
     with open(report) as f:
         data = json.load(f)
     out = {}
@@ -130,8 +131,9 @@ def coverlay_branches(report, root):
         if not name.startswith("src" + os.sep):
             continue
         for b in file.get("branches", []):
+            construct = b["construct"] + (" (capped)" if b.get("capped") else "")
             out.setdefault((name, b["line"]), []).append(
-                (b["oriented"], b["taken"], b["not_taken"], b["construct"]))
+                (b["oriented"], b["taken"], b["not_taken"], construct))
     return out
 
 
@@ -165,7 +167,7 @@ def compare(path, llvm, cov):
     result = {"lines": 0, "branches": 0, "agree": 0, "disagree": [], "count": [], "missing": []}
     for key in sorted(grouped):
         branches = sorted(grouped[key])
-        mine = [b for b in cov.get(key, []) if b[3] in ("if", "short_circuit")]
+        mine = [b for b in cov.get(key, []) if b[3].split()[0] in ("if", "short_circuit")]
         if not mine:
             result["missing"].append((key, branches, mine))
             continue

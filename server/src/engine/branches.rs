@@ -199,13 +199,16 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         }
         // The fall-through is reached from the jump alone unless something else enters it.
         let fall_through_alone = !entered(next);
+        // A check's panic never returns: the code after its call is no way in.
+        let falls_into = |before: usize| {
+            super::sites::falls_through(&instructions[before])
+                && !is_check_call(code, instructions, before)
+        };
         let alone = |target: u64, at: usize| {
             jumps_to.get(&target) == Some(&1)
                 && !function.table_targets.contains(&target)
                 && !code.is_landing_pad(target)
-                && at
-                    .checked_sub(1)
-                    .is_none_or(|before| !super::sites::falls_through(&instructions[before]))
+                && at.checked_sub(1).is_none_or(|before| !falls_into(before))
         };
         let target_alone = alone(target, t);
         // Where a side that only the jump reaches is counted: at its first instruction, or, when
@@ -229,33 +232,32 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             (alone(onward, k) && super::sites::patchable(code, &function, onward)).then_some(onward)
         };
         // Any instruction of the straight run that ends with the jump runs as often as the jump:
-        // the first one a jump can be written at.
+        // the first one a jump can be written at counts the jump exactly.
         let start = straight_run_start(instructions, i, &entered);
         let whole = instructions[start..=i]
             .iter()
             .map(Instruction::ip)
-            .find(|&ip| super::sites::patchable(code, &function, ip))
-            .unwrap_or(instructions[start].ip());
-        let (taken, not_taken) = match (
+            .find(|&ip| super::sites::patchable(code, &function, ip));
+        let (taken_exact, not_taken_exact) = (
             counter(target, t, target_alone),
             counter(next, n, fall_through_alone),
-        ) {
-            (Some(t), Some(n)) => (Side::At(t), Side::At(n)),
-            (Some(t), None) => (Side::At(t), Side::Rest { whole, other: t }),
-            (None, Some(n)) => (Side::Rest { whole, other: n }, Side::At(n)),
-            // Neither side patchable: counted by int3 where only the jump reaches them.
-            (None, None) => match (target_alone, fall_through_alone) {
-                (true, true) => (Side::At(target), Side::At(next)),
-                (true, false) => (
-                    Side::At(target),
-                    Side::Rest {
-                        whole,
-                        other: target,
-                    },
-                ),
-                (false, true) => (Side::Rest { whole, other: next }, Side::At(next)),
-                (false, false) => continue,
+        );
+        // A side is counted exactly at an address of its own, else as the jump's count minus the
+        // other side's, both exact; else by int3 at its own first instruction when only the jump
+        // reaches it (a lower bound, still right on whether it ran). A difference with an int3
+        // count in it would measure nothing: such a branch is left out.
+        let side = |own: Option<u64>, other: Option<u64>, first: u64, alone: bool| match own {
+            Some(own) => Some(Side::At(own)),
+            None => match (whole, other) {
+                (Some(whole), Some(other)) => Some(Side::Rest { whole, other }),
+                _ => alone.then_some(Side::At(first)),
             },
+        };
+        let (Some(taken), Some(not_taken)) = (
+            side(taken_exact, not_taken_exact, target, target_alone),
+            side(not_taken_exact, taken_exact, next, fall_through_alone),
+        ) else {
+            continue;
         };
         let residual = |at: usize| first_call(code, instructions, &index, at).is_residual;
         let test = if residual(t) != residual(n) {
@@ -271,6 +273,29 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         });
     }
     branches
+}
+
+/// Whether instruction `k` calls one of rustc's check panics, directly, through a GOT slot or
+/// through a register loaded from one by the instruction before.
+fn is_check_call(code: &ExeCode, instructions: &[Instruction], k: usize) -> bool {
+    let call = &instructions[k];
+    if !matches!(
+        call.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall
+    ) {
+        return false;
+    }
+    let loaded = k.checked_sub(1).map(|b| &instructions[b]).filter(|load| {
+        load.code() == Code::Mov_r64_rm64
+            && load.is_ip_rel_memory_operand()
+            && call.op0_kind() == OpKind::Register
+            && load.op0_register() == call.op0_register()
+    });
+    let callee = match loaded {
+        Some(load) => code.got_entry(load.ip_rel_memory_address()),
+        None => code.call_target(call),
+    };
+    callee.is_some_and(|c| code.is_check(c))
 }
 
 /// The instructions normal control flow reaches from the function's entry (calls return; landing

@@ -187,13 +187,14 @@ mod tests {
             aliases: Default::default(),
             separate: Default::default(),
         });
-        // 0x1000 test dil,1 (4); 0x1004 je 0x1013; 0x1006 test sil,1 (4); 0x100a je 0x1013;
-        // 0x100c nop; 0x100d test dl,1 (3); 0x1010 jne 0x100d; 0x1012 ret; 0x1013 ret
+        // 0x1000 test dil,1 (4); 0x1004 je 0x101c; 0x1006 test sil,1 (4); 0x100a je 0x101c;
+        // 0x100c mov ecx,0 (5); 0x1011 test dl,1 (3); 0x1014 jne 0x1011; 0x1016 mov eax,1 (5);
+        // 0x101b ret; 0x101c ret
         let bytes = [
-            0x40, 0xF6, 0xC7, 0x01, 0x74, 0x0D, 0x40, 0xF6, 0xC6, 0x01, 0x74, 0x07, 0x90, 0xF6,
-            0xC2, 0x01, 0x75, 0xFB, 0xC3, 0xC3,
+            0x40, 0xF6, 0xC7, 0x01, 0x74, 0x16, 0x40, 0xF6, 0xC6, 0x01, 0x74, 0x10, 0xB9, 0, 0, 0,
+            0, 0xF6, 0xC2, 0x01, 0x75, 0xFB, 0xB8, 0x01, 0, 0, 0, 0xC3, 0xC3,
         ];
-        let code = ExeCode::for_test(vec![(0x1000, bytes.to_vec())], vec![(0x1000, 0x1014)], &[]);
+        let code = ExeCode::for_test(vec![(0x1000, bytes.to_vec())], vec![(0x1000, 0x101d)], &[]);
         let row = |line, address| LineAddr {
             file: 0,
             line,
@@ -205,7 +206,7 @@ mod tests {
                 row(2, 0x1000),
                 row(3, 0x1006),
                 row(5, 0x100c),
-                row(7, 0x1012),
+                row(7, 0x1016),
             ],
             functions: vec![FunctionEntry {
                 path: "w::f".into(),
@@ -229,7 +230,7 @@ mod tests {
             [
                 (2, 0, Construct::If, 0x1000),
                 (2, 1, Construct::ShortCircuit, 0x1006),
-                (5, 0, Construct::While, 0x100d),
+                (5, 0, Construct::While, 0x1011),
             ]
         );
         assert!(find(&table, &[0], &sources, &code, &|_| true).is_empty());
