@@ -234,10 +234,12 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         // Any instruction of the straight run that ends with the jump runs as often as the jump:
         // the first one a jump can be written at counts the jump exactly.
         let start = straight_run_start(instructions, i, &entered);
+        let patchable = |ip: u64| super::sites::patchable(code, &function, ip);
         let whole = instructions[start..=i]
             .iter()
             .map(Instruction::ip)
-            .find(|&ip| super::sites::patchable(code, &function, ip));
+            .find(|&ip| patchable(ip))
+            .or_else(|| before_calls(instructions, start, &entered, &patchable));
         let (taken_exact, not_taken_exact) = (
             counter(target, t, target_alone),
             counter(next, n, fall_through_alone),
@@ -365,6 +367,32 @@ fn test_before(jump: &Instruction, before: Option<&Instruction>) -> Test {
         | Mnemonic::Comiss => Compare::of_jump(jump).map_or(Test::Unknown, Test::Compare),
         _ => Test::Unknown,
     }
+}
+
+/// When the straight run is too short for a jump (`call f; test al, 1; jne`), the nearest
+/// instruction before it, over calls too, that nothing enters in between and where a jump fits: it
+/// runs as often as the jump but for calls in between that unwind (a panic).
+fn before_calls(
+    instructions: &[Instruction],
+    start: usize,
+    entered: &dyn Fn(u64) -> bool,
+    patchable: &dyn Fn(u64) -> bool,
+) -> Option<u64> {
+    let mut k = start;
+    while k > 0 && !entered(instructions[k].ip()) {
+        let before = &instructions[k - 1];
+        if !matches!(
+            before.flow_control(),
+            FlowControl::Next | FlowControl::Call | FlowControl::IndirectCall
+        ) {
+            return None;
+        }
+        k -= 1;
+        if patchable(before.ip()) {
+            return Some(before.ip());
+        }
+    }
+    None
 }
 
 /// `test byte ptr [mem], imm8`: how a drop flag is read.
@@ -609,6 +637,28 @@ mod tests {
         }
         assert_eq!(Compare::Less.swapped(), Compare::Greater);
         assert_eq!(Compare::Less.inverse(), Compare::GreaterEqual);
+    }
+
+    // 0x1000 call 0x2000; 0x1005 test al,1; 0x1007 jne 0x100e; 0x1009 mov eax,2 (5); 0x100e ret:
+    // `if f() {}` with the join after the body.
+    const AFTER_CALL: &[u8] = &[
+        0xE8, 0xFB, 0x0F, 0, 0, 0xA8, 0x01, 0x75, 0x05, 0xB8, 0x02, 0, 0, 0, 0xC3,
+    ];
+
+    #[test]
+    fn a_run_too_short_for_a_jump_is_counted_before_the_call_that_computes_the_condition() {
+        assert_eq!(
+            find(&code(AFTER_CALL, &[]), BASE),
+            [MachineBranch {
+                jump: 0x1007,
+                test: Test::NonZero(true),
+                taken: Side::Rest {
+                    whole: 0x1000,
+                    other: 0x1009
+                },
+                not_taken: Side::At(0x1009),
+            }]
+        );
     }
 
     // 0x1000 call 0x2000; 0x1005 ret; 0x1006 cmp edi,0 (3, a landing pad); 0x1009 je 0x100c;
