@@ -98,7 +98,8 @@ def in_if_condition(path, name, line, col):
 
 
 def llvm_branches(report, root, path):
-    """{(file, line): [(col, true, false)]} of the `if` condition branches of files under src/."""
+    """{(file, line): [(line, col, true, false)]} of the `if` condition branches of files under
+    src/."""
     with open(report) as f:
         data = json.load(f)
     # Each test executable that links a function lists its branches: the same region once per
@@ -116,7 +117,7 @@ def llvm_branches(report, root, path):
                     regions[(name, line, col)] = (known[0] + true, known[1] + false)
     out = {}
     for (name, line, col), (true, false) in sorted(regions.items()):
-        out.setdefault((name, line), []).append((col, true, false))
+        out.setdefault((name, line), []).append((line, col, true, false))
     return out
 
 
@@ -153,7 +154,7 @@ def statement_line(path, key, cov):
 
 
 def verdict_agrees(llvm, cov):
-    _, true, false = llvm
+    _, _, true, false = llvm
     oriented, taken, not_taken, _ = cov
     want = (true > 0, false > 0)
     got = (taken > 0, not_taken > 0)
@@ -188,7 +189,7 @@ def compare(path, llvm, cov):
 def show(title, items, path):
     print(f"\n#### {title} ({len(items)})\n")
     for (name, line), llvm, cov in items:
-        l_text = ", ".join(f"col {c}: true {t} false {f}" for c, t, f in llvm)
+        l_text = ", ".join(f"{n}:{c}: true {t} false {f}" for n, c, t, f in llvm)
         c_text = ", ".join(f"{k}{'' if o else ' (not oriented)'}: {t}/{n}" for o, t, n, k in cov)
         print(f"- {name}:{line} `{source_text(path, name, line).strip()}` — LLVM [{l_text}] "
               f"— coverlay [{c_text or 'none'}]")
