@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::analysis::{LineKind, SourceAnalysis};
 use crate::cache::JsonCache;
 use crate::dwarf::LineTable;
-use crate::engine::ExeCode;
+use crate::engine::branches::MachineBranch;
 
 mod branches;
 
@@ -157,13 +157,14 @@ impl Plan {
 /// `aliases` and `separate`), rows hoisted above a statement's controlling condition are dropped
 /// (`hoisted`), and libtest's generated `main` counts for nothing.
 /// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
-/// With the executable's `code`, the sides of its source branches are counted too.
+/// With the executable's countable jumps (`machine`, per function of `table`), the sides of its
+/// source branches are counted too.
 pub fn plan(
     table: &LineTable,
     sources: &mut Sources,
     crate_name: &str,
     tests: &[String],
-    code: Option<&ExeCode>,
+    machine: Option<&[Vec<MachineBranch>]>,
 ) -> Plan {
     #[derive(Default)]
     struct Candidate {
@@ -390,8 +391,10 @@ pub fn plan(
             })
     });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
-    let branches = code.map_or_else(Vec::new, |code| {
-        branches::find(table, &ids, sources, code, &|f| harness_main.contains(&f))
+    let branches = machine.map_or_else(Vec::new, |machine| {
+        branches::find(table, &ids, sources, machine, &|f| {
+            harness_main.contains(&f)
+        })
     });
     // Addresses only a branch needs count for no line.
     pairs.extend(

@@ -23,11 +23,16 @@
 use std::collections::{HashMap, HashSet};
 
 use iced_x86::{Code, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use serde::{Deserialize, Serialize};
 
 use super::sites::{ExeCode, Function};
 
+/// Changes whenever [`find`] may find other jumps or count them otherwise in the same code, so that
+/// cached results of an older finder are not reused.
+pub const FINDER_VERSION: u32 = 1;
+
 /// How one side of a conditional jump is counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Side<A> {
     /// The count of this address.
     At(A),
@@ -65,7 +70,7 @@ impl<A: Copy> Side<A> {
 }
 
 /// A comparison, as a condition code reads it after `cmp a, b` (signed and unsigned alike).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Compare {
     Equal,
     NotEqual,
@@ -113,7 +118,7 @@ impl Compare {
 }
 
 /// What a conditional jump decides on, as far as its instructions tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Test {
     /// A value tested against zero (`test r, r` or `test r, 1` before `jne`/`je`: a `bool`):
     /// the jump is taken when the value is nonzero, or (`false`) when it is zero.
@@ -127,7 +132,7 @@ pub enum Test {
 }
 
 /// A conditional jump with source-level meaning possible.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineBranch {
     /// Address of the jump instruction.
     pub jump: u64,
@@ -136,6 +141,11 @@ pub struct MachineBranch {
     pub taken: Side<u64>,
     /// The jump is not taken: control falls through.
     pub not_taken: Side<u64>,
+}
+
+/// [`find`] for each function whose entry is in `entries`.
+pub fn find_all(code: &ExeCode, entries: &[u64]) -> Vec<Vec<MachineBranch>> {
+    entries.iter().map(|&entry| find(code, entry)).collect()
 }
 
 /// Instructions followed from a successor when looking for what it leads to.

@@ -17,8 +17,7 @@ use std::collections::HashMap;
 
 use crate::analysis::{Construct, LineKind, Operator};
 use crate::dwarf::LineTable;
-use crate::engine::branches::{Compare, Side, Test};
-use crate::engine::ExeCode;
+use crate::engine::branches::{Compare, MachineBranch, Side, Test};
 
 use super::Sources;
 
@@ -63,12 +62,13 @@ impl<A: Copy> SourceBranch<A> {
 }
 
 /// The source branches of the functions of `table` (all but those `skip` names, by index), in
-/// function and address order. `ids` maps the table's files to source ids.
+/// function and address order, from each function's countable jumps (`machine`, aligned with
+/// `table.functions`). `ids` maps the table's files to source ids.
 pub(super) fn find(
     table: &LineTable,
     ids: &[usize],
     sources: &Sources,
-    code: &ExeCode,
+    machine: &[Vec<MachineBranch>],
     skip: &dyn Fn(usize) -> bool,
 ) -> Vec<SourceBranch<u64>> {
     let mut rows: Vec<(u64, usize, u32)> = table
@@ -83,7 +83,7 @@ pub(super) fn find(
             continue;
         }
         let mut ordinals: HashMap<(usize, u32), u32> = HashMap::new();
-        for jump in crate::engine::branches::find(code, function.address) {
+        for jump in machine.get(index).into_iter().flatten() {
             let at = rows.partition_point(|r| r.0 <= jump.jump);
             let Some(&(row, source, line)) = at.checked_sub(1).map(|i| &rows[i]) else {
                 continue;
@@ -194,7 +194,11 @@ mod tests {
             0x40, 0xF6, 0xC7, 0x01, 0x74, 0x16, 0x40, 0xF6, 0xC6, 0x01, 0x74, 0x10, 0xB9, 0, 0, 0,
             0, 0xF6, 0xC2, 0x01, 0x75, 0xFB, 0xB8, 0x01, 0, 0, 0, 0xC3, 0xC3,
         ];
-        let code = ExeCode::for_test(vec![(0x1000, bytes.to_vec())], vec![(0x1000, 0x101d)], &[]);
+        let code = crate::engine::ExeCode::for_test(
+            vec![(0x1000, bytes.to_vec())],
+            vec![(0x1000, 0x101d)],
+            &[],
+        );
         let row = |line, address| LineAddr {
             file: 0,
             line,
@@ -217,7 +221,8 @@ mod tests {
             load_base: 0,
             position_independent: true,
         };
-        let found = find(&table, &[0], &sources, &code, &|_| false);
+        let machine = crate::engine::branches::find_all(&code, &[0x1000]);
+        let found = find(&table, &[0], &sources, &machine, &|_| false);
         let summary: Vec<(u32, u32, Construct, u64)> = found
             .iter()
             .map(|b| (b.line, b.ordinal, b.construct, b.addresses().min().unwrap()))
@@ -233,7 +238,7 @@ mod tests {
                 (5, 0, Construct::While, 0x1011),
             ]
         );
-        assert!(find(&table, &[0], &sources, &code, &|_| true).is_empty());
+        assert!(find(&table, &[0], &sources, &machine, &|_| true).is_empty());
         // `test dil,1; je`: jumps when `a` is false, so the sides are swapped to put true first.
         assert!(found.iter().all(|b| b.oriented));
         assert_eq!(found[0].taken, Side::At(0x1006));

@@ -352,46 +352,40 @@ pub fn run(
     // Branch sides come out of exact counts (one side may be a difference of two): only with
     // trampolines.
     let all: Vec<&TestExecutable> = executables.iter().chain(&followable).collect();
-    let codes = crate::parallel::map(&all, options.jobs, |executable| {
-        if !(counted && options.branches) {
-            return None;
-        }
-        engine::ExeCode::read(&executable.path)
-            .inspect_err(|error| {
-                tracing::warn!(
-                    "cannot read the code of {}: {error}; no branch coverage",
-                    executable.path.display()
-                )
-            })
-            .ok()
+    let branch_cache = JsonCache::new(workspace.coverlay_dir().join("branches"));
+    let work: Vec<(&TestExecutable, &crate::dwarf::LineTable)> =
+        all.iter().copied().zip(&tables).collect();
+    let machine = crate::parallel::map(&work, options.jobs, |&(executable, table)| {
+        (counted && options.branches)
+            .then(|| machine_branches(&executable.path, table, &branch_cache))
     });
     let plans: Vec<Plan> = all
         .iter()
         .zip(&tables)
         .zip(listings.iter().chain(std::iter::repeat(&no_tests)))
-        .zip(&codes)
-        .map(|(((executable, table), listing), code)| {
+        .zip(&machine)
+        .map(|(((executable, table), listing), machine)| {
             let tests = listing.as_deref().unwrap_or_default();
             plan::plan(
                 table,
                 &mut sources,
                 &executable.crate_name(),
                 tests,
-                code.as_ref(),
+                machine.as_deref(),
             )
         })
         .collect();
+    drop(machine);
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
-    let work: Vec<(&Plan, &Path, Option<&engine::ExeCode>)> = plans
+    let work: Vec<(&Plan, &Path)> = plans
         .iter()
         .zip(executables.iter().chain(&followable))
-        .zip(&codes)
-        .map(|((plan, executable), code)| (plan, executable.path.as_path(), code.as_ref()))
+        .map(|(plan, executable)| (plan, executable.path.as_path()))
         .collect();
     let sites_cache = JsonCache::new(workspace.coverlay_dir().join("sites"));
-    let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe, code)| {
+    let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe)| {
         if counted {
-            counting_sites(plan, exe, code, &sites_cache)
+            counting_sites(plan, exe, &sites_cache)
         } else {
             Vec::new()
         }
@@ -747,39 +741,59 @@ fn branch_targets(plan: &Plan) -> Vec<BranchTarget> {
         .collect()
 }
 
+/// The countable conditional jumps of each function of `table` in `exe` (aligned with
+/// `table.functions`), cached by the executable's identity: decoding every workspace function is
+/// the costly part of planning branches. Unreadable code: no branches.
+fn machine_branches(
+    exe: &Path,
+    table: &crate::dwarf::LineTable,
+    cache: &JsonCache,
+) -> Vec<Vec<engine::branches::MachineBranch>> {
+    let find = || match engine::ExeCode::read(exe) {
+        Ok(code) => {
+            let entries: Vec<u64> = table.functions.iter().map(|f| f.address).collect();
+            engine::branches::find_all(&code, &entries)
+        }
+        Err(error) => {
+            tracing::warn!(
+                "cannot read the code of {}: {error}; no branch coverage",
+                exe.display()
+            );
+            vec![Vec::new(); table.functions.len()]
+        }
+    };
+    match crate::cache::file_identity(exe) {
+        Some(identity) => cache.get_or_insert(
+            (
+                "branches",
+                engine::branches::FINDER_VERSION,
+                exe,
+                identity,
+                table.functions.len(),
+            ),
+            find,
+        ),
+        None => find(),
+    }
+}
+
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
 /// test start); the rest jump to trampolines where the code allows. Unreadable code: all trap.
-/// Cached by the executable's identity and the breakpoints asked for. `code`: the executable's,
-/// when it was read already (for its branches).
-fn counting_sites(
-    plan: &Plan,
-    exe: &Path,
-    code: Option<&engine::ExeCode>,
-    cache: &JsonCache,
-) -> Vec<engine::Site> {
+/// Cached by the executable's identity and the breakpoints asked for.
+fn counting_sites(plan: &Plan, exe: &Path, cache: &JsonCache) -> Vec<engine::Site> {
     let mut traps = vec![false; plan.addresses.len()];
     for &(index, _) in &plan.test_entries {
         traps[index] = true;
     }
-    let classify = || {
-        let read;
-        let code = match code {
-            Some(code) => code,
-            None => match engine::ExeCode::read(exe) {
-                Ok(code) => {
-                    read = code;
-                    &read
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        "cannot read the code of {}: {error}; counting with int3",
-                        exe.display()
-                    );
-                    return vec![engine::Site::Trap; plan.addresses.len()];
-                }
-            },
-        };
-        engine::sites::classify(code, &plan.addresses, &traps)
+    let classify = || match engine::ExeCode::read(exe) {
+        Ok(code) => engine::sites::classify(&code, &plan.addresses, &traps),
+        Err(error) => {
+            tracing::warn!(
+                "cannot read the code of {}: {error}; counting with int3",
+                exe.display()
+            );
+            vec![engine::Site::Trap; plan.addresses.len()]
+        }
     };
     match crate::cache::file_identity(exe) {
         Some(identity) => cache.get_or_insert(
