@@ -391,10 +391,21 @@ pub fn plan(
             })
     });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
+    // Lines' own addresses (test entries trap: no counters to share).
+    let counted: HashSet<u64> = pairs
+        .iter()
+        .filter(|(_, target)| target.is_some())
+        .map(|&(address, _)| address)
+        .collect();
     let branches = machine.map_or_else(Vec::new, |machine| {
-        branches::find(table, &ids, sources, machine, &|f| {
-            harness_main.contains(&f)
-        })
+        branches::find(
+            table,
+            &ids,
+            sources,
+            machine,
+            &|f| harness_main.contains(&f),
+            &|a| counted.contains(&a),
+        )
     });
     // Addresses only a branch needs count for no line.
     pairs.extend(

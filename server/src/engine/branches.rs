@@ -29,7 +29,7 @@ use super::sites::{ExeCode, Function};
 
 /// Changes whenever [`find`] may find other jumps or count them otherwise in the same code, so that
 /// cached results of an older finder are not reused.
-pub const FINDER_VERSION: u32 = 1;
+pub const FINDER_VERSION: u32 = 2;
 
 /// How one side of a conditional jump is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -141,6 +141,33 @@ pub struct MachineBranch {
     pub taken: Side<u64>,
     /// The jump is not taken: control falls through.
     pub not_taken: Side<u64>,
+    /// Every address that counts the jump itself exactly (the instructions of the straight run
+    /// that ends with it where a jump fits), for [`MachineBranch::cheapest`].
+    pub wholes: Vec<u64>,
+}
+
+impl MachineBranch {
+    /// The two sides, counted at addresses that are counted anyway where possible (`counted`: the
+    /// statements' own): a difference takes the jump's count from such an address, and of two
+    /// sides with addresses of their own, one that is not counted anyway becomes the difference
+    /// of the jump's count and the other side when the jump's count is. Fewer counters to run.
+    pub fn cheapest(&self, counted: &dyn Fn(u64) -> bool) -> (Side<u64>, Side<u64>) {
+        let free_whole = self.wholes.iter().copied().find(|&a| counted(a));
+        let cheaper = |side: Side<u64>, other: Side<u64>| match (side, other, free_whole) {
+            (Side::Rest { other, .. }, _, Some(whole)) => Side::Rest { whole, other },
+            (Side::At(own), Side::At(other), Some(whole)) if !counted(own) && counted(other) => {
+                Side::Rest { whole, other }
+            }
+            _ => side,
+        };
+        let taken = cheaper(self.taken, self.not_taken);
+        // Not both as differences: the other side stays at its own address.
+        let not_taken = match taken {
+            Side::Rest { .. } if matches!(self.taken, Side::At(_)) => self.not_taken,
+            _ => cheaper(self.not_taken, self.taken),
+        };
+        (taken, not_taken)
+    }
 }
 
 /// [`find`] for each function whose entry is in `entries`.
@@ -245,10 +272,14 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         // the first one a jump can be written at counts the jump exactly.
         let start = straight_run_start(instructions, i, &entered);
         let patchable = |ip: u64| super::sites::patchable(code, &function, ip);
-        let whole = instructions[start..=i]
+        let wholes: Vec<u64> = instructions[start..=i]
             .iter()
             .map(Instruction::ip)
-            .find(|&ip| patchable(ip))
+            .filter(|&ip| patchable(ip))
+            .collect();
+        let whole = wholes
+            .first()
+            .copied()
             .or_else(|| before_calls(instructions, start, &entered, &patchable));
         let (taken_exact, not_taken_exact) = (
             counter(target, t, target_alone),
@@ -282,6 +313,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             test,
             taken,
             not_taken,
+            wholes,
         });
     }
     branches
@@ -505,6 +537,7 @@ mod tests {
                 test: Test::Compare(Compare::Greater),
                 taken: Side::At(0x100c),
                 not_taken: Side::At(0x1005),
+                wholes: vec![0x1000],
             }]
         );
     }
@@ -526,6 +559,7 @@ mod tests {
                 test: Test::Compare(Compare::Greater),
                 taken: Side::At(0x1007),
                 not_taken: Side::At(0x100d),
+                wholes: vec![0x1000],
             }]
         );
         // Entered from elsewhere too, the else block cannot stand for the fall-through: the
@@ -560,6 +594,7 @@ mod tests {
                         other: 0x1005
                     },
                     not_taken: Side::At(0x1005),
+                    wholes: vec![0x1000],
                 },
                 MachineBranch {
                     jump: 0x1008,
@@ -569,11 +604,56 @@ mod tests {
                         other: 0x100a
                     },
                     not_taken: Side::At(0x100a),
+                    wholes: vec![0x1005],
                 },
             ]
         );
         // A landing pad at the second fall-through: neither side of that jump is its own.
         assert_eq!(find(&code(OR, &[0x100a]), BASE).len(), 1);
+    }
+
+    #[test]
+    fn sides_move_to_addresses_counted_anyway() {
+        let branch = MachineBranch {
+            jump: 0x1003,
+            test: Test::Unknown,
+            taken: Side::At(0x100c),
+            not_taken: Side::At(0x1005),
+            wholes: vec![0x1000, 0x1001],
+        };
+        // Nothing counted anyway: as found.
+        assert_eq!(
+            branch.cheapest(&|_| false),
+            (Side::At(0x100c), Side::At(0x1005))
+        );
+        // The jump's count and the fall-through are counted anyway: the taken side becomes their
+        // difference, and no address is added.
+        let counted = |a: u64| a == 0x1001 || a == 0x1005;
+        assert_eq!(
+            branch.cheapest(&counted),
+            (
+                Side::Rest {
+                    whole: 0x1001,
+                    other: 0x1005
+                },
+                Side::At(0x1005)
+            )
+        );
+        // A difference takes the jump's count where it is counted anyway.
+        let rest = MachineBranch {
+            taken: Side::Rest {
+                whole: 0x1000,
+                other: 0x1005,
+            },
+            ..branch
+        };
+        assert_eq!(
+            rest.cheapest(&counted).0,
+            Side::Rest {
+                whole: 0x1001,
+                other: 0x1005
+            }
+        );
     }
 
     #[test]
@@ -667,6 +747,7 @@ mod tests {
                     other: 0x1009
                 },
                 not_taken: Side::At(0x1009),
+                wholes: vec![],
             }]
         );
     }

@@ -63,13 +63,15 @@ impl<A: Copy> SourceBranch<A> {
 
 /// The source branches of the functions of `table` (all but those `skip` names, by index), in
 /// function and address order, from each function's countable jumps (`machine`, aligned with
-/// `table.functions`). `ids` maps the table's files to source ids.
+/// `table.functions`). `ids` maps the table's files to source ids; `counted`: the addresses the
+/// lines count at, which the branches' sides use where they can.
 pub(super) fn find(
     table: &LineTable,
     ids: &[usize],
     sources: &Sources,
     machine: &[Vec<MachineBranch>],
     skip: &dyn Fn(usize) -> bool,
+    counted: &dyn Fn(u64) -> bool,
 ) -> Vec<SourceBranch<u64>> {
     let mut rows: Vec<(u64, usize, u32)> = table
         .rows
@@ -106,9 +108,10 @@ pub(super) fn find(
                 LineKind::None => continue,
             };
             let ordinal = ordinals.entry((source, line)).or_default();
+            let (taken, not_taken) = jump.cheapest(counted);
             let (taken, not_taken) = match taken_if {
-                Some(false) => (jump.not_taken, jump.taken),
-                _ => (jump.taken, jump.not_taken),
+                Some(false) => (not_taken, taken),
+                _ => (taken, not_taken),
             };
             branches.push(SourceBranch {
                 source,
@@ -222,7 +225,7 @@ mod tests {
             position_independent: true,
         };
         let machine = crate::engine::branches::find_all(&code, &[0x1000]);
-        let found = find(&table, &[0], &sources, &machine, &|_| false);
+        let found = find(&table, &[0], &sources, &machine, &|_| false, &|_| false);
         let summary: Vec<(u32, u32, Construct, u64)> = found
             .iter()
             .map(|b| (b.line, b.ordinal, b.construct, b.addresses().min().unwrap()))
@@ -238,7 +241,7 @@ mod tests {
                 (5, 0, Construct::While, 0x1011),
             ]
         );
-        assert!(find(&table, &[0], &sources, &machine, &|_| true).is_empty());
+        assert!(find(&table, &[0], &sources, &machine, &|_| true, &|_| false).is_empty());
         // `test dil,1; je`: jumps when `a` is false, so the sides are swapped to put true first.
         assert!(found.iter().all(|b| b.oriented));
         assert_eq!(found[0].taken, Side::At(0x1006));
