@@ -35,6 +35,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -195,9 +196,21 @@ def show(title, items, path):
               f"— coverlay [{c_text or 'none'}]")
 
 
+def cpu_once(cmd, cwd):
+    """(wall, CPU) seconds of one command: CPU is user + system time of it and everything it
+    waited for (the traced tests), steadier than wall time on a loaded machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = once(cmd, cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
 def cost(crates, runs, binary):
-    """Median wall time of `coverlay run` with and without branches (interleaved, warm)."""
-    print("\n| crate | `coverlay run --no-branches` | `coverlay run` | branches cost | branches |")
+    """Median wall and CPU time of `coverlay run` with and without branches (interleaved, warm,
+    both writing the JSON report)."""
+    print("\n| crate | `coverlay run --no-branches` wall / CPU | `coverlay run` wall / CPU "
+          "| branches cost, wall / CPU | branches |")
     print("|---|---:|---:|---:|---:|")
     for name in crates:
         path = fetch(name, CRATES[name]) if name in CRATES else os.path.join(
@@ -206,13 +219,16 @@ def cost(crates, runs, binary):
         once([binary, "run", path, "-q", "--json", out], path)  # builds, fills the caches
         times = {"without": [], "with": []}
         for _ in range(runs):
-            times["without"].append(once([binary, "run", path, "-q", "--no-branches"], path))
-            times["with"].append(once([binary, "run", path, "-q", "--json", out], path))
-        without, with_ = (statistics.median(times[k]) for k in ("without", "with"))
+            times["without"].append(cpu_once(
+                [binary, "run", path, "-q", "--no-branches", "--json", out + ".lines"], path))
+            times["with"].append(cpu_once([binary, "run", path, "-q", "--json", out], path))
+        (w0, c0), (w1, c1) = (
+            tuple(statistics.median(t[k] for t in times[which]) for k in (0, 1))
+            for which in ("without", "with"))
         with open(out) as f:
             found = sum(len(f_["branches"]) for f_ in json.load(f)["files"])
-        print(f"| {name} | {without:.2f} s | {with_:.2f} s | {100 * (with_ / without - 1):+.1f} % "
-              f"| {found} |")
+        print(f"| {name} | {w0:.2f} s / {c0:.2f} s | {w1:.2f} s / {c1:.2f} s "
+              f"| {100 * (w1 / w0 - 1):+.1f} % / {100 * (c1 / c0 - 1):+.1f} % | {found} |")
 
 
 def main():
