@@ -4,7 +4,7 @@
 //! Markers: `//~ hit` (coverable, executed), `//~ miss` (coverable, never executed); a line
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
-//! (`tests=a::b:3`).
+//! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(line+3)`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -188,6 +188,7 @@ fn assert_markers(name: &str, json: &Value) {
                         .get(&(file.clone(), line))
                         .cloned()
                         .unwrap_or_default();
+                    let list = list.replace('+', " ");
                     let mut want: Vec<(&str, Option<u64>)> = list
                         .split(',')
                         .map(|t| match t.rsplit_once(':') {
@@ -330,6 +331,118 @@ fn counts_and_covering_tests_match_their_markers() {
     let run = cached("counts");
     assert!(run.output.status.success(), "{}", text(&run.output));
     assert_markers("counts", run.json.as_ref().unwrap());
+}
+
+#[test]
+fn doctests_are_measured_one_executable_per_doctest() {
+    let run = cached("doctests");
+    assert_eq!(run.output.status.code(), Some(101), "{}", text(&run.output));
+    let json = run.json.as_ref().unwrap();
+    assert_markers("doctests", json);
+    let outcomes = outcomes(json);
+    let lib = fixture("doctests").join("src/lib.rs");
+    let expected = [
+        ("doctests::doc::src/lib.rs (line 3)", "passed", 3),
+        ("doctests::doc::area (line 11)", "passed", 11),
+        ("doctests::doc::checked_side (line 23)", "passed", 23),
+        ("doctests::doc::never_run (line 35)", "passed", 35),
+        ("doctests::doc::never_run (line 39)", "ignored", 39),
+        ("doctests::doc::never_run (line 43)", "passed", 43),
+        ("doctests::doc::half (line 52)", "failed", 52),
+        ("doctests::doc::unreached (line 61)", "failed", 61),
+    ];
+    for (id, outcome, line) in expected {
+        assert_eq!(
+            outcomes.get(id),
+            Some(&(outcome.to_owned(), Some((lib.clone(), line)))),
+            "{id} in {outcomes:#?}"
+        );
+    }
+    assert!(outcomes.contains_key("doctests::doc::square::Square::new (line 7)"));
+    assert!(outcomes.contains_key("doctests::tests::unit"));
+    assert_eq!(outcomes.len(), 10, "{outcomes:#?}");
+    // A failing doctest's panic and a doctest that does not compile, as `cargo test` shows them.
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    assert!(stdout.contains("half of three"), "{stdout}");
+    assert!(
+        stdout.contains("cannot find function `no_such_function`"),
+        "{stdout}"
+    );
+    // Before edition 2024: one executable per doctest that runs.
+    assert_eq!(doctest_executables(json), 5, "{}", json["executables"]);
+
+    let without = coverlay_run("doctests", &["--no-doctests"], &[]);
+    assert!(without.output.status.success(), "{}", text(&without.output));
+    let json = without.json.as_ref().unwrap();
+    assert_eq!(
+        outcomes_of(json).keys().collect::<Vec<_>>(),
+        ["doctests::tests::unit"]
+    );
+    let square = fixture("doctests").join("src/square.rs");
+    assert_eq!(
+        reported(json)
+            .get(&square)
+            .map(|lines| lines.values().sum::<u64>()),
+        Some(0),
+        "without doctests nothing runs square.rs"
+    );
+}
+
+#[test]
+fn merged_doctests_run_one_by_one_each_with_its_own_counts() {
+    let run = cached("doctests2024");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let json = run.json.as_ref().unwrap();
+    assert_markers("doctests2024", json);
+    let outcomes = outcomes(json);
+    for name in ["zed (line 4)", "abc (line 11)", "m::aaa (line 19)"] {
+        let id = format!("doctests2024::doc::{name}");
+        assert_eq!(outcomes[&id].0, "passed", "{id}");
+    }
+    assert_eq!(outcomes.len(), 3, "{outcomes:#?}");
+    assert_eq!(
+        doctest_executables(json),
+        1,
+        "edition 2024 merges them: {}",
+        json["executables"]
+    );
+}
+
+/// The doctest executables a JSON report lists (each its own entry).
+fn doctest_executables(json: &Value) -> usize {
+    json["executables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "doctest" && e["path"].as_str().unwrap().contains("kept"))
+        .count()
+}
+
+type Outcomes = BTreeMap<String, (String, Option<(PathBuf, u32)>)>;
+
+/// Test id → (outcome, location) of a JSON report.
+fn outcomes_of(json: &Value) -> Outcomes {
+    json["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let location = t["location"].as_array().map(|l| {
+                (
+                    PathBuf::from(l[0].as_str().unwrap()),
+                    l[1].as_u64().unwrap() as u32,
+                )
+            });
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                (t["outcome"].as_str().unwrap().to_owned(), location),
+            )
+        })
+        .collect()
+}
+
+fn outcomes(json: &Value) -> Outcomes {
+    outcomes_of(json)
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct Package {
     pub dependencies: Vec<String>,
     /// Its library is a procedural macro: its code runs in the compiler, never in a test.
     pub proc_macro: bool,
+    /// It has a library whose doctests `cargo test` runs.
+    pub doctested: bool,
 }
 
 impl Workspace {
@@ -127,6 +129,10 @@ pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
                 .filter(|d| names.contains(d))
                 .collect(),
             proc_macro: p.targets.iter().any(|t| t.is_proc_macro()),
+            doctested: p
+                .targets
+                .iter()
+                .any(|t| t.doctest && (t.is_lib() || t.is_proc_macro())),
         })
         .collect();
     Ok(Workspace {
@@ -219,6 +225,7 @@ pub fn build_tests(
                             manifest_dir,
                             dependencies: Vec::new(),
                             proc_macro: false,
+                            doctested: false,
                         });
                     let executable = TestExecutable {
                         path: exe.into_std_path_buf(),
@@ -293,17 +300,27 @@ pub fn command(workspace: &Workspace, subcommand: &[&str]) -> Command {
 /// cargo, so extend whichever the user set. Flags from `.cargo/config` `build.rustflags` are
 /// replaced, as with any `RUSTFLAGS`.
 fn set_rustflags(command: &mut Command) {
-    if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+    extend_flags(command, "RUSTFLAGS");
+}
+
+/// The same flags for rustdoc, which compiles the doctests (`RUSTDOCFLAGS`).
+pub fn set_rustdocflags(command: &mut Command) {
+    extend_flags(command, "RUSTDOCFLAGS");
+}
+
+fn extend_flags(command: &mut Command, variable: &str) {
+    let encoded_variable = format!("CARGO_ENCODED_{variable}");
+    if let Ok(encoded) = std::env::var(&encoded_variable) {
         let mut flags: Vec<&str> = encoded.split('\x1f').filter(|f| !f.is_empty()).collect();
         flags.extend(COVERLAY_RUSTFLAGS);
-        command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+        command.env(encoded_variable, flags.join("\x1f"));
     } else {
-        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+        let mut flags = std::env::var(variable).unwrap_or_default();
         for flag in COVERLAY_RUSTFLAGS {
             flags.push(' ');
             flags.push_str(flag);
         }
-        command.env("RUSTFLAGS", flags.trim_start());
+        command.env(variable, flags.trim_start());
     }
 }
 

@@ -167,6 +167,20 @@ pub fn read_line_table(
     Ok(collector.finish(load_base, file.kind() == ObjectKind::Dynamic))
 }
 
+/// A unit of the crate rustdoc generates around a doctest's code. Its rows name the documented
+/// source file, at the lines of the doctest within its doc comment (and of the wrapper rustdoc
+/// puts around it, past the comment): none of them is a line of the file's own code.
+/// Its name is `<file>/@/<crate>.<hash>-cgu.<n>`.
+fn is_doctest_crate(unit_name: &[u8]) -> bool {
+    let Some(at) = unit_name.windows(3).rposition(|w| w == b"/@/") else {
+        return false;
+    };
+    let cgu = &unit_name[at + 3..];
+    ["rust_out.", "doctest_bundle_2024.", "doctest_runner_2024."]
+        .iter()
+        .any(|crate_name| cgu.starts_with(crate_name.as_bytes()))
+}
+
 /// Address ranges of executable sections, sorted and merged, as half-open intervals.
 struct ExecRanges(Vec<(u64, u64)>);
 
@@ -209,6 +223,9 @@ impl Collector<'_> {
         let Some(program) = unit.line_program.clone() else {
             return Ok(());
         };
+        if unit.name.is_some_and(|name| is_doctest_crate(&name)) {
+            return Ok(());
+        }
         let file_ids = self.resolve_files(dwarf, unit, program.header());
         // decl_file indexes the same file table, so a unit without kept files (all of std,
         // every dependency) has neither rows nor functions for us: skip its DIE walk too.
@@ -520,6 +537,19 @@ mod tests {
     use std::process::Command;
     use std::sync::OnceLock;
     use std::time::Instant;
+
+    #[test]
+    fn the_units_of_rustdocs_generated_crates_are_told_apart() {
+        assert!(is_doctest_crate(
+            b"src/lib.rs/@/rust_out.9c63b68f62c51ce9-cgu.0"
+        ));
+        assert!(is_doctest_crate(
+            b"src/lib.rs/@/doctest_bundle_2024.4e30281dd23088d2-cgu.0"
+        ));
+        assert!(!is_doctest_crate(b"src/lib.rs/@/3cxus9j76olb7mp0qqf8hmg35"));
+        assert!(!is_doctest_crate(b"src/lib.rs/@/ledger.1f2e-cgu.0"));
+        assert!(!is_doctest_crate(b"src/rust_out.rs"));
+    }
 
     /// Line numbers below are asserted by the tests; keep them in sync.
     const PROG: &str = "\

@@ -45,6 +45,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// rustdoc's runner while coverlay builds the doctests: keeps each doctest executable in DIR.
+    #[command(hide = true)]
+    RecordDoctest {
+        dir: PathBuf,
+        exe: PathBuf,
+        /// The doctest's arguments (ignored: nothing runs).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The reports `run` and `merge` write, and the gate.
@@ -105,6 +114,9 @@ struct RunArgs {
     /// Leave test code (#[test] fns, #[cfg(test)] modules, tests/ files) out of the results.
     #[arg(long)]
     exclude_tests: bool,
+    /// Do not build or run the doctests (they are measured by default, like `cargo test` runs them).
+    #[arg(long)]
+    no_doctests: bool,
     /// No progress lines while building and running.
     #[arg(short, long)]
     quiet: bool,
@@ -128,6 +140,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::RecordEnv { dir, exe, .. } => crate::test_env::record_runner(&dir, &exe)
             .map(|()| ExitCode::SUCCESS)
             .with_context(|| format!("recording the environment of {}", exe.display())),
+        Command::RecordDoctest { dir, exe, .. } => crate::doctests::record_runner(&dir, &exe)
+            .map(|()| ExitCode::SUCCESS)
+            .with_context(|| format!("keeping the doctest {}", exe.display())),
     };
     done.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -148,6 +163,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         cancel: None,
         only_tests: None,
         retries: args.retries,
+        doctests: !args.no_doctests,
         partition: args.partition,
         snapshot_sources: false,
     };

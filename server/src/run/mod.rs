@@ -15,6 +15,7 @@ use crate::analysis::LineKind;
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
+use crate::doctests::{DoctestExecutable, Doctests};
 use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
@@ -63,6 +64,9 @@ pub struct RunOptions {
     /// Fingerprint the workspace's sources as the build reads them, for test selection
     /// ([`RunReport::sources`]).
     pub snapshot_sources: bool,
+    /// Build the libraries' doctests and measure them (`cargo test --doc`), unless the cargo
+    /// arguments choose targets.
+    pub doctests: bool,
 }
 
 impl Default for RunOptions {
@@ -80,6 +84,7 @@ impl Default for RunOptions {
             retries: 0,
             partition: None,
             snapshot_sources: false,
+            doctests: true,
         }
     }
 }
@@ -172,6 +177,7 @@ impl RunReport {
     pub fn build_targets(&self) -> HashMap<String, selection::BuildTarget> {
         self.executables
             .iter()
+            .filter(|r| r.executable.kind != "doctest")
             .map(|r| {
                 let e = &r.executable;
                 let target = selection::BuildTarget {
@@ -265,7 +271,7 @@ pub fn run(
         },
     );
     let cargo::Built {
-        tests: executables,
+        tests: mut executables,
         bins,
     } = match built {
         Err(CargoError::Cancelled) => return Err(RunError::Cancelled),
@@ -290,6 +296,20 @@ pub fn run(
             (workspace.clone(), cargo_args.clone(), executables.clone());
         std::thread::spawn(move || crate::test_env::learn(&workspace, &args, &executables))
     };
+    let doctests = match doctest_args(&workspace, options, &cargo_args) {
+        Some(args) => {
+            let own: HashMap<OsString, OsString> = std::env::vars_os().collect();
+            crate::doctests::build(&workspace, &args, &own).unwrap_or_else(|error| {
+                tracing::warn!("doctests are not measured: {error}");
+                Doctests::default()
+            })
+        }
+        None => Doctests::default(),
+    };
+    tracing::debug!("doctests built after {:?}", started.elapsed());
+    if cancelled() {
+        return Err(RunError::Cancelled);
+    }
     let cache = LineCache::new(workspace.coverlay_dir().join("line-tables"));
     let listings = JsonCache::new(workspace.coverlay_dir().join("listings"));
     let listed = crate::parallel::map(&executables, options.jobs, |executable| {
@@ -302,6 +322,32 @@ pub fn run(
         tables.push(table?);
         listings.push(listing);
     }
+    // Doctest executables join the test executables (after cargo's): their tests are known.
+    // Each is a new file, so their line tables are not cached.
+    let cargo_executables = executables.len();
+    let doctest_tables = crate::parallel::map(&doctests.executables, options.jobs, |d| {
+        crate::dwarf::read_line_table(&d.executable.path, &|p| workspace.owns_source(p))
+    });
+    let mut doctest_runs: Vec<DoctestExecutable> = Vec::new();
+    for (doctest, table) in doctests.executables.into_iter().zip(doctest_tables) {
+        match table {
+            Ok(table) => {
+                tables.push(table);
+                listings.push(Some(doctest.tests.iter().map(|t| t.name.clone()).collect()));
+                executables.push(doctest.executable.clone());
+                doctest_runs.push(doctest);
+            }
+            Err(error) => tracing::warn!(
+                "doctest {} is not measured: {error}",
+                doctest.executable.path.display()
+            ),
+        }
+    }
+    let doctest_of = |executable: usize| {
+        executable
+            .checked_sub(cargo_executables)
+            .and_then(|k| doctest_runs.get(k))
+    };
     // The binaries tests may run: planned like test executables (after them in `tables` and
     // `plans`), followed by the engine when a test `exec`s one, never run on their own.
     let bin_tables = crate::parallel::map(&bins, options.jobs, |bin| {
@@ -346,9 +392,17 @@ pub fn run(
         .chain(&followable)
         .zip(&tables)
         .zip(listings.iter().chain(std::iter::repeat(&no_tests)))
-        .map(|((executable, table), listing)| {
-            let tests = listing.as_deref().unwrap_or_default();
-            plan::plan(table, &mut sources, &executable.crate_name(), tests)
+        .enumerate()
+        .map(|(i, ((executable, table), listing))| match doctest_of(i) {
+            // A doctest's process is its test: no test functions to find.
+            Some(doctest) => Plan {
+                test_locations: doctest.tests.iter().map(|t| t.location.clone()).collect(),
+                ..plan::plan(table, &mut sources, &executable.crate_name(), &[])
+            },
+            None => {
+                let tests = listing.as_deref().unwrap_or_default();
+                plan::plan(table, &mut sources, &executable.crate_name(), tests)
+            }
         })
         .collect();
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
@@ -410,20 +464,42 @@ pub fn run(
         ),
     };
     let envs = learning.join().unwrap_or_default();
+    // Some tests of one executable, one at a time (a doctest's own process each).
+    let run_tests = |executable: usize, numbers: &[u32], engine_options: &engine::Options| {
+        let exe = &executables[executable];
+        match doctest_of(executable) {
+            Some(doctest) => {
+                let tests: Vec<(u32, &crate::doctests::Doctest)> = numbers
+                    .iter()
+                    .map(|&n| (n, &doctest.tests[n as usize]))
+                    .collect();
+                testrun::run_doctests(
+                    &program(exe, Some(&doctest.env)),
+                    &breakpoints[executable],
+                    &tests,
+                    doctest.merged,
+                    engine_options,
+                )
+            }
+            None => {
+                let listing = listings[executable].as_ref().expect("listed");
+                let tests: Vec<(u32, &str)> = numbers
+                    .iter()
+                    .map(|&n| (n, listing[n as usize].as_str()))
+                    .collect();
+                testrun::run_shard(
+                    &program(exe, envs.get(&exe.path)),
+                    &breakpoints[executable],
+                    &tests,
+                    engine_options,
+                )
+            }
+        }
+    };
     let progress = TestProgress::new(&shards);
     let trace_shard = |(i, shard): (usize, &Shard)| {
         let executable = &executables[shard.executable];
         progress.begin(&executable.target);
-        let tests: Vec<(u32, &str)> = shard
-            .tests
-            .iter()
-            .map(|&n| {
-                (
-                    n,
-                    listings[shard.executable].as_ref().expect("listed")[n as usize].as_str(),
-                )
-            })
-            .collect();
         let engine_options = engine::Options {
             tests_started: Some(progress.started[i].clone()),
             ..engine_options.clone()
@@ -435,12 +511,7 @@ pub fn run(
                 &engine_options,
             )
         } else {
-            testrun::run_shard(
-                &program(executable, envs.get(&executable.path)),
-                &breakpoints[shard.executable],
-                &tests,
-                &engine_options,
-            )
+            run_tests(shard.executable, &shard.tests, &engine_options)
         };
         progress.finish(i);
         result.map_err(|source| RunError::Engine {
@@ -473,18 +544,11 @@ pub fn run(
         })
         .collect();
     let retried = crate::parallel::map(&failed, options.jobs, |&(i, n)| {
-        let executable = &executables[shards[i].executable];
-        let name = listings[shards[i].executable].as_ref().expect("listed")[n as usize].as_str();
         for attempt in 2..=options.retries + 1 {
             if cancelled() {
                 break;
             }
-            let run = testrun::run_shard(
-                &program(executable, envs.get(&executable.path)),
-                &breakpoints[shards[i].executable],
-                &[(n, name)],
-                &engine_options,
-            );
+            let run = run_tests(shards[i].executable, &[n], &engine_options);
             match run {
                 Ok(run) if run.results.iter().any(|r| r.1.outcome == Outcome::Passed) => {
                     return (attempt, Some(run));
@@ -542,6 +606,67 @@ pub fn run(
                 location: location.clone(),
                 attempts: 1,
             });
+        }
+    }
+    // Doctests that did not run (compiled only, ignored, or failed to compile): rustdoc's verdict.
+    let mut verdict_runs: Vec<ExecutableRun> = Vec::new();
+    let verdict_ids: Vec<String> = doctests
+        .verdicts
+        .iter()
+        .map(|v| format!("{}::{}", v.target, v.test.name))
+        .collect();
+    let verdicts_in_partition = match &options.partition {
+        Some(partition) => {
+            let ids: Vec<&str> = verdict_ids.iter().map(String::as_str).collect();
+            partition.select(&[ids]).remove(0)
+        }
+        None => vec![true; verdict_ids.len()],
+    };
+    for ((verdict, id), in_this_partition) in doctests
+        .verdicts
+        .iter()
+        .zip(verdict_ids)
+        .zip(verdicts_in_partition)
+    {
+        let selected = options
+            .only_tests
+            .as_ref()
+            .is_none_or(|only| only.selects(&verdict.package.name, &id));
+        if !selected {
+            continue;
+        }
+        in_partition.push(in_this_partition);
+        tests.push(TestInfo {
+            id,
+            outcome: verdict.outcome.clone(),
+            duration_ms: 0,
+            message: verdict.message.clone(),
+            location: verdict.test.location.clone(),
+            attempts: 1,
+        });
+        let result = TestResult {
+            name: verdict.test.name.clone(),
+            outcome: verdict.outcome.clone(),
+            message: verdict.message.clone(),
+        };
+        match verdict_runs
+            .iter_mut()
+            .find(|r| r.executable.package.name == verdict.package.name)
+        {
+            Some(run) => run.tests.push(result),
+            None => verdict_runs.push(ExecutableRun {
+                executable: TestExecutable {
+                    path: workspace.coverlay_dir().join("doctests"),
+                    target: verdict.target.clone(),
+                    kind: "doctest".into(),
+                    package: verdict.package.clone(),
+                },
+                counting: CountingStats::default(),
+                exits: Vec::new(),
+                tests: vec![result],
+                stdout: String::new(),
+                stderr: String::new(),
+            }),
         }
     }
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
@@ -619,6 +744,7 @@ pub fn run(
         run.stdout.push_str(&shard_run.stdout);
         run.stderr.push_str(&shard_run.stderr);
     }
+    runs.extend(verdict_runs);
     for run in &mut runs {
         run.tests.sort_by(|a, b| a.name.cmp(&b.name));
     }
@@ -648,7 +774,12 @@ pub fn run(
             .map(|(hashes, fingerprints)| SourceSnapshot {
                 hashes,
                 fingerprints,
-                inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
+                inputs: selection::build_inputs(
+                    &workspace,
+                    runs.iter()
+                        .map(|r| &r.executable)
+                        .filter(|e| e.kind != "doctest"),
+                ),
             });
     Ok(RunReport {
         workspace,
@@ -663,6 +794,45 @@ pub fn run(
             report: started.elapsed() - traced_at,
         },
     })
+}
+
+/// The cargo arguments for the doctests, when the run measures them: every library's, unless the
+/// user's arguments choose targets; in a run narrowed to one package's tests, that package's, if
+/// the filter may select a doctest.
+fn doctest_args(
+    workspace: &Workspace,
+    options: &RunOptions,
+    narrowed_args: &[String],
+) -> Option<Vec<String>> {
+    if !options.doctests || !workspace.packages.iter().any(|p| p.doctested) {
+        return None;
+    }
+    let end = options
+        .cargo_args
+        .iter()
+        .position(|a| a == "--")
+        .unwrap_or(options.cargo_args.len());
+    if options.cargo_args[..end]
+        .iter()
+        .any(|a| crate::test_env::selects_targets(a))
+    {
+        return None;
+    }
+    match &options.only_tests {
+        None => Some(options.cargo_args.clone()),
+        Some(only) => {
+            let may_select = !only.packages.is_empty()
+                || only.ids.iter().any(|id| crate::doctests::is_doctest(id));
+            if !may_select {
+                return None;
+            }
+            if only.build.is_empty() || !options.cargo_args.is_empty() {
+                Some(options.cargo_args.clone())
+            } else {
+                Some(narrowed_args[..2].to_vec())
+            }
+        }
+    }
 }
 
 /// An executable's tests as `--list` gives them: the same for the same executable, so kept by its
