@@ -358,9 +358,15 @@ fn doctests_are_measured_one_executable_per_doctest() {
             "{id} in {outcomes:#?}"
         );
     }
-    assert!(outcomes.contains_key("doctests::doc::square::Square::new (line 7)"));
-    assert!(outcomes.contains_key("doctests::tests::unit"));
-    assert_eq!(outcomes.len(), 10, "{outcomes:#?}");
+    for id in [
+        "doctests::doc::square::Square::new (line 7)",
+        "doctests::doc::square::describe (line 22)",
+        "doctests::doc::square::outline (line 32)",
+        "doctests::tests::unit",
+    ] {
+        assert_eq!(outcomes[id].0, "passed", "{id}");
+    }
+    assert_eq!(outcomes.len(), 12, "{outcomes:#?}");
     // A failing doctest's panic and a doctest that does not compile, as `cargo test` shows them.
     let stdout = String::from_utf8_lossy(&run.output.stdout);
     assert!(stdout.contains("half of three"), "{stdout}");
@@ -369,7 +375,7 @@ fn doctests_are_measured_one_executable_per_doctest() {
         "{stdout}"
     );
     // Before edition 2024: one executable per doctest that runs.
-    assert_eq!(doctest_executables(json), 5, "{}", json["executables"]);
+    assert_eq!(doctest_executables(json), 7, "{}", json["executables"]);
 
     let without = coverlay_run("doctests", &["--no-doctests"], &[]);
     assert!(without.output.status.success(), "{}", text(&without.output));

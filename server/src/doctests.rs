@@ -218,6 +218,37 @@ pub fn build(
                 });
             }
             DoctestSymbols::Merged { count } => merged.push((executable, env, count)),
+            DoctestSymbols::OwnMain => {
+                // A doctest with its own `fn main` keeps rustdoc's name out of its symbols (and
+                // its debug info numbers the lines of the code block alone): the string literals
+                // of the code blocks tell which one it is.
+                let candidates: Vec<(&String, String)> = verdicts
+                    .iter()
+                    .filter(|(name, v)| {
+                        matches!(v, Verdict::Ran { .. }) && !standalone_names.contains(*name)
+                    })
+                    .filter_map(|(name, _)| {
+                        let (path, _, fence) = split_name(name)?;
+                        let code = code_block(&resolve(workspace, path)?, fence)?;
+                        code.contains("fn main").then_some((name, code))
+                    })
+                    .collect();
+                let bytes = std::fs::read(&record.exe).unwrap_or_default();
+                let Some(name) = own_main_doctest(&candidates, &bytes) else {
+                    tracing::warn!(
+                        "doctest {} matches no test rustdoc reported",
+                        record.exe.display()
+                    );
+                    continue;
+                };
+                standalone_names.insert(name.clone());
+                doctests.executables.push(DoctestExecutable {
+                    tests: vec![doctest(workspace, package, name)],
+                    executable,
+                    env,
+                    merged: false,
+                });
+            }
         }
     }
     for (executable, env, count) in merged {
@@ -477,6 +508,7 @@ fn resolve(workspace: &Workspace, path: &str) -> Option<PathBuf> {
         )
         .map(|dir| dir.join(path))
         .find(|candidate| candidate.is_file())
+        .map(|file| file.canonicalize().unwrap_or(file))
 }
 
 /// The package whose directory holds `file` (the innermost one).
@@ -498,6 +530,72 @@ fn package_of<'a>(workspace: &'a Workspace, record: &Record) -> Option<&'a Packa
     workspace.packages.iter().find(|p| p.manifest_dir == dir)
 }
 
+/// Which of the doctests with their own `fn main` (name, code) an executable is: the only one
+/// whose string literals all appear in it, or the only candidate.
+fn own_main_doctest<'a>(
+    candidates: &[(&'a String, String)],
+    executable: &[u8],
+) -> Option<&'a String> {
+    if let [(name, _)] = candidates {
+        return Some(name);
+    }
+    let matching: Vec<&String> = candidates
+        .iter()
+        .filter(|(_, code)| {
+            let literals = string_literals(code);
+            !literals.is_empty()
+                && literals
+                    .iter()
+                    .all(|l| memchr_contains(executable, l.as_bytes()))
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    match matching[..] {
+        [name] => Some(name),
+        _ => None,
+    }
+}
+
+/// The contents of the plain string literals of `code` with no escapes, of 3 bytes or more
+/// (shorter ones are found anywhere in an executable).
+fn string_literals(code: &str) -> Vec<&str> {
+    let mut literals = Vec::new();
+    let mut rest = code;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else {
+            break;
+        };
+        let literal = &after[..end];
+        if literal.len() >= 3 && !literal.contains('\\') {
+            literals.push(literal);
+        }
+        rest = &after[end + 1..];
+    }
+    literals
+}
+
+/// The code of the doc comment's code block whose fence is on `line` of `file`, without the
+/// comment markers.
+fn code_block(file: &Path, line: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let mut code = String::new();
+    for source in text.lines().skip(line as usize) {
+        let content = source.trim_start();
+        let content = ["///", "//!"]
+            .iter()
+            .find_map(|marker| content.strip_prefix(marker))
+            .unwrap_or(content);
+        let content = content.strip_prefix(' ').unwrap_or(content);
+        if content.trim_start().starts_with("```") {
+            return Some(code);
+        }
+        code.push_str(content);
+        code.push('\n');
+    }
+    None
+}
+
 /// What a doctest executable's symbols say it is.
 #[derive(Debug, PartialEq, Eq)]
 enum DoctestSymbols {
@@ -505,6 +603,9 @@ enum DoctestSymbols {
     Standalone { file: String, line: u32 },
     /// `count` doctests in `doctest_bundle_2024::__doctest_<N>` modules.
     Merged { count: usize },
+    /// One doctest that declares its own `fn main` (`rust_out::main`), which rustdoc leaves as
+    /// it is.
+    OwnMain,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -554,9 +655,16 @@ impl DoctestSymbols {
                 }
             }
         }
-        merged
-            .map(|count| DoctestSymbols::Merged { count })
-            .ok_or(SymbolError::NoDoctest)
+        if let Some(count) = merged {
+            return Ok(DoctestSymbols::Merged { count });
+        }
+        let own_main = names
+            .iter()
+            .any(|name| format!("{:#}", rustc_demangle::demangle(name)) == "rust_out::main");
+        if own_main {
+            return Ok(DoctestSymbols::OwnMain);
+        }
+        Err(SymbolError::NoDoctest)
     }
 }
 
@@ -614,6 +722,11 @@ mod tests {
             DoctestSymbols::Merged { count: 11 },
             "numbers come from the bundle's modules: 0 and 10 make 11"
         );
+        assert_eq!(
+            DoctestSymbols::from_symbols(&["main", "_ZN8rust_out4main17h6858b1260b220e61E"])
+                .unwrap(),
+            DoctestSymbols::OwnMain
+        );
         assert!(DoctestSymbols::from_symbols(&["main", "_ZN4core3fmt5write17h0E"]).is_err());
     }
 
@@ -626,6 +739,47 @@ mod tests {
             .unwrap(),
             DoctestSymbols::Merged { count: 8 }
         );
+    }
+
+    #[test]
+    fn doctests_with_their_own_main_are_told_apart_by_their_string_literals() {
+        let (a, b) = (
+            "src/lib.rs - (line 19)".to_owned(),
+            "src/parse.rs - Error (line 11)".to_owned(),
+        );
+        let candidates = [
+            (
+                &a,
+                r#"fn main() { VersionReq::parse(">=1.2.3, <1.8.0"); }"#.to_owned(),
+            ),
+            (
+                &b,
+                r#"fn main() { Version::parse("1.q.r"); let x = "a\"b"; }"#.to_owned(),
+            ),
+        ];
+        let exe = b"....>=1.2.3, <1.8.0....alpha.1..";
+        assert_eq!(own_main_doctest(&candidates, exe), Some(&a));
+        assert_eq!(own_main_doctest(&candidates, b"..1.q.r.."), Some(&b));
+        assert_eq!(own_main_doctest(&candidates, b"nothing"), None);
+        assert_eq!(own_main_doctest(&candidates[..1], b"nothing"), Some(&a));
+        assert_eq!(string_literals(&candidates[1].1), ["1.q.r"]);
+    }
+
+    #[test]
+    fn code_blocks_are_read_from_their_doc_comment() {
+        let dir = std::env::temp_dir().join(format!("coverlay-codeblock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lib.rs");
+        std::fs::write(
+            &file,
+            "//! Text\n//! ```\n//! fn main() {\n//!     f();\n//! }\n//! ```\n",
+        )
+        .unwrap();
+        assert_eq!(
+            code_block(&file, 2).as_deref(),
+            Some("fn main() {\n    f();\n}\n")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -168,8 +168,8 @@ pub fn read_line_table(
 }
 
 /// A unit of the crate rustdoc generates around a doctest's code. Its rows name the documented
-/// source file, at the lines of the doctest within its doc comment (and of the wrapper rustdoc
-/// puts around it, past the comment): none of them is a line of the file's own code.
+/// source file but number the lines of the doctest's code block (with rustdoc's wrapper): none of
+/// them is a line of the file's own code.
 /// Its name is `<file>/@/<crate>.<hash>-cgu.<n>`.
 fn is_doctest_crate(unit_name: &[u8]) -> bool {
     let Some(at) = unit_name.windows(3).rposition(|w| w == b"/@/") else {
