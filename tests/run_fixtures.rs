@@ -4,7 +4,7 @@
 //! Markers: `//~ hit` (coverable, executed), `//~ miss` (coverable, never executed); a line
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
-//! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(line+3)`).
+//! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(doctest)`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -342,14 +342,14 @@ fn doctests_are_measured_one_executable_per_doctest() {
     let outcomes = outcomes(json);
     let lib = fixture("doctests").join("src/lib.rs");
     let expected = [
-        ("doctests::doc::src/lib.rs (line 3)", "passed", 3),
-        ("doctests::doc::area (line 11)", "passed", 11),
-        ("doctests::doc::checked_side (line 23)", "passed", 23),
-        ("doctests::doc::never_run (line 35)", "passed", 35),
-        ("doctests::doc::never_run (line 39)", "ignored", 39),
-        ("doctests::doc::never_run (line 43)", "passed", 43),
-        ("doctests::doc::half (line 52)", "failed", 52),
-        ("doctests::doc::unreached (line 61)", "failed", 61),
+        ("doctests::doc::src/lib.rs (doctest)", "passed", 3),
+        ("doctests::doc::area (doctest)", "passed", 11),
+        ("doctests::doc::checked_side (doctest)", "passed", 23),
+        ("doctests::doc::never_run (doctest)", "passed", 35),
+        ("doctests::doc::never_run (doctest 2)", "ignored", 39),
+        ("doctests::doc::never_run (doctest 3)", "passed", 43),
+        ("doctests::doc::half (doctest)", "failed", 52),
+        ("doctests::doc::unreached (doctest)", "failed", 61),
     ];
     for (id, outcome, line) in expected {
         assert_eq!(
@@ -359,9 +359,9 @@ fn doctests_are_measured_one_executable_per_doctest() {
         );
     }
     for id in [
-        "doctests::doc::square::Square::new (line 7)",
-        "doctests::doc::square::describe (line 22)",
-        "doctests::doc::square::outline (line 32)",
+        "doctests::doc::square::Square::new (doctest)",
+        "doctests::doc::square::describe (doctest)",
+        "doctests::doc::square::outline (doctest)",
         "doctests::tests::unit",
     ] {
         assert_eq!(outcomes[id].0, "passed", "{id}");
@@ -401,7 +401,7 @@ fn merged_doctests_run_one_by_one_each_with_its_own_counts() {
     let json = run.json.as_ref().unwrap();
     assert_markers("doctests2024", json);
     let outcomes = outcomes(json);
-    for name in ["zed (line 4)", "abc (line 11)", "m::aaa (line 19)"] {
+    for name in ["zed (doctest)", "abc (doctest)", "m::aaa (doctest)"] {
         let id = format!("doctests2024::doc::{name}");
         assert_eq!(outcomes[&id].0, "passed", "{id}");
     }

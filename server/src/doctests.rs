@@ -93,6 +93,8 @@ pub struct DoctestVerdict {
 pub struct Doctests {
     pub executables: Vec<DoctestExecutable>,
     pub verdicts: Vec<DoctestVerdict>,
+    /// Doctests a filtered build left out (see [`build`]'s `only`).
+    pub unrun: Vec<DoctestVerdict>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +107,13 @@ pub enum DoctestError {
 
 /// Compiles the doctests of the workspace's libraries (`cargo_args` as for `cargo test`) and
 /// returns their executables, ready to run under the engine, and the doctests that do not run.
+/// With `only` (test ids), rustdoc compiles just those (by libtest's name filter); the others are
+/// listed as not run, so that their earlier results stay.
 pub fn build(
     workspace: &Workspace,
     cargo_args: &[String],
     own_env: &HashMap<OsString, OsString>,
+    only: Option<&[String]>,
 ) -> Result<Doctests, DoctestError> {
     let dir = workspace.coverlay_dir().join("doctests");
     let _ = std::fs::remove_dir_all(&dir);
@@ -129,6 +134,7 @@ pub fn build(
         .args(before)
         .arg("--")
         .args(after)
+        .args(only.unwrap_or_default().iter().map(|id| name_filter(id)))
         // Hard links from rustdoc's temporary directory into `records` need one file system.
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null());
@@ -317,10 +323,89 @@ pub fn build(
             message,
         });
     }
+    if only.is_some() {
+        let names = match listed {
+            Some(names) => names,
+            None => list(workspace, before)?,
+        };
+        let known: std::collections::HashSet<&str> = doctests
+            .verdicts
+            .iter()
+            .map(|v| v.test.rustdoc_name.as_str())
+            .chain(standalone_names.iter().map(String::as_str))
+            .collect();
+        for name in names.iter().filter(|n| !known.contains(n.as_str())) {
+            let Some(package) = split_name(name).and_then(|(path, _, _)| {
+                let file = resolve(workspace, path)?;
+                owner(workspace, &file).cloned()
+            }) else {
+                continue;
+            };
+            doctests.unrun.push(DoctestVerdict {
+                target: lib_target(&package),
+                test: doctest(workspace, &package, name),
+                package,
+                outcome: Outcome::Ignored,
+                message: None,
+            });
+        }
+    }
     doctests
         .verdicts
         .sort_by(|a, b| a.test.rustdoc_name.cmp(&b.test.rustdoc_name));
+    number_alike(&mut doctests);
     Ok(doctests)
+}
+
+/// Several doctests of one item (or module) share its name: the second in the file is
+/// `(doctest 2)`, and so on. A filtered build lists every doctest too, so the numbers are those
+/// of a full build.
+fn number_alike(doctests: &mut Doctests) {
+    let mut all: Vec<(&str, &mut Doctest)> = doctests
+        .executables
+        .iter_mut()
+        .flat_map(|e| {
+            let package = e.executable.package.name.as_str();
+            e.tests.iter_mut().map(move |t| (package, t))
+        })
+        .chain(
+            doctests
+                .verdicts
+                .iter_mut()
+                .chain(&mut doctests.unrun)
+                .map(|v| (v.package.name.as_str(), &mut v.test)),
+        )
+        .collect();
+    all.sort_by(|a, b| (a.0, &a.1.name, &a.1.location).cmp(&(b.0, &b.1.name, &b.1.location)));
+    let mut previous: Option<(String, String)> = None;
+    let mut n = 1;
+    for (package, test) in all {
+        let key = (package.to_owned(), test.name.clone());
+        n = if previous.as_ref() == Some(&key) {
+            n + 1
+        } else {
+            1
+        };
+        if n > 1 {
+            let base = test.name.strip_suffix(" (doctest)").unwrap_or(&test.name);
+            test.name = format!("{base} (doctest {n})");
+        }
+        previous = Some(key);
+    }
+}
+
+/// libtest's name filter for the doctest of a test id (`k::doc::Version::parse (doctest)`): a
+/// part of rustdoc's name (`src/lib.rs - Version::parse (line 12)`) that every doctest of the
+/// item shares.
+fn name_filter(id: &str) -> String {
+    let rest = id.split_once("::doc::").map_or(id, |(_, rest)| rest);
+    let item = rest.rsplit_once(" (doctest").map_or(rest, |(item, _)| item);
+    if item.ends_with(".rs") {
+        // A module's own documentation: rustdoc's name has no item.
+        " - (line ".to_owned()
+    } else {
+        format!(" - {item} (line ")
+    }
 }
 
 /// The doctests' names, as `cargo test --doc -- --list` gives them (nothing compiles).
@@ -426,11 +511,12 @@ fn parse_verdicts(stdout: &str) -> BTreeMap<String, Verdict> {
     verdicts
 }
 
-/// Whether a test id names a doctest (`<crate>::doc::<item> (line N)`): no libtest name holds
-/// ` (line `.
+/// Whether a test id names a doctest (`<crate>::doc::<item> (doctest)`, `… (doctest 2)`): no
+/// libtest name holds a space.
 pub fn is_doctest(id: &str) -> bool {
-    id.split_once("::")
-        .is_some_and(|(_, rest)| rest.starts_with("doc::") && rest.contains(" (line "))
+    id.split_once("::").is_some_and(|(_, rest)| {
+        rest.starts_with("doc::") && (rest.ends_with(" (doctest)") || rest.contains(" (doctest "))
+    })
 }
 
 /// rustdoc's name `<path> - <item> (line N)` as (path, item, N); the item is empty for a
@@ -452,16 +538,17 @@ fn mangle(path: &str) -> String {
 fn doctest(workspace: &Workspace, package: &Package, rustdoc_name: &str) -> Doctest {
     let parts = split_name(rustdoc_name);
     let location = parts.and_then(|(path, _, line)| Some((resolve(workspace, path)?, line)));
+    // Without rustdoc's line, which every edit above it would change; see `number_alike`.
     let name = match parts {
-        Some((_, item, line)) if !item.is_empty() => format!("doc::{item} (line {line})"),
-        Some((path, _, line)) => {
+        Some((_, item, _)) if !item.is_empty() => format!("doc::{item} (doctest)"),
+        Some((path, _, _)) => {
             let relative = location
                 .as_ref()
                 .and_then(|(file, _)| file.strip_prefix(&package.manifest_dir).ok())
                 .map_or_else(|| path.to_owned(), |p| p.display().to_string());
-            format!("doc::{relative} (line {line})")
+            format!("doc::{relative} (doctest)")
         }
-        None => format!("doc::{rustdoc_name}"),
+        None => format!("doc::{rustdoc_name} (doctest)"),
     };
     let should_panic = location
         .as_ref()
@@ -780,6 +867,67 @@ mod tests {
             Some("fn main() {\n    f();\n}\n")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn name_filters_find_the_doctests_of_an_id_in_rustdocs_names() {
+        let parse = name_filter("k::doc::Version::parse (doctest 2)");
+        assert_eq!(parse, " - Version::parse (line ");
+        assert!("src/lib.rs - Version::parse (line 12)".contains(&parse));
+        assert!(!"src/lib.rs - Version::parse_all (line 12)".contains(&parse));
+        let module = name_filter("k::doc::src/lib.rs (doctest)");
+        assert!("src/lib.rs - (line 3)".contains(&module), "{module}");
+        assert!(!"src/lib.rs - f (line 3)".contains(&module));
+        assert!(is_doctest("k::doc::src/lib.rs (doctest)"));
+        assert!(is_doctest("k::doc::Version::parse (doctest 2)"));
+        assert!(!is_doctest("k::doc::tests::line_parsing"));
+    }
+
+    #[test]
+    fn doctests_of_one_item_are_numbered_in_file_order() {
+        let package = Package {
+            name: "k".into(),
+            version: "0.1.0".into(),
+            manifest_dir: "/w".into(),
+            dependencies: Vec::new(),
+            proc_macro: false,
+            doctested: true,
+        };
+        let verdict = |name: &str, line| DoctestVerdict {
+            package: package.clone(),
+            target: "k".into(),
+            test: Doctest {
+                name: name.into(),
+                rustdoc_name: String::new(),
+                location: Some(("/w/src/lib.rs".into(), line)),
+                should_panic: false,
+            },
+            outcome: Outcome::Passed,
+            message: None,
+        };
+        let mut doctests = Doctests {
+            verdicts: vec![
+                verdict("doc::one (doctest)", 19),
+                verdict("doc::two (doctest)", 3),
+            ],
+            unrun: vec![verdict("doc::one (doctest)", 11)],
+            ..Doctests::default()
+        };
+        number_alike(&mut doctests);
+        let names: Vec<&str> = doctests
+            .verdicts
+            .iter()
+            .chain(&doctests.unrun)
+            .map(|v| v.test.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "doc::one (doctest 2)",
+                "doc::two (doctest)",
+                "doc::one (doctest)"
+            ]
+        );
     }
 
     #[test]

@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn a_run_without_doctests_keeps_the_earlier_ones_and_one_with_them_decides() {
-        let doc = "k::doc::area (line 11)";
+        let doc = "k::doc::area (doctest)";
         let old = Coverage {
             files: vec![file(
                 "/w/src/lib.rs",
@@ -348,18 +348,18 @@ mod tests {
             files: vec![file("/w/src/lib.rs", vec![line(2, &[(1, 3)], 0, false)])],
             tests: vec![
                 test("k::a", Outcome::Passed),
-                test("k::doc::area (line 12)", Outcome::Passed),
+                test("k::doc::Area::new (doctest)", Outcome::Passed),
             ],
             count_cap: 10,
         };
         let merged = merge(
             &old,
             with_other_doctests,
-            &ran(&["k::doc::area (line 12)"]),
+            &ran(&["k::doc::Area::new (doctest)"]),
             None,
         );
         let ids: Vec<&str> = merged.tests.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["k::a", "k::doc::area (line 12)"]);
+        assert_eq!(ids, ["k::a", "k::doc::Area::new (doctest)"]);
         assert_eq!(per_test(&merged.files[0].lines[0]), [(0, 1), (1, 3)]);
     }
 

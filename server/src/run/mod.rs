@@ -299,10 +299,24 @@ pub fn run(
     let doctests = match doctest_args(&workspace, options, &cargo_args) {
         Some(args) => {
             let own: HashMap<OsString, OsString> = std::env::vars_os().collect();
-            crate::doctests::build(&workspace, &args, &own).unwrap_or_else(|error| {
-                tracing::warn!("doctests are not measured: {error}");
-                Doctests::default()
-            })
+            // A selection of single tests compiles only the doctests among them.
+            let only: Option<Vec<String>> = options
+                .only_tests
+                .as_ref()
+                .filter(|only| only.packages.is_empty())
+                .map(|only| {
+                    only.ids
+                        .iter()
+                        .filter(|id| crate::doctests::is_doctest(id))
+                        .cloned()
+                        .collect()
+                });
+            crate::doctests::build(&workspace, &args, &own, only.as_deref()).unwrap_or_else(
+                |error| {
+                    tracing::warn!("doctests are not measured: {error}");
+                    Doctests::default()
+                },
+            )
         }
         None => Doctests::default(),
     };
@@ -668,6 +682,18 @@ pub fn run(
                 stderr: String::new(),
             }),
         }
+    }
+    // Doctests a selection did not compile: listed, not run, so their earlier results stay.
+    for unrun in &doctests.unrun {
+        in_partition.push(true);
+        tests.push(TestInfo {
+            id: format!("{}::{}", unrun.target, unrun.test.name),
+            outcome: Outcome::Ignored,
+            duration_ms: 0,
+            message: None,
+            location: unrun.test.location.clone(),
+            attempts: 1,
+        });
     }
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
     let mut aggregate = Aggregate::default();
