@@ -274,6 +274,52 @@ pub fn build_tests(
     })
 }
 
+/// Runs a cargo `command` to its end and returns its output, unless `cancel` is set first: then
+/// cargo, in a process group of its own, is killed with everything it started.
+pub fn output_unless_cancelled(
+    mut command: Command,
+    cancel: Option<&AtomicBool>,
+) -> std::io::Result<Option<std::process::Output>> {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command.spawn()?;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(CANCEL_POLL);
+    };
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    Ok(status.map(|status| std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }))
+}
+
 /// What `cargo test --no-run` built.
 #[derive(Debug)]
 pub struct Built {

@@ -103,6 +103,8 @@ pub enum DoctestError {
     Io(#[from] std::io::Error),
     #[error("`cargo test --doc` failed:\n{0}")]
     Failed(String),
+    #[error("the doctests' build was cancelled")]
+    Cancelled,
 }
 
 /// Compiles the doctests of the workspace's libraries (`cargo_args` as for `cargo test`) and
@@ -114,6 +116,7 @@ pub fn build(
     cargo_args: &[String],
     own_env: &HashMap<OsString, OsString>,
     only: Option<&[String]>,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Doctests, DoctestError> {
     let dir = workspace.coverlay_dir().join("doctests");
     let _ = std::fs::remove_dir_all(&dir);
@@ -139,7 +142,7 @@ pub fn build(
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null());
     cargo::set_rustdocflags(&mut command);
-    let output = command.output()?;
+    let output = cargo::output_unless_cancelled(command, cancel)?.ok_or(DoctestError::Cancelled)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let verdicts = parse_verdicts(&stdout);
     let mut kept: Vec<Record> = std::fs::read_dir(&records)?

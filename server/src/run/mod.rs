@@ -311,12 +311,15 @@ pub fn run(
                         .cloned()
                         .collect()
                 });
-            crate::doctests::build(&workspace, &args, &own, only.as_deref()).unwrap_or_else(
-                |error| {
+            let cancel = options.cancel.as_deref();
+            match crate::doctests::build(&workspace, &args, &own, only.as_deref(), cancel) {
+                Ok(doctests) => doctests,
+                Err(crate::doctests::DoctestError::Cancelled) => return Err(RunError::Cancelled),
+                Err(error) => {
                     tracing::warn!("doctests are not measured: {error}");
                     Doctests::default()
-                },
-            )
+                }
+            }
         }
         None => Doctests::default(),
     };
