@@ -23,6 +23,10 @@ pub struct SourceFile {
     pub aliases: BTreeMap<u32, u32>,
     /// Later lines of a macro-call statement counted at their own rows.
     pub separate: BTreeSet<u32>,
+    /// `fn` lines of functions that some executable inlines into callers: those copies have no
+    /// prologue, so the line shows the count of the body's first statement (which every copy,
+    /// inlined or not, runs once per call).
+    pub inlined: BTreeSet<u32>,
 }
 
 /// All source files met during a run, analysed once each.
@@ -62,6 +66,7 @@ impl Sources {
                 hoisted: BTreeSet::new(),
                 aliases: BTreeMap::new(),
                 separate: BTreeSet::new(),
+                inlined: BTreeSet::new(),
             });
         }
     }
@@ -110,10 +115,12 @@ pub struct Plan {
     pub addresses: Vec<u64>,
     /// `(source id, line)` each breakpoint counts for; `None` for a test entry that holds no line.
     pub targets: Vec<Option<(usize, u32)>>,
-    /// The function (index into the line table's functions) each breakpoint lies in. A line
-    /// executes as often as its busiest address within one function, summed over the functions
-    /// that hold its code (generic instances, inlined copies): two rows of one statement in a
-    /// function must not count it twice.
+    /// The function instance each breakpoint lies in: the innermost inlined copy of a kept
+    /// function holding it (`functions.len()` + index into the line table's `inlined`), else the
+    /// function (index into its `functions`). A line executes as often as its busiest address
+    /// within one instance, summed over the instances that hold its code (generic instances,
+    /// inlined copies, also several in one caller): two rows of one statement in an instance
+    /// must not count it twice.
     pub instances: Vec<u32>,
     /// Breakpoints on the entry lines of functions.
     pub function_entries: Vec<usize>,
@@ -217,7 +224,18 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             }
         }
     }
+    for copy in &table.inlined {
+        let file = &mut sources.files[ids[copy.file as usize]];
+        if file
+            .analysis
+            .function_at(copy.line)
+            .is_some_and(|f| f.line == copy.line)
+        {
+            file.inlined.insert(copy.line);
+        }
+    }
     let function_of = |address: u64| containing_function(table, address);
+    let instance_of = |address: u64| instance(table, address);
     let path_of = |address: u64| function_of(address).map(|f| table.functions[f].path.as_str());
     // A closure body's line counts the closure's code there: the rows in functions nested in
     // those of the statement (or of the line's other rows).
@@ -279,12 +297,12 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             separate.insert((file, line), owner);
         }
     }
-    // Per line and function: where its own code begins (for the controlling lines below).
-    let mut first_row: HashMap<(usize, u32, Option<usize>), u64> = HashMap::new();
+    // Per line and instance: where its own code begins (for the controlling lines below).
+    let mut first_row: HashMap<(usize, u32, u32), u64> = HashMap::new();
     for (&(file, line), candidate) in &candidates {
         for &address in &candidate.own {
             first_row
-                .entry((file, line, function_of(address)))
+                .entry((file, line, instance_of(address)))
                 .and_modify(|first| *first = (*first).min(address))
                 .or_insert(address);
         }
@@ -317,7 +335,7 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             let had_code = !addresses.is_empty();
             addresses.retain(|&a| {
                 first_row
-                    .get(&(file, controller, function_of(a)))
+                    .get(&(file, controller, instance_of(a)))
                     .is_none_or(|&first| a > first)
             });
             if had_code && addresses.is_empty() {
@@ -404,10 +422,7 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         })
         .map(|(i, _)| i)
         .collect();
-    let instances = addresses
-        .iter()
-        .map(|&a| containing_function(table, a).map_or(u32::MAX, |i| i as u32))
-        .collect();
+    let instances = addresses.iter().map(|&a| instance(table, a)).collect();
     Plan {
         targets: pairs.into_iter().map(|(_, t)| t).collect(),
         instances,
@@ -435,6 +450,14 @@ fn is_closure_of(path: &str, outer: &str) -> bool {
     path.len() > outer.len()
         && path.starts_with(outer)
         && path[outer.len()..].starts_with("::{closure")
+}
+
+/// See `Plan::instances`.
+fn instance(table: &LineTable, address: u64) -> u32 {
+    match table.inlined_copy_at(address) {
+        Some(copy) => (table.functions.len() + copy) as u32,
+        None => containing_function(table, address).map_or(u32::MAX, |i| i as u32),
+    }
 }
 
 /// The function whose code starts last at or before `address` (functions are sorted by address).

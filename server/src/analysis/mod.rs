@@ -19,8 +19,9 @@ use walker::Walker;
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
-/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers).
-pub const RULES_VERSION: u32 = 12;
+/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
+/// their body's first statement).
+pub const RULES_VERSION: u32 = 13;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +88,7 @@ pub struct SourceAnalysis {
     /// Start line of a statement → start line of the next statement of the same block.
     #[serde(default)]
     next_in_block: std::collections::BTreeMap<u32, u32>,
-    /// `} else {` line → the first statement of the block it opens.
+    /// `} else {` line, or a function's `fn` line → the first statement of the block it opens.
     #[serde(default)]
     opens: std::collections::BTreeMap<u32, u32>,
 }
@@ -195,8 +196,8 @@ impl SourceAnalysis {
         self.controller.get(&line).copied()
     }
 
-    /// For a `} else {` line, which holds no code: the first statement of the block it opens,
-    /// whose count it shows.
+    /// For a `} else {` line, which holds no code, or a `fn` line, whose code inlined copies of
+    /// the function lack: the first statement of the block it opens, whose count it shows.
     pub fn opened_statement(&self, line: u32) -> Option<u32> {
         self.opens.get(&line).copied()
     }

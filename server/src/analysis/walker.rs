@@ -302,6 +302,11 @@ impl<'s> Walker<'s> {
                 compiled_only: w.compiled_only,
             });
             w.visit_block(block);
+            // The `fn` line's only code is the prologue, which copies inlined into callers do
+            // not have: there it shows the count of the statement the body begins with.
+            if let Some(first) = w.last_block_first.filter(|&first| first > line) {
+                w.opens.insert(line, first);
+            }
         });
     }
 
@@ -913,6 +918,11 @@ mod tests {
             "the else line opens line 12"
         );
         assert_eq!(analysis.opened_statement(9), None);
+        assert_eq!(
+            analysis.opened_statement(1),
+            Some(2),
+            "the fn line opens the body's first statement (for inlined copies)"
+        );
     }
 
     #[test]

@@ -808,10 +808,14 @@ fn merge(
                     return Some(line);
                 }
                 if let Some(first) = file.analysis.opened_statement(line) {
+                    let first_ran_as_code =
+                        is_coverable(file, first) && file.lines_with_code.contains(&first);
                     if !is_coverable(file, line) {
-                        return (is_coverable(file, first)
-                            && file.lines_with_code.contains(&first))
-                        .then_some(first);
+                        return first_ran_as_code.then_some(first);
+                    }
+                    // An inlined function's `fn` line: its copies have no prologue.
+                    if file.inlined.contains(&line) && first_ran_as_code {
+                        return Some(first);
                     }
                 }
                 if !file.hoisted.contains(&line) {
