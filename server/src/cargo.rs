@@ -11,11 +11,14 @@ use std::time::Duration;
 use cargo_metadata::{Message, MetadataCommand, TargetKind};
 
 /// Flags every coverlay build adds: full line tables, functions nobody calls kept in the binary
-/// (so they show as uncovered rather than absent), and `cfg(coverlay)` so that tests which cannot run
-/// under a tracer can skip themselves.
+/// (so they show as uncovered rather than absent), the code of every macro expansion placed on the
+/// line of the macro call (by default a crate's own `macro_rules!` expansions are placed on the
+/// lines of the macro's body, where the rows of all its calls mix), and `cfg(coverlay)` so that
+/// tests which cannot run under a tracer can skip themselves.
 pub const COVERLAY_RUSTFLAGS: &[&str] = &[
     "-Cdebuginfo=2",
     "-Clink-dead-code",
+    "-Ccollapse-macro-debuginfo=yes",
     "-Cstrip=none",
     "--cfg=coverlay",
     "--check-cfg=cfg(coverlay)",
