@@ -380,18 +380,19 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         })
         .collect();
     // libtest's wrapper closure for a test shares the test's `fn` line and runs before the test
-    // begins: only the test function's own code counts for that line.
-    let test_lines: HashMap<(usize, u32), u64> = test_functions
-        .iter()
-        .flatten()
-        .map(|f| ((ids[f.file as usize], f.line), f.address))
-        .collect();
+    // begins: only the test functions' own code counts for that line (several tests share it
+    // when a macro defines them).
+    let mut test_lines: HashMap<(usize, u32), HashSet<Option<usize>>> = HashMap::new();
+    for f in test_functions.iter().flatten() {
+        test_lines
+            .entry((ids[f.file as usize], f.line))
+            .or_default()
+            .insert(containing_function(table, f.address));
+    }
     pairs.retain(|&(address, target)| {
         target
             .and_then(|t| test_lines.get(&t))
-            .is_none_or(|&entry| {
-                containing_function(table, address) == containing_function(table, entry)
-            })
+            .is_none_or(|tests| tests.contains(&containing_function(table, address)))
     });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
     // A line target wins over a bare test entry at the same address.

@@ -12,7 +12,7 @@ use syn::{
 
 use super::attributes::{statement_attrs, Attrs};
 use super::lexer::TextClass;
-use super::{to_u32, FunctionInfo, LineKind, SourceAnalysis};
+use super::{to_u32, FunctionInfo, LineKind, ModuleFile, SourceAnalysis};
 
 /// `unreachable!(…)` (or `std::`/`core::unreachable!`): the author says no run reaches it, so a
 /// reader does not want it counted as a line the tests missed (tarpaulin's convention too).
@@ -75,6 +75,27 @@ pub(super) struct Walker<'s> {
     /// The first statement of the block walked last (for `} else {`).
     last_block_first: Option<u32>,
     opens: std::collections::BTreeMap<u32, u32>,
+    gates: Vec<(u32, u32, super::Cfg)>,
+    item_macros: std::collections::BTreeSet<u32>,
+    /// Names of the inline modules around the current point, outermost first.
+    modules: Vec<String>,
+    /// For each of those: whether it is test code (`#[cfg(test)]`, or inside such a module).
+    test_module_depth: Vec<bool>,
+    module_files: Vec<ModuleFile>,
+}
+
+/// The `#[path = "…"]` of a module declaration.
+fn path_attribute(attrs: &[Attribute]) -> Option<String> {
+    attrs.iter().find_map(|attr| match &attr.meta {
+        syn::Meta::NameValue(pair) if pair.path.is_ident("path") => match &pair.value {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(path),
+                ..
+            }) => Some(path.value()),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 impl<'s> Walker<'s> {
@@ -96,6 +117,11 @@ impl<'s> Walker<'s> {
             next_in_block: std::collections::BTreeMap::new(),
             last_block_first: None,
             opens: std::collections::BTreeMap::new(),
+            gates: Vec::new(),
+            item_macros: std::collections::BTreeSet::new(),
+            modules: Vec::new(),
+            test_module_depth: Vec::new(),
+            module_files: Vec::new(),
         }
     }
 
@@ -119,8 +145,15 @@ impl<'s> Walker<'s> {
             macro_statements: self.macro_statements,
             punct: Default::default(),
             next_in_block: self.next_in_block,
+            gates: self.gates,
+            item_macros: self.item_macros,
+            module_files: self.module_files,
             opens: self.opens,
         }
+    }
+
+    fn in_test_module(&self) -> bool {
+        self.test_module_depth.last().copied().unwrap_or(false)
     }
 
     fn set(&mut self, line: u32, kind: LineKind) {
@@ -178,8 +211,11 @@ impl<'s> Walker<'s> {
         if attrs.cfg_test || attrs.test {
             self.test_ranges.push(full_range(node));
         }
+        let (first, last) = full_range(node);
+        self.gates
+            .extend(attrs.gates.iter().map(|gate| (first, last, gate.clone())));
         let outer = self.compiled_only;
-        self.compiled_only |= attrs.cfg_gated;
+        self.compiled_only |= !attrs.gates.is_empty();
         body(self);
         self.compiled_only = outer;
     }
@@ -204,10 +240,25 @@ impl<'s> Walker<'s> {
                 });
             }
             Item::Mod(m) => {
-                self.scoped(&Attrs::of(&m.attrs), item, |w| {
-                    for inner in m.content.iter().flat_map(|(_, items)| items) {
+                let attrs = Attrs::of(&m.attrs);
+                let test = attrs.cfg_test || self.in_test_module();
+                self.scoped(&attrs, item, |w| {
+                    let Some((_, items)) = &m.content else {
+                        w.module_files.push(ModuleFile {
+                            within: w.modules.clone(),
+                            name: m.ident.to_string(),
+                            path: path_attribute(&m.attrs),
+                            test,
+                        });
+                        return;
+                    };
+                    w.modules.push(m.ident.to_string());
+                    w.test_module_depth.push(test);
+                    for inner in items {
                         w.item(inner);
                     }
+                    w.test_module_depth.pop();
+                    w.modules.pop();
                 });
             }
             Item::Macro(m) => {
@@ -340,6 +391,7 @@ impl<'s> Walker<'s> {
         let start = start_line(mac.path.span());
         let end = end_line(delim_span(&mac.delimiter).close());
         let outer = std::mem::replace(&mut self.compiled_only, true);
+        self.item_macros.insert(start);
         self.claim(start, end);
         self.compiled_only = outer;
     }

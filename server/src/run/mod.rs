@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::aggregate::{
     Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineKey, SourceId, Target, TestId,
 };
-use crate::analysis::LineKind;
+use crate::analysis::{CfgSet, LineKind};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
@@ -267,6 +267,7 @@ pub fn run(
     let cargo::Built {
         tests: executables,
         bins,
+        cfgs,
     } = match built {
         Err(CargoError::Cancelled) => return Err(RunError::Cancelled),
         other => other?,
@@ -633,7 +634,7 @@ pub fn run(
             })
         });
     }
-    let mut coverage = merge(&sources, &aggregate, &workspace, options);
+    let mut coverage = merge(&sources, &aggregate, &workspace, &cfgs, options);
     for (&(executable, n), &count) in &attempts {
         tests[(first_test[executable] + n) as usize].attempts = count;
     }
@@ -779,25 +780,39 @@ fn program(executable: &TestExecutable, env: Option<&TestEnv>) -> engine::Progra
 ///
 /// A statement line counts when some executable has code for it. A line with no code counts only
 /// when its whole function has none anywhere (never instantiated or never linked): then the function
-/// shows as uncovered rather than vanishing. Lines that may be compiled out (cfg-gated, macro
-/// bodies) count only with code.
+/// shows as uncovered rather than vanishing. Lines that may be compiled out count only with code:
+/// item-position macro calls, and code under a `#[cfg(…)]` the build's cfg set does not enable
+/// for certain.
 fn merge(
     sources: &Sources,
     aggregate: &Aggregate,
     workspace: &Workspace,
+    cfgs: &cargo::BuildCfgs,
     options: &RunOptions,
 ) -> Coverage {
     let exclude_tests = options.exclude_tests;
+    let test_modules = if exclude_tests {
+        test_module_files(sources)
+    } else {
+        HashSet::new()
+    };
     let mut files: Vec<FileCoverage> = sources
         .files
         .iter()
         .enumerate()
         .filter_map(|(id, file)| {
-            let test_file = workspace.is_test_file(&file.path);
+            let test_file = workspace.is_test_file(&file.path) || test_modules.contains(&file.path);
             if exclude_tests && test_file {
                 return None;
             }
             let keep = |line: u32| !(exclude_tests && file.analysis.is_test_code(line));
+            let cfg = file
+                .analysis
+                .has_gates()
+                .then(|| cfgs.for_file(&file.path))
+                .flatten();
+            let is_coverable =
+                |file: &SourceFile, line: u32| is_coverable(file, line, cfg.as_ref());
             // A hoisted statement shows the count of the next statement of its block.
             // A later line of a statement with code shows the statement's count or its own.
             let counted_as = |line: u32| {
@@ -900,7 +915,38 @@ fn merge(
     }
 }
 
-fn is_coverable(file: &SourceFile, line: u32) -> bool {
+/// The files of modules declared under `#[cfg(test)]`, and of the modules they declare: test code
+/// throughout (the tests a macro generates there included).
+fn test_module_files(sources: &Sources) -> HashSet<PathBuf> {
+    let known: HashSet<&Path> = sources.files.iter().map(|f| f.path.as_path()).collect();
+    let declared: HashMap<&Path, Vec<(PathBuf, bool)>> = sources
+        .files
+        .iter()
+        .map(|f| {
+            let mut files = f.analysis.module_files(&f.path);
+            files.retain(|(path, _)| known.contains(path.as_path()));
+            (f.path.as_path(), files)
+        })
+        .collect();
+    let mut tests: HashSet<PathBuf> = declared
+        .values()
+        .flatten()
+        .filter(|(_, test)| *test)
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut pending: Vec<PathBuf> = tests.iter().cloned().collect();
+    while let Some(file) = pending.pop() {
+        for (child, _) in declared.get(file.as_path()).into_iter().flatten() {
+            if tests.insert(child.clone()) {
+                pending.push(child.clone());
+            }
+        }
+    }
+    tests
+}
+
+/// `cfg`: the set the file's package is built with, when it has `#[cfg(…)]`s to decide.
+fn is_coverable(file: &SourceFile, line: u32, cfg: Option<&CfgSet>) -> bool {
     let LineKind::Start { compiled_only } = file.analysis.kind(line) else {
         // A closure body on a later line of its statement: a line when the closure has code.
         return file.analysis.is_closure_body(line) && file.lines_with_code.contains(&line);
@@ -908,12 +954,16 @@ fn is_coverable(file: &SourceFile, line: u32) -> bool {
     if file.lines_with_code.contains(&line) {
         return true;
     }
-    if compiled_only {
+    // Code under a cfg the build enables is compiled like any other (a generic no test
+    // instantiates has no machine code either way).
+    let compiled_in =
+        |line: u32| cfg.and_then(|set| file.analysis.compiled_in(line, set)) == Some(true);
+    if compiled_only && !compiled_in(line) {
         return false;
     }
     match file.analysis.function_at(line) {
         Some(function) => {
-            !function.compiled_only
+            (!function.compiled_only || compiled_in(function.line))
                 && file
                     .lines_with_code
                     .range(function.line..=function.end_line)
