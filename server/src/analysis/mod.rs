@@ -24,7 +24,7 @@ use walker::Walker;
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
-/// their body's first statement; 14: cfg predicates kept).
+/// their body's first statement; 14: cfg predicates, module files, bare jumps).
 pub const RULES_VERSION: u32 = 14;
 
 /// What one source line is, as far as coverage is concerned.
@@ -52,6 +52,17 @@ pub struct FunctionInfo {
     pub is_test: bool,
     /// Lives under a cfg-gated item: only the binary can say whether it exists.
     pub compiled_only: bool,
+}
+
+/// How often a bare `break;`, `continue;` or `return;` ran, which has no machine code of its own
+/// in a debug build (the branch before it goes straight to the loop's or function's end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JumpCount {
+    /// As often as the statement on this line, which always completes into the jump.
+    After(u32),
+    /// As often as the first line's statement (an `if` or `let … else` whose branch the jump is)
+    /// less the second's, which runs exactly when the jump does not.
+    Difference(u32, u32),
 }
 
 /// A `mod name;` declaration: its file is part of the crate, and test code throughout when the
@@ -115,6 +126,9 @@ pub struct SourceAnalysis {
     /// `mod name;` declarations.
     #[serde(default)]
     module_files: Vec<ModuleFile>,
+    /// Bare `break;`/`continue;`/`return;` lines → how their count follows from other lines'.
+    #[serde(default)]
+    jumps: std::collections::BTreeMap<u32, JumpCount>,
     /// `} else {` line, or a function's `fn` line → the first statement of the block it opens.
     #[serde(default)]
     opens: std::collections::BTreeMap<u32, u32>,
@@ -187,6 +201,7 @@ impl SourceAnalysis {
             gates: Default::default(),
             item_macros: Default::default(),
             module_files: Default::default(),
+            jumps: Default::default(),
             opens: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
@@ -310,6 +325,11 @@ impl SourceAnalysis {
             }
         }
         files
+    }
+
+    /// For a bare `break;`/`continue;`/`return;` line: the lines its count follows from.
+    pub fn jump_count(&self, line: u32) -> Option<JumpCount> {
+        self.jumps.get(&line).copied()
     }
 
     /// Some `#[cfg(…)]` predicate applies to code of this file.

@@ -12,7 +12,7 @@ use syn::{
 
 use super::attributes::{statement_attrs, Attrs};
 use super::lexer::TextClass;
-use super::{to_u32, FunctionInfo, LineKind, ModuleFile, SourceAnalysis};
+use super::{to_u32, FunctionInfo, JumpCount, LineKind, ModuleFile, SourceAnalysis};
 
 /// `unreachable!(…)` (or `std::`/`core::unreachable!`): the author says no run reaches it, so a
 /// reader does not want it counted as a line the tests missed (tarpaulin's convention too).
@@ -82,6 +82,68 @@ pub(super) struct Walker<'s> {
     /// For each of those: whether it is test code (`#[cfg(test)]`, or inside such a module).
     test_module_depth: Vec<bool>,
     module_files: Vec<ModuleFile>,
+    jumps: std::collections::BTreeMap<u32, JumpCount>,
+    /// (bare jump, statement before which its branch is taken) until the next statement is known.
+    pending_jumps: Vec<(u32, u32)>,
+    /// Start lines of `loop`/`while`/`for` statements.
+    loops: std::collections::BTreeSet<u32>,
+}
+
+/// The line of a bare `break;`, `continue;` or `return;` (no value: a value has code of its own).
+fn bare_jump(stmt: &Stmt) -> Option<u32> {
+    let Stmt::Expr(expr, _) = stmt else {
+        return None;
+    };
+    match expr {
+        Expr::Break(e) if e.expr.is_none() && e.attrs.is_empty() => {
+            Some(start_line(e.break_token.span))
+        }
+        Expr::Continue(e) if e.attrs.is_empty() => Some(start_line(e.continue_token.span)),
+        Expr::Return(e) if e.expr.is_none() && e.attrs.is_empty() => {
+            Some(start_line(e.return_token.span))
+        }
+        _ => None,
+    }
+}
+
+/// A block that begins with a bare jump: that jump's line.
+fn bare_jump_first(block: &Block) -> Option<u32> {
+    block.stmts.first().and_then(bare_jump)
+}
+
+fn is_loop(stmt: &Stmt) -> bool {
+    matches!(
+        stmt,
+        Stmt::Expr(Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_), _)
+    )
+}
+
+/// A statement that, once its line has run, always reaches the next one (no branch, no block):
+/// a `let` without `else`, a call, an assignment, a macro call.
+fn completes(stmt: &Stmt) -> bool {
+    match stmt {
+        Stmt::Local(local) => local.init.as_ref().is_some_and(|i| i.diverge.is_none()),
+        Stmt::Macro(_) => true,
+        Stmt::Expr(expr, Some(_)) => matches!(
+            expr,
+            Expr::Call(_)
+                | Expr::MethodCall(_)
+                | Expr::Assign(_)
+                | Expr::Binary(_)
+                | Expr::Macro(_)
+        ),
+        _ => false,
+    }
+}
+
+/// The line where a statement's code begins (after its attributes).
+fn stmt_start(stmt: &Stmt) -> u32 {
+    match stmt {
+        Stmt::Local(local) => start_line(local.let_token.span),
+        Stmt::Macro(m) => start_line(m.mac.path.span()),
+        Stmt::Expr(expr, _) => start_line(expr.span()),
+        Stmt::Item(item) => start_line(item.span()),
+    }
 }
 
 /// The `#[path = "…"]` of a module declaration.
@@ -122,10 +184,24 @@ impl<'s> Walker<'s> {
             modules: Vec::new(),
             test_module_depth: Vec::new(),
             module_files: Vec::new(),
+            jumps: std::collections::BTreeMap::new(),
+            pending_jumps: Vec::new(),
+            loops: std::collections::BTreeSet::new(),
         }
     }
 
     pub(super) fn finish(mut self) -> SourceAnalysis {
+        // The count of a jump that is the whole then-branch of an `if` (or the `else` of a
+        // `let … else`): the statement's runs less those of the next statement, which runs
+        // exactly when the jump does not (a loop header runs more often: no such count then).
+        for (jump, statement) in std::mem::take(&mut self.pending_jumps) {
+            if let Some(&next) = self.next_in_block.get(&statement) {
+                if !self.loops.contains(&next) {
+                    self.jumps
+                        .insert(jump, JumpCount::Difference(statement, next));
+                }
+            }
+        }
         self.functions.sort_by_key(|f| f.line);
         self.test_ranges.sort_unstable();
         let mut test_ranges: Vec<(u32, u32)> = Vec::with_capacity(self.test_ranges.len());
@@ -148,6 +224,7 @@ impl<'s> Walker<'s> {
             gates: self.gates,
             item_macros: self.item_macros,
             module_files: self.module_files,
+            jumps: self.jumps,
             opens: self.opens,
         }
     }
@@ -472,6 +549,45 @@ impl<'s> Walker<'s> {
             }
             visit::visit_stmt(w, stmt);
         });
+        self.jump_counts(stmt, start);
+    }
+
+    /// A bare `break;`/`continue;`/`return;` compiles to no code of its own in a debug build:
+    /// the branch of the condition before it goes straight to the loop's or function's end. Its
+    /// count follows from the counts around it (see `JumpCount`).
+    fn jump_counts(&mut self, stmt: &Stmt, start: u32) {
+        if is_loop(stmt) {
+            self.loops.insert(start);
+        }
+        match stmt {
+            Stmt::Expr(Expr::If(e), _) if e.attrs.is_empty() => {
+                let Some(jump) = bare_jump_first(&e.then_branch) else {
+                    return;
+                };
+                match e.else_branch.as_ref().map(|(_, other)| &**other) {
+                    None => {
+                        self.pending_jumps.push((jump, start));
+                    }
+                    Some(Expr::Block(other)) => {
+                        if let Some(first) = other.block.stmts.first().map(stmt_start) {
+                            self.jumps.insert(jump, JumpCount::Difference(start, first));
+                        }
+                    }
+                    // `else if`: the then-branches of the whole chain meet after it.
+                    Some(_) => {}
+                }
+            }
+            Stmt::Local(local) => {
+                if let Some((_, diverge)) = local.init.as_ref().and_then(|i| i.diverge.as_ref()) {
+                    if let Expr::Block(other) = &**diverge {
+                        if let Some(jump) = bare_jump_first(&other.block) {
+                            self.pending_jumps.push((jump, start));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Line of the first code after `position` (the end of an attribute).
@@ -552,6 +668,15 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         let starts = self.blocks.pop().unwrap_or_default();
         for pair in starts.windows(2) {
             self.next_in_block.insert(pair[0], pair[1]);
+        }
+        if !self.const_context {
+            // A bare jump after a statement that always completes runs exactly as often.
+            for pair in block.stmts.windows(2) {
+                if let (Some(jump), true) = (bare_jump(&pair[1]), completes(&pair[0])) {
+                    self.jumps
+                        .insert(jump, JumpCount::After(stmt_start(&pair[0])));
+                }
+            }
         }
         self.last_block_first = starts.first().copied();
     }
@@ -688,6 +813,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 #[cfg(test)]
 mod tests {
     use crate::analysis::test_support::*;
+    use crate::analysis::JumpCount;
 
     #[test]
     fn multi_line_signature() {
@@ -1092,6 +1218,79 @@ mod tests {
             C12     }
             C1  }
             "#,
+        );
+    }
+
+    #[test]
+    fn bare_jumps_count_from_the_lines_around_them() {
+        let analysis = check(
+            r#"
+            fn f(values: &[u32], text: &str) -> u32 {
+                for &v in values {
+                    if v == 1 {
+                        continue;
+                    }
+                    if v == 2 {
+                        break;
+                    } else {
+                        work(v);
+                    }
+                    if v == 3 {
+                        return 0;
+                    }
+                    work(v);
+                    break;
+                }
+                let Ok(n) = text.parse::<u32>() else {
+                    return 1;
+                };
+                if n > 4 {
+                    return;
+                }
+                while n > 5 {}
+                n
+            }
+            "#,
+            r#"
+            S   fn f(values: &[u32], text: &str) -> u32 {
+            S       for &v in values {
+            S           if v == 1 {
+            S               continue;
+            C3          }
+            S           if v == 2 {
+            S               break;
+            C6          } else {
+            S               work(v);
+            C6          }
+            S           if v == 3 {
+            S               return 0;
+            C11         }
+            S           work(v);
+            S           break;
+            C2      }
+            S       let Ok(n) = text.parse::<u32>() else {
+            S           return 1;
+            C17     };
+            S       if n > 4 {
+            S           return;
+            C20     }
+            S       while n > 5 {}
+            S       n
+            C1  }
+            "#,
+        );
+        let jumps: Vec<(u32, JumpCount)> = (1..=25)
+            .filter_map(|line| Some((line, analysis.jump_count(line)?)))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                (4, JumpCount::Difference(3, 6)),
+                (7, JumpCount::Difference(6, 9)),
+                // Not line 12: `return 0;` has code of its own.
+                (15, JumpCount::After(14)),
+                // Not line 21: the next statement is a loop header, which runs more often.
+            ]
         );
     }
 

@@ -1,6 +1,7 @@
 //! One coverage run of a workspace: build the tests, plan breakpoints from DWARF and source analysis,
 //! run every test executable under the engine (several at once), and merge the hits into `Coverage`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -9,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::{
-    Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineKey, SourceId, Target, TestId,
+    Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineCounts, LineKey, SourceId, Target,
+    TestId,
 };
-use crate::analysis::{CfgSet, LineKind};
+use crate::analysis::{CfgSet, JumpCount, LineKind};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
@@ -815,39 +817,66 @@ fn merge(
                 |file: &SourceFile, line: u32| is_coverable(file, line, cfg.as_ref());
             // A hoisted statement shows the count of the next statement of its block.
             // A later line of a statement with code shows the statement's count or its own.
+            // A bare jump shows what the counts around it say (see `JumpCount`).
             let counted_as = |line: u32| {
                 if let Some(&statement) = file.aliases.get(&line) {
-                    return is_coverable(file, statement).then_some(statement);
+                    return is_coverable(file, statement).then_some(Shown::Line(statement));
                 }
                 if file.separate.contains(&line) {
-                    return Some(line);
+                    return Some(Shown::Line(line));
                 }
                 if let Some(first) = file.analysis.opened_statement(line) {
                     let first_ran_as_code =
                         is_coverable(file, first) && file.lines_with_code.contains(&first);
                     if !is_coverable(file, line) {
-                        return first_ran_as_code.then_some(first);
+                        return first_ran_as_code.then_some(Shown::Line(first));
                     }
                     // An inlined function's `fn` line: its copies have no prologue.
                     if file.inlined.contains(&line) && first_ran_as_code {
-                        return Some(first);
+                        return Some(Shown::Line(first));
                     }
                 }
+                let ran_as_code = |line: u32| {
+                    is_coverable(file, line)
+                        && file.lines_with_code.contains(&line)
+                        && !file.hoisted.contains(&line)
+                };
+                // A bare jump has no code: its count follows from the lines around it.
+                match file.analysis.jump_count(line) {
+                    Some(JumpCount::After(statement)) if !is_coverable(file, line) => {
+                        return ran_as_code(statement).then_some(Shown::Line(statement));
+                    }
+                    Some(JumpCount::Difference(all, rest)) if !is_coverable(file, line) => {
+                        return (ran_as_code(all) && ran_as_code(rest) && !options.first_hit)
+                            .then_some(Shown::Difference(all, rest));
+                    }
+                    _ => {}
+                }
                 if !file.hoisted.contains(&line) {
-                    return is_coverable(file, line).then_some(line);
+                    return is_coverable(file, line).then_some(Shown::Line(line));
                 }
                 let next = file.analysis.next_in_block(line)?;
-                (is_coverable(file, next) && file.lines_with_code.contains(&next)).then_some(next)
+                (is_coverable(file, next) && file.lines_with_code.contains(&next))
+                    .then_some(Shown::Line(next))
             };
+            let source = SourceId(id as u32);
+            let counts_of = |line: u32| aggregate.line(LineKey { source, line });
             let lines: Vec<LineCoverage> = (1..=file.analysis.line_count())
                 .filter(|&line| keep(line))
                 .filter_map(|line| Some((line, counted_as(line)?)))
-                .map(|(line, counted)| {
-                    let key = LineKey {
-                        source: SourceId(id as u32),
-                        line: counted,
+                .filter_map(|(line, shown)| {
+                    let counts = match shown {
+                        Shown::Line(counted) => counts_of(counted).map(Cow::Borrowed),
+                        // Counts of the int3 fallback are lower bounds: no difference of them.
+                        Shown::Difference(all, rest) => match (counts_of(all), counts_of(rest)) {
+                            (Some(all), rest) => Some(Cow::Owned(difference(all, rest)?)),
+                            (None, _) => None,
+                        },
                     };
-                    let Some(counts) = aggregate.line(key) else {
+                    Some((line, counts))
+                })
+                .map(|(line, counts)| {
+                    let Some(counts) = counts else {
                         return LineCoverage {
                             line,
                             hits: 0,
@@ -913,6 +942,36 @@ fn merge(
             options.count_cap.max(1)
         },
     }
+}
+
+/// Whose counts a reported line shows.
+enum Shown {
+    Line(u32),
+    /// The first line's less the second's (a bare jump's, see `JumpCount::Difference`).
+    Difference(u32, u32),
+}
+
+/// `all` less `rest`, per test too; `None` when either is a lower bound (counted by int3 up to
+/// the cap), which makes a difference meaningless.
+fn difference(all: &LineCounts, rest: Option<&LineCounts>) -> Option<LineCounts> {
+    if all.capped || rest.is_some_and(|rest| rest.capped) {
+        return None;
+    }
+    let rest_of = |test: &TestId| {
+        rest.and_then(|rest| rest.tests.get(test))
+            .copied()
+            .unwrap_or(0)
+    };
+    Some(LineCounts {
+        hits: all.hits.saturating_sub(rest.map_or(0, |rest| rest.hits)),
+        capped: false,
+        tests: all
+            .tests
+            .iter()
+            .map(|(test, &hits)| (*test, hits.saturating_sub(rest_of(test))))
+            .filter(|&(_, hits)| hits > 0)
+            .collect(),
+    })
 }
 
 /// The files of modules declared under `#[cfg(test)]`, and of the modules they declare: test code
