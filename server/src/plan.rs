@@ -448,9 +448,21 @@ fn statement_code<'a>(addresses: Vec<u64>, path_of: &dyn Fn(u64) -> Option<&'a s
 
 /// `path` names a closure defined (at any depth) in the function `outer`.
 fn is_closure_of(path: &str, outer: &str) -> bool {
-    path.len() > outer.len()
+    if path.len() > outer.len()
         && path.starts_with(outer)
         && path[outer.len()..].starts_with("::{closure")
+    {
+        return true;
+    }
+    // A method's concrete DIE may take its path from its declaration inside the type's DIE (no
+    // `{impl#N}`), while a closure of it compiled in another unit sits in `{impl#N}::method`.
+    if !path.contains("{impl#") {
+        return false;
+    }
+    let (path, outer) = (without_impls(path), without_impls(outer));
+    path.len() > outer.len()
+        && path.starts_with(&outer)
+        && path[outer.len()].starts_with("{closure")
 }
 
 /// See `Plan::instances`.
@@ -461,10 +473,42 @@ fn instance(table: &LineTable, address: u64) -> u32 {
     }
 }
 
+fn without_impls(path: &str) -> Vec<&str> {
+    path.split("::")
+        .filter(|segment| !segment.starts_with("{impl#"))
+        .collect()
+}
+
 /// The function whose code starts last at or before `address` (functions are sorted by address).
 fn containing_function(table: &LineTable, address: u64) -> Option<usize> {
     table
         .functions
         .partition_point(|f| f.address <= address)
         .checked_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_closure_of;
+
+    #[test]
+    fn closures_are_recognised_by_their_path() {
+        assert!(is_closure_of("krate::f::{closure#0}", "krate::f"));
+        assert!(is_closure_of(
+            "krate::f::{closure#0}::{closure#1}",
+            "krate::f"
+        ));
+        assert!(!is_closure_of("krate::fg::{closure#0}", "krate::f"));
+        assert!(!is_closure_of("krate::f", "krate::f"));
+        assert!(!is_closure_of("krate::f::inner", "krate::f"));
+        // A method's path from its declaration in the type; its closure's from the impl block.
+        assert!(is_closure_of(
+            "krate::literal::{impl#3}::push::{closure#0}",
+            "krate::literal::push"
+        ));
+        assert!(!is_closure_of(
+            "krate::literal::{impl#3}::push::inner",
+            "krate::literal::push"
+        ));
+    }
 }
