@@ -118,12 +118,13 @@ fn is_loop(stmt: &Stmt) -> bool {
     )
 }
 
-/// A statement that, once its line has run, always reaches the next one (no branch, no block):
-/// a `let` without `else`, a call, an assignment, a macro call.
+/// A statement that, once its line has run, always reaches the next one: a `let` without
+/// `else`, a call, an assignment, a macro call, or an `if` none of whose branches jumps away.
 fn completes(stmt: &Stmt) -> bool {
     match stmt {
         Stmt::Local(local) => local.init.as_ref().is_some_and(|i| i.diverge.is_none()),
         Stmt::Macro(_) => true,
+        Stmt::Expr(Expr::If(e), _) => !jumps_away(e),
         Stmt::Expr(expr, Some(_)) => matches!(
             expr,
             Expr::Call(_)
@@ -134,6 +135,26 @@ fn completes(stmt: &Stmt) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Holds a `break`, `continue`, `return` or `?` (one in a nested loop or closure counts too: a
+/// cautious answer).
+fn jumps_away(expr: &ExprIf) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr(&mut self, expr: &'ast Expr) {
+            if matches!(
+                expr,
+                Expr::Break(_) | Expr::Continue(_) | Expr::Return(_) | Expr::Try(_)
+            ) {
+                self.0 = true;
+            }
+            visit::visit_expr(self, expr);
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_expr_if(expr);
+    finder.0
 }
 
 /// The line where a statement's code begins (after its attributes).
@@ -562,6 +583,16 @@ impl<'s> Walker<'s> {
         match stmt {
             Stmt::Expr(Expr::If(e), _) if e.attrs.is_empty() => {
                 let Some(jump) = bare_jump_first(&e.then_branch) else {
+                    // `if … { … } else { break; }`: the then-branch runs when the jump does not.
+                    if let (Some(Expr::Block(other)), Some(first)) = (
+                        e.else_branch.as_ref().map(|(_, other)| &**other),
+                        e.then_branch.stmts.first(),
+                    ) {
+                        if let Some(jump) = bare_jump_first(&other.block) {
+                            self.jumps
+                                .insert(jump, JumpCount::Difference(start, stmt_start(first)));
+                        }
+                    }
                     return;
                 };
                 match e.else_branch.as_ref().map(|(_, other)| &**other) {
@@ -1247,7 +1278,17 @@ mod tests {
                 if n > 4 {
                     return;
                 }
-                while n > 5 {}
+                while n > 5 {
+                    if n > 6 {
+                        work(n);
+                    } else {
+                        break;
+                    }
+                    if n > 7 {
+                        work(n);
+                    }
+                    break;
+                }
                 n
             }
             "#,
@@ -1274,12 +1315,22 @@ mod tests {
             S       if n > 4 {
             S           return;
             C20     }
-            S       while n > 5 {}
+            S       while n > 5 {
+            S           if n > 6 {
+            S               work(n);
+            C24         } else {
+            S               break;
+            C24         }
+            S           if n > 7 {
+            S               work(n);
+            C29         }
+            S           break;
+            C23     }
             S       n
             C1  }
             "#,
         );
-        let jumps: Vec<(u32, JumpCount)> = (1..=25)
+        let jumps: Vec<(u32, JumpCount)> = (1..=35)
             .filter_map(|line| Some((line, analysis.jump_count(line)?)))
             .collect();
         assert_eq!(
@@ -1290,6 +1341,8 @@ mod tests {
                 // Not line 12: `return 0;` has code of its own.
                 (15, JumpCount::After(14)),
                 // Not line 21: the next statement is a loop header, which runs more often.
+                (27, JumpCount::Difference(24, 25)),
+                (32, JumpCount::After(29)),
             ]
         );
     }
