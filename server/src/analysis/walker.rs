@@ -582,30 +582,46 @@ impl<'s> Walker<'s> {
         }
         match stmt {
             Stmt::Expr(Expr::If(e), _) if e.attrs.is_empty() => {
-                let Some(jump) = bare_jump_first(&e.then_branch) else {
-                    // `if … { … } else { break; }`: the then-branch runs when the jump does not.
-                    if let (Some(Expr::Block(other)), Some(first)) = (
-                        e.else_branch.as_ref().map(|(_, other)| &**other),
-                        e.then_branch.stmts.first(),
-                    ) {
-                        if let Some(jump) = bare_jump_first(&other.block) {
-                            self.jumps
-                                .insert(jump, JumpCount::Difference(start, stmt_start(first)));
-                        }
-                    }
-                    return;
-                };
-                match e.else_branch.as_ref().map(|(_, other)| &**other) {
-                    None => {
+                if e.else_branch.is_none() {
+                    if let Some(jump) = bare_jump_first(&e.then_branch) {
                         self.pending_jumps.push((jump, start));
                     }
-                    Some(Expr::Block(other)) => {
-                        if let Some(first) = other.block.stmts.first().map(stmt_start) {
-                            self.jumps.insert(jump, JumpCount::Difference(start, first));
+                    return;
+                }
+                // Along an `if … else if … else` chain, each `if` decides between its branch and
+                // the rest of the chain: a jump opening one runs when the other's first
+                // statement (or condition) does not.
+                let mut link = e;
+                let mut line = start;
+                while let Some((_, other)) = &link.else_branch {
+                    match &**other {
+                        Expr::If(next) => {
+                            // The next condition is tested exactly when this one's jump is not
+                            // taken.
+                            let next_line = start_line(next.if_token.span);
+                            if let Some(jump) = bare_jump_first(&link.then_branch) {
+                                self.jumps
+                                    .insert(jump, JumpCount::Difference(line, next_line));
+                            }
+                            link = next;
+                            line = next_line;
                         }
+                        Expr::Block(other) => {
+                            let (then, otherwise) = (&link.then_branch, &other.block);
+                            for (jump, rest) in [(then, otherwise), (otherwise, then)] {
+                                if let (Some(jump), Some(first)) =
+                                    (bare_jump_first(jump), rest.stmts.first())
+                                {
+                                    self.jumps.insert(
+                                        jump,
+                                        JumpCount::Difference(line, stmt_start(first)),
+                                    );
+                                }
+                            }
+                            break;
+                        }
+                        _ => break,
                     }
-                    // `else if`: the then-branches of the whole chain meet after it.
-                    Some(_) => {}
                 }
             }
             Stmt::Local(local) => {
@@ -1345,6 +1361,35 @@ mod tests {
                 (32, JumpCount::After(29)),
             ]
         );
+        let chain = check(
+            r#"
+            fn g(c: char) {
+                loop {
+                    if c == 'a' {
+                        work(1);
+                    } else if c == 'b' {
+                        work(2);
+                    } else {
+                        break;
+                    }
+                }
+            }
+            "#,
+            r#"
+            S   fn g(c: char) {
+            -       loop {
+            S           if c == 'a' {
+            S               work(1);
+            S           } else if c == 'b' {
+            S               work(2);
+            C3          } else {
+            S               break;
+            C3          }
+            -       }
+            C1  }
+            "#,
+        );
+        assert_eq!(chain.jump_count(8), Some(JumpCount::Difference(5, 6)));
     }
 
     #[test]
