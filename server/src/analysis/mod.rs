@@ -24,8 +24,9 @@ use walker::Walker;
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
-/// their body's first statement; 14: cfg predicates, module files, bare jumps).
-pub const RULES_VERSION: u32 = 14;
+/// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
+/// else branches and along else-if chains).
+pub const RULES_VERSION: u32 = 15;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
