@@ -25,8 +25,8 @@ use walker::Walker;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
 /// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
-/// else branches and along else-if chains).
-pub const RULES_VERSION: u32 = 15;
+/// else branches and along else-if chains; 16: jump arms of two-arm matches).
+pub const RULES_VERSION: u32 = 16;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

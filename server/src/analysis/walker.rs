@@ -6,8 +6,8 @@ use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{
     Arm, Attribute, BinOp, Block, Expr, ExprBinary, ExprClosure, ExprConst, ExprForLoop, ExprIf,
-    ExprRepeat, ExprWhile, GenericArgument, ImplItem, Item, Local, Macro, MacroDelimiter, Pat,
-    Signature, Stmt, TraitItem, Type,
+    ExprMatch, ExprRepeat, ExprWhile, GenericArgument, ImplItem, Item, Local, Macro,
+    MacroDelimiter, Pat, Signature, Stmt, TraitItem, Type,
 };
 
 use super::attributes::{statement_attrs, Attrs};
@@ -91,9 +91,13 @@ pub(super) struct Walker<'s> {
 
 /// The line of a bare `break;`, `continue;` or `return;` (no value: a value has code of its own).
 fn bare_jump(stmt: &Stmt) -> Option<u32> {
-    let Stmt::Expr(expr, _) = stmt else {
-        return None;
-    };
+    match stmt {
+        Stmt::Expr(expr, _) => bare_jump_expr(expr),
+        _ => None,
+    }
+}
+
+fn bare_jump_expr(expr: &Expr) -> Option<u32> {
     match expr {
         Expr::Break(e) if e.expr.is_none() && e.attrs.is_empty() => {
             Some(start_line(e.break_token.span))
@@ -306,10 +310,10 @@ impl<'s> Walker<'s> {
             }
             return;
         }
-        if attrs.cfg_test || attrs.test {
-            self.test_ranges.push(full_range(node));
-        }
         let (first, last) = full_range(node);
+        if attrs.cfg_test || attrs.test {
+            self.test_ranges.push((first, last));
+        }
         self.gates
             .extend(attrs.gates.iter().map(|gate| (first, last, gate.clone())));
         let outer = self.compiled_only;
@@ -752,6 +756,33 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         });
     }
 
+    fn visit_expr_match(&mut self, expr: &'ast ExprMatch) {
+        visit::visit_expr_match(self, expr);
+        // `match x { Some(v) => …, None => break }`: the jump arm runs whenever the match does
+        // and the other arm does not.
+        let [first, second] = expr.arms.as_slice() else {
+            return;
+        };
+        if self.const_context || first.guard.is_some() || second.guard.is_some() {
+            return;
+        }
+        for (jump, other) in [(first, second), (second, first)] {
+            let line = match &*jump.body {
+                Expr::Block(block) => bare_jump_first(&block.block),
+                body => bare_jump_expr(body),
+            };
+            if let Some(line) = line.filter(|_| !asserts_unreachable(&other.body)) {
+                self.jumps.insert(
+                    line,
+                    JumpCount::Difference(
+                        start_line(expr.match_token.span),
+                        start_line(other.pat.span()),
+                    ),
+                );
+            }
+        }
+    }
+
     fn visit_expr_while(&mut self, expr: &'ast ExprWhile) {
         self.visit_expr(&expr.cond);
         self.controlled(start_line(expr.cond.span()), |w| w.visit_block(&expr.body));
@@ -860,7 +891,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 #[cfg(test)]
 mod tests {
     use crate::analysis::test_support::*;
-    use crate::analysis::JumpCount;
+    use crate::analysis::{analyze, JumpCount};
 
     #[test]
     fn multi_line_signature() {
@@ -1390,6 +1421,14 @@ mod tests {
             "#,
         );
         assert_eq!(chain.jump_count(8), Some(JumpCount::Difference(5, 6)));
+        let arms = analyze(
+            "fn h(v: Option<u8>) {\n    loop {\n        match v {\n            Some(x) => work(x),\n            \
+             None => break,\n        }\n        match v {\n            Some(x) if x > 1 => work(x),\n            \
+             _ => break,\n        }\n    }\n}\n",
+        )
+        .expect("parses");
+        assert_eq!(arms.jump_count(5), Some(JumpCount::Difference(3, 4)));
+        assert_eq!(arms.jump_count(9), None, "a guard decides too");
     }
 
     #[test]
