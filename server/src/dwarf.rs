@@ -72,6 +72,8 @@ pub struct InlinedCopy {
     pub file: u32,
     /// Its DW_AT_decl_line: the line of its `fn`.
     pub line: u32,
+    /// Where the copy's code begins: DW_AT_entry_pc, else its lowest address.
+    pub entry: u64,
 }
 
 impl LineTable {
@@ -345,7 +347,7 @@ impl Collector<'_> {
         // rustc may place the concrete DIE elsewhere and point back at one of these.
         let mut decl_ns: HashMap<UnitOffset, usize> = HashMap::new();
         let mut concrete = Vec::new();
-        // (abstract origin, DIE depth, ranges) of every inlined subroutine.
+        // (abstract origin, DIE depth, entry, ranges) of every inlined subroutine.
         let mut inlined = Vec::new();
 
         let mut cursor = unit.entries();
@@ -397,15 +399,20 @@ impl Collector<'_> {
                         ranges.push((range.begin, range.end));
                     }
                 }
-                if !ranges.is_empty() {
-                    inlined.push((origin, depth, ranges));
+                let entry_pc = match entry.attr_value(gimli::DW_AT_entry_pc) {
+                    Some(value) => dwarf.attr_address(unit, value)?,
+                    None => None,
+                };
+                let first = ranges.iter().map(|&(begin, _)| begin).min();
+                if let Some(start) = entry_pc.filter(|&a| self.exec.contains(a)).or(first) {
+                    inlined.push((origin, depth, start, ranges));
                 }
             }
         }
 
         // Most inlined copies are std's; their origins are resolved once each and dropped.
         let mut declared: HashMap<UnitOffset, Option<(u32, u32)>> = HashMap::new();
-        for (origin, depth, ranges) in inlined {
+        for (origin, depth, start, ranges) in inlined {
             let declaration = *declared.entry(origin).or_insert_with(|| {
                 let info = DieInfo::resolve(dwarf, unit, DieInfo::empty(Some(origin)));
                 let file = info
@@ -415,8 +422,12 @@ impl Collector<'_> {
                 Some((file, u32::try_from(info.line?).ok()?))
             });
             if let Some((file, line)) = declaration {
-                self.inlined
-                    .push((InlinedCopy { file, line }, depth, ranges));
+                let copy = InlinedCopy {
+                    file,
+                    line,
+                    entry: start,
+                };
+                self.inlined.push((copy, depth, ranges));
             }
         }
 
@@ -591,7 +602,8 @@ fn innermost_copies(
         })
         .collect();
     copies.sort_unstable_by(|a, b| {
-        (&a.2, a.1, &a.0.file, a.0.line).cmp(&(&b.2, b.1, &b.0.file, b.0.line))
+        (&a.2, a.1, &a.0.file, a.0.line, a.0.entry)
+            .cmp(&(&b.2, b.1, &b.0.file, b.0.line, b.0.entry))
     });
     let mut bounds: Vec<u64> = copies
         .iter()
@@ -860,7 +872,7 @@ fn main() {
         for (name, c) in both() {
             let table = &c.table;
             let copies: Vec<usize> = (0..table.inlined.len())
-                .filter(|&i| table.inlined[i] == InlinedCopy { file: 0, line: 15 })
+                .filter(|&i| (table.inlined[i].file, table.inlined[i].line) == (0, 15))
                 .collect();
             assert_eq!(copies.len(), 2, "{name}: `always` is inlined twice");
             let out_of_line = table
@@ -876,13 +888,22 @@ fn main() {
             holders.sort();
             holders.dedup();
             assert_eq!(holders, copies, "{name}");
+            for &copy in &copies {
+                let entry = table.inlined[copy].entry;
+                assert_eq!(table.inlined_copy_at(entry), Some(copy), "{name}");
+                assert!(addresses(table, ALWAYS_BODY).contains(&entry), "{name}");
+            }
             assert_eq!(table.inlined_copy_at(out_of_line), None, "{name}");
         }
     }
 
     #[test]
     fn nested_inlined_ranges_belong_to_the_innermost_copy() {
-        let copy = |line| InlinedCopy { file: 0, line };
+        let copy = |line| InlinedCopy {
+            file: 0,
+            line,
+            entry: 0,
+        };
         let (copies, pieces) = innermost_copies(
             vec![
                 (copy(30), 3, vec![(0x20, 0x30)]),

@@ -23,10 +23,6 @@ pub struct SourceFile {
     pub aliases: BTreeMap<u32, u32>,
     /// Later lines of a macro-call statement counted at their own rows.
     pub separate: BTreeSet<u32>,
-    /// `fn` lines of functions that some executable inlines into callers: those copies have no
-    /// prologue, so the line shows the count of the body's first statement (which every copy,
-    /// inlined or not, runs once per call).
-    pub inlined: BTreeSet<u32>,
 }
 
 /// All source files met during a run, analysed once each.
@@ -66,7 +62,6 @@ impl Sources {
                 hoisted: BTreeSet::new(),
                 aliases: BTreeMap::new(),
                 separate: BTreeSet::new(),
-                inlined: BTreeSet::new(),
             });
         }
     }
@@ -124,6 +119,11 @@ pub struct Plan {
     pub instances: Vec<u32>,
     /// Breakpoints on the entry lines of functions.
     pub function_entries: Vec<usize>,
+    /// Where each copy of a function inlined into a caller begins: `(breakpoint, (source id, its
+    /// `fn` line), the copy's instance)`. A copy has no prologue, the `fn` line's code, so its
+    /// first address counts for the `fn` line too (it is usually also a row of the copy's first
+    /// statement, or else a breakpoint of no line's).
+    pub inlined_entries: Vec<(usize, (usize, u32), u32)>,
     /// `(breakpoint, test number)`: where each test's function begins.
     pub test_entries: Vec<(usize, u32)>,
     /// Per test number: its function's file and line, when the debug info has it.
@@ -224,14 +224,18 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             }
         }
     }
-    for copy in &table.inlined {
-        let file = &mut sources.files[ids[copy.file as usize]];
+    let mut inlined_entries: Vec<(u64, (usize, u32), u32)> = Vec::new();
+    for (index, copy) in table.inlined.iter().enumerate() {
+        let id = ids[copy.file as usize];
+        let file = &mut sources.files[id];
         if file
             .analysis
             .function_at(copy.line)
             .is_some_and(|f| f.line == copy.line)
         {
-            file.inlined.insert(copy.line);
+            file.lines_with_code.insert(copy.line);
+            let instance = (table.functions.len() + index) as u32;
+            inlined_entries.push((copy.entry, (id, copy.line), instance));
         }
     }
     let function_of = |address: u64| containing_function(table, address);
@@ -395,6 +399,11 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             .is_none_or(|tests| tests.contains(&containing_function(table, address)))
     });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
+    pairs.extend(
+        inlined_entries
+            .iter()
+            .map(|&(address, _, _)| (address, None)),
+    );
     // A line target wins over a bare test entry at the same address.
     pairs.sort_unstable_by_key(|&(address, target)| (address, target.is_none()));
     pairs.dedup_by_key(|&mut (address, _)| address);
@@ -424,11 +433,16 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         .map(|(i, _)| i)
         .collect();
     let instances = addresses.iter().map(|&a| instance(table, a)).collect();
+    let inlined_entries = inlined_entries
+        .into_iter()
+        .filter_map(|(address, line, instance)| Some((index_of(address)?, line, instance)))
+        .collect();
     Plan {
         targets: pairs.into_iter().map(|(_, t)| t).collect(),
         instances,
         addresses,
         function_entries,
+        inlined_entries,
         test_entries,
         test_locations,
     }

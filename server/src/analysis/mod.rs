@@ -242,8 +242,8 @@ impl SourceAnalysis {
         self.controller.get(&line).copied()
     }
 
-    /// For a `} else {` line, which holds no code, or a `fn` line, whose code inlined copies of
-    /// the function lack: the first statement of the block it opens, whose count it shows.
+    /// For a `} else {` line, which holds no code, or a `fn` line without code of its own: the
+    /// first statement of the block it opens, whose count it shows.
     pub fn opened_statement(&self, line: u32) -> Option<u32> {
         self.opens.get(&line).copied()
     }

@@ -455,8 +455,8 @@ impl<'s> Walker<'s> {
                 compiled_only: w.compiled_only,
             });
             w.visit_block(block);
-            // The `fn` line's only code is the prologue, which copies inlined into callers do
-            // not have: there it shows the count of the statement the body begins with.
+            // A `fn` line without code of its own in any executable (optimised code folds the
+            // prologue into callers) shows the count of the statement the body begins with.
             if let Some(first) = w.last_block_first.filter(|&first| first > line) {
                 w.opens.insert(line, first);
             }

@@ -548,6 +548,8 @@ pub fn run(
         }
     }
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
+    let entry_targets: Vec<Vec<Vec<Option<Target>>>> =
+        plans.iter().map(inlined_entry_targets).collect();
     let mut aggregate = Aggregate::default();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
@@ -579,12 +581,16 @@ pub fn run(
             .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits))
             .collect();
         if !shard_run.hits.is_empty() {
-            aggregate.add(ExecutableCounts {
-                targets: &targets[shard.executable],
-                hits: &shard_run.hits,
-                capped: &shard_run.capped,
-                test_hits: &test_hits,
-            });
+            for targets in
+                std::iter::once(&targets[shard.executable]).chain(&entry_targets[shard.executable])
+            {
+                aggregate.add(ExecutableCounts {
+                    targets,
+                    hits: &shard_run.hits,
+                    capped: &shard_run.capped,
+                    test_hits: &test_hits,
+                });
+            }
         }
         // A binary a test ran counts for that test (and for no test when none was running).
         for followed in &shard_run.followed {
@@ -599,12 +605,14 @@ pub fn run(
                     .collect(),
                 None => Vec::new(),
             };
-            aggregate.add(ExecutableCounts {
-                targets: &targets[executable],
-                hits: &followed.hits,
-                capped: &followed.capped,
-                test_hits: &test_hits,
-            });
+            for targets in std::iter::once(&targets[executable]).chain(&entry_targets[executable]) {
+                aggregate.add(ExecutableCounts {
+                    targets,
+                    hits: &followed.hits,
+                    capped: &followed.capped,
+                    test_hits: &test_hits,
+                });
+            }
         }
         for (number, result, duration) in &shard_run.results {
             let info = &mut tests[(base + number) as usize];
@@ -694,6 +702,31 @@ fn targets(plan: &Plan) -> Vec<Option<Target>> {
             })
         })
         .collect()
+}
+
+/// The inlined copies' entries as targets of their functions' `fn` lines (`Plan::inlined_entries`),
+/// in layers that each give a breakpoint at most one target (nested copies may begin at the
+/// same address); the counting model adds each layer like an executable's own targets.
+fn inlined_entry_targets(plan: &Plan) -> Vec<Vec<Option<Target>>> {
+    let mut layers: Vec<Vec<Option<Target>>> = Vec::new();
+    for &(breakpoint, (source, line), instance) in &plan.inlined_entries {
+        let target = Target {
+            line: LineKey {
+                source: SourceId(source as u32),
+                line,
+            },
+            instance: InstanceId(instance),
+        };
+        match layers.iter_mut().find(|layer| layer[breakpoint].is_none()) {
+            Some(layer) => layer[breakpoint] = Some(target),
+            None => {
+                let mut layer = vec![None; plan.addresses.len()];
+                layer[breakpoint] = Some(target);
+                layers.push(layer);
+            }
+        }
+    }
+    layers
 }
 
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
@@ -826,14 +859,10 @@ fn merge(
                     return Some(Shown::Line(line));
                 }
                 if let Some(first) = file.analysis.opened_statement(line) {
-                    let first_ran_as_code =
-                        is_coverable(file, first) && file.lines_with_code.contains(&first);
                     if !is_coverable(file, line) {
-                        return first_ran_as_code.then_some(Shown::Line(first));
-                    }
-                    // An inlined function's `fn` line: its copies have no prologue.
-                    if file.inlined.contains(&line) && first_ran_as_code {
-                        return Some(Shown::Line(first));
+                        return (is_coverable(file, first)
+                            && file.lines_with_code.contains(&first))
+                        .then_some(Shown::Line(first));
                     }
                 }
                 let ran_as_code = |line: u32| {
@@ -1030,5 +1059,53 @@ fn is_coverable(file: &SourceFile, line: u32, cfg: Option<&CfgSet>) -> bool {
                     .is_none()
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlined_entries_sharing_an_address_go_to_separate_layers() {
+        let plan = Plan {
+            addresses: vec![0x10, 0x20, 0x30],
+            targets: vec![Some((0, 5)), None, Some((0, 9))],
+            inlined_entries: vec![(0, (0, 1), 7), (1, (0, 2), 8), (0, (1, 3), 9)],
+            ..Plan::default()
+        };
+        let target = |source, line, instance| {
+            Some(Target {
+                line: LineKey {
+                    source: SourceId(source),
+                    line,
+                },
+                instance: InstanceId(instance),
+            })
+        };
+        assert_eq!(
+            inlined_entry_targets(&plan),
+            [
+                vec![target(0, 1, 7), target(0, 2, 8), None],
+                vec![target(1, 3, 9), None, None]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_difference_is_taken_per_test_and_never_of_lower_bounds() {
+        let counts = |hits, tests: &[(u32, u64)], capped| LineCounts {
+            hits,
+            capped,
+            tests: tests.iter().map(|&(t, n)| (TestId(t), n)).collect(),
+        };
+        let all = counts(5, &[(0, 3), (1, 2)], false);
+        let rest = counts(3, &[(0, 1), (1, 2)], false);
+        assert_eq!(
+            difference(&all, Some(&rest)),
+            Some(counts(2, &[(0, 2)], false))
+        );
+        assert_eq!(difference(&all, None), Some(all.clone()));
+        assert_eq!(difference(&all, Some(&counts(3, &[], true))), None);
     }
 }
