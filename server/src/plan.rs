@@ -108,7 +108,8 @@ fn analyse(path: &Path, cache: Option<&JsonCache>) -> SourceAnalysis {
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub addresses: Vec<u64>,
-    /// `(source id, line)` each breakpoint counts for; `None` for a test entry that holds no line.
+    /// `(source id, line)` each breakpoint counts for; `None` for a test entry or an inlined
+    /// copy's entry that holds no line.
     pub targets: Vec<Option<(usize, u32)>>,
     /// The function instance each breakpoint lies in: the innermost inlined copy of a kept
     /// function holding it (`functions.len()` + index into the line table's `inlined`), else the

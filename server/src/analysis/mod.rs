@@ -2,8 +2,10 @@
 //! which statement each line belongs to, where functions are and which lines are test code.
 //!
 //! `lexer` classifies lines by their text (code, punctuation, comments), `attributes` reads what
-//! `#[cfg]`, `#[test]` and `#[coverage(off)]` say, `ignore` applies `// coverlay: ignore` markers,
-//! and `walker` holds the rules for each syntax construct.
+//! `#[cfg]`, `#[test]` and `#[coverage(off)]` say, `cfg` keeps `#[cfg]` predicates to decide them
+//! against the build's cfg set, `ignore` applies `// coverlay: ignore` markers, `jumps` says how a
+//! bare `break;`/`continue;`/`return;` is counted, and `walker` holds the rules for each syntax
+//! construct.
 
 use std::path::{Path, PathBuf};
 
@@ -12,10 +14,12 @@ use serde::{Deserialize, Serialize};
 mod attributes;
 mod cfg;
 mod ignore;
+mod jumps;
 mod lexer;
 mod walker;
 
 pub use cfg::{Cfg, CfgSet};
+pub use jumps::JumpCount;
 use lexer::{classify_text, split_lines, TextClass};
 use walker::Walker;
 
@@ -53,17 +57,6 @@ pub struct FunctionInfo {
     pub is_test: bool,
     /// Lives under a cfg-gated item: only the binary can say whether it exists.
     pub compiled_only: bool,
-}
-
-/// How often a bare `break;`, `continue;` or `return;` ran, which has no machine code of its own
-/// in a debug build (the branch before it goes straight to the loop's or function's end).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JumpCount {
-    /// As often as the statement on this line, which always completes into the jump.
-    After(u32),
-    /// As often as the first line's statement (an `if` or `let … else` whose branch the jump is)
-    /// less the second's, which runs exactly when the jump does not.
-    Difference(u32, u32),
 }
 
 /// A `mod name;` declaration: its file is part of the crate, and test code throughout when the

@@ -11,6 +11,7 @@ use syn::{
 };
 
 use super::attributes::{statement_attrs, Attrs};
+use super::jumps::{bare_jump, bare_jump_expr, bare_jump_first, completes, is_loop, stmt_start};
 use super::lexer::TextClass;
 use super::{to_u32, FunctionInfo, JumpCount, LineKind, ModuleFile, SourceAnalysis};
 
@@ -87,88 +88,6 @@ pub(super) struct Walker<'s> {
     pending_jumps: Vec<(u32, u32)>,
     /// Start lines of `loop`/`while`/`for` statements.
     loops: std::collections::BTreeSet<u32>,
-}
-
-/// The line of a bare `break;`, `continue;` or `return;` (no value: a value has code of its own).
-fn bare_jump(stmt: &Stmt) -> Option<u32> {
-    match stmt {
-        Stmt::Expr(expr, _) => bare_jump_expr(expr),
-        _ => None,
-    }
-}
-
-fn bare_jump_expr(expr: &Expr) -> Option<u32> {
-    match expr {
-        Expr::Break(e) if e.expr.is_none() && e.attrs.is_empty() => {
-            Some(start_line(e.break_token.span))
-        }
-        Expr::Continue(e) if e.attrs.is_empty() => Some(start_line(e.continue_token.span)),
-        Expr::Return(e) if e.expr.is_none() && e.attrs.is_empty() => {
-            Some(start_line(e.return_token.span))
-        }
-        _ => None,
-    }
-}
-
-/// A block that begins with a bare jump: that jump's line.
-fn bare_jump_first(block: &Block) -> Option<u32> {
-    block.stmts.first().and_then(bare_jump)
-}
-
-fn is_loop(stmt: &Stmt) -> bool {
-    matches!(
-        stmt,
-        Stmt::Expr(Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_), _)
-    )
-}
-
-/// A statement that, once its line has run, always reaches the next one: a `let` without
-/// `else`, a call, an assignment, a macro call, or an `if` none of whose branches jumps away.
-fn completes(stmt: &Stmt) -> bool {
-    match stmt {
-        Stmt::Local(local) => local.init.as_ref().is_some_and(|i| i.diverge.is_none()),
-        Stmt::Macro(_) => true,
-        Stmt::Expr(Expr::If(e), _) => !jumps_away(e),
-        Stmt::Expr(expr, Some(_)) => matches!(
-            expr,
-            Expr::Call(_)
-                | Expr::MethodCall(_)
-                | Expr::Assign(_)
-                | Expr::Binary(_)
-                | Expr::Macro(_)
-        ),
-        _ => false,
-    }
-}
-
-/// Holds a `break`, `continue`, `return` or `?` (one in a nested loop or closure counts too: a
-/// cautious answer).
-fn jumps_away(expr: &ExprIf) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_expr(&mut self, expr: &'ast Expr) {
-            if matches!(
-                expr,
-                Expr::Break(_) | Expr::Continue(_) | Expr::Return(_) | Expr::Try(_)
-            ) {
-                self.0 = true;
-            }
-            visit::visit_expr(self, expr);
-        }
-    }
-    let mut finder = Finder(false);
-    finder.visit_expr_if(expr);
-    finder.0
-}
-
-/// The line where a statement's code begins (after its attributes).
-fn stmt_start(stmt: &Stmt) -> u32 {
-    match stmt {
-        Stmt::Local(local) => start_line(local.let_token.span),
-        Stmt::Macro(m) => start_line(m.mac.path.span()),
-        Stmt::Expr(expr, _) => start_line(expr.span()),
-        Stmt::Item(item) => start_line(item.span()),
-    }
 }
 
 /// The `#[path = "…"]` of a module declaration.
