@@ -1237,6 +1237,28 @@ fn exclude_tests_leaves_test_code_out() {
     );
 }
 
+/// A module file declared under `#[cfg(test)]` is test code throughout, with the modules it
+/// declares: the tests a macro generates there too.
+#[test]
+fn exclude_tests_leaves_test_module_files_out() {
+    let run = coverlay_run("verdicts", &["--exclude-tests"], &[]);
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let excluded = reported(run.json.as_ref().unwrap());
+    let all = reported(cached("verdicts").json.as_ref().unwrap());
+    let generated = fixture("verdicts").join("src/generated.rs");
+    let helpers = fixture("verdicts").join("src/generated/helpers.rs");
+    for file in [&generated, &helpers] {
+        assert!(all.contains_key(file), "{} is reported", file.display());
+        assert!(
+            !excluded.contains_key(file),
+            "{} is left out",
+            file.display()
+        );
+    }
+    let lib = fixture("verdicts").join("src/lib.rs");
+    assert!(excluded[&lib].len() < all[&lib].len());
+}
+
 #[test]
 fn cargo_arguments_pass_through() {
     let run = coverlay_run("twocrates", &["--", "-p", "mathx"], &[]);

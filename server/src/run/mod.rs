@@ -1,6 +1,7 @@
 //! One coverage run of a workspace: build the tests, plan breakpoints from DWARF and source analysis,
 //! run every test executable under the engine (several at once), and merge the hits into `Coverage`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -9,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::{
-    Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineKey, SourceId, Target, TestId,
+    Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineCounts, LineKey, SourceId, Target,
+    TestId,
 };
-use crate::analysis::LineKind;
+use crate::analysis::{CfgSet, JumpCount, LineKind};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
@@ -273,6 +275,7 @@ pub fn run(
     let cargo::Built {
         tests: mut executables,
         bins,
+        cfgs,
     } = match built {
         Err(CargoError::Cancelled) => return Err(RunError::Cancelled),
         other => other?,
@@ -699,6 +702,8 @@ pub fn run(
         });
     }
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
+    let entry_targets: Vec<Vec<Vec<Option<Target>>>> =
+        plans.iter().map(inlined_entry_targets).collect();
     let mut aggregate = Aggregate::default();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
@@ -730,12 +735,16 @@ pub fn run(
             .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits))
             .collect();
         if !shard_run.hits.is_empty() {
-            aggregate.add(ExecutableCounts {
-                targets: &targets[shard.executable],
-                hits: &shard_run.hits,
-                capped: &shard_run.capped,
-                test_hits: &test_hits,
-            });
+            for targets in
+                std::iter::once(&targets[shard.executable]).chain(&entry_targets[shard.executable])
+            {
+                aggregate.add(ExecutableCounts {
+                    targets,
+                    hits: &shard_run.hits,
+                    capped: &shard_run.capped,
+                    test_hits: &test_hits,
+                });
+            }
         }
         // A binary a test ran counts for that test (and for no test when none was running).
         for followed in &shard_run.followed {
@@ -750,12 +759,14 @@ pub fn run(
                     .collect(),
                 None => Vec::new(),
             };
-            aggregate.add(ExecutableCounts {
-                targets: &targets[executable],
-                hits: &followed.hits,
-                capped: &followed.capped,
-                test_hits: &test_hits,
-            });
+            for targets in std::iter::once(&targets[executable]).chain(&entry_targets[executable]) {
+                aggregate.add(ExecutableCounts {
+                    targets,
+                    hits: &followed.hits,
+                    capped: &followed.capped,
+                    test_hits: &test_hits,
+                });
+            }
         }
         for (number, result, duration) in &shard_run.results {
             let info = &mut tests[(base + number) as usize];
@@ -788,7 +799,7 @@ pub fn run(
             })
         });
     }
-    let mut coverage = merge(&sources, &aggregate, &workspace, options);
+    let mut coverage = merge(&sources, &aggregate, &workspace, &cfgs, options);
     for (&(executable, n), &count) in &attempts {
         tests[(first_test[executable] + n) as usize].attempts = count;
     }
@@ -892,6 +903,31 @@ fn targets(plan: &Plan) -> Vec<Option<Target>> {
         .collect()
 }
 
+/// The inlined copies' entries as targets of their functions' `fn` lines (`Plan::inlined_entries`),
+/// in layers that each give a breakpoint at most one target (nested copies may begin at the
+/// same address); the counting model adds each layer like an executable's own targets.
+fn inlined_entry_targets(plan: &Plan) -> Vec<Vec<Option<Target>>> {
+    let mut layers: Vec<Vec<Option<Target>>> = Vec::new();
+    for &(breakpoint, (source, line), instance) in &plan.inlined_entries {
+        let target = Target {
+            line: LineKey {
+                source: SourceId(source as u32),
+                line,
+            },
+            instance: InstanceId(instance),
+        };
+        match layers.iter_mut().find(|layer| layer[breakpoint].is_none()) {
+            Some(layer) => layer[breakpoint] = Some(target),
+            None => {
+                let mut layer = vec![None; plan.addresses.len()];
+                layer[breakpoint] = Some(target);
+                layers.push(layer);
+            }
+        }
+    }
+    layers
+}
+
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
 /// test start); the rest jump to trampolines where the code allows. Unreadable code: all trap.
 /// Cached by the executable's identity and the breakpoints asked for.
@@ -978,56 +1014,97 @@ fn program(executable: &TestExecutable, env: Option<&TestEnv>) -> engine::Progra
 ///
 /// A statement line counts when some executable has code for it. A line with no code counts only
 /// when its whole function has none anywhere (never instantiated or never linked): then the function
-/// shows as uncovered rather than vanishing. Lines that may be compiled out (cfg-gated, macro
-/// bodies) count only with code.
+/// shows as uncovered rather than vanishing. Lines that may be compiled out count only with code:
+/// item-position macro calls, and code under a `#[cfg(…)]` the build's cfg set does not enable
+/// for certain.
 fn merge(
     sources: &Sources,
     aggregate: &Aggregate,
     workspace: &Workspace,
+    cfgs: &cargo::BuildCfgs,
     options: &RunOptions,
 ) -> Coverage {
     let exclude_tests = options.exclude_tests;
+    let test_modules = if exclude_tests {
+        test_module_files(sources)
+    } else {
+        HashSet::new()
+    };
     let mut files: Vec<FileCoverage> = sources
         .files
         .iter()
         .enumerate()
         .filter_map(|(id, file)| {
-            let test_file = workspace.is_test_file(&file.path);
+            let test_file = workspace.is_test_file(&file.path) || test_modules.contains(&file.path);
             if exclude_tests && test_file {
                 return None;
             }
             let keep = |line: u32| !(exclude_tests && file.analysis.is_test_code(line));
+            let cfg = file
+                .analysis
+                .has_gates()
+                .then(|| cfgs.for_file(&file.path))
+                .flatten();
+            let is_coverable =
+                |file: &SourceFile, line: u32| is_coverable(file, line, cfg.as_ref());
             // A hoisted statement shows the count of the next statement of its block.
             // A later line of a statement with code shows the statement's count or its own.
+            // A bare jump shows what the counts around it say (see `JumpCount`).
             let counted_as = |line: u32| {
                 if let Some(&statement) = file.aliases.get(&line) {
-                    return is_coverable(file, statement).then_some(statement);
+                    return is_coverable(file, statement).then_some(Shown::Line(statement));
                 }
                 if file.separate.contains(&line) {
-                    return Some(line);
+                    return Some(Shown::Line(line));
                 }
                 if let Some(first) = file.analysis.opened_statement(line) {
                     if !is_coverable(file, line) {
                         return (is_coverable(file, first)
                             && file.lines_with_code.contains(&first))
-                        .then_some(first);
+                        .then_some(Shown::Line(first));
                     }
                 }
+                let ran_as_code = |line: u32| {
+                    is_coverable(file, line)
+                        && file.lines_with_code.contains(&line)
+                        && !file.hoisted.contains(&line)
+                };
+                // A bare jump has no code: its count follows from the lines around it.
+                match file.analysis.jump_count(line) {
+                    Some(JumpCount::After(statement)) if !is_coverable(file, line) => {
+                        return ran_as_code(statement).then_some(Shown::Line(statement));
+                    }
+                    Some(JumpCount::Difference(all, rest)) if !is_coverable(file, line) => {
+                        return (ran_as_code(all) && ran_as_code(rest) && !options.first_hit)
+                            .then_some(Shown::Difference(all, rest));
+                    }
+                    _ => {}
+                }
                 if !file.hoisted.contains(&line) {
-                    return is_coverable(file, line).then_some(line);
+                    return is_coverable(file, line).then_some(Shown::Line(line));
                 }
                 let next = file.analysis.next_in_block(line)?;
-                (is_coverable(file, next) && file.lines_with_code.contains(&next)).then_some(next)
+                (is_coverable(file, next) && file.lines_with_code.contains(&next))
+                    .then_some(Shown::Line(next))
             };
+            let source = SourceId(id as u32);
+            let counts_of = |line: u32| aggregate.line(LineKey { source, line });
             let lines: Vec<LineCoverage> = (1..=file.analysis.line_count())
                 .filter(|&line| keep(line))
                 .filter_map(|line| Some((line, counted_as(line)?)))
-                .map(|(line, counted)| {
-                    let key = LineKey {
-                        source: SourceId(id as u32),
-                        line: counted,
+                .filter_map(|(line, shown)| {
+                    let counts = match shown {
+                        Shown::Line(counted) => counts_of(counted).map(Cow::Borrowed),
+                        // Counts of the int3 fallback are lower bounds: no difference of them.
+                        Shown::Difference(all, rest) => match (counts_of(all), counts_of(rest)) {
+                            (Some(all), rest) => Some(Cow::Owned(difference(all, rest)?)),
+                            (None, _) => None,
+                        },
                     };
-                    let Some(counts) = aggregate.line(key) else {
+                    Some((line, counts))
+                })
+                .map(|(line, counts)| {
+                    let Some(counts) = counts else {
                         return LineCoverage {
                             line,
                             hits: 0,
@@ -1095,7 +1172,68 @@ fn merge(
     }
 }
 
-fn is_coverable(file: &SourceFile, line: u32) -> bool {
+/// Whose counts a reported line shows.
+enum Shown {
+    Line(u32),
+    /// The first line's less the second's (a bare jump's, see `JumpCount::Difference`).
+    Difference(u32, u32),
+}
+
+/// `all` less `rest`, per test too; `None` when either is a lower bound (counted by int3 up to
+/// the cap), which makes a difference meaningless.
+fn difference(all: &LineCounts, rest: Option<&LineCounts>) -> Option<LineCounts> {
+    if all.capped || rest.is_some_and(|rest| rest.capped) {
+        return None;
+    }
+    let rest_of = |test: &TestId| {
+        rest.and_then(|rest| rest.tests.get(test))
+            .copied()
+            .unwrap_or(0)
+    };
+    Some(LineCounts {
+        hits: all.hits.saturating_sub(rest.map_or(0, |rest| rest.hits)),
+        capped: false,
+        tests: all
+            .tests
+            .iter()
+            .map(|(test, &hits)| (*test, hits.saturating_sub(rest_of(test))))
+            .filter(|&(_, hits)| hits > 0)
+            .collect(),
+    })
+}
+
+/// The files of modules declared under `#[cfg(test)]`, and of the modules they declare: test code
+/// throughout (the tests a macro generates there included).
+fn test_module_files(sources: &Sources) -> HashSet<PathBuf> {
+    let known: HashSet<&Path> = sources.files.iter().map(|f| f.path.as_path()).collect();
+    let declared: HashMap<&Path, Vec<(PathBuf, bool)>> = sources
+        .files
+        .iter()
+        .map(|f| {
+            let mut files = f.analysis.module_files(&f.path);
+            files.retain(|(path, _)| known.contains(path.as_path()));
+            (f.path.as_path(), files)
+        })
+        .collect();
+    let mut tests: HashSet<PathBuf> = declared
+        .values()
+        .flatten()
+        .filter(|(_, test)| *test)
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut pending: Vec<PathBuf> = tests.iter().cloned().collect();
+    while let Some(file) = pending.pop() {
+        for (child, _) in declared.get(file.as_path()).into_iter().flatten() {
+            if tests.insert(child.clone()) {
+                pending.push(child.clone());
+            }
+        }
+    }
+    tests
+}
+
+/// `cfg`: the set the file's package is built with, when it has `#[cfg(…)]`s to decide.
+fn is_coverable(file: &SourceFile, line: u32, cfg: Option<&CfgSet>) -> bool {
     let LineKind::Start { compiled_only } = file.analysis.kind(line) else {
         // A closure body on a later line of its statement: a line when the closure has code.
         return file.analysis.is_closure_body(line) && file.lines_with_code.contains(&line);
@@ -1103,12 +1241,16 @@ fn is_coverable(file: &SourceFile, line: u32) -> bool {
     if file.lines_with_code.contains(&line) {
         return true;
     }
-    if compiled_only {
+    // Code under a cfg the build enables is compiled like any other (a generic no test
+    // instantiates has no machine code either way).
+    let compiled_in =
+        |line: u32| cfg.and_then(|set| file.analysis.compiled_in(line, set)) == Some(true);
+    if compiled_only && !compiled_in(line) {
         return false;
     }
     match file.analysis.function_at(line) {
         Some(function) => {
-            !function.compiled_only
+            (!function.compiled_only || compiled_in(function.line))
                 && file
                     .lines_with_code
                     .range(function.line..=function.end_line)
@@ -1116,5 +1258,53 @@ fn is_coverable(file: &SourceFile, line: u32) -> bool {
                     .is_none()
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlined_entries_sharing_an_address_go_to_separate_layers() {
+        let plan = Plan {
+            addresses: vec![0x10, 0x20, 0x30],
+            targets: vec![Some((0, 5)), None, Some((0, 9))],
+            inlined_entries: vec![(0, (0, 1), 7), (1, (0, 2), 8), (0, (1, 3), 9)],
+            ..Plan::default()
+        };
+        let target = |source, line, instance| {
+            Some(Target {
+                line: LineKey {
+                    source: SourceId(source),
+                    line,
+                },
+                instance: InstanceId(instance),
+            })
+        };
+        assert_eq!(
+            inlined_entry_targets(&plan),
+            [
+                vec![target(0, 1, 7), target(0, 2, 8), None],
+                vec![target(1, 3, 9), None, None]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_difference_is_taken_per_test_and_never_of_lower_bounds() {
+        let counts = |hits, tests: &[(u32, u64)], capped| LineCounts {
+            hits,
+            capped,
+            tests: tests.iter().map(|&(t, n)| (TestId(t), n)).collect(),
+        };
+        let all = counts(5, &[(0, 3), (1, 2)], false);
+        let rest = counts(3, &[(0, 1), (1, 2)], false);
+        assert_eq!(
+            difference(&all, Some(&rest)),
+            Some(counts(2, &[(0, 2)], false))
+        );
+        assert_eq!(difference(&all, None), Some(all.clone()));
+        assert_eq!(difference(&all, Some(&counts(3, &[], true))), None);
     }
 }
