@@ -1425,3 +1425,54 @@ fn a_cancelled_build_is_killed_with_everything_it_started() {
     }
     assert_eq!(processes_under(root), Vec::<String>::new());
 }
+
+#[test]
+fn an_interrupted_run_stops_its_build_and_exits_130() {
+    // Ctrl-C reaches only coverlay (cargo runs in a process group of its own): the run must stop
+    // the build itself. A build script that would take a minute shows whether it did.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("src")).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[package]\nname = \"slowbuild\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("build.rs"),
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(60)); }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("src/lib.rs"), "#[test]\nfn nothing() {}\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coverlay"))
+        .arg("run")
+        .arg(root)
+        .arg("-q")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while processes_under(root).is_empty() && started.elapsed().as_secs() < 50 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        started.elapsed().as_secs() < 50,
+        "the run ended with the build script, not by the kill"
+    );
+    let gone = std::time::Instant::now();
+    while !processes_under(root).is_empty() && gone.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(processes_under(root), Vec::<String>::new());
+}

@@ -160,7 +160,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         exclude_tests: args.exclude_tests,
         jobs: args.jobs.unwrap_or(defaults.jobs),
-        cancel: None,
+        cancel: Some(interrupted()),
         only_tests: None,
         retries: args.retries,
         doctests: !args.no_doctests,
@@ -174,6 +174,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
     drop(progress);
+    if let Err(run::RunError::Cancelled) = report {
+        eprintln!("interrupted: the build and the traced tests were stopped");
+        return Ok(ExitCode::from(130));
+    }
     let report = report?;
 
     print_failures(&report);
@@ -277,6 +281,40 @@ fn write_reports(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Set by SIGINT or SIGTERM: cargo runs in a process group of its own and the traced tests under
+/// the tracer, so Ctrl-C reaches neither; the run stops them itself when this is set.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// A cancel flag for the run that Ctrl-C (or SIGTERM) sets.
+fn interrupted() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        if let Err(error) = unsafe { sigaction(signal, &action) } {
+            tracing::warn!("cannot handle {signal}: {error}");
+        }
+    }
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
+    std::thread::spawn(move || loop {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::Acquire) {
+            flag.store(true, std::sync::atomic::Ordering::Release);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    cancel
 }
 
 /// Colours in the table: on a terminal, unless `NO_COLOR` is set (no-color.org).
