@@ -16,7 +16,9 @@ the same sources (interleaved: both see the same series of edits, each builds in
 its own target directory). The table shows medians per kind of save: tests selected / total,
 save → overlay complete split into build, prepare, tests, report, merge and publish as the server
 logs them, the same for `cargo test --tests`, and the ratio. The crate's files are restored at
-the end. Crates are fetched into bench/work/ by bench/overhead.py's `fetch`.
+the end. Crates are fetched into bench/work/ by bench/overhead.py's `fetch`. Doctests are left
+out on both sides (the server's `doctests` setting off, `coverlay run --no-doctests`), as
+`cargo test --tests` leaves them out.
 """
 import argparse
 import json
@@ -155,9 +157,10 @@ def bench(name, rounds):
     subprocess.run(["cargo", "test", "--tests", "-q", "--no-run"], cwd=path,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # The server's first run against `coverlay run`, both on a warm build and warm caches.
-    subprocess.run([COVERLAY, "run", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cli_run = [COVERLAY, "run", path, "--no-doctests"]
+    subprocess.run(cli_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     start = time.perf_counter()
-    subprocess.run([COVERLAY, "run", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cli_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cli = time.perf_counter() - start
     client = Client(path)
     rows = {}
@@ -165,6 +168,7 @@ def bench(name, rounds):
     try:
         start = time.perf_counter()
         client.request("initialize", {"processId": os.getpid(), "rootUri": uri(path),
+                                      "initializationOptions": {"doctests": False},
                                       "capabilities": {"window": {"workDoneProgress": True}}})
         client.notify("initialized", {})
         version = 1

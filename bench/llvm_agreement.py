@@ -21,7 +21,7 @@ running both tools again.
 LLVM side. The tests are built and run with `RUSTFLAGS="-C instrument-coverage"` and
 `LLVM_PROFILE_FILE=<crate>/target/llvm-cov-target/profraw/%p-%m.profraw` into
 <crate>/target/llvm-cov-target (its own target dir, so the plain and coverlay builds stay
-valid), `cargo test --tests` (no doctests: coverlay does not run them). The raw profiles are merged
+valid), `cargo test --tests` (no doctests: coverlay runs with `--no-doctests` here). The raw profiles are merged
 with `llvm-profdata merge -sparse` and exported with `llvm-cov export -format=text` with every
 test executable as an `-object` (from `cargo test --tests --no-run --message-format=json`:
 artifacts with `profile.test` and an executable).
@@ -42,7 +42,7 @@ is_gap_region]`, only for files under the crate's `src/`:
   lines are left out on both sides; the table gives how many LLVM code lines the rule skipped and
   how many of those coverlay reports.
 
-coverlay side: `coverlay run <crate> --json <file> -q` (builds into <crate>/target/coverlay, test
+coverlay side: `coverlay run <crate> --json <file> -q --no-doctests` (builds into <crate>/target/coverlay, test
 code included by default): `files[].path`, `files[].lines[].line` and `.hits`.
 
 Per crate: reported = the share of LLVM code lines (after the skip rule) that coverlay reports
@@ -205,7 +205,7 @@ def skipped(text):
 
 
 def run_coverlay(path, out, binary):
-    result = sh([binary, "run", path, "--json", out, "-q"], check=False)
+    result = sh([binary, "run", path, "--json", out, "-q", "--no-doctests"], check=False)
     if result.returncode not in (0, 101) or not os.path.exists(out):
         sys.exit(f"coverlay failed on {path}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 

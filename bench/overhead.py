@@ -12,9 +12,12 @@ coverlay warm, coverlay cold, first-hit, plain, ...), medians. Prints a markdown
 - traps and trampolines: from the warm run's JSON report, summed over test executables: traps
   taken, and the share of counted addresses served by counter trampolines instead of int3.
 
-Registry crates are fetched with cargo into bench/work/ (gitignored). Doctests are left out of the
-baseline because coverlay does not run them. ryu is the CPU-heavy suite: its tests spend their
-time in tight arithmetic loops, where every statement runs a trampoline.
+Registry crates are fetched with cargo into bench/work/ (gitignored). The main columns leave
+doctests out on both sides (`cargo test --tests`, `coverlay run --no-doctests`). With `--doctests`,
+two more columns compare whole suites, doctests included: `cargo test` (which compiles and runs
+every doctest) against `coverlay run` (which compiles them and runs each traced). ryu is the
+CPU-heavy suite: its tests spend their time in tight arithmetic loops, where every statement runs a
+trampoline.
 """
 import argparse
 import glob
@@ -102,6 +105,8 @@ def counting_stats(report):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--doctests", action="store_true",
+                        help="also time whole suites with doctests: `cargo test` vs `coverlay run`")
     parser.add_argument("crates", nargs="*")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
@@ -116,32 +121,49 @@ def main():
             path = os.path.join(ROOT, "tests", "fixtures", name)
         report = os.path.join(WORK, f"{name}.json")
         plain = ["cargo", "test", "--tests", "-q"]
-        counting = [COVERLAY, "run", path, "--json", report]
-        first_hit = [COVERLAY, "run", path, "--no-counts"]
+        counting = [COVERLAY, "run", path, "--json", report, "--no-doctests"]
+        first_hit = [COVERLAY, "run", path, "--no-counts", "--no-doctests"]
+        plain_all = ["cargo", "test", "-q"]
+        with_doctests = [COVERLAY, "run", path]
         cache = os.path.join(path, "target", "coverlay", "line-tables")
         sh(plain, cwd=path, check=False)  # warm both builds
         sh(counting, cwd=path, check=False)
         times = {"plain": [], "warm": [], "cold": [], "first": []}
+        if args.doctests:
+            sh(plain_all, cwd=path, check=False)
+            sh(with_doctests, cwd=path, check=False)
+            times.update({"plain_all": [], "with_doctests": []})
         for _ in range(args.runs):
             times["plain"].append(once(plain, path))
             times["warm"].append(once(counting, path))
             shutil.rmtree(cache, ignore_errors=True)
             times["cold"].append(once(counting, path))
             times["first"].append(once(first_hit, path))
+            if args.doctests:
+                times["plain_all"].append(once(plain_all, path))
+                times["with_doctests"].append(once(with_doctests, path))
         med = {k: statistics.median(v) for k, v in times.items()}
         traps, share = counting_stats(report)
         rows.append((name, med, traps, share))
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}s" for k, v in med.items())
               + f", {traps} traps, {share:.1%} trampolines", file=sys.stderr)
 
+    extra_head = " `cargo test` | `coverlay run` with doctests | ratio |" if args.doctests else ""
     print("| crate | `cargo test --tests` | `coverlay run` warm | ratio | cold | ratio "
-          "| `--no-counts` | ratio | traps | trampolines |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| `--no-counts` | ratio | traps | trampolines |" + extra_head)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          + ("---:|---:|---:|" if args.doctests else ""))
     for name, med, traps, share in rows:
         p = med["plain"]
+        extra = ""
+        if args.doctests:
+            a = med["plain_all"]
+            extra = (f" {a:.2f} s | {med['with_doctests']:.2f} s "
+                     f"| {med['with_doctests'] / a:.2f}× |")
         print(f"| {name} | {p:.2f} s | {med['warm']:.2f} s | {med['warm'] / p:.2f}× "
               f"| {med['cold']:.2f} s | {med['cold'] / p:.2f}× "
-              f"| {med['first']:.2f} s | {med['first'] / p:.2f}× | {traps:,} | {share:.1%} |")
+              f"| {med['first']:.2f} s | {med['first'] / p:.2f}× | {traps:,} | {share:.1%} |"
+              + extra)
 
 
 if __name__ == "__main__":

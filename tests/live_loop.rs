@@ -66,6 +66,8 @@ fn script() -> Vec<Edit> {
         ),
         edit("a tests/common helper", COMMON, ".sum()", ".sum::<f64>()", Tests(1)),
         edit("a test's body", LIB, "add_two(40), 42", "add_two(1), 3", Tests(1)),
+        // Only its doctest reaches it: that doctest alone is compiled and run.
+        edit("a body only a doctest runs", LIB, "\"hexagon\" => Some(6)", "\"hexagon\" => Some(3 + 3)", Tests(1)),
         edit("a failing test", LIB, "Square(3.0).area(), 9.0", "Square(3.0).area(), 10.0", Tests(1)),
         // The failed test joins: the two app tests and square_area.
         edit("a binary's body", MAIN, "Square(side).describe()", "Square(side * 1.0).describe()", Tests(3)),
@@ -190,6 +192,7 @@ fn after_every_kind_of_edit_the_overlay_equals_a_full_run() {
             "a generic body",
             "a tests/common helper",
             "a test's body",
+            "a body only a doctest runs",
             "a failing test",
             "the failing test fixed"
         ],

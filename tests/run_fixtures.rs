@@ -4,9 +4,10 @@
 //! Markers: `//~ hit` (coverable, executed), `//~ miss` (coverable, never executed); a line
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
-//! (`tests=a::b:3`). `branches T/N`: T of the N sides (two per branch) of the line's branches ran;
-//! in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
-//! each branch's true and false counts, in order, all oriented (which side is true is known).
+//! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(doctest)`).
+//! `branches T/N`: T of the N sides (two per branch) of the line's branches ran; in a fixture
+//! that has such markers, a line without one must have no branch. `sides=3:1,0:2`: each branch's
+//! true and false counts, in order, all oriented (which side is true is known).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -243,6 +244,7 @@ fn assert_markers(name: &str, json: &Value) {
                         .get(&(file.clone(), line))
                         .cloned()
                         .unwrap_or_default();
+                    let list = list.replace('+', " ");
                     let mut want: Vec<(&str, Option<u64>)> = list
                         .split(',')
                         .map(|t| match t.rsplit_once(':') {
@@ -443,6 +445,124 @@ fn counts_and_covering_tests_match_their_markers() {
     let run = cached("counts");
     assert!(run.output.status.success(), "{}", text(&run.output));
     assert_markers("counts", run.json.as_ref().unwrap());
+}
+
+#[test]
+fn doctests_are_measured_one_executable_per_doctest() {
+    let run = cached("doctests");
+    assert_eq!(run.output.status.code(), Some(101), "{}", text(&run.output));
+    let json = run.json.as_ref().unwrap();
+    assert_markers("doctests", json);
+    let outcomes = outcomes(json);
+    let lib = fixture("doctests").join("src/lib.rs");
+    let expected = [
+        ("doctests::doc::src/lib.rs (doctest)", "passed", 3),
+        ("doctests::doc::area (doctest)", "passed", 11),
+        ("doctests::doc::checked_side (doctest)", "passed", 23),
+        ("doctests::doc::never_run (doctest)", "passed", 35),
+        ("doctests::doc::never_run (doctest 2)", "ignored", 39),
+        ("doctests::doc::never_run (doctest 3)", "passed", 43),
+        ("doctests::doc::half (doctest)", "failed", 52),
+        ("doctests::doc::unreached (doctest)", "failed", 61),
+    ];
+    for (id, outcome, line) in expected {
+        assert_eq!(
+            outcomes.get(id),
+            Some(&(outcome.to_owned(), Some((lib.clone(), line)))),
+            "{id} in {outcomes:#?}"
+        );
+    }
+    for id in [
+        "doctests::doc::square::Square::new (doctest)",
+        "doctests::doc::square::describe (doctest)",
+        "doctests::doc::square::outline (doctest)",
+        "doctests::tests::unit",
+    ] {
+        assert_eq!(outcomes[id].0, "passed", "{id}");
+    }
+    assert_eq!(outcomes.len(), 12, "{outcomes:#?}");
+    // A failing doctest's panic and a doctest that does not compile, as `cargo test` shows them.
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    assert!(stdout.contains("half of three"), "{stdout}");
+    assert!(
+        stdout.contains("cannot find function `no_such_function`"),
+        "{stdout}"
+    );
+    // Before edition 2024: one executable per doctest that runs.
+    assert_eq!(doctest_executables(json), 7, "{}", json["executables"]);
+
+    let without = coverlay_run("doctests", &["--no-doctests"], &[]);
+    assert!(without.output.status.success(), "{}", text(&without.output));
+    let json = without.json.as_ref().unwrap();
+    assert_eq!(
+        outcomes_of(json).keys().collect::<Vec<_>>(),
+        ["doctests::tests::unit"]
+    );
+    let square = fixture("doctests").join("src/square.rs");
+    assert_eq!(
+        reported(json)
+            .get(&square)
+            .map(|lines| lines.values().sum::<u64>()),
+        Some(0),
+        "without doctests nothing runs square.rs"
+    );
+}
+
+#[test]
+fn merged_doctests_run_one_by_one_each_with_its_own_counts() {
+    let run = cached("doctests2024");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let json = run.json.as_ref().unwrap();
+    assert_markers("doctests2024", json);
+    let outcomes = outcomes(json);
+    for name in ["zed (doctest)", "abc (doctest)", "m::aaa (doctest)"] {
+        let id = format!("doctests2024::doc::{name}");
+        assert_eq!(outcomes[&id].0, "passed", "{id}");
+    }
+    assert_eq!(outcomes.len(), 3, "{outcomes:#?}");
+    assert_eq!(
+        doctest_executables(json),
+        1,
+        "edition 2024 merges them: {}",
+        json["executables"]
+    );
+}
+
+/// The doctest executables a JSON report lists (each its own entry).
+fn doctest_executables(json: &Value) -> usize {
+    json["executables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "doctest" && e["path"].as_str().unwrap().contains("kept"))
+        .count()
+}
+
+type Outcomes = BTreeMap<String, (String, Option<(PathBuf, u32)>)>;
+
+/// Test id → (outcome, location) of a JSON report.
+fn outcomes_of(json: &Value) -> Outcomes {
+    json["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let location = t["location"].as_array().map(|l| {
+                (
+                    PathBuf::from(l[0].as_str().unwrap()),
+                    l[1].as_u64().unwrap() as u32,
+                )
+            });
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                (t["outcome"].as_str().unwrap().to_owned(), location),
+            )
+        })
+        .collect()
+}
+
+fn outcomes(json: &Value) -> Outcomes {
+    outcomes_of(json)
 }
 
 #[test]
@@ -1237,6 +1357,28 @@ fn exclude_tests_leaves_test_code_out() {
     );
 }
 
+/// A module file declared under `#[cfg(test)]` is test code throughout, with the modules it
+/// declares: the tests a macro generates there too.
+#[test]
+fn exclude_tests_leaves_test_module_files_out() {
+    let run = coverlay_run("verdicts", &["--exclude-tests"], &[]);
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let excluded = reported(run.json.as_ref().unwrap());
+    let all = reported(cached("verdicts").json.as_ref().unwrap());
+    let generated = fixture("verdicts").join("src/generated.rs");
+    let helpers = fixture("verdicts").join("src/generated/helpers.rs");
+    for file in [&generated, &helpers] {
+        assert!(all.contains_key(file), "{} is reported", file.display());
+        assert!(
+            !excluded.contains_key(file),
+            "{} is left out",
+            file.display()
+        );
+    }
+    let lib = fixture("verdicts").join("src/lib.rs");
+    assert!(excluded[&lib].len() < all[&lib].len());
+}
+
 #[test]
 fn cargo_arguments_pass_through() {
     let run = coverlay_run("twocrates", &["--", "-p", "mathx"], &[]);
@@ -1397,6 +1539,57 @@ fn a_cancelled_build_is_killed_with_everything_it_started() {
         "the run ended with the build script, not by the kill"
     );
     // SIGKILL is delivered at once, but a process takes a moment to go.
+    let gone = std::time::Instant::now();
+    while !processes_under(root).is_empty() && gone.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(processes_under(root), Vec::<String>::new());
+}
+
+#[test]
+fn an_interrupted_run_stops_its_build_and_exits_130() {
+    // Ctrl-C reaches only coverlay (cargo runs in a process group of its own): the run must stop
+    // the build itself. A build script that would take a minute shows whether it did.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("src")).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[package]\nname = \"slowbuild\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("build.rs"),
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(60)); }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("src/lib.rs"), "#[test]\nfn nothing() {}\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coverlay"))
+        .arg("run")
+        .arg(root)
+        .arg("-q")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while processes_under(root).is_empty() && started.elapsed().as_secs() < 50 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        started.elapsed().as_secs() < 50,
+        "the run ended with the build script, not by the kill"
+    );
     let gone = std::time::Instant::now();
     while !processes_under(root).is_empty() && gone.elapsed().as_secs() < 5 {
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -64,8 +64,9 @@ pub fn file_identity(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
     ))
 }
 
-/// Bumped whenever `LineTable` or the reading rules change, so that old entries are not trusted.
-const FORMAT: u32 = 1;
+/// Bumped whenever `LineTable` or the reading rules change, so that old entries are not trusted
+/// (2: inlined copies).
+const FORMAT: u32 = 2;
 
 pub struct LineCache {
     dir: PathBuf,

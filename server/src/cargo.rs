@@ -11,11 +11,14 @@ use std::time::Duration;
 use cargo_metadata::{Message, MetadataCommand, TargetKind};
 
 /// Flags every coverlay build adds: full line tables, functions nobody calls kept in the binary
-/// (so they show as uncovered rather than absent), and `cfg(coverlay)` so that tests which cannot run
-/// under a tracer can skip themselves.
+/// (so they show as uncovered rather than absent), the code of every macro expansion placed on the
+/// line of the macro call (by default a crate's own `macro_rules!` expansions are placed on the
+/// lines of the macro's body, where the rows of all its calls mix), and `cfg(coverlay)` so that
+/// tests which cannot run under a tracer can skip themselves.
 pub const COVERLAY_RUSTFLAGS: &[&str] = &[
     "-Cdebuginfo=2",
     "-Clink-dead-code",
+    "-Ccollapse-macro-debuginfo=yes",
     "-Cstrip=none",
     "--cfg=coverlay",
     "--check-cfg=cfg(coverlay)",
@@ -41,6 +44,8 @@ pub struct Package {
     pub dependencies: Vec<String>,
     /// Its library is a procedural macro: its code runs in the compiler, never in a test.
     pub proc_macro: bool,
+    /// It has a library whose doctests `cargo test` runs.
+    pub doctested: bool,
 }
 
 impl Workspace {
@@ -127,6 +132,10 @@ pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
                 .filter(|d| names.contains(d))
                 .collect(),
             proc_macro: p.targets.iter().any(|t| t.is_proc_macro()),
+            doctested: p
+                .targets
+                .iter()
+                .any(|t| t.doctest && (t.is_lib() || t.is_proc_macro())),
         })
         .collect();
     Ok(Workspace {
@@ -174,6 +183,8 @@ pub fn build_tests(
     let mut executables = Vec::new();
     let mut bins = Vec::new();
     let mut errors = Vec::new();
+    let mut cfgs = BuildCfgs::new(&workspace.root);
+    let mut script_cfgs: Vec<(cargo_metadata::PackageId, Vec<String>)> = Vec::new();
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     std::thread::scope(|scope| -> Result<(), CargoError> {
         if let Some(cancel) = cancel {
@@ -194,6 +205,18 @@ pub fn build_tests(
                     on_event(BuildEvent::Compiled {
                         crate_name: &artifact.target.name,
                     });
+                    let manifest_dir = artifact
+                        .manifest_path
+                        .parent()
+                        .map(|d| d.as_std_path().to_path_buf())
+                        .unwrap_or_default();
+                    if workspace
+                        .packages
+                        .iter()
+                        .any(|p| p.manifest_dir == manifest_dir)
+                    {
+                        cfgs.package(&artifact, manifest_dir.clone());
+                    }
                     let Some(exe) = artifact.executable else {
                         continue;
                     };
@@ -203,11 +226,6 @@ pub fn build_tests(
                     if !artifact.profile.test && !is_bin {
                         continue;
                     }
-                    let manifest_dir = artifact
-                        .manifest_path
-                        .parent()
-                        .map(|d| d.as_std_path().to_path_buf())
-                        .unwrap_or_default();
                     let package = workspace
                         .packages
                         .iter()
@@ -219,6 +237,7 @@ pub fn build_tests(
                             manifest_dir,
                             dependencies: Vec::new(),
                             proc_macro: false,
+                            doctested: false,
                         });
                     let executable = TestExecutable {
                         path: exe.into_std_path_buf(),
@@ -231,6 +250,9 @@ pub fn build_tests(
                     } else {
                         bins.push(executable);
                     }
+                }
+                Message::BuildScriptExecuted(script) if !script.cfgs.is_empty() => {
+                    script_cfgs.push((script.package_id, script.cfgs));
                 }
                 Message::CompilerMessage(msg)
                     if msg.message.level == cargo_metadata::diagnostic::DiagnosticLevel::Error =>
@@ -261,10 +283,60 @@ pub fn build_tests(
     };
     executables.sort_by(order);
     bins.sort_by(order);
+    for (package, script) in script_cfgs {
+        cfgs.build_script(&package, script);
+    }
     Ok(Built {
         tests: executables,
         bins,
+        cfgs,
     })
+}
+
+/// Runs a cargo `command` to its end and returns its output, unless `cancel` is set first: then
+/// cargo, in a process group of its own, is killed with everything it started.
+pub fn output_unless_cancelled(
+    mut command: Command,
+    cancel: Option<&AtomicBool>,
+) -> std::io::Result<Option<std::process::Output>> {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command.spawn()?;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(CANCEL_POLL);
+    };
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    Ok(status.map(|status| std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }))
 }
 
 /// What `cargo test --no-run` built.
@@ -273,6 +345,114 @@ pub struct Built {
     pub tests: Vec<TestExecutable>,
     /// Binary targets built for the integration tests to run (`CARGO_BIN_EXE_<name>`).
     pub bins: Vec<TestExecutable>,
+    pub cfgs: BuildCfgs,
+}
+
+/// What decides the `#[cfg(…)]` predicates of the workspace's code in this build: each package's
+/// features and build-script cfgs, as cargo reported them, and the target's cfgs, which rustc
+/// prints for the build's flags (asked once, and only when a predicate needs deciding).
+#[derive(Debug)]
+pub struct BuildCfgs {
+    root: PathBuf,
+    packages: Vec<PackageCfg>,
+    target: std::sync::OnceLock<Option<Vec<String>>>,
+}
+
+#[derive(Debug)]
+struct PackageCfg {
+    manifest_dir: PathBuf,
+    id: cargo_metadata::PackageId,
+    features: Vec<String>,
+    debug_assertions: bool,
+    script: Vec<String>,
+}
+
+impl BuildCfgs {
+    fn new(root: &Path) -> Self {
+        BuildCfgs {
+            root: root.to_path_buf(),
+            packages: Vec::new(),
+            target: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn package(&mut self, artifact: &cargo_metadata::Artifact, manifest_dir: PathBuf) {
+        if self.packages.iter().any(|p| p.manifest_dir == manifest_dir) {
+            return;
+        }
+        self.packages.push(PackageCfg {
+            manifest_dir,
+            id: artifact.package_id.clone(),
+            features: artifact.features.clone(),
+            debug_assertions: artifact.profile.debug_assertions,
+            script: Vec::new(),
+        });
+    }
+
+    fn build_script(&mut self, package: &cargo_metadata::PackageId, cfgs: Vec<String>) {
+        if let Some(package) = self.packages.iter_mut().find(|p| &p.id == package) {
+            package.script = cfgs;
+        }
+    }
+
+    /// The cfg set the package holding `path` is compiled with; `None` when the file is no
+    /// package's that was built, or rustc cannot say what the target's cfgs are.
+    pub fn for_file(&self, path: &Path) -> Option<crate::analysis::CfgSet> {
+        let package = self
+            .packages
+            .iter()
+            .filter(|p| path.starts_with(&p.manifest_dir))
+            .max_by_key(|p| p.manifest_dir.as_os_str().len())?;
+        let target = self
+            .target
+            .get_or_init(|| target_cfgs(&self.root))
+            .as_ref()?;
+        let mut set = crate::analysis::CfgSet::default();
+        for line in target.iter().chain(&package.script) {
+            set.add(line);
+        }
+        if !package.debug_assertions {
+            set.remove_name("debug_assertions");
+        }
+        for feature in &package.features {
+            set.add_feature(feature);
+        }
+        Some(set)
+    }
+}
+
+/// `rustc --print cfg` with the flags coverlay builds with (the user's `--cfg`s included).
+fn target_cfgs(root: &Path) -> Option<Vec<String>> {
+    let (flags, _) = rustflags();
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc)
+        .current_dir(root)
+        .args(["--print", "cfg"])
+        .args(&flags)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match output {
+        Ok(output) if output.status.success() => Some(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        ),
+        Ok(output) => {
+            tracing::warn!(
+                "rustc --print cfg failed ({}); cfg-gated code without machine code is left out",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(
+                "cannot run rustc --print cfg ({error}); cfg-gated code without machine code is left out"
+            );
+            None
+        }
+    }
 }
 
 /// `cargo SUBCOMMAND…` as coverlay runs it: in the workspace, with coverlay's target directory
@@ -289,22 +469,49 @@ pub fn command(workspace: &Workspace, subcommand: &[&str]) -> Command {
     command
 }
 
-/// Adds coverlay's flags to the user's own: `CARGO_ENCODED_RUSTFLAGS` wins over `RUSTFLAGS` in
-/// cargo, so extend whichever the user set. Flags from `.cargo/config` `build.rustflags` are
-/// replaced, as with any `RUSTFLAGS`.
+/// Adds coverlay's flags to the user's own (see `rustflags`).
 fn set_rustflags(command: &mut Command) {
-    if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
-        let mut flags: Vec<&str> = encoded.split('\x1f').filter(|f| !f.is_empty()).collect();
-        flags.extend(COVERLAY_RUSTFLAGS);
-        command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
-    } else {
-        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
-        for flag in COVERLAY_RUSTFLAGS {
-            flags.push(' ');
-            flags.push_str(flag);
-        }
-        command.env("RUSTFLAGS", flags.trim_start());
-    }
+    match flags_for("RUSTFLAGS") {
+        (flags, true) => command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f")),
+        (flags, false) => command.env("RUSTFLAGS", flags.join(" ")),
+    };
+}
+
+/// The same flags for rustdoc, which compiles the doctests (`RUSTDOCFLAGS`).
+pub fn set_rustdocflags(command: &mut Command) {
+    match flags_for("RUSTDOCFLAGS") {
+        (flags, true) => command.env("CARGO_ENCODED_RUSTDOCFLAGS", flags.join("\x1f")),
+        (flags, false) => command.env("RUSTDOCFLAGS", flags.join(" ")),
+    };
+}
+
+/// The user's flags with coverlay's added, and whether the user's came encoded:
+/// `CARGO_ENCODED_RUSTFLAGS` wins over `RUSTFLAGS` in cargo, so extend whichever the user set.
+/// Flags from `.cargo/config` `build.rustflags` are replaced, as with any `RUSTFLAGS`.
+fn rustflags() -> (Vec<String>, bool) {
+    flags_for("RUSTFLAGS")
+}
+
+/// [`rustflags`] for `RUSTFLAGS` or `RUSTDOCFLAGS` (and their `CARGO_ENCODED_` forms).
+fn flags_for(variable: &str) -> (Vec<String>, bool) {
+    let (user, encoded): (Vec<String>, bool) =
+        match std::env::var(format!("CARGO_ENCODED_{variable}")) {
+            Ok(encoded) => (encoded.split('\x1f').map(str::to_owned).collect(), true),
+            Err(_) => (
+                std::env::var(variable)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+                false,
+            ),
+        };
+    let flags = user
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .chain(COVERLAY_RUSTFLAGS.iter().map(|f| (*f).to_owned()))
+        .collect();
+    (flags, encoded)
 }
 
 fn target_kind(kinds: &[TargetKind]) -> String {

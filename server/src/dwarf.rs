@@ -31,6 +31,11 @@ pub struct LineTable {
     /// Concrete (non-inlined) functions whose declaration file passed `keep_file`.
     /// Sorted by address, deduplicated.
     pub functions: Vec<FunctionEntry>,
+    /// Copies of kept functions that the compiler inlined into others (`DW_TAG_inlined_subroutine`).
+    pub inlined: Vec<InlinedCopy>,
+    /// Disjoint, sorted `[start, end)` address ranges, each with the innermost inlined copy (index
+    /// into `inlined`) whose code it is.
+    inlined_ranges: Vec<(u64, u64, u32)>,
     /// Lowest p_vaddr among PT_LOAD segments, page aligned down (0 for a usual PIE).
     /// Run-time bias = start of the executable's mapping at file offset 0 minus this.
     pub load_base: u64,
@@ -57,6 +62,30 @@ pub struct FunctionEntry {
     pub line: u32,
     /// DW_AT_low_pc, a link-time virtual address.
     pub address: u64,
+}
+
+/// One place where a kept function's body was inlined into a caller: its code there runs without
+/// its own prologue, so its `fn` line has no row in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlinedCopy {
+    /// The inlined function's declaration: index into [`LineTable::files`].
+    pub file: u32,
+    /// Its DW_AT_decl_line: the line of its `fn`.
+    pub line: u32,
+    /// Where the copy's code begins: DW_AT_entry_pc, else its lowest address.
+    pub entry: u64,
+}
+
+impl LineTable {
+    /// The innermost inlined copy of a kept function (index into `inlined`) that holds `address`.
+    pub fn inlined_copy_at(&self, address: u64) -> Option<usize> {
+        let i = self
+            .inlined_ranges
+            .partition_point(|&(start, _, _)| start <= address)
+            .checked_sub(1)?;
+        let (_, end, copy) = self.inlined_ranges[i];
+        (address < end).then_some(copy as usize)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +169,7 @@ pub fn read_line_table(
         files: Vec::new(),
         rows: Vec::new(),
         functions: Vec::new(),
+        inlined: Vec::new(),
     };
     let mut headers = dwarf.units();
     loop {
@@ -165,6 +195,20 @@ pub fn read_line_table(
 
     let load_base = file.segments().map(|s| s.address()).min().unwrap_or(0) & !(PAGE_SIZE - 1);
     Ok(collector.finish(load_base, file.kind() == ObjectKind::Dynamic))
+}
+
+/// A unit of the crate rustdoc generates around a doctest's code. Its rows name the documented
+/// source file but number the lines of the doctest's code block (with rustdoc's wrapper): none of
+/// them is a line of the file's own code.
+/// Its name is `<file>/@/<crate>.<hash>-cgu.<n>`.
+fn is_doctest_crate(unit_name: &[u8]) -> bool {
+    let Some(at) = unit_name.windows(3).rposition(|w| w == b"/@/") else {
+        return false;
+    };
+    let cgu = &unit_name[at + 3..];
+    ["rust_out.", "doctest_bundle_2024.", "doctest_runner_2024."]
+        .iter()
+        .any(|crate_name| cgu.starts_with(crate_name.as_bytes()))
 }
 
 /// Address ranges of executable sections, sorted and merged, as half-open intervals.
@@ -202,6 +246,7 @@ struct Collector<'k> {
     files: Vec<PathBuf>,
     rows: Vec<LineAddr>,
     functions: Vec<FunctionEntry>,
+    inlined: Vec<CopyRanges>,
 }
 
 impl Collector<'_> {
@@ -209,6 +254,9 @@ impl Collector<'_> {
         let Some(program) = unit.line_program.clone() else {
             return Ok(());
         };
+        if unit.name.is_some_and(|name| is_doctest_crate(&name)) {
+            return Ok(());
+        }
         let file_ids = self.resolve_files(dwarf, unit, program.header());
         // decl_file indexes the same file table, so a unit without kept files (all of std,
         // every dependency) has neither rows nor functions for us: skip its DIE walk too.
@@ -316,6 +364,8 @@ impl Collector<'_> {
         // rustc may place the concrete DIE elsewhere and point back at one of these.
         let mut decl_ns: HashMap<UnitOffset, usize> = HashMap::new();
         let mut concrete = Vec::new();
+        // (abstract origin, DIE depth, entry, ranges) of every inlined subroutine.
+        let mut inlined = Vec::new();
 
         let mut cursor = unit.entries();
         while let Some(entry) = cursor.next_dfs()? {
@@ -355,26 +405,58 @@ impl Collector<'_> {
                         decl_ns.insert(entry.offset(), ns);
                     }
                 }
+            } else if entry.tag() == gimli::DW_TAG_inlined_subroutine {
+                let Some(origin) = DieInfo::read(dwarf, unit, entry).origin else {
+                    continue;
+                };
+                let mut ranges = Vec::new();
+                let mut iter = dwarf.die_ranges(unit, entry)?;
+                while let Some(range) = iter.next()? {
+                    if range.begin < range.end && self.exec.contains(range.begin) {
+                        ranges.push((range.begin, range.end));
+                    }
+                }
+                let entry_pc = match entry.attr_value(gimli::DW_AT_entry_pc) {
+                    Some(value) => dwarf.attr_address(unit, value)?,
+                    None => None,
+                };
+                let first = ranges.iter().map(|&(begin, _)| begin).min();
+                if let Some(start) = entry_pc.filter(|&a| self.exec.contains(a)).or(first) {
+                    inlined.push((origin, depth, start, ranges));
+                }
             }
         }
 
-        for (mut info, ns, address) in concrete {
-            let mut declared_ns = None;
-            let mut origin = info.origin;
-            for _ in 0..MAX_ORIGIN_HOPS {
-                let Some(offset) = origin else { break };
-                if declared_ns.is_none() {
-                    declared_ns = decl_ns.get(&offset).copied().filter(|&id| id != 0);
-                }
-                let Ok(target) = unit.entry(offset) else {
-                    break;
+        // Most inlined copies are std's; their origins are resolved once each and dropped.
+        let mut declared: HashMap<UnitOffset, Option<(u32, u32)>> = HashMap::new();
+        for (origin, depth, start, ranges) in inlined {
+            let declaration = *declared.entry(origin).or_insert_with(|| {
+                let info = DieInfo::resolve(dwarf, unit, DieInfo::empty(Some(origin)));
+                let file = info
+                    .file
+                    .and_then(|f| usize::try_from(f).ok())
+                    .and_then(|f| file_ids.get(f).copied().flatten())?;
+                Some((file, u32::try_from(info.line?).ok()?))
+            });
+            if let Some((file, line)) = declaration {
+                let copy = InlinedCopy {
+                    file,
+                    line,
+                    entry: start,
                 };
-                let target = DieInfo::read(dwarf, unit, &target);
-                info.name = info.name.or(target.name);
-                info.file = info.file.or(target.file);
-                info.line = info.line.or(target.line);
-                origin = target.origin;
+                self.inlined.push((copy, depth, ranges));
             }
+        }
+
+        for (info, ns, address) in concrete {
+            let declared_ns = std::iter::successors(info.origin, |&offset| {
+                unit.entry(offset)
+                    .ok()
+                    .and_then(|target| DieInfo::read(dwarf, unit, &target).origin)
+            })
+            .take(MAX_ORIGIN_HOPS)
+            .find_map(|offset| decl_ns.get(&offset).copied().filter(|&id| id != 0));
+            let info = DieInfo::resolve(dwarf, unit, info);
             let file = info
                 .file
                 .and_then(|f| usize::try_from(f).ok())
@@ -405,6 +487,7 @@ impl Collector<'_> {
             files,
             mut rows,
             mut functions,
+            inlined,
             ..
         } = self;
         // Ids were handed out in discovery order; sorting makes the table independent of unit order.
@@ -430,18 +513,22 @@ impl Collector<'_> {
             (a.address, &a.path, a.file, a.line).cmp(&(b.address, &b.path, b.file, b.line))
         });
         functions.dedup();
+        let (inlined, inlined_ranges) = innermost_copies(inlined, &remap);
 
         tracing::debug!(
             exe = %exe.display(),
             files = files.len(),
             rows = rows.len(),
             functions = functions.len(),
+            inlined = inlined.len(),
             "read DWARF line table"
         );
         LineTable {
             files,
             rows,
             functions,
+            inlined,
+            inlined_ranges,
             load_base,
             position_independent,
         }
@@ -457,6 +544,32 @@ struct DieInfo<'a> {
 }
 
 impl<'a> DieInfo<'a> {
+    fn empty(origin: Option<UnitOffset>) -> Self {
+        DieInfo {
+            name: None,
+            file: None,
+            line: None,
+            origin,
+        }
+    }
+
+    /// Fills what `self` lacks from the DIEs it refers to (specification, abstract origin).
+    fn resolve(dwarf: &Dwarf<'a>, unit: &Unit<'a>, mut info: Self) -> Self {
+        let mut origin = info.origin;
+        for _ in 0..MAX_ORIGIN_HOPS {
+            let Some(offset) = origin else { break };
+            let Ok(target) = unit.entry(offset) else {
+                break;
+            };
+            let target = DieInfo::read(dwarf, unit, &target);
+            info.name = info.name.or(target.name);
+            info.file = info.file.or(target.file);
+            info.line = info.line.or(target.line);
+            origin = target.origin;
+        }
+        info
+    }
+
     fn read(
         dwarf: &Dwarf<'a>,
         unit: &Unit<'a>,
@@ -486,6 +599,62 @@ impl<'a> DieInfo<'a> {
             origin,
         }
     }
+}
+
+/// An inlined copy with its DIE depth (deeper = nested inside the shallower ones) and ranges.
+type CopyRanges = (InlinedCopy, isize, Vec<(u64, u64)>);
+
+/// Sorts the inlined copies and splits their ranges into disjoint pieces, each owned by the
+/// innermost copy (the deepest DIE) that covers it: inlined ranges nest like the DIEs do.
+fn innermost_copies(
+    copies: Vec<CopyRanges>,
+    remap: &[u32],
+) -> (Vec<InlinedCopy>, Vec<(u64, u64, u32)>) {
+    let mut copies: Vec<CopyRanges> = copies
+        .into_iter()
+        .map(|(mut copy, depth, mut ranges)| {
+            copy.file = remap[copy.file as usize];
+            ranges.sort_unstable();
+            (copy, depth, ranges)
+        })
+        .collect();
+    copies.sort_unstable_by(|a, b| {
+        (&a.2, a.1, &a.0.file, a.0.line, a.0.entry)
+            .cmp(&(&b.2, b.1, &b.0.file, b.0.line, b.0.entry))
+    });
+    let mut bounds: Vec<u64> = copies
+        .iter()
+        .flat_map(|(_, _, ranges)| ranges.iter().flat_map(|&(start, end)| [start, end]))
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    // Owner of each elementary piece `bounds[i]..bounds[i + 1]`: the deepest copy covering it.
+    let mut owner: Vec<Option<(isize, u32)>> = vec![None; bounds.len()];
+    for (index, (_, depth, ranges)) in copies.iter().enumerate() {
+        for &(start, end) in ranges {
+            let first = bounds.partition_point(|&b| b < start);
+            let last = bounds.partition_point(|&b| b < end);
+            for slot in &mut owner[first..last] {
+                if slot.is_none_or(|(d, _)| d < *depth) {
+                    *slot = Some((*depth, index as u32));
+                }
+            }
+        }
+    }
+    let mut pieces: Vec<(u64, u64, u32)> = Vec::new();
+    for (i, slot) in owner.iter().enumerate() {
+        let (Some((_, copy)), Some(&end)) = (slot, bounds.get(i + 1)) else {
+            continue;
+        };
+        match pieces.last_mut() {
+            Some(last) if last.1 == bounds[i] && last.2 == *copy => last.1 = end,
+            _ => pieces.push((bounds[i], end, *copy)),
+        }
+    }
+    (
+        copies.into_iter().map(|(copy, _, _)| copy).collect(),
+        pieces,
+    )
 }
 
 fn os_str<'a>(bytes: Reader<'a>) -> &'a OsStr {
@@ -520,6 +689,19 @@ mod tests {
     use std::process::Command;
     use std::sync::OnceLock;
     use std::time::Instant;
+
+    #[test]
+    fn the_units_of_rustdocs_generated_crates_are_told_apart() {
+        assert!(is_doctest_crate(
+            b"src/lib.rs/@/rust_out.9c63b68f62c51ce9-cgu.0"
+        ));
+        assert!(is_doctest_crate(
+            b"src/lib.rs/@/doctest_bundle_2024.4e30281dd23088d2-cgu.0"
+        ));
+        assert!(!is_doctest_crate(b"src/lib.rs/@/3cxus9j76olb7mp0qqf8hmg35"));
+        assert!(!is_doctest_crate(b"src/lib.rs/@/ledger.1f2e-cgu.0"));
+        assert!(!is_doctest_crate(b"src/rust_out.rs"));
+    }
 
     /// Line numbers below are asserted by the tests; keep them in sync.
     const PROG: &str = "\
@@ -713,6 +895,64 @@ fn main() {
                 assert!(c.text.contains(&f.address), "{name}: {f:?}");
             }
         }
+    }
+
+    #[test]
+    fn inlined_copies_know_their_function_and_hold_its_inlined_rows() {
+        for (name, c) in both() {
+            let table = &c.table;
+            let copies: Vec<usize> = (0..table.inlined.len())
+                .filter(|&i| (table.inlined[i].file, table.inlined[i].line) == (0, 15))
+                .collect();
+            assert_eq!(copies.len(), 2, "{name}: `always` is inlined twice");
+            let out_of_line = table
+                .functions
+                .iter()
+                .find(|f| f.path == "prog::always")
+                .expect("out-of-line copy (link-dead-code)")
+                .address;
+            let mut holders: Vec<usize> = addresses(table, ALWAYS_BODY)
+                .into_iter()
+                .filter_map(|a| table.inlined_copy_at(a))
+                .collect();
+            holders.sort();
+            holders.dedup();
+            assert_eq!(holders, copies, "{name}");
+            for &copy in &copies {
+                let entry = table.inlined[copy].entry;
+                assert_eq!(table.inlined_copy_at(entry), Some(copy), "{name}");
+                assert!(addresses(table, ALWAYS_BODY).contains(&entry), "{name}");
+            }
+            assert_eq!(table.inlined_copy_at(out_of_line), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn nested_inlined_ranges_belong_to_the_innermost_copy() {
+        let copy = |line| InlinedCopy {
+            file: 0,
+            line,
+            entry: 0,
+        };
+        let (copies, pieces) = innermost_copies(
+            vec![
+                (copy(30), 3, vec![(0x20, 0x30)]),
+                (copy(10), 2, vec![(0x60, 0x70), (0x10, 0x40)]),
+                (copy(20), 2, vec![(0x50, 0x58)]),
+            ],
+            &[0],
+        );
+        assert_eq!(copies, [copy(10), copy(30), copy(20)]);
+        assert_eq!(
+            pieces,
+            [
+                (0x10, 0x20, 0),
+                (0x20, 0x30, 1),
+                (0x30, 0x40, 0),
+                (0x50, 0x58, 2),
+                (0x60, 0x70, 0)
+            ]
+        );
     }
 
     #[test]

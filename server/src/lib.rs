@@ -9,6 +9,7 @@ pub mod cli;
 pub mod combine;
 pub mod coverage;
 pub mod depinfo;
+pub mod doctests;
 pub mod dwarf;
 pub mod engine;
 pub mod libtest;

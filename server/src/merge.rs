@@ -20,7 +20,7 @@ use crate::coverage::{
 ///
 /// With `narrowed` (the run built only some executables), the executables it left out keep what
 /// they had: their tests, and the lines only they hold (outside the changed bodies, whose lines
-/// the new build decides).
+/// the new build decides). Likewise a run that built no doctests keeps the earlier doctests.
 pub fn merge(
     old: &Coverage,
     partial: Coverage,
@@ -47,6 +47,15 @@ pub fn merge(
                 });
             }
             _ => tests.push(test),
+        }
+    }
+    // A run that built no doctests (none was selected) knows nothing of them: they stay.
+    if !tests.iter().any(|t| crate::doctests::is_doctest(&t.id)) {
+        for (o, test) in old.tests.iter().enumerate() {
+            if crate::doctests::is_doctest(&test.id) {
+                kept_old[o] = Some(tests.len() as u32);
+                tests.push(test.clone());
+            }
         }
     }
     if let Some(narrowed) = narrowed {
@@ -441,6 +450,46 @@ mod tests {
         assert_eq!((lines[3].hits, lines[3].capped), (10, true));
         assert_eq!(merged.files[0].functions[0].hits, 1_000_008);
         assert_eq!(per_test(&merged.files[1].lines[0]), [(0, 2)]);
+    }
+
+    #[test]
+    fn a_run_without_doctests_keeps_the_earlier_ones_and_one_with_them_decides() {
+        let doc = "k::doc::area (doctest)";
+        let old = Coverage {
+            files: vec![file(
+                "/w/src/lib.rs",
+                vec![line(2, &[(0, 1), (1, 4)], 0, false)],
+            )],
+            tests: vec![test("k::a", Outcome::Passed), test(doc, Outcome::Passed)],
+            count_cap: 10,
+        };
+        let unit_tests_only = Coverage {
+            files: vec![file("/w/src/lib.rs", vec![line(2, &[(0, 2)], 0, false)])],
+            tests: vec![test("k::a", Outcome::Passed)],
+            count_cap: 10,
+        };
+        let merged = merge(&old, unit_tests_only, &ran(&["k::a"]), None);
+        let ids: Vec<&str> = merged.tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["k::a", doc]);
+        assert_eq!(per_test(&merged.files[0].lines[0]), [(0, 2), (1, 4)]);
+        // A run that built the doctests lists those that still exist: one that does not is gone.
+        let with_other_doctests = Coverage {
+            files: vec![file("/w/src/lib.rs", vec![line(2, &[(1, 3)], 0, false)])],
+            tests: vec![
+                test("k::a", Outcome::Passed),
+                test("k::doc::Area::new (doctest)", Outcome::Passed),
+            ],
+            count_cap: 10,
+        };
+        let merged = merge(
+            &old,
+            with_other_doctests,
+            &ran(&["k::doc::Area::new (doctest)"]),
+            None,
+        );
+        let ids: Vec<&str> = merged.tests.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["k::a", "k::doc::Area::new (doctest)"]);
+        assert_eq!(per_test(&merged.files[0].lines[0]), [(0, 1), (1, 3)]);
     }
 
     #[test]

@@ -113,15 +113,23 @@ fn analyse(path: &Path, cache: Option<&JsonCache>) -> SourceAnalysis {
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub addresses: Vec<u64>,
-    /// `(source id, line)` each breakpoint counts for; `None` for a test entry that holds no line.
+    /// `(source id, line)` each breakpoint counts for; `None` for a test entry or an inlined
+    /// copy's entry that holds no line.
     pub targets: Vec<Option<(usize, u32)>>,
-    /// The function (index into the line table's functions) each breakpoint lies in. A line
-    /// executes as often as its busiest address within one function, summed over the functions
-    /// that hold its code (generic instances, inlined copies): two rows of one statement in a
-    /// function must not count it twice.
+    /// The function instance each breakpoint lies in: the innermost inlined copy of a kept
+    /// function holding it (`functions.len()` + index into the line table's `inlined`), else the
+    /// function (index into its `functions`). A line executes as often as its busiest address
+    /// within one instance, summed over the instances that hold its code (generic instances,
+    /// inlined copies, also several in one caller): two rows of one statement in an instance
+    /// must not count it twice.
     pub instances: Vec<u32>,
     /// Breakpoints on the entry lines of functions.
     pub function_entries: Vec<usize>,
+    /// Where each copy of a function inlined into a caller begins: `(breakpoint, (source id, its
+    /// `fn` line), the copy's instance)`. A copy has no prologue, the `fn` line's code, so its
+    /// first address counts for the `fn` line too (it is usually also a row of the copy's first
+    /// statement, or else a breakpoint of no line's).
+    pub inlined_entries: Vec<(usize, (usize, u32), u32)>,
     /// `(breakpoint, test number)`: where each test's function begins.
     pub test_entries: Vec<(usize, u32)>,
     /// Per test number: its function's file and line, when the debug info has it.
@@ -232,7 +240,22 @@ pub fn plan(
             }
         }
     }
+    let mut inlined_entries: Vec<(u64, (usize, u32), u32)> = Vec::new();
+    for (index, copy) in table.inlined.iter().enumerate() {
+        let id = ids[copy.file as usize];
+        let file = &mut sources.files[id];
+        if file
+            .analysis
+            .function_at(copy.line)
+            .is_some_and(|f| f.line == copy.line)
+        {
+            file.lines_with_code.insert(copy.line);
+            let instance = (table.functions.len() + index) as u32;
+            inlined_entries.push((copy.entry, (id, copy.line), instance));
+        }
+    }
     let function_of = |address: u64| containing_function(table, address);
+    let instance_of = |address: u64| instance(table, address);
     let path_of = |address: u64| function_of(address).map(|f| table.functions[f].path.as_str());
     // A closure body's line counts the closure's code there: the rows in functions nested in
     // those of the statement (or of the line's other rows).
@@ -294,12 +317,12 @@ pub fn plan(
             separate.insert((file, line), owner);
         }
     }
-    // Per line and function: where its own code begins (for the controlling lines below).
-    let mut first_row: HashMap<(usize, u32, Option<usize>), u64> = HashMap::new();
+    // Per line and instance: where its own code begins (for the controlling lines below).
+    let mut first_row: HashMap<(usize, u32, u32), u64> = HashMap::new();
     for (&(file, line), candidate) in &candidates {
         for &address in &candidate.own {
             first_row
-                .entry((file, line, function_of(address)))
+                .entry((file, line, instance_of(address)))
                 .and_modify(|first| *first = (*first).min(address))
                 .or_insert(address);
         }
@@ -332,7 +355,7 @@ pub fn plan(
             let had_code = !addresses.is_empty();
             addresses.retain(|&a| {
                 first_row
-                    .get(&(file, controller, function_of(a)))
+                    .get(&(file, controller, instance_of(a)))
                     .is_none_or(|&first| a > first)
             });
             if had_code && addresses.is_empty() {
@@ -377,18 +400,19 @@ pub fn plan(
         })
         .collect();
     // libtest's wrapper closure for a test shares the test's `fn` line and runs before the test
-    // begins: only the test function's own code counts for that line.
-    let test_lines: HashMap<(usize, u32), u64> = test_functions
-        .iter()
-        .flatten()
-        .map(|f| ((ids[f.file as usize], f.line), f.address))
-        .collect();
+    // begins: only the test functions' own code counts for that line (several tests share it
+    // when a macro defines them).
+    let mut test_lines: HashMap<(usize, u32), HashSet<Option<usize>>> = HashMap::new();
+    for f in test_functions.iter().flatten() {
+        test_lines
+            .entry((ids[f.file as usize], f.line))
+            .or_default()
+            .insert(containing_function(table, f.address));
+    }
     pairs.retain(|&(address, target)| {
         target
             .and_then(|t| test_lines.get(&t))
-            .is_none_or(|&entry| {
-                containing_function(table, address) == containing_function(table, entry)
-            })
+            .is_none_or(|tests| tests.contains(&containing_function(table, address)))
     });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
     // Lines' own addresses (test entries trap: no counters to share).
@@ -413,6 +437,11 @@ pub fn plan(
             .iter()
             .flat_map(SourceBranch::addresses)
             .map(|a| (a, None)),
+    );
+    pairs.extend(
+        inlined_entries
+            .iter()
+            .map(|&(address, _, _)| (address, None)),
     );
     // A line target wins over a bare test entry at the same address.
     pairs.sort_unstable_by_key(|&(address, target)| (address, target.is_none()));
@@ -442,9 +471,10 @@ pub fn plan(
         })
         .map(|(i, _)| i)
         .collect();
-    let instances = addresses
-        .iter()
-        .map(|&a| containing_function(table, a).map_or(u32::MAX, |i| i as u32))
+    let instances = addresses.iter().map(|&a| instance(table, a)).collect();
+    let inlined_entries = inlined_entries
+        .into_iter()
+        .filter_map(|(address, line, instance)| Some((index_of(address)?, line, instance)))
         .collect();
     let branches = branches
         .iter()
@@ -456,6 +486,7 @@ pub fn plan(
         instances,
         addresses,
         function_entries,
+        inlined_entries,
         test_entries,
         test_locations,
     }
@@ -475,9 +506,35 @@ fn statement_code<'a>(addresses: Vec<u64>, path_of: &dyn Fn(u64) -> Option<&'a s
 
 /// `path` names a closure defined (at any depth) in the function `outer`.
 fn is_closure_of(path: &str, outer: &str) -> bool {
-    path.len() > outer.len()
+    if path.len() > outer.len()
         && path.starts_with(outer)
         && path[outer.len()..].starts_with("::{closure")
+    {
+        return true;
+    }
+    // A method's concrete DIE may take its path from its declaration inside the type's DIE (no
+    // `{impl#N}`), while a closure of it compiled in another unit sits in `{impl#N}::method`.
+    if !path.contains("{impl#") {
+        return false;
+    }
+    let (path, outer) = (without_impls(path), without_impls(outer));
+    path.len() > outer.len()
+        && path.starts_with(&outer)
+        && path[outer.len()].starts_with("{closure")
+}
+
+/// See `Plan::instances`.
+fn instance(table: &LineTable, address: u64) -> u32 {
+    match table.inlined_copy_at(address) {
+        Some(copy) => (table.functions.len() + copy) as u32,
+        None => containing_function(table, address).map_or(u32::MAX, |i| i as u32),
+    }
+}
+
+fn without_impls(path: &str) -> Vec<&str> {
+    path.split("::")
+        .filter(|segment| !segment.starts_with("{impl#"))
+        .collect()
 }
 
 /// The function whose code starts last at or before `address` (functions are sorted by address).
@@ -486,4 +543,30 @@ fn containing_function(table: &LineTable, address: u64) -> Option<usize> {
         .functions
         .partition_point(|f| f.address <= address)
         .checked_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_closure_of;
+
+    #[test]
+    fn closures_are_recognised_by_their_path() {
+        assert!(is_closure_of("krate::f::{closure#0}", "krate::f"));
+        assert!(is_closure_of(
+            "krate::f::{closure#0}::{closure#1}",
+            "krate::f"
+        ));
+        assert!(!is_closure_of("krate::fg::{closure#0}", "krate::f"));
+        assert!(!is_closure_of("krate::f", "krate::f"));
+        assert!(!is_closure_of("krate::f::inner", "krate::f"));
+        // A method's path from its declaration in the type; its closure's from the impl block.
+        assert!(is_closure_of(
+            "krate::literal::{impl#3}::push::{closure#0}",
+            "krate::literal::push"
+        ));
+        assert!(!is_closure_of(
+            "krate::literal::{impl#3}::push::inner",
+            "krate::literal::push"
+        ));
+    }
 }

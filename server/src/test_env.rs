@@ -111,7 +111,7 @@ pub fn learn(
 
 /// The variables of a record that coverlay's own environment lacks or holds differently, less
 /// the compiler flags coverlay added for its build (the tests see the user's, as under cargo).
-fn changed(
+pub(crate) fn changed(
     vars: Vec<(Vec<u8>, Vec<u8>)>,
     own: &HashMap<OsString, OsString>,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -119,7 +119,14 @@ fn changed(
         .into_iter()
         .filter(|(k, v)| {
             let key = OsString::from_vec(k.clone());
-            let set_for_the_build = key == "RUSTFLAGS" || key == "CARGO_ENCODED_RUSTFLAGS";
+            let set_for_the_build = [
+                "RUSTFLAGS",
+                "CARGO_ENCODED_RUSTFLAGS",
+                "RUSTDOCFLAGS",
+                "CARGO_ENCODED_RUSTDOCFLAGS",
+            ]
+            .iter()
+            .any(|flags| key == *flags);
             !set_for_the_build && own.get(&key).map(|o| o.as_bytes()) != Some(v.as_slice())
         })
         .collect();
@@ -128,7 +135,7 @@ fn changed(
 }
 
 /// What cargo's variables for a test executable depend on: manifests, the lock file, cargo's
-/// configuration and build scripts.
+/// configuration and build scripts, and the library path cargo extends (coverlay's own).
 fn inputs_hash(workspace: &Workspace) -> u64 {
     let mut files: Vec<PathBuf> = vec![
         workspace.root.join("Cargo.toml"),
@@ -142,7 +149,10 @@ fn inputs_hash(workspace: &Workspace) -> u64 {
     }
     files.sort();
     files.dedup();
-    let mut all = Vec::new();
+    let mut all = std::env::var_os("LD_LIBRARY_PATH")
+        .unwrap_or_default()
+        .into_vec();
+    all.push(0);
     for file in files {
         all.extend_from_slice(file.as_os_str().as_bytes());
         all.push(0);
@@ -204,7 +214,7 @@ fn ask_cargo(workspace: &Workspace, cargo_args: &[String]) -> Result<Vec<Record>
 }
 
 /// A cargo flag that chooses which targets `cargo test` builds and runs.
-fn selects_targets(arg: &str) -> bool {
+pub(crate) fn selects_targets(arg: &str) -> bool {
     let flag = arg.split('=').next().unwrap_or(arg);
     [
         "--lib",

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::engine::{self, EngineError, Exit};
@@ -185,6 +186,82 @@ pub fn run_shard(
         }
     }
     Ok(shard)
+}
+
+/// Runs doctests (test numbers with whether each expects a panic), each in a process of its own:
+/// everything a process executes is its doctest's. A merged executable (`merged`) is told which
+/// of its doctests to run by number; a standalone one holds a single doctest.
+pub fn run_doctests(
+    program: &engine::Program,
+    breakpoints: &engine::Breakpoints,
+    tests: &[(u32, &crate::doctests::Doctest)],
+    merged: bool,
+    options: &engine::Options,
+) -> Result<ShardRun, EngineError> {
+    let mut shard = ShardRun::default();
+    for &(number, doctest) in tests {
+        if options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            break;
+        }
+        if let Some(started) = &options.tests_started {
+            started.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut program = program.clone();
+        if merged {
+            program
+                .env
+                .push((crate::doctests::RUN_ONE.into(), number.to_string().into()));
+        }
+        let mut trace = engine::trace(&program, breakpoints, options)?;
+        trace.test_hits = trace
+            .hits
+            .iter()
+            .enumerate()
+            .filter(|(_, &hits)| hits > 0)
+            .map(|(bp, &hits)| (number, bp as u32, hits))
+            .collect();
+        for followed in &mut trace.followed {
+            followed.test = Some(number);
+        }
+        shard.add(&trace);
+        let result = doctest_result(doctest, &trace);
+        shard.exits.push(trace.exit);
+        shard.results.push((number, result, trace.duration));
+    }
+    Ok(shard)
+}
+
+/// A doctest passes when its process exits with 0, or, marked `should_panic`, with another code.
+fn doctest_result(doctest: &crate::doctests::Doctest, trace: &engine::Trace) -> TestResult {
+    let output = || {
+        format!("{}{}", trace.stdout, trace.stderr)
+            .trim_end()
+            .to_owned()
+    };
+    let (outcome, message) = match trace.exit {
+        Exit::Code(0) if doctest.should_panic => (
+            Outcome::Failed,
+            Some("the doctest is marked `should_panic` but did not panic".to_owned()),
+        ),
+        Exit::Code(0) => (Outcome::Passed, None),
+        Exit::Code(_) if doctest.should_panic => (Outcome::Passed, None),
+        Exit::Code(code) => (
+            Outcome::Failed,
+            Some(format!("{}\nthe doctest exited with code {code}", output())),
+        ),
+        Exit::Signal(signal) => (Outcome::Crashed { signal }, Some(output())),
+        Exit::TimedOut => (Outcome::TimedOut, Some(output())),
+        Exit::Cancelled => (Outcome::Failed, Some("cancelled".to_owned())),
+    };
+    TestResult {
+        name: doctest.name.clone(),
+        outcome,
+        message,
+    }
 }
 
 /// Each test lasted from its start to the next test's start (or the end of the process).

@@ -133,7 +133,7 @@ export function rerunArguments(picked: string[]): { command: string; arguments: 
 }
 
 /** The server's settings (README "Settings") among the extension's; its own (`server.path`) stay. */
-export const SERVER_SETTINGS = ['severity', 'inlayHints', 'codeLens', 'cargoArgs', 'countCap', 'testTimeout', 'excludedPaths'];
+export const SERVER_SETTINGS = ['severity', 'inlayHints', 'codeLens', 'cargoArgs', 'countCap', 'testTimeout', 'excludedPaths', 'doctests'];
 
 export function serverSettings(read: (key: string) => unknown): Record<string, unknown> {
   const settings: Record<string, unknown> = {};

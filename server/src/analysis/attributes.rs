@@ -4,12 +4,14 @@
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Expr, Meta, Token};
 
+use super::Cfg;
+
 /// What a list of attributes says about the item or statement carrying them.
 #[derive(Default)]
 pub(super) struct Attrs {
     pub(super) coverage_off: bool,
-    /// `#[cfg(..)]` with a predicate other than plain `test`.
-    pub(super) cfg_gated: bool,
+    /// The predicates of `#[cfg(..)]`s other than plain `test`.
+    pub(super) gates: Vec<Cfg>,
     /// `#[cfg(test)]` or `#[cfg(all(test, ..))]`.
     pub(super) cfg_test: bool,
     /// An attribute whose path ends in `test`.
@@ -24,7 +26,9 @@ impl Attrs {
             if path.is_ident("cfg") {
                 if let Ok(predicate) = attr.parse_args::<Meta>() {
                     result.cfg_test |= requires_test(&predicate);
-                    result.cfg_gated |= !matches!(&predicate, Meta::Path(p) if p.is_ident("test"));
+                    if !matches!(&predicate, Meta::Path(p) if p.is_ident("test")) {
+                        result.gates.push(Cfg::parse(&predicate));
+                    }
                 }
             } else if path.is_ident("cfg_attr") {
                 if let Ok(list) =

@@ -2,18 +2,26 @@
 //! which statement each line belongs to, where functions are and which lines are test code.
 //!
 //! `lexer` classifies lines by their text (code, punctuation, comments), `attributes` reads what
-//! `#[cfg]`, `#[test]` and `#[coverage(off)]` say, `ignore` applies `// coverlay: ignore` markers,
-//! and `walker` holds the rules for each syntax construct.
+//! `#[cfg]`, `#[test]` and `#[coverage(off)]` say, `cfg` keeps `#[cfg]` predicates to decide them
+//! against the build's cfg set, `ignore` applies `// coverlay: ignore` markers, `jumps` says how a
+//! bare `break;`/`continue;`/`return;` is counted, and `walker` holds the rules for each syntax
+//! construct.
+
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 mod attributes;
 mod branches;
+mod cfg;
 mod ignore;
+mod jumps;
 mod lexer;
 mod walker;
 
 pub use branches::{BranchLine, Construct, Operator};
+pub use cfg::{Cfg, CfgSet};
+pub use jumps::JumpCount;
 use lexer::{classify_text, split_lines, TextClass};
 use walker::Walker;
 
@@ -21,9 +29,11 @@ use walker::Walker;
 /// (2: `unreachable!()` is not coverable; 3: `else if` conditions are lines of their own; 4:
 /// `loop {`, `unsafe {` and `{` openers are not; 5: controlling lines; 6: closure body lines;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
-/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13-15: branch
-/// constructs and their operators).
-pub const RULES_VERSION: u32 = 15;
+/// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
+/// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
+/// else branches and along else-if chains; 16: jump arms of two-arm matches; 17: branch
+/// constructs with their operators and negations).
+pub const RULES_VERSION: u32 = 17;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +60,19 @@ pub struct FunctionInfo {
     pub is_test: bool,
     /// Lives under a cfg-gated item: only the binary can say whether it exists.
     pub compiled_only: bool,
+}
+
+/// A `mod name;` declaration: its file is part of the crate, and test code throughout when the
+/// declaration is under `#[cfg(test)]` (or inside a module that is) — also the tests a macro
+/// generates there, which the syntax does not show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFile {
+    /// The inline modules (`mod a { … }`) around the declaration, outermost first.
+    pub within: Vec<String>,
+    pub name: String,
+    /// Its `#[path = "…"]`.
+    pub path: Option<String>,
+    pub test: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +113,20 @@ pub struct SourceAnalysis {
     /// Start line of a statement → start line of the next statement of the same block.
     #[serde(default)]
     next_in_block: std::collections::BTreeMap<u32, u32>,
-    /// `} else {` line → the first statement of the block it opens.
+    /// Items and statements under `#[cfg(…)]` (other than plain `test`): first line, last line,
+    /// predicate.
+    #[serde(default)]
+    gates: Vec<(u32, u32, Cfg)>,
+    /// Start lines of item-position macro calls, which may expand to no code at all.
+    #[serde(default)]
+    item_macros: std::collections::BTreeSet<u32>,
+    /// `mod name;` declarations.
+    #[serde(default)]
+    module_files: Vec<ModuleFile>,
+    /// Bare `break;`/`continue;`/`return;` lines → how their count follows from other lines'.
+    #[serde(default)]
+    jumps: std::collections::BTreeMap<u32, JumpCount>,
+    /// `} else {` line, or a function's `fn` line → the first statement of the block it opens.
     #[serde(default)]
     opens: std::collections::BTreeMap<u32, u32>,
     /// Lines where a branch construct's test is (see `branches`).
@@ -164,6 +200,10 @@ impl SourceAnalysis {
             macro_statements: Default::default(),
             punct: Default::default(),
             next_in_block: Default::default(),
+            gates: Default::default(),
+            item_macros: Default::default(),
+            module_files: Default::default(),
+            jumps: Default::default(),
             opens: Default::default(),
             branches: Default::default(),
         };
@@ -204,8 +244,8 @@ impl SourceAnalysis {
         self.controller.get(&line).copied()
     }
 
-    /// For a `} else {` line, which holds no code: the first statement of the block it opens,
-    /// whose count it shows.
+    /// For a `} else {` line, which holds no code, or a `fn` line without code of its own: the
+    /// first statement of the block it opens, whose count it shows.
     pub fn opened_statement(&self, line: u32) -> Option<u32> {
         self.opens.get(&line).copied()
     }
@@ -240,6 +280,69 @@ impl SourceAnalysis {
     /// The branch tests on `line`, if any.
     pub fn branch_line(&self, line: u32) -> Option<&BranchLine> {
         self.branches.get(&line)
+    }
+
+    /// Whether the build with `set` compiles the code on `line`, as far as `#[cfg(…)]` goes:
+    /// `Some(true)` when every predicate around it holds, `Some(false)` when one does not, `None`
+    /// when the set cannot tell or there is no predicate, and always `None` on an item-position
+    /// macro call (which may expand to no code however its cfg is set).
+    pub fn compiled_in(&self, line: u32, set: &CfgSet) -> Option<bool> {
+        if self.item_macros.contains(&line) {
+            return None;
+        }
+        let mut gates = self
+            .gates
+            .iter()
+            .filter(|(first, last, _)| (*first..=*last).contains(&line))
+            .peekable();
+        gates.peek()?;
+        let mut all = Some(true);
+        for (_, _, predicate) in gates {
+            match predicate.holds(set) {
+                Some(false) => return Some(false),
+                None => all = None,
+                Some(true) => {}
+            }
+        }
+        all
+    }
+
+    /// The files that may hold the modules this file (at `path`) declares, each with whether it
+    /// is test code: where rustc looks for `mod name;`, both as if this file owned its
+    /// directory (`lib.rs`, `main.rs`, `mod.rs`, a crate root) and as if it did not; the caller
+    /// keeps those that exist.
+    pub fn module_files(&self, path: &Path) -> Vec<(PathBuf, bool)> {
+        let Some(dir) = path.parent() else {
+            return Vec::new();
+        };
+        let owned = dir.join(path.file_stem().unwrap_or_default());
+        let mut files = Vec::new();
+        for module in &self.module_files {
+            for base in [dir, owned.as_path()] {
+                let base = module
+                    .within
+                    .iter()
+                    .fold(base.to_path_buf(), |base, inline| base.join(inline));
+                match &module.path {
+                    Some(explicit) => files.push((base.join(explicit), module.test)),
+                    None => {
+                        files.push((base.join(format!("{}.rs", module.name)), module.test));
+                        files.push((base.join(&module.name).join("mod.rs"), module.test));
+                    }
+                }
+            }
+        }
+        files
+    }
+
+    /// For a bare `break;`/`continue;`/`return;` line: the lines its count follows from.
+    pub fn jump_count(&self, line: u32) -> Option<JumpCount> {
+        self.jumps.get(&line).copied()
+    }
+
+    /// Some `#[cfg(…)]` predicate applies to code of this file.
+    pub fn has_gates(&self) -> bool {
+        !self.gates.is_empty()
     }
 
     /// Inside a test fn or a `#[cfg(test)]` item.
@@ -288,6 +391,48 @@ mod tests {
                 compiled_only: false
             }
         );
+    }
+
+    #[test]
+    fn cfg_predicates_are_decided_by_the_build_set() {
+        let source = "#[cfg(feature = \"std\")]\nfn a() {\n    #[cfg(unix)]\n    work();\n}\n\
+                      #[cfg(test)]\nfn b() {}\n#[cfg(feature = \"std\")]\nmake!(x);\n";
+        let analysis = analyze(source).expect("parses");
+        assert!(analysis.has_gates());
+        let mut set = CfgSet::default();
+        set.add_feature("std");
+        let compiled_in = |line, set: &CfgSet| analysis.compiled_in(line, set);
+        assert_eq!(compiled_in(2, &set), Some(true));
+        assert_eq!(compiled_in(4, &set), Some(false), "not unix");
+        set.add("unix");
+        assert_eq!(compiled_in(4, &set), Some(true));
+        assert_eq!(compiled_in(7, &set), None, "cfg(test) decides nothing here");
+        assert_eq!(
+            compiled_in(9, &set),
+            None,
+            "a macro call may expand to nothing"
+        );
+        assert_eq!(compiled_in(2, &CfgSet::default()), Some(false));
+    }
+
+    #[test]
+    fn module_files_are_found_where_rustc_looks_for_them() {
+        let source = "mod plain;\n#[cfg(test)]\nmod tests;\nmod inline {\n    mod deeper;\n}\n\
+                      #[cfg(test)]\nmod checks {\n    mod more;\n}\n\
+                      #[cfg(test)]\n#[path = \"x/y.rs\"]\nmod z;\n";
+        let analysis = analyze(source).expect("parses");
+        let files = analysis.module_files(Path::new("/p/src/a.rs"));
+        let has = |path: &str, test: bool| files.contains(&(PathBuf::from(path), test));
+        assert!(has("/p/src/plain.rs", false));
+        assert!(has("/p/src/a/plain.rs", false));
+        assert!(has("/p/src/plain/mod.rs", false));
+        assert!(has("/p/src/tests.rs", true));
+        assert!(has("/p/src/a/tests/mod.rs", true));
+        assert!(has("/p/src/inline/deeper.rs", false));
+        assert!(has("/p/src/a/checks/more.rs", true));
+        assert!(has("/p/src/x/y.rs", true));
+        // Four plain declarations × two directories × two forms, the `#[path]` one × two.
+        assert_eq!(files.len(), 18);
     }
 
     #[test]

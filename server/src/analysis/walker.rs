@@ -6,13 +6,14 @@ use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{
     Arm, Attribute, BinOp, Block, Expr, ExprBinary, ExprClosure, ExprConst, ExprForLoop, ExprIf,
-    ExprRepeat, ExprWhile, GenericArgument, ImplItem, Item, Local, Macro, MacroDelimiter, Pat,
-    Signature, Stmt, TraitItem, Type,
+    ExprMatch, ExprRepeat, ExprWhile, GenericArgument, ImplItem, Item, Local, Macro,
+    MacroDelimiter, Pat, Signature, Stmt, TraitItem, Type,
 };
 
 use super::attributes::{statement_attrs, Attrs};
+use super::jumps::{bare_jump, bare_jump_expr, bare_jump_first, completes, is_loop, stmt_start};
 use super::lexer::TextClass;
-use super::{to_u32, FunctionInfo, LineKind, SourceAnalysis};
+use super::{to_u32, FunctionInfo, JumpCount, LineKind, ModuleFile, SourceAnalysis};
 
 /// `unreachable!(…)` (or `std::`/`core::unreachable!`): the author says no run reaches it, so a
 /// reader does not want it counted as a line the tests missed (tarpaulin's convention too).
@@ -75,6 +76,32 @@ pub(super) struct Walker<'s> {
     /// The first statement of the block walked last (for `} else {`).
     last_block_first: Option<u32>,
     opens: std::collections::BTreeMap<u32, u32>,
+    gates: Vec<(u32, u32, super::Cfg)>,
+    item_macros: std::collections::BTreeSet<u32>,
+    /// Names of the inline modules around the current point, outermost first.
+    modules: Vec<String>,
+    /// For each of those: whether it is test code (`#[cfg(test)]`, or inside such a module).
+    test_module_depth: Vec<bool>,
+    module_files: Vec<ModuleFile>,
+    jumps: std::collections::BTreeMap<u32, JumpCount>,
+    /// (bare jump, statement before which its branch is taken) until the next statement is known.
+    pending_jumps: Vec<(u32, u32)>,
+    /// Start lines of `loop`/`while`/`for` statements.
+    loops: std::collections::BTreeSet<u32>,
+}
+
+/// The `#[path = "…"]` of a module declaration.
+fn path_attribute(attrs: &[Attribute]) -> Option<String> {
+    attrs.iter().find_map(|attr| match &attr.meta {
+        syn::Meta::NameValue(pair) if pair.path.is_ident("path") => match &pair.value {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(path),
+                ..
+            }) => Some(path.value()),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 impl<'s> Walker<'s> {
@@ -96,10 +123,29 @@ impl<'s> Walker<'s> {
             next_in_block: std::collections::BTreeMap::new(),
             last_block_first: None,
             opens: std::collections::BTreeMap::new(),
+            gates: Vec::new(),
+            item_macros: std::collections::BTreeSet::new(),
+            modules: Vec::new(),
+            test_module_depth: Vec::new(),
+            module_files: Vec::new(),
+            jumps: std::collections::BTreeMap::new(),
+            pending_jumps: Vec::new(),
+            loops: std::collections::BTreeSet::new(),
         }
     }
 
     pub(super) fn finish(mut self) -> SourceAnalysis {
+        // The count of a jump that is the whole then-branch of an `if` (or the `else` of a
+        // `let … else`): the statement's runs less those of the next statement, which runs
+        // exactly when the jump does not (a loop header runs more often: no such count then).
+        for (jump, statement) in std::mem::take(&mut self.pending_jumps) {
+            if let Some(&next) = self.next_in_block.get(&statement) {
+                if !self.loops.contains(&next) {
+                    self.jumps
+                        .insert(jump, JumpCount::Difference(statement, next));
+                }
+            }
+        }
         self.functions.sort_by_key(|f| f.line);
         self.test_ranges.sort_unstable();
         let mut test_ranges: Vec<(u32, u32)> = Vec::with_capacity(self.test_ranges.len());
@@ -119,9 +165,17 @@ impl<'s> Walker<'s> {
             macro_statements: self.macro_statements,
             punct: Default::default(),
             next_in_block: self.next_in_block,
+            gates: self.gates,
+            item_macros: self.item_macros,
+            module_files: self.module_files,
+            jumps: self.jumps,
             opens: self.opens,
             branches: Default::default(),
         }
+    }
+
+    fn in_test_module(&self) -> bool {
+        self.test_module_depth.last().copied().unwrap_or(false)
     }
 
     fn set(&mut self, line: u32, kind: LineKind) {
@@ -176,11 +230,14 @@ impl<'s> Walker<'s> {
             }
             return;
         }
+        let (first, last) = full_range(node);
         if attrs.cfg_test || attrs.test {
-            self.test_ranges.push(full_range(node));
+            self.test_ranges.push((first, last));
         }
+        self.gates
+            .extend(attrs.gates.iter().map(|gate| (first, last, gate.clone())));
         let outer = self.compiled_only;
-        self.compiled_only |= attrs.cfg_gated;
+        self.compiled_only |= !attrs.gates.is_empty();
         body(self);
         self.compiled_only = outer;
     }
@@ -205,10 +262,25 @@ impl<'s> Walker<'s> {
                 });
             }
             Item::Mod(m) => {
-                self.scoped(&Attrs::of(&m.attrs), item, |w| {
-                    for inner in m.content.iter().flat_map(|(_, items)| items) {
+                let attrs = Attrs::of(&m.attrs);
+                let test = attrs.cfg_test || self.in_test_module();
+                self.scoped(&attrs, item, |w| {
+                    let Some((_, items)) = &m.content else {
+                        w.module_files.push(ModuleFile {
+                            within: w.modules.clone(),
+                            name: m.ident.to_string(),
+                            path: path_attribute(&m.attrs),
+                            test,
+                        });
+                        return;
+                    };
+                    w.modules.push(m.ident.to_string());
+                    w.test_module_depth.push(test);
+                    for inner in items {
                         w.item(inner);
                     }
+                    w.test_module_depth.pop();
+                    w.modules.pop();
                 });
             }
             Item::Macro(m) => {
@@ -303,6 +375,11 @@ impl<'s> Walker<'s> {
                 compiled_only: w.compiled_only,
             });
             w.visit_block(block);
+            // A `fn` line without code of its own in any executable (optimised code folds the
+            // prologue into callers) shows the count of the statement the body begins with.
+            if let Some(first) = w.last_block_first.filter(|&first| first > line) {
+                w.opens.insert(line, first);
+            }
         });
     }
 
@@ -336,6 +413,7 @@ impl<'s> Walker<'s> {
         let start = start_line(mac.path.span());
         let end = end_line(delim_span(&mac.delimiter).close());
         let outer = std::mem::replace(&mut self.compiled_only, true);
+        self.item_macros.insert(start);
         self.claim(start, end);
         self.compiled_only = outer;
     }
@@ -416,6 +494,71 @@ impl<'s> Walker<'s> {
             }
             visit::visit_stmt(w, stmt);
         });
+        self.jump_counts(stmt, start);
+    }
+
+    /// A bare `break;`/`continue;`/`return;` compiles to no code of its own in a debug build:
+    /// the branch of the condition before it goes straight to the loop's or function's end. Its
+    /// count follows from the counts around it (see `JumpCount`).
+    fn jump_counts(&mut self, stmt: &Stmt, start: u32) {
+        if is_loop(stmt) {
+            self.loops.insert(start);
+        }
+        match stmt {
+            Stmt::Expr(Expr::If(e), _) if e.attrs.is_empty() => {
+                if e.else_branch.is_none() {
+                    if let Some(jump) = bare_jump_first(&e.then_branch) {
+                        self.pending_jumps.push((jump, start));
+                    }
+                    return;
+                }
+                // Along an `if … else if … else` chain, each `if` decides between its branch and
+                // the rest of the chain: a jump opening one runs when the other's first
+                // statement (or condition) does not.
+                let mut link = e;
+                let mut line = start;
+                while let Some((_, other)) = &link.else_branch {
+                    match &**other {
+                        Expr::If(next) => {
+                            // The next condition is tested exactly when this one's jump is not
+                            // taken.
+                            let next_line = start_line(next.if_token.span);
+                            if let Some(jump) = bare_jump_first(&link.then_branch) {
+                                self.jumps
+                                    .insert(jump, JumpCount::Difference(line, next_line));
+                            }
+                            link = next;
+                            line = next_line;
+                        }
+                        Expr::Block(other) => {
+                            let (then, otherwise) = (&link.then_branch, &other.block);
+                            for (jump, rest) in [(then, otherwise), (otherwise, then)] {
+                                if let (Some(jump), Some(first)) =
+                                    (bare_jump_first(jump), rest.stmts.first())
+                                {
+                                    self.jumps.insert(
+                                        jump,
+                                        JumpCount::Difference(line, stmt_start(first)),
+                                    );
+                                }
+                            }
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            Stmt::Local(local) => {
+                if let Some((_, diverge)) = local.init.as_ref().and_then(|i| i.diverge.as_ref()) {
+                    if let Expr::Block(other) = &**diverge {
+                        if let Some(jump) = bare_jump_first(&other.block) {
+                            self.pending_jumps.push((jump, start));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Line of the first code after `position` (the end of an attribute).
@@ -497,6 +640,15 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         for pair in starts.windows(2) {
             self.next_in_block.insert(pair[0], pair[1]);
         }
+        if !self.const_context {
+            // A bare jump after a statement that always completes runs exactly as often.
+            for pair in block.stmts.windows(2) {
+                if let (Some(jump), true) = (bare_jump(&pair[1]), completes(&pair[0])) {
+                    self.jumps
+                        .insert(jump, JumpCount::After(stmt_start(&pair[0])));
+                }
+            }
+        }
         self.last_block_first = starts.first().copied();
     }
 
@@ -522,6 +674,33 @@ impl<'ast> Visit<'ast> for Walker<'_> {
                 }
             }
         });
+    }
+
+    fn visit_expr_match(&mut self, expr: &'ast ExprMatch) {
+        visit::visit_expr_match(self, expr);
+        // `match x { Some(v) => …, None => break }`: the jump arm runs whenever the match does
+        // and the other arm does not.
+        let [first, second] = expr.arms.as_slice() else {
+            return;
+        };
+        if self.const_context || first.guard.is_some() || second.guard.is_some() {
+            return;
+        }
+        for (jump, other) in [(first, second), (second, first)] {
+            let line = match &*jump.body {
+                Expr::Block(block) => bare_jump_first(&block.block),
+                body => bare_jump_expr(body),
+            };
+            if let Some(line) = line.filter(|_| !asserts_unreachable(&other.body)) {
+                self.jumps.insert(
+                    line,
+                    JumpCount::Difference(
+                        start_line(expr.match_token.span),
+                        start_line(other.pat.span()),
+                    ),
+                );
+            }
+        }
     }
 
     fn visit_expr_while(&mut self, expr: &'ast ExprWhile) {
@@ -632,6 +811,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 #[cfg(test)]
 mod tests {
     use crate::analysis::test_support::*;
+    use crate::analysis::{analyze, JumpCount};
 
     #[test]
     fn multi_line_signature() {
@@ -914,6 +1094,11 @@ mod tests {
             "the else line opens line 12"
         );
         assert_eq!(analysis.opened_statement(9), None);
+        assert_eq!(
+            analysis.opened_statement(1),
+            Some(2),
+            "the fn line opens the body's first statement (for inlined copies)"
+        );
     }
 
     #[test]
@@ -1032,6 +1217,138 @@ mod tests {
             C1  }
             "#,
         );
+    }
+
+    #[test]
+    fn bare_jumps_count_from_the_lines_around_them() {
+        let analysis = check(
+            r#"
+            fn f(values: &[u32], text: &str) -> u32 {
+                for &v in values {
+                    if v == 1 {
+                        continue;
+                    }
+                    if v == 2 {
+                        break;
+                    } else {
+                        work(v);
+                    }
+                    if v == 3 {
+                        return 0;
+                    }
+                    work(v);
+                    break;
+                }
+                let Ok(n) = text.parse::<u32>() else {
+                    return 1;
+                };
+                if n > 4 {
+                    return;
+                }
+                while n > 5 {
+                    if n > 6 {
+                        work(n);
+                    } else {
+                        break;
+                    }
+                    if n > 7 {
+                        work(n);
+                    }
+                    break;
+                }
+                n
+            }
+            "#,
+            r#"
+            S   fn f(values: &[u32], text: &str) -> u32 {
+            S       for &v in values {
+            S           if v == 1 {
+            S               continue;
+            C3          }
+            S           if v == 2 {
+            S               break;
+            C6          } else {
+            S               work(v);
+            C6          }
+            S           if v == 3 {
+            S               return 0;
+            C11         }
+            S           work(v);
+            S           break;
+            C2      }
+            S       let Ok(n) = text.parse::<u32>() else {
+            S           return 1;
+            C17     };
+            S       if n > 4 {
+            S           return;
+            C20     }
+            S       while n > 5 {
+            S           if n > 6 {
+            S               work(n);
+            C24         } else {
+            S               break;
+            C24         }
+            S           if n > 7 {
+            S               work(n);
+            C29         }
+            S           break;
+            C23     }
+            S       n
+            C1  }
+            "#,
+        );
+        let jumps: Vec<(u32, JumpCount)> = (1..=35)
+            .filter_map(|line| Some((line, analysis.jump_count(line)?)))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                (4, JumpCount::Difference(3, 6)),
+                (7, JumpCount::Difference(6, 9)),
+                // Not line 12: `return 0;` has code of its own.
+                (15, JumpCount::After(14)),
+                // Not line 21: the next statement is a loop header, which runs more often.
+                (27, JumpCount::Difference(24, 25)),
+                (32, JumpCount::After(29)),
+            ]
+        );
+        let chain = check(
+            r#"
+            fn g(c: char) {
+                loop {
+                    if c == 'a' {
+                        work(1);
+                    } else if c == 'b' {
+                        work(2);
+                    } else {
+                        break;
+                    }
+                }
+            }
+            "#,
+            r#"
+            S   fn g(c: char) {
+            -       loop {
+            S           if c == 'a' {
+            S               work(1);
+            S           } else if c == 'b' {
+            S               work(2);
+            C3          } else {
+            S               break;
+            C3          }
+            -       }
+            C1  }
+            "#,
+        );
+        assert_eq!(chain.jump_count(8), Some(JumpCount::Difference(5, 6)));
+        let arms = analyze(
+            "fn h(v: Option<u8>) {\n    loop {\n        match v {\n            Some(x) => work(x),\n            \
+             None => break,\n        }\n        match v {\n            Some(x) if x > 1 => work(x),\n            \
+             _ => break,\n        }\n    }\n}\n",
+        )
+        .expect("parses");
+        assert_eq!(arms.jump_count(5), Some(JumpCount::Difference(3, 4)));
+        assert_eq!(arms.jump_count(9), None, "a guard decides too");
     }
 
     #[test]

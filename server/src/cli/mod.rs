@@ -45,6 +45,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// rustdoc's runner while coverlay builds the doctests: keeps each doctest executable in DIR.
+    #[command(hide = true)]
+    RecordDoctest {
+        dir: PathBuf,
+        exe: PathBuf,
+        /// The doctest's arguments (ignored: nothing runs).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The reports `run` and `merge` write, and the gate.
@@ -109,6 +118,9 @@ struct RunArgs {
     /// Leave test code (#[test] fns, #[cfg(test)] modules, tests/ files) out of the results.
     #[arg(long)]
     exclude_tests: bool,
+    /// Do not build or run the doctests (they are measured by default, like `cargo test` runs them).
+    #[arg(long)]
+    no_doctests: bool,
     /// No progress lines while building and running.
     #[arg(short, long)]
     quiet: bool,
@@ -132,6 +144,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::RecordEnv { dir, exe, .. } => crate::test_env::record_runner(&dir, &exe)
             .map(|()| ExitCode::SUCCESS)
             .with_context(|| format!("recording the environment of {}", exe.display())),
+        Command::RecordDoctest { dir, exe, .. } => crate::doctests::record_runner(&dir, &exe)
+            .map(|()| ExitCode::SUCCESS)
+            .with_context(|| format!("keeping the doctest {}", exe.display())),
     };
     done.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -149,9 +164,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         exclude_tests: args.exclude_tests,
         jobs: args.jobs.unwrap_or(defaults.jobs),
-        cancel: None,
+        cancel: Some(interrupted()),
         only_tests: None,
         retries: args.retries,
+        doctests: !args.no_doctests,
         partition: args.partition,
         snapshot_sources: false,
         branches: !args.no_branches,
@@ -163,6 +179,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
     drop(progress);
+    if let Err(run::RunError::Cancelled) = report {
+        eprintln!("interrupted: the build and the traced tests were stopped");
+        return Ok(ExitCode::from(130));
+    }
     let report = report?;
 
     print_failures(&report);
@@ -266,6 +286,40 @@ fn write_reports(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Set by SIGINT or SIGTERM: cargo runs in a process group of its own and the traced tests under
+/// the tracer, so Ctrl-C reaches neither; the run stops them itself when this is set.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// A cancel flag for the run that Ctrl-C (or SIGTERM) sets.
+fn interrupted() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        if let Err(error) = unsafe { sigaction(signal, &action) } {
+            tracing::warn!("cannot handle {signal}: {error}");
+        }
+    }
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
+    std::thread::spawn(move || loop {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::Acquire) {
+            flag.store(true, std::sync::atomic::Ordering::Release);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    cancel
 }
 
 /// Colours in the table: on a terminal, unless `NO_COLOR` is set (no-color.org).

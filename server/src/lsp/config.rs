@@ -39,6 +39,8 @@ pub struct Settings {
     pub excluded_paths: Vec<String>,
     /// Quiet time after a change outside the editor before a run starts.
     pub debounce_ms: u64,
+    /// Build and measure the doctests too (`cargo test --doc`).
+    pub doctests: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             test_timeout: 300,
             excluded_paths: Vec::new(),
             debounce_ms: 500,
+            doctests: true,
         }
     }
 }
@@ -74,6 +77,7 @@ impl Settings {
                 "testTimeout" => set(&mut self.test_timeout, value),
                 "excludedPaths" => set(&mut self.excluded_paths, value),
                 "debounceMs" => set(&mut self.debounce_ms, value),
+                "doctests" => set(&mut self.doctests, value),
                 _ => true,
             };
             if !ok {
@@ -90,6 +94,7 @@ impl Settings {
             count_cap: self.count_cap,
             timeout: Duration::from_secs(self.test_timeout.max(1)),
             snapshot_sources: true,
+            doctests: self.doctests,
             ..RunOptions::default()
         }
     }

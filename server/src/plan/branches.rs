@@ -174,7 +174,6 @@ fn compare(operator: Operator) -> Compare {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dwarf::{FunctionEntry, LineAddr};
     use crate::plan::SourceFile;
 
     /// `if a && b { while c {} }` with `&& b` on a line of its own.
@@ -202,28 +201,18 @@ mod tests {
             vec![(0x1000, 0x101d)],
             &[],
         );
-        let row = |line, address| LineAddr {
-            file: 0,
-            line,
-            address,
-        };
-        let table = LineTable {
-            files: vec!["/w/src/lib.rs".into()],
-            rows: vec![
-                row(2, 0x1000),
-                row(3, 0x1006),
-                row(5, 0x100c),
-                row(7, 0x1016),
-            ],
-            functions: vec![FunctionEntry {
-                path: "w::f".into(),
-                file: 0,
-                line: 1,
-                address: 0x1000,
-            }],
-            load_base: 0,
-            position_independent: true,
-        };
+        // A line table as the DWARF reader would keep it (its inlined ranges are its own).
+        let row = |line: u32, address: u64| serde_json::json!({"file": 0, "line": line, "address": address});
+        let table: LineTable = serde_json::from_value(serde_json::json!({
+            "files": ["/w/src/lib.rs"],
+            "rows": [row(2, 0x1000), row(3, 0x1006), row(5, 0x100c), row(7, 0x1016)],
+            "functions": [{"path": "w::f", "file": 0, "line": 1, "address": 0x1000}],
+            "inlined": [],
+            "inlined_ranges": [],
+            "load_base": 0,
+            "position_independent": true,
+        }))
+        .expect("a line table");
         let machine = crate::engine::branches::find_all(&code, &[0x1000]);
         let found = find(&table, &[0], &sources, &machine, &|_| false, &|_| false);
         let summary: Vec<(u32, u32, Construct, u64)> = found

@@ -1,6 +1,7 @@
 //! One coverage run of a workspace: build the tests, plan breakpoints from DWARF and source analysis,
 //! run every test executable under the engine (several at once), and merge the hits into `Coverage`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -9,16 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::{
-    Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineKey,
-    SourceId, Target, TestId,
+    Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineCounts,
+    LineKey, SourceId, Target, TestId,
 };
-use crate::analysis::LineKind;
+use crate::analysis::{CfgSet, JumpCount, LineKind};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{
     BranchCoverage, BranchTestHits, Coverage, FileCoverage, FunctionCoverage, LineCoverage,
     TestHits, TestInfo,
 };
+use crate::doctests::{DoctestExecutable, Doctests};
 use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
 use crate::libtest::{Outcome, TestResult};
@@ -69,6 +71,9 @@ pub struct RunOptions {
     pub snapshot_sources: bool,
     /// Count the two sides of source branches too (counting mode with trampolines only).
     pub branches: bool,
+    /// Build the libraries' doctests and measure them (`cargo test --doc`), unless the cargo
+    /// arguments choose targets.
+    pub doctests: bool,
 }
 
 impl Default for RunOptions {
@@ -87,6 +92,7 @@ impl Default for RunOptions {
             partition: None,
             snapshot_sources: false,
             branches: true,
+            doctests: true,
         }
     }
 }
@@ -179,6 +185,7 @@ impl RunReport {
     pub fn build_targets(&self) -> HashMap<String, selection::BuildTarget> {
         self.executables
             .iter()
+            .filter(|r| r.executable.kind != "doctest")
             .map(|r| {
                 let e = &r.executable;
                 let target = selection::BuildTarget {
@@ -272,8 +279,9 @@ pub fn run(
         },
     );
     let cargo::Built {
-        tests: executables,
+        tests: mut executables,
         bins,
+        cfgs,
     } = match built {
         Err(CargoError::Cancelled) => return Err(RunError::Cancelled),
         other => other?,
@@ -297,6 +305,37 @@ pub fn run(
             (workspace.clone(), cargo_args.clone(), executables.clone());
         std::thread::spawn(move || crate::test_env::learn(&workspace, &args, &executables))
     };
+    let doctests = match doctest_args(&workspace, options, &cargo_args) {
+        Some(args) => {
+            let own: HashMap<OsString, OsString> = std::env::vars_os().collect();
+            // A selection of single tests compiles only the doctests among them.
+            let only: Option<Vec<String>> = options
+                .only_tests
+                .as_ref()
+                .filter(|only| only.packages.is_empty())
+                .map(|only| {
+                    only.ids
+                        .iter()
+                        .filter(|id| crate::doctests::is_doctest(id))
+                        .cloned()
+                        .collect()
+                });
+            let cancel = options.cancel.as_deref();
+            match crate::doctests::build(&workspace, &args, &own, only.as_deref(), cancel) {
+                Ok(doctests) => doctests,
+                Err(crate::doctests::DoctestError::Cancelled) => return Err(RunError::Cancelled),
+                Err(error) => {
+                    tracing::warn!("doctests are not measured: {error}");
+                    Doctests::default()
+                }
+            }
+        }
+        None => Doctests::default(),
+    };
+    tracing::debug!("doctests built after {:?}", started.elapsed());
+    if cancelled() {
+        return Err(RunError::Cancelled);
+    }
     let cache = LineCache::new(workspace.coverlay_dir().join("line-tables"));
     let listings = JsonCache::new(workspace.coverlay_dir().join("listings"));
     let listed = crate::parallel::map(&executables, options.jobs, |executable| {
@@ -309,6 +348,32 @@ pub fn run(
         tables.push(table?);
         listings.push(listing);
     }
+    // Doctest executables join the test executables (after cargo's): their tests are known.
+    // Each is a new file, so their line tables are not cached.
+    let cargo_executables = executables.len();
+    let doctest_tables = crate::parallel::map(&doctests.executables, options.jobs, |d| {
+        crate::dwarf::read_line_table(&d.executable.path, &|p| workspace.owns_source(p))
+    });
+    let mut doctest_runs: Vec<DoctestExecutable> = Vec::new();
+    for (doctest, table) in doctests.executables.into_iter().zip(doctest_tables) {
+        match table {
+            Ok(table) => {
+                tables.push(table);
+                listings.push(Some(doctest.tests.iter().map(|t| t.name.clone()).collect()));
+                executables.push(doctest.executable.clone());
+                doctest_runs.push(doctest);
+            }
+            Err(error) => tracing::warn!(
+                "doctest {} is not measured: {error}",
+                doctest.executable.path.display()
+            ),
+        }
+    }
+    let doctest_of = |executable: usize| {
+        executable
+            .checked_sub(cargo_executables)
+            .and_then(|k| doctest_runs.get(k))
+    };
     // The binaries tests may run: planned like test executables (after them in `tables` and
     // `plans`), followed by the engine when a test `exec`s one, never run on their own.
     let bin_tables = crate::parallel::map(&bins, options.jobs, |bin| {
@@ -364,16 +429,32 @@ pub fn run(
         .zip(&tables)
         .zip(listings.iter().chain(std::iter::repeat(&no_tests)))
         .zip(&machine)
-        .map(|(((executable, table), listing), machine)| {
-            let tests = listing.as_deref().unwrap_or_default();
-            plan::plan(
-                table,
-                &mut sources,
-                &executable.crate_name(),
-                tests,
-                machine.as_deref(),
-            )
-        })
+        .enumerate()
+        .map(
+            |(i, (((executable, table), listing), machine))| match doctest_of(i) {
+                // A doctest's process is its test: no test functions to find.
+                Some(doctest) => Plan {
+                    test_locations: doctest.tests.iter().map(|t| t.location.clone()).collect(),
+                    ..plan::plan(
+                        table,
+                        &mut sources,
+                        &executable.crate_name(),
+                        &[],
+                        machine.as_deref(),
+                    )
+                },
+                None => {
+                    let tests = listing.as_deref().unwrap_or_default();
+                    plan::plan(
+                        table,
+                        &mut sources,
+                        &executable.crate_name(),
+                        tests,
+                        machine.as_deref(),
+                    )
+                }
+            },
+        )
         .collect();
     drop(machine);
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
@@ -434,20 +515,42 @@ pub fn run(
         ),
     };
     let envs = learning.join().unwrap_or_default();
+    // Some tests of one executable, one at a time (a doctest's own process each).
+    let run_tests = |executable: usize, numbers: &[u32], engine_options: &engine::Options| {
+        let exe = &executables[executable];
+        match doctest_of(executable) {
+            Some(doctest) => {
+                let tests: Vec<(u32, &crate::doctests::Doctest)> = numbers
+                    .iter()
+                    .map(|&n| (n, &doctest.tests[n as usize]))
+                    .collect();
+                testrun::run_doctests(
+                    &program(exe, Some(&doctest.env)),
+                    &breakpoints[executable],
+                    &tests,
+                    doctest.merged,
+                    engine_options,
+                )
+            }
+            None => {
+                let listing = listings[executable].as_ref().expect("listed");
+                let tests: Vec<(u32, &str)> = numbers
+                    .iter()
+                    .map(|&n| (n, listing[n as usize].as_str()))
+                    .collect();
+                testrun::run_shard(
+                    &program(exe, envs.get(&exe.path)),
+                    &breakpoints[executable],
+                    &tests,
+                    engine_options,
+                )
+            }
+        }
+    };
     let progress = TestProgress::new(&shards);
     let trace_shard = |(i, shard): (usize, &Shard)| {
         let executable = &executables[shard.executable];
         progress.begin(&executable.target);
-        let tests: Vec<(u32, &str)> = shard
-            .tests
-            .iter()
-            .map(|&n| {
-                (
-                    n,
-                    listings[shard.executable].as_ref().expect("listed")[n as usize].as_str(),
-                )
-            })
-            .collect();
         let engine_options = engine::Options {
             tests_started: Some(progress.started[i].clone()),
             ..engine_options.clone()
@@ -459,12 +562,7 @@ pub fn run(
                 &engine_options,
             )
         } else {
-            testrun::run_shard(
-                &program(executable, envs.get(&executable.path)),
-                &breakpoints[shard.executable],
-                &tests,
-                &engine_options,
-            )
+            run_tests(shard.executable, &shard.tests, &engine_options)
         };
         progress.finish(i);
         result.map_err(|source| RunError::Engine {
@@ -497,18 +595,11 @@ pub fn run(
         })
         .collect();
     let retried = crate::parallel::map(&failed, options.jobs, |&(i, n)| {
-        let executable = &executables[shards[i].executable];
-        let name = listings[shards[i].executable].as_ref().expect("listed")[n as usize].as_str();
         for attempt in 2..=options.retries + 1 {
             if cancelled() {
                 break;
             }
-            let run = testrun::run_shard(
-                &program(executable, envs.get(&executable.path)),
-                &breakpoints[shards[i].executable],
-                &[(n, name)],
-                &engine_options,
-            );
+            let run = run_tests(shards[i].executable, &[n], &engine_options);
             match run {
                 Ok(run) if run.results.iter().any(|r| r.1.outcome == Outcome::Passed) => {
                     return (attempt, Some(run));
@@ -568,8 +659,83 @@ pub fn run(
             });
         }
     }
+    // Doctests that did not run (compiled only, ignored, or failed to compile): rustdoc's verdict.
+    let mut verdict_runs: Vec<ExecutableRun> = Vec::new();
+    let verdict_ids: Vec<String> = doctests
+        .verdicts
+        .iter()
+        .map(|v| format!("{}::{}", v.target, v.test.name))
+        .collect();
+    let verdicts_in_partition = match &options.partition {
+        Some(partition) => {
+            let ids: Vec<&str> = verdict_ids.iter().map(String::as_str).collect();
+            partition.select(&[ids]).remove(0)
+        }
+        None => vec![true; verdict_ids.len()],
+    };
+    for ((verdict, id), in_this_partition) in doctests
+        .verdicts
+        .iter()
+        .zip(verdict_ids)
+        .zip(verdicts_in_partition)
+    {
+        let selected = options
+            .only_tests
+            .as_ref()
+            .is_none_or(|only| only.selects(&verdict.package.name, &id));
+        if !selected {
+            continue;
+        }
+        in_partition.push(in_this_partition);
+        tests.push(TestInfo {
+            id,
+            outcome: verdict.outcome.clone(),
+            duration_ms: 0,
+            message: verdict.message.clone(),
+            location: verdict.test.location.clone(),
+            attempts: 1,
+        });
+        let result = TestResult {
+            name: verdict.test.name.clone(),
+            outcome: verdict.outcome.clone(),
+            message: verdict.message.clone(),
+        };
+        match verdict_runs
+            .iter_mut()
+            .find(|r| r.executable.package.name == verdict.package.name)
+        {
+            Some(run) => run.tests.push(result),
+            None => verdict_runs.push(ExecutableRun {
+                executable: TestExecutable {
+                    path: workspace.coverlay_dir().join("doctests"),
+                    target: verdict.target.clone(),
+                    kind: "doctest".into(),
+                    package: verdict.package.clone(),
+                },
+                counting: CountingStats::default(),
+                exits: Vec::new(),
+                tests: vec![result],
+                stdout: String::new(),
+                stderr: String::new(),
+            }),
+        }
+    }
+    // Doctests a selection did not compile: listed, not run, so their earlier results stay.
+    for unrun in &doctests.unrun {
+        in_partition.push(true);
+        tests.push(TestInfo {
+            id: format!("{}::{}", unrun.target, unrun.test.name),
+            outcome: Outcome::Ignored,
+            duration_ms: 0,
+            message: None,
+            location: unrun.test.location.clone(),
+            attempts: 1,
+        });
+    }
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
     let branch_targets: Vec<Vec<BranchTarget>> = plans.iter().map(branch_targets).collect();
+    let entry_targets: Vec<Vec<Vec<Option<Target>>>> =
+        plans.iter().map(inlined_entry_targets).collect();
     let mut aggregate = Aggregate::default();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
@@ -601,13 +767,19 @@ pub fn run(
             .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits))
             .collect();
         if !shard_run.hits.is_empty() {
-            aggregate.add(ExecutableCounts {
-                targets: &targets[shard.executable],
-                hits: &shard_run.hits,
-                capped: &shard_run.capped,
-                test_hits: &test_hits,
-                branches: &branch_targets[shard.executable],
-            });
+            // Branches once, with the executable's own targets; inlined entries are lines only.
+            let mut branches = &branch_targets[shard.executable][..];
+            for targets in
+                std::iter::once(&targets[shard.executable]).chain(&entry_targets[shard.executable])
+            {
+                aggregate.add(ExecutableCounts {
+                    targets,
+                    hits: &shard_run.hits,
+                    capped: &shard_run.capped,
+                    test_hits: &test_hits,
+                    branches: std::mem::take(&mut branches),
+                });
+            }
         }
         // A binary a test ran counts for that test (and for no test when none was running).
         for followed in &shard_run.followed {
@@ -622,13 +794,16 @@ pub fn run(
                     .collect(),
                 None => Vec::new(),
             };
-            aggregate.add(ExecutableCounts {
-                targets: &targets[executable],
-                hits: &followed.hits,
-                capped: &followed.capped,
-                test_hits: &test_hits,
-                branches: &branch_targets[executable],
-            });
+            let mut branches = &branch_targets[executable][..];
+            for targets in std::iter::once(&targets[executable]).chain(&entry_targets[executable]) {
+                aggregate.add(ExecutableCounts {
+                    targets,
+                    hits: &followed.hits,
+                    capped: &followed.capped,
+                    test_hits: &test_hits,
+                    branches: std::mem::take(&mut branches),
+                });
+            }
         }
         for (number, result, duration) in &shard_run.results {
             let info = &mut tests[(base + number) as usize];
@@ -646,6 +821,7 @@ pub fn run(
         run.stdout.push_str(&shard_run.stdout);
         run.stderr.push_str(&shard_run.stderr);
     }
+    runs.extend(verdict_runs);
     for run in &mut runs {
         run.tests.sort_by(|a, b| a.name.cmp(&b.name));
     }
@@ -660,7 +836,7 @@ pub fn run(
             })
         });
     }
-    let mut coverage = merge(&sources, &aggregate, &workspace, options);
+    let mut coverage = merge(&sources, &aggregate, &workspace, &cfgs, options);
     for (&(executable, n), &count) in &attempts {
         tests[(first_test[executable] + n) as usize].attempts = count;
     }
@@ -675,7 +851,12 @@ pub fn run(
             .map(|(hashes, fingerprints)| SourceSnapshot {
                 hashes,
                 fingerprints,
-                inputs: selection::build_inputs(&workspace, runs.iter().map(|r| &r.executable)),
+                inputs: selection::build_inputs(
+                    &workspace,
+                    runs.iter()
+                        .map(|r| &r.executable)
+                        .filter(|e| e.kind != "doctest"),
+                ),
             });
     Ok(RunReport {
         workspace,
@@ -690,6 +871,45 @@ pub fn run(
             report: started.elapsed() - traced_at,
         },
     })
+}
+
+/// The cargo arguments for the doctests, when the run measures them: every library's, unless the
+/// user's arguments choose targets; in a run narrowed to one package's tests, that package's, if
+/// the filter may select a doctest.
+fn doctest_args(
+    workspace: &Workspace,
+    options: &RunOptions,
+    narrowed_args: &[String],
+) -> Option<Vec<String>> {
+    if !options.doctests || !workspace.packages.iter().any(|p| p.doctested) {
+        return None;
+    }
+    let end = options
+        .cargo_args
+        .iter()
+        .position(|a| a == "--")
+        .unwrap_or(options.cargo_args.len());
+    if options.cargo_args[..end]
+        .iter()
+        .any(|a| crate::test_env::selects_targets(a))
+    {
+        return None;
+    }
+    match &options.only_tests {
+        None => Some(options.cargo_args.clone()),
+        Some(only) => {
+            let may_select = !only.packages.is_empty()
+                || only.ids.iter().any(|id| crate::doctests::is_doctest(id));
+            if !may_select {
+                return None;
+            }
+            if only.build.is_empty() || !options.cargo_args.is_empty() {
+                Some(options.cargo_args.clone())
+            } else {
+                Some(narrowed_args[..2].to_vec())
+            }
+        }
+    }
 }
 
 /// An executable's tests as `--list` gives them: the same for the same executable, so kept by its
@@ -775,6 +995,31 @@ fn machine_branches(
         ),
         None => find(),
     }
+}
+
+/// The inlined copies' entries as targets of their functions' `fn` lines (`Plan::inlined_entries`),
+/// in layers that each give a breakpoint at most one target (nested copies may begin at the
+/// same address); the counting model adds each layer like an executable's own targets.
+fn inlined_entry_targets(plan: &Plan) -> Vec<Vec<Option<Target>>> {
+    let mut layers: Vec<Vec<Option<Target>>> = Vec::new();
+    for &(breakpoint, (source, line), instance) in &plan.inlined_entries {
+        let target = Target {
+            line: LineKey {
+                source: SourceId(source as u32),
+                line,
+            },
+            instance: InstanceId(instance),
+        };
+        match layers.iter_mut().find(|layer| layer[breakpoint].is_none()) {
+            Some(layer) => layer[breakpoint] = Some(target),
+            None => {
+                let mut layer = vec![None; plan.addresses.len()];
+                layer[breakpoint] = Some(target);
+                layers.push(layer);
+            }
+        }
+    }
+    layers
 }
 
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
@@ -863,56 +1108,97 @@ fn program(executable: &TestExecutable, env: Option<&TestEnv>) -> engine::Progra
 ///
 /// A statement line counts when some executable has code for it. A line with no code counts only
 /// when its whole function has none anywhere (never instantiated or never linked): then the function
-/// shows as uncovered rather than vanishing. Lines that may be compiled out (cfg-gated, macro
-/// bodies) count only with code.
+/// shows as uncovered rather than vanishing. Lines that may be compiled out count only with code:
+/// item-position macro calls, and code under a `#[cfg(…)]` the build's cfg set does not enable
+/// for certain.
 fn merge(
     sources: &Sources,
     aggregate: &Aggregate,
     workspace: &Workspace,
+    cfgs: &cargo::BuildCfgs,
     options: &RunOptions,
 ) -> Coverage {
     let exclude_tests = options.exclude_tests;
+    let test_modules = if exclude_tests {
+        test_module_files(sources)
+    } else {
+        HashSet::new()
+    };
     let mut files: Vec<FileCoverage> = sources
         .files
         .iter()
         .enumerate()
         .filter_map(|(id, file)| {
-            let test_file = workspace.is_test_file(&file.path);
+            let test_file = workspace.is_test_file(&file.path) || test_modules.contains(&file.path);
             if exclude_tests && test_file {
                 return None;
             }
             let keep = |line: u32| !(exclude_tests && file.analysis.is_test_code(line));
+            let cfg = file
+                .analysis
+                .has_gates()
+                .then(|| cfgs.for_file(&file.path))
+                .flatten();
+            let is_coverable =
+                |file: &SourceFile, line: u32| is_coverable(file, line, cfg.as_ref());
             // A hoisted statement shows the count of the next statement of its block.
             // A later line of a statement with code shows the statement's count or its own.
+            // A bare jump shows what the counts around it say (see `JumpCount`).
             let counted_as = |line: u32| {
                 if let Some(&statement) = file.aliases.get(&line) {
-                    return is_coverable(file, statement).then_some(statement);
+                    return is_coverable(file, statement).then_some(Shown::Line(statement));
                 }
                 if file.separate.contains(&line) {
-                    return Some(line);
+                    return Some(Shown::Line(line));
                 }
                 if let Some(first) = file.analysis.opened_statement(line) {
                     if !is_coverable(file, line) {
                         return (is_coverable(file, first)
                             && file.lines_with_code.contains(&first))
-                        .then_some(first);
+                        .then_some(Shown::Line(first));
                     }
                 }
+                let ran_as_code = |line: u32| {
+                    is_coverable(file, line)
+                        && file.lines_with_code.contains(&line)
+                        && !file.hoisted.contains(&line)
+                };
+                // A bare jump has no code: its count follows from the lines around it.
+                match file.analysis.jump_count(line) {
+                    Some(JumpCount::After(statement)) if !is_coverable(file, line) => {
+                        return ran_as_code(statement).then_some(Shown::Line(statement));
+                    }
+                    Some(JumpCount::Difference(all, rest)) if !is_coverable(file, line) => {
+                        return (ran_as_code(all) && ran_as_code(rest) && !options.first_hit)
+                            .then_some(Shown::Difference(all, rest));
+                    }
+                    _ => {}
+                }
                 if !file.hoisted.contains(&line) {
-                    return is_coverable(file, line).then_some(line);
+                    return is_coverable(file, line).then_some(Shown::Line(line));
                 }
                 let next = file.analysis.next_in_block(line)?;
-                (is_coverable(file, next) && file.lines_with_code.contains(&next)).then_some(next)
+                (is_coverable(file, next) && file.lines_with_code.contains(&next))
+                    .then_some(Shown::Line(next))
             };
+            let source = SourceId(id as u32);
+            let counts_of = |line: u32| aggregate.line(LineKey { source, line });
             let lines: Vec<LineCoverage> = (1..=file.analysis.line_count())
                 .filter(|&line| keep(line))
                 .filter_map(|line| Some((line, counted_as(line)?)))
-                .map(|(line, counted)| {
-                    let key = LineKey {
-                        source: SourceId(id as u32),
-                        line: counted,
+                .filter_map(|(line, shown)| {
+                    let counts = match shown {
+                        Shown::Line(counted) => counts_of(counted).map(Cow::Borrowed),
+                        // Counts of the int3 fallback are lower bounds: no difference of them.
+                        Shown::Difference(all, rest) => match (counts_of(all), counts_of(rest)) {
+                            (Some(all), rest) => Some(Cow::Owned(difference(all, rest)?)),
+                            (None, _) => None,
+                        },
                     };
-                    let Some(counts) = aggregate.line(key) else {
+                    Some((line, counts))
+                })
+                .map(|(line, counts)| {
+                    let Some(counts) = counts else {
                         return LineCoverage {
                             line,
                             hits: 0,
@@ -1012,7 +1298,68 @@ fn branch_key(source: SourceId, line: u32, ordinal: u32) -> BranchKey {
     }
 }
 
-fn is_coverable(file: &SourceFile, line: u32) -> bool {
+/// Whose counts a reported line shows.
+enum Shown {
+    Line(u32),
+    /// The first line's less the second's (a bare jump's, see `JumpCount::Difference`).
+    Difference(u32, u32),
+}
+
+/// `all` less `rest`, per test too; `None` when either is a lower bound (counted by int3 up to
+/// the cap), which makes a difference meaningless.
+fn difference(all: &LineCounts, rest: Option<&LineCounts>) -> Option<LineCounts> {
+    if all.capped || rest.is_some_and(|rest| rest.capped) {
+        return None;
+    }
+    let rest_of = |test: &TestId| {
+        rest.and_then(|rest| rest.tests.get(test))
+            .copied()
+            .unwrap_or(0)
+    };
+    Some(LineCounts {
+        hits: all.hits.saturating_sub(rest.map_or(0, |rest| rest.hits)),
+        capped: false,
+        tests: all
+            .tests
+            .iter()
+            .map(|(test, &hits)| (*test, hits.saturating_sub(rest_of(test))))
+            .filter(|&(_, hits)| hits > 0)
+            .collect(),
+    })
+}
+
+/// The files of modules declared under `#[cfg(test)]`, and of the modules they declare: test code
+/// throughout (the tests a macro generates there included).
+fn test_module_files(sources: &Sources) -> HashSet<PathBuf> {
+    let known: HashSet<&Path> = sources.files.iter().map(|f| f.path.as_path()).collect();
+    let declared: HashMap<&Path, Vec<(PathBuf, bool)>> = sources
+        .files
+        .iter()
+        .map(|f| {
+            let mut files = f.analysis.module_files(&f.path);
+            files.retain(|(path, _)| known.contains(path.as_path()));
+            (f.path.as_path(), files)
+        })
+        .collect();
+    let mut tests: HashSet<PathBuf> = declared
+        .values()
+        .flatten()
+        .filter(|(_, test)| *test)
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut pending: Vec<PathBuf> = tests.iter().cloned().collect();
+    while let Some(file) = pending.pop() {
+        for (child, _) in declared.get(file.as_path()).into_iter().flatten() {
+            if tests.insert(child.clone()) {
+                pending.push(child.clone());
+            }
+        }
+    }
+    tests
+}
+
+/// `cfg`: the set the file's package is built with, when it has `#[cfg(…)]`s to decide.
+fn is_coverable(file: &SourceFile, line: u32, cfg: Option<&CfgSet>) -> bool {
     let LineKind::Start { compiled_only } = file.analysis.kind(line) else {
         // A closure body on a later line of its statement: a line when the closure has code.
         return file.analysis.is_closure_body(line) && file.lines_with_code.contains(&line);
@@ -1020,12 +1367,16 @@ fn is_coverable(file: &SourceFile, line: u32) -> bool {
     if file.lines_with_code.contains(&line) {
         return true;
     }
-    if compiled_only {
+    // Code under a cfg the build enables is compiled like any other (a generic no test
+    // instantiates has no machine code either way).
+    let compiled_in =
+        |line: u32| cfg.and_then(|set| file.analysis.compiled_in(line, set)) == Some(true);
+    if compiled_only && !compiled_in(line) {
         return false;
     }
     match file.analysis.function_at(line) {
         Some(function) => {
-            !function.compiled_only
+            (!function.compiled_only || compiled_in(function.line))
                 && file
                     .lines_with_code
                     .range(function.line..=function.end_line)
@@ -1033,5 +1384,53 @@ fn is_coverable(file: &SourceFile, line: u32) -> bool {
                     .is_none()
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlined_entries_sharing_an_address_go_to_separate_layers() {
+        let plan = Plan {
+            addresses: vec![0x10, 0x20, 0x30],
+            targets: vec![Some((0, 5)), None, Some((0, 9))],
+            inlined_entries: vec![(0, (0, 1), 7), (1, (0, 2), 8), (0, (1, 3), 9)],
+            ..Plan::default()
+        };
+        let target = |source, line, instance| {
+            Some(Target {
+                line: LineKey {
+                    source: SourceId(source),
+                    line,
+                },
+                instance: InstanceId(instance),
+            })
+        };
+        assert_eq!(
+            inlined_entry_targets(&plan),
+            [
+                vec![target(0, 1, 7), target(0, 2, 8), None],
+                vec![target(1, 3, 9), None, None]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_difference_is_taken_per_test_and_never_of_lower_bounds() {
+        let counts = |hits, tests: &[(u32, u64)], capped| LineCounts {
+            hits,
+            capped,
+            tests: tests.iter().map(|&(t, n)| (TestId(t), n)).collect(),
+        };
+        let all = counts(5, &[(0, 3), (1, 2)], false);
+        let rest = counts(3, &[(0, 1), (1, 2)], false);
+        assert_eq!(
+            difference(&all, Some(&rest)),
+            Some(counts(2, &[(0, 2)], false))
+        );
+        assert_eq!(difference(&all, None), Some(all.clone()));
+        assert_eq!(difference(&all, Some(&counts(3, &[], true))), None);
     }
 }

@@ -17,7 +17,8 @@ pub async fn did_change_configuration(
         let rejected = settings.update(&params.settings);
         let rerun = before.cargo_args != settings.cargo_args
             || before.count_cap != settings.count_cap
-            || before.test_timeout != settings.test_timeout;
+            || before.test_timeout != settings.test_timeout
+            || before.doctests != settings.doctests;
         if let Some(scheduler) = state.scheduler.get() {
             scheduler.set_options(settings.run_options());
         }
