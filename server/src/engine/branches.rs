@@ -29,7 +29,7 @@ use super::sites::{ExeCode, Function};
 
 /// Changes whenever [`find`] may find other jumps or count them otherwise in the same code, so that
 /// cached results of an older finder are not reused.
-pub const FINDER_VERSION: u32 = 2;
+pub const FINDER_VERSION: u32 = 3;
 
 /// How one side of a conditional jump is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,15 +38,39 @@ pub enum Side<A> {
     At(A),
     /// The count of `whole` (the jump's) minus that of `other` (the other side).
     Rest { whole: A, other: A },
+    /// The counts of up to four addresses added (`true`) or subtracted: a side that shares its
+    /// successor with other jumps whose sides are known (the second operand of `a || b`).
+    Terms([Option<(A, bool)>; MAX_TERMS]),
 }
 
+/// Most addresses a side is computed from.
+const MAX_TERMS: usize = 4;
+
 impl<A: Copy> Side<A> {
+    /// The addresses this side is computed from, each with whether it is added.
+    pub fn terms(&self) -> Vec<(A, bool)> {
+        match *self {
+            Side::At(a) => vec![(a, true)],
+            Side::Rest { whole, other } => vec![(whole, true), (other, false)],
+            Side::Terms(terms) => terms.iter().flatten().copied().collect(),
+        }
+    }
+
+    /// The side of `terms`; `None` when there are more than [`MAX_TERMS`].
+    fn of_terms(terms: &[(A, bool)]) -> Option<Side<A>> {
+        let mut fixed = [None; MAX_TERMS];
+        if terms.len() > MAX_TERMS {
+            return None;
+        }
+        for (slot, &term) in fixed.iter_mut().zip(terms) {
+            *slot = Some(term);
+        }
+        Some(Side::Terms(fixed))
+    }
+
     /// The addresses this side needs counted.
     pub fn addresses(&self) -> Vec<A> {
-        match *self {
-            Side::At(a) => vec![a],
-            Side::Rest { whole, other } => vec![whole, other],
-        }
+        self.terms().into_iter().map(|(a, _)| a).collect()
     }
 
     pub fn map<B>(&self, f: impl Fn(A) -> B) -> Side<B> {
@@ -56,16 +80,26 @@ impl<A: Copy> Side<A> {
                 whole: f(whole),
                 other: f(other),
             },
+            Side::Terms(terms) => Side::Terms(terms.map(|t| t.map(|(a, add)| (f(a), add)))),
         }
     }
 
     /// This side's count, from the counts of its addresses (saturating: counts of the jump and
     /// of the other side come from different counters, read at the same moment).
     pub fn count(&self, count: impl Fn(A) -> u64) -> u64 {
-        match *self {
-            Side::At(a) => count(a),
-            Side::Rest { whole, other } => count(whole).saturating_sub(count(other)),
-        }
+        let sum: i128 = self
+            .terms()
+            .into_iter()
+            .map(|(a, add)| {
+                let n = i128::from(count(a));
+                if add {
+                    n
+                } else {
+                    -n
+                }
+            })
+            .sum();
+        sum.max(0) as u64
     }
 }
 
@@ -211,6 +245,9 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
     let entered = |ip: u64| targets.contains(&ip) || code.is_landing_pad(ip);
     let reachable = reachable(&function, &index);
     let mut branches = Vec::new();
+    // Jumps whose target others reach too and whose sides have no address of their own: kept for
+    // a second pass, once those others' sides are known.
+    let mut shared: Vec<Shared> = Vec::new();
     for (i, jump) in instructions.iter().enumerate() {
         if jump.flow_control() != FlowControl::ConditionalBranch
             || jump.op0_kind() != OpKind::NearBranch64
@@ -296,17 +333,30 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
                 _ => alone.then_some(Side::At(first)),
             },
         };
-        let (Some(taken), Some(not_taken)) = (
-            side(taken_exact, not_taken_exact, target, target_alone),
-            side(not_taken_exact, taken_exact, next, fall_through_alone),
-        ) else {
-            continue;
-        };
         let residual = |at: usize| first_call(code, instructions, &index, at).is_residual;
         let test = if residual(t) != residual(n) {
             Test::Residual(residual(t))
         } else {
             test_before(jump, i.checked_sub(1).map(|b| &instructions[b]))
+        };
+        let (Some(taken), Some(not_taken)) = (
+            side(taken_exact, not_taken_exact, target, target_alone),
+            side(not_taken_exact, taken_exact, next, fall_through_alone),
+        ) else {
+            // Only jumps (no fall-through, no table, no unwinder) reach the target: its count is
+            // theirs together.
+            let only_jumps = !function.table_targets.contains(&target)
+                && !code.is_landing_pad(target)
+                && t.checked_sub(1).is_none_or(|before| !falls_into(before));
+            if let (true, Some(whole)) = (only_jumps && patchable(target), whole) {
+                shared.push(Shared {
+                    jump: i,
+                    whole,
+                    wholes,
+                    test,
+                });
+            }
+            continue;
         };
         branches.push(MachineBranch {
             jump: jump.ip(),
@@ -316,7 +366,53 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             wholes,
         });
     }
+    // A jump's taken side is its target's count less the taken sides of the other jumps there,
+    // when every one of those is known; the fall-through is the jump's count less that.
+    for pending in shared {
+        let jump = &instructions[pending.jump];
+        let target = jump.near_branch_target();
+        let others: Vec<&MachineBranch> = instructions
+            .iter()
+            .filter(|k| {
+                k.ip() != jump.ip()
+                    && k.flow_control() == FlowControl::ConditionalBranch
+                    && k.near_branch_target() == target
+            })
+            .filter_map(|k| branches.iter().find(|b| b.jump == k.ip()))
+            .collect();
+        if others.len() + 1 != jumps_to.get(&target).copied().unwrap_or(0) as usize {
+            continue;
+        }
+        let mut taken = vec![(target, true)];
+        for other in &others {
+            taken.extend(other.taken.terms().into_iter().map(|(a, add)| (a, !add)));
+        }
+        let mut not_taken = vec![(pending.whole, true)];
+        not_taken.extend(taken.iter().map(|&(a, add)| (a, !add)));
+        let (Some(taken), Some(not_taken)) = (Side::of_terms(&taken), Side::of_terms(&not_taken))
+        else {
+            continue;
+        };
+        branches.push(MachineBranch {
+            jump: jump.ip(),
+            test: pending.test,
+            taken,
+            not_taken,
+            wholes: pending.wholes,
+        });
+    }
+    branches.sort_by_key(|b| b.jump);
     branches
+}
+
+/// A jump left for [`find`]'s second pass.
+struct Shared {
+    /// Its index among the function's instructions.
+    jump: usize,
+    /// Where its own count is taken.
+    whole: u64,
+    wholes: Vec<u64>,
+    test: Test,
 }
 
 /// Whether instruction `k` calls one of rustc's check panics, directly, through a GOT slot or
@@ -608,8 +704,11 @@ mod tests {
                 },
             ]
         );
-        // A landing pad at the second fall-through: neither side of that jump is its own.
-        assert_eq!(find(&code(OR, &[0x100a]), BASE).len(), 1);
+        // A landing pad at the second fall-through: neither side of that jump is its own, but the
+        // shared target less the first jump's taken side is the second's.
+        let found = find(&code(OR, &[0x100a]), BASE);
+        assert_eq!(found[1].taken.addresses(), [0x1010, 0x1000, 0x1005]);
+        assert!(!found[1].not_taken.addresses().contains(&0x100a));
     }
 
     #[test]
@@ -654,6 +753,42 @@ mod tests {
                 other: 0x1005
             }
         );
+    }
+
+    // 0x1000 test dil,1; 0x1004 jne 0x100e; 0x1006 test sil,1; 0x100a jne 0x100e;
+    // 0x100c jmp 0x1013; 0x100e mov eax,1 (5); 0x1013 ret: `if a || b { … }`.
+    const OR_BODY: &[u8] = &[
+        0x40, 0xF6, 0xC7, 0x01, 0x75, 0x08, 0x40, 0xF6, 0xC6, 0x01, 0x75, 0x02, 0xEB, 0x05, 0xB8,
+        0x01, 0, 0, 0, 0xC3,
+    ];
+
+    #[test]
+    fn a_target_only_jumps_share_gives_the_last_jump_what_the_others_leave() {
+        let found = find(&code(OR_BODY, &[]), BASE);
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            found[0].taken,
+            Side::Rest {
+                whole: 0x1000,
+                other: 0x1006
+            }
+        );
+        // `a` true once, then `b` true once and false once: the body ran twice.
+        let counts = |a: u64| match a {
+            0x1000 => 3,
+            0x1006 => 2,
+            0x100e => 2,
+            _ => 0,
+        };
+        assert_eq!(found[0].taken.count(counts), 1);
+        assert_eq!(found[1].jump, 0x100a);
+        assert_eq!(found[1].taken.count(counts), 1);
+        assert_eq!(found[1].not_taken.count(counts), 1);
+        assert_eq!(found[1].taken.addresses(), [0x100e, 0x1000, 0x1006]);
+        // A fall-through into the body too: its count is no longer the jumps' alone.
+        let mut fall = OR_BODY.to_vec();
+        fall[12..14].copy_from_slice(&[0x90, 0x90]); // the jmp becomes two nops
+        assert_eq!(find(&code(&fall, &[]), BASE).len(), 1);
     }
 
     #[test]
