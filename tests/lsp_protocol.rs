@@ -95,7 +95,20 @@ fn overlay_of_a_fixture_follows_a_save() {
             && d["range"]["end"]["line"] == fee
             && d["message"] == "not covered by any test (fn withdraw)"));
     assert!(mentions(&diagnostics, "(fn classify)"));
-    assert_eq!(diagnostics.len(), 3, "{:#?}", messages(&diagnostics));
+    let uncovered = diagnostics.iter().filter(|d| d["code"] == "uncovered");
+    assert_eq!(uncovered.count(), 3, "{:#?}", messages(&diagnostics));
+    // Branch coverage: `withdraw`'s fee condition ran, but was never true. Same severity, not
+    // faded (the line ran).
+    let fee_condition = line_of(&text, "if amount >= 1_000");
+    let branches: Vec<&Value> = diagnostics
+        .iter()
+        .filter(|d| d["code"] == "branch")
+        .collect();
+    assert_eq!(branches.len(), 1, "{:#?}", messages(&diagnostics));
+    assert_eq!(branches[0]["message"], "condition never true");
+    assert_eq!(branches[0]["range"]["start"]["line"], fee_condition);
+    assert_eq!(branches[0]["severity"], 4);
+    assert!(branches[0].get("tags").is_none_or(Value::is_null));
 
     // Progress and refresh requests went out, as the client declared support.
     client.wait_for("a progress token", Duration::from_secs(5), |m| {
@@ -142,6 +155,21 @@ fn overlay_of_a_fixture_follows_a_save() {
     }
     assert!(hint_at(close_fn).is_none() && hint_at(fee).is_none());
     assert!(hint_at(line_of(&text, "pub struct Ledger")).is_none());
+    // A line whose condition went one way only says so after its count, and its sides in the
+    // tooltip; a line whose branches went both ways shows its count alone.
+    let partial = hint_at(fee_condition).expect("a hint on the fee condition");
+    let label = partial["label"].as_str().unwrap();
+    assert!(label.ends_with(" · 1/2 branches"), "{label}");
+    let tooltip = partial["tooltip"]["value"].as_str().unwrap();
+    assert!(
+        tooltip.contains("branches: 1 of 2 sides ran:\n- `if` condition: true ×0, false ×"),
+        "{tooltip}"
+    );
+    let both = hint_at(line_of(&text, "if amount > self.balance")).unwrap();
+    assert!(
+        !both["label"].as_str().unwrap().contains("branches"),
+        "{both}"
+    );
 
     let window = client
         .request("textDocument/inlayHint", hint_range(&lib_uri, 25, 30))
@@ -215,7 +243,7 @@ fn overlay_of_a_fixture_follows_a_save() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(shifted.len(), 3, "{:#?}", messages(&shifted));
+    assert_eq!(shifted.len(), 4, "{:#?}", messages(&shifted));
     let hints = client
         .request("textDocument/inlayHint", hint_range(&lib_uri, 0, 400))
         .unwrap();
@@ -239,7 +267,9 @@ fn overlay_of_a_fixture_follows_a_save() {
     let after = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| {
         !mentions(d, "close_account") && mentions(d, "(fn withdraw)")
     });
-    assert_eq!(after.len(), 2, "{:#?}", messages(&after));
+    // withdraw's and classify's uncovered lines, and the fee condition still never true.
+    assert_eq!(after.len(), 3, "{:#?}", messages(&after));
+    assert!(after.iter().any(|d| d["message"] == "condition never true"));
     assert!(
         root.join("target/coverlay/coverage.json").exists(),
         "the store is saved after each run"
@@ -459,7 +489,8 @@ fn files_changed_while_the_server_was_down_show_nothing_until_rerun() {
     let lib_uri = uri(&lib);
     let mut client = Client::start(BIN, root);
     client.initialize(root, json!({}), full_capabilities());
-    client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 3);
+    // Three uncovered ranges and the fee condition that was never true.
+    client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 4);
     end_of_run(&mut client);
     assert!(client.shutdown().success());
 
@@ -472,7 +503,7 @@ fn files_changed_while_the_server_was_down_show_nothing_until_rerun() {
     let first = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |_| true);
     assert_eq!(first, Vec::<Value>::new());
     // ...then the run measures it again.
-    let again = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 3);
+    let again = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 4);
     let close_fn = line_of(&format!("// one\n// two\n{text}"), "pub fn close_account");
     assert!(again
         .iter()

@@ -5,6 +5,9 @@
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
 //! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(doctest)`).
+//! `branches T/N`: T of the N sides (two per branch) of the line's branches ran;
+//! in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
+//! each branch's true and false counts, in order, all oriented (which side is true is known).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,13 +147,51 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A line's branches: (sides run, sides) and each branch's `taken:not_taken` (`?` before it when
+/// not oriented).
+type LineBranches = ((u64, u64), Vec<String>);
+
+/// Line → its branches, for every reported file.
+fn reported_branches(json: &Value) -> BTreeMap<(PathBuf, u32), LineBranches> {
+    let mut out = BTreeMap::new();
+    for f in json["files"].as_array().expect("files") {
+        for b in f["branches"].as_array().into_iter().flatten() {
+            let key = (
+                PathBuf::from(f["path"].as_str().unwrap()),
+                b["line"].as_u64().unwrap() as u32,
+            );
+            let ((run, all), each): &mut LineBranches = out.entry(key).or_default();
+            let (taken, not_taken) = (
+                b["taken"].as_u64().unwrap(),
+                b["not_taken"].as_u64().unwrap(),
+            );
+            *run += u64::from(taken > 0) + u64::from(not_taken > 0);
+            *all += 2;
+            let unknown = if b["oriented"] == Value::Bool(true) {
+                ""
+            } else {
+                "?"
+            };
+            each.push(format!("{unknown}{taken}:{not_taken}"));
+        }
+    }
+    out
+}
+
 /// Compares every line of every source file of the fixture with its marker; lists all mismatches.
 fn assert_markers(name: &str, json: &Value) {
     let reported_hits = reported(json);
     let reported_tests = reported_tests(json);
+    let reported_branches = reported_branches(json);
     let mut files = Vec::new();
     rust_files(&fixture(name), &mut files);
     files.sort();
+    let strict_branches = files.iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("//~ ") && l.contains(" branches "))
+    });
     let mut mismatches = Vec::new();
     for file in &files {
         let source = std::fs::read_to_string(file).unwrap();
@@ -182,8 +223,23 @@ fn assert_markers(name: &str, json: &Value) {
                 mismatch(format!("expected {expected}, got {actual}"));
                 continue;
             }
-            for word in marker.iter().flatten().skip(1) {
-                if let Some(list) = word.strip_prefix("tests=") {
+            let branches = reported_branches.get(&(file.clone(), line));
+            let mut words = marker.iter().flatten().skip(1);
+            let mut branches_marked = false;
+            while let Some(word) = words.next() {
+                if *word == "branches" {
+                    branches_marked = true;
+                    let want = words.next().expect("branches T/N");
+                    let got = branches.map(|((run, all), _)| format!("{run}/{all}"));
+                    if got.as_deref() != Some(*want) {
+                        mismatch(format!("expected branches {want}, got {got:?}"));
+                    }
+                } else if let Some(want) = word.strip_prefix("sides=") {
+                    let got = branches.map(|(_, each)| each.join(","));
+                    if got.as_deref() != Some(want) {
+                        mismatch(format!("expected sides {want}, got {got:?}"));
+                    }
+                } else if let Some(list) = word.strip_prefix("tests=") {
                     let got = reported_tests
                         .get(&(file.clone(), line))
                         .cloned()
@@ -212,6 +268,11 @@ fn assert_markers(name: &str, json: &Value) {
                     if hits != Some(want) {
                         mismatch(format!("expected {want} hits, got {hits:?}"));
                     }
+                }
+            }
+            if strict_branches && !branches_marked {
+                if let Some(((run, all), _)) = branches {
+                    mismatch(format!("expected no branches, got {run}/{all}"));
                 }
             }
         }
@@ -324,6 +385,59 @@ fn the_int3_fallback_agrees_with_the_trampolines() {
         );
     }
     assert!(capped >= 3, "the hot loops reach the cap");
+}
+
+/// Branch coverage on every construct, with each side run and not: real conditional jumps of a
+/// real build, counted by the engine.
+#[test]
+fn branches_match_their_markers() {
+    let run = cached("branches");
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let json = run.json.as_ref().unwrap();
+    assert_markers("branches", json);
+    // Per test, like lines: every execution happens inside some test, so the tests' own counts
+    // add up to each side's total; `sign`'s `if` ran in `signs` only, once each way.
+    let file = &json["files"][0];
+    for branch in file["branches"].as_array().unwrap() {
+        for side in ["taken", "not_taken"] {
+            let by_tests: u64 = branch["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t[side].as_u64().unwrap())
+                .sum();
+            assert_eq!(by_tests, branch[side].as_u64().unwrap(), "{branch}");
+        }
+    }
+    let source = std::fs::read_to_string(fixture("branches").join("src/lib.rs")).unwrap();
+    let line = 1 + source
+        .lines()
+        .position(|l| l.contains("if x > 0 {"))
+        .unwrap();
+    let sign = file["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["line"] == line)
+        .expect("a branch on `sign`'s `if`");
+    assert_eq!(
+        sign["tests"],
+        serde_json::json!([{"id": "branches::tests::signs", "taken": 1, "not_taken": 1}])
+    );
+    // lcov: one BRDA per side, and the file's totals.
+    let lcov = std::fs::read_to_string(run.lcov.as_ref().unwrap()).unwrap();
+    assert!(
+        lcov.contains(&format!("BRDA:{line},0,0,1\nBRDA:{line},0,1,1\n")),
+        "{lcov}"
+    );
+    let (hit, found) = (
+        file["branches_hit"].as_u64(),
+        file["branches_found"].as_u64(),
+    );
+    assert!(
+        lcov.contains(&format!("BRF:{}\nBRH:{}\n", found.unwrap(), hit.unwrap())),
+        "{lcov}"
+    );
 }
 
 #[test]
@@ -711,6 +825,7 @@ fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
     assert!(dom.contains(r#"aria-sort="descending""#));
 
     let tests = reported_tests(json);
+    let branches = reported_branches(json);
     let mut sources = Vec::new();
     rust_files(&root, &mut sources);
     let mut mismatches = Vec::new();
@@ -738,10 +853,15 @@ fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
         for (i, line_text) in source.lines().enumerate() {
             let line = i as u32 + 1;
             let row = rows[&line];
+            // A covered line where some branch side never ran is partial too.
+            let partial = branches
+                .get(&(source_path.clone(), line))
+                .is_some_and(|((run, all), _)| run < all);
             let expected = match line_text
                 .split_once("//~ ")
                 .map(|(_, m)| m.split_whitespace().next())
             {
+                Some(Some("hit")) if partial => Some("hit partial"),
                 Some(Some("hit")) => Some("hit"),
                 Some(Some("miss")) => Some("miss"),
                 _ => None,

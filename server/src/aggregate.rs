@@ -5,8 +5,14 @@
 //! statement must not count it twice), summed over the instances that hold its code (generic
 //! instances, inlined copies) and over executables. Each test's count of a line is computed the
 //! same way from what ran while it was the running test.
+//!
+//! A branch's two sides come from its counted addresses (`engine::branches::Side`), summed over
+//! the function instances and executables that hold it; per test from that test's counts alike.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::analysis::Construct;
+use crate::engine::branches::Side;
 
 /// A source file of the run (index into `plan::Sources::files`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,6 +37,39 @@ pub struct LineKey {
     pub line: u32,
 }
 
+/// A source branch: the `ordinal`-th conditional jump of its line within a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BranchKey {
+    pub line: LineKey,
+    pub ordinal: u32,
+}
+
+/// How one branch of an executable is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BranchTarget {
+    pub key: BranchKey,
+    pub construct: Construct,
+    /// `taken` is the condition's true side (see `plan::SourceBranch::oriented`).
+    pub oriented: bool,
+    pub taken: Side<BreakpointId>,
+    pub not_taken: Side<BreakpointId>,
+}
+
+/// One branch's counts over the whole run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchCounts {
+    pub construct: Construct,
+    /// Oriented in every function instance and executable that holds it.
+    pub oriented: bool,
+    pub taken: u64,
+    pub not_taken: u64,
+    /// Some of its addresses were counted by int3 up to the cap: a side may be off either way
+    /// (one side can be a difference).
+    pub capped: bool,
+    /// (taken, not taken) per test; only tests that ran the branch.
+    pub tests: BTreeMap<TestId, (u64, u64)>,
+}
+
 /// What one breakpoint counts for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -46,6 +85,7 @@ pub struct ExecutableCounts<'a> {
     /// Counted by int3 up to the cap (or first hits only): a lower bound.
     pub capped: &'a [bool],
     pub test_hits: &'a [(TestId, BreakpointId, u64)],
+    pub branches: &'a [BranchTarget],
 }
 
 /// One line's counts over the whole run.
@@ -60,10 +100,12 @@ pub struct LineCounts {
 #[derive(Debug, Default)]
 pub struct Aggregate {
     lines: HashMap<LineKey, LineCounts>,
+    branches: BTreeMap<BranchKey, BranchCounts>,
 }
 
 impl Aggregate {
     pub fn add(&mut self, counts: ExecutableCounts<'_>) {
+        self.add_branches(&counts);
         let mut busiest: HashMap<(LineKey, InstanceId), (u64, bool)> = HashMap::new();
         for ((target, &hits), &capped) in counts.targets.iter().zip(counts.hits).zip(counts.capped)
         {
@@ -103,6 +145,68 @@ impl Aggregate {
 
     pub fn line(&self, line: LineKey) -> Option<&LineCounts> {
         self.lines.get(&line)
+    }
+
+    fn add_branches(&mut self, counts: &ExecutableCounts<'_>) {
+        if counts.branches.is_empty() {
+            return;
+        }
+        let mut by_test: HashMap<BreakpointId, Vec<(TestId, u64)>> = HashMap::new();
+        for &(test, breakpoint, hits) in counts.test_hits {
+            by_test.entry(breakpoint).or_default().push((test, hits));
+        }
+        let total = |b: BreakpointId| counts.hits.get(b.0 as usize).copied().unwrap_or(0);
+        for branch in counts.branches {
+            let breakpoints: Vec<BreakpointId> = branch
+                .taken
+                .addresses()
+                .into_iter()
+                .chain(branch.not_taken.addresses())
+                .collect();
+            let entry = self
+                .branches
+                .entry(branch.key)
+                .or_insert_with(|| BranchCounts {
+                    construct: branch.construct,
+                    oriented: true,
+                    taken: 0,
+                    not_taken: 0,
+                    capped: false,
+                    tests: BTreeMap::new(),
+                });
+            entry.oriented &= branch.oriented;
+            entry.taken += branch.taken.count(total);
+            entry.not_taken += branch.not_taken.count(total);
+            entry.capped |= breakpoints
+                .iter()
+                .any(|b| counts.capped.get(b.0 as usize).copied().unwrap_or(false));
+            let tests: BTreeSet<TestId> = breakpoints
+                .iter()
+                .flat_map(|b| by_test.get(b).into_iter().flatten())
+                .map(|&(test, _)| test)
+                .collect();
+            for test in tests {
+                let of_test = |b: BreakpointId| {
+                    by_test.get(&b).map_or(0, |hits| {
+                        hits.iter()
+                            .filter(|(t, _)| *t == test)
+                            .map(|(_, h)| h)
+                            .sum()
+                    })
+                };
+                let sides = (branch.taken.count(of_test), branch.not_taken.count(of_test));
+                if sides != (0, 0) {
+                    let per_test = entry.tests.entry(test).or_default();
+                    per_test.0 += sides.0;
+                    per_test.1 += sides.1;
+                }
+            }
+        }
+    }
+
+    /// The branches of the run, by line and ordinal.
+    pub fn branches(&self) -> &BTreeMap<BranchKey, BranchCounts> {
+        &self.branches
     }
 
     /// First-hit mode: a line whose breakpoint was lifted at its first hit also belongs to the
@@ -171,6 +275,7 @@ mod tests {
                 (TestId(1), BreakpointId(2), 3),
                 (TestId(1), BreakpointId(4), 1),
             ],
+            branches: &[],
         });
         let line = aggregate.line(key(10)).unwrap();
         assert_eq!(line.hits, 8);
@@ -189,12 +294,14 @@ mod tests {
             hits: &[1_000_000],
             capped: &[false],
             test_hits: &[(TestId(0), BreakpointId(0), 1_000_000)],
+            branches: &[],
         });
         aggregate.add(ExecutableCounts {
             targets: &targets,
             hits: &[10],
             capped: &[true],
             test_hits: &[(TestId(3), BreakpointId(0), 10)],
+            branches: &[],
         });
         let line = aggregate.line(key(10)).unwrap();
         assert_eq!(line.hits, 1_000_010);
@@ -215,6 +322,7 @@ mod tests {
                 (TestId(1), BreakpointId(0), 1),
                 (TestId(0), BreakpointId(1), 1),
             ],
+            branches: &[],
         });
         aggregate.spread_to_functions(&|_| Some(key(1)));
         assert_eq!(
@@ -227,5 +335,73 @@ mod tests {
                 .collect::<Vec<_>>(),
             [TestId(0), TestId(1)]
         );
+    }
+
+    #[test]
+    fn branch_sides_come_from_their_addresses_per_test_and_add_up_over_executables() {
+        // Breakpoint 0: the jump's straight run (10), 1: the fall-through (4), 2: an int3 target.
+        let branch = |ordinal, taken, not_taken| BranchTarget {
+            key: BranchKey {
+                line: key(7),
+                ordinal,
+            },
+            construct: Construct::If,
+            oriented: true,
+            taken,
+            not_taken,
+        };
+        let b = BreakpointId;
+        let branches = [
+            branch(
+                0,
+                Side::Rest {
+                    whole: b(0),
+                    other: b(1),
+                },
+                Side::At(b(1)),
+            ),
+            branch(1, Side::At(b(2)), Side::At(b(1))),
+        ];
+        let mut aggregate = Aggregate::default();
+        aggregate.add(ExecutableCounts {
+            targets: &[None, None, None],
+            hits: &[10, 4, 0],
+            capped: &[false, false, true],
+            test_hits: &[
+                (TestId(0), b(0), 6),
+                (TestId(0), b(1), 4),
+                (TestId(1), b(0), 4),
+            ],
+            branches: &branches,
+        });
+        aggregate.add(ExecutableCounts {
+            targets: &[None, None, None],
+            hits: &[1, 1, 0],
+            capped: &[false, false, false],
+            test_hits: &[(TestId(2), b(0), 1), (TestId(2), b(1), 1)],
+            branches: &branches[..1],
+        });
+        let first = &aggregate.branches()[&BranchKey {
+            line: key(7),
+            ordinal: 0,
+        }];
+        assert_eq!((first.taken, first.not_taken, first.capped), (6, 5, false));
+        assert_eq!(
+            first.tests,
+            BTreeMap::from([
+                (TestId(0), (2, 4)),
+                (TestId(1), (4, 0)),
+                (TestId(2), (0, 1))
+            ])
+        );
+        let second = &aggregate.branches()[&BranchKey {
+            line: key(7),
+            ordinal: 1,
+        }];
+        assert_eq!(
+            (second.taken, second.not_taken, second.capped),
+            (0, 4, true)
+        );
+        assert_eq!(second.tests, BTreeMap::from([(TestId(0), (0, 4))]));
     }
 }

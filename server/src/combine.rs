@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
+use crate::coverage::{
+    BranchCoverage, BranchTestHits, Coverage, FileCoverage, LineCoverage, TestHits, TestInfo,
+};
 use crate::libtest::Outcome;
 use crate::report::{ExecutableInfo, RunInfo};
 use crate::selection::target_of;
@@ -106,12 +108,15 @@ pub fn combine(parts: Vec<Part>) -> Combined {
                     path: file.path.clone(),
                     lines: Vec::new(),
                     functions: Vec::new(),
+                    branches: Vec::new(),
                 });
             let renumber = |t: &TestHits| TestHits {
                 test: number[part.coverage.tests[t.test as usize].id.as_str()],
                 hits: t.hits,
             };
             merged.lines = add_lines(&merged.lines, &file.lines, renumber);
+            let test_number = |test: u32| number[part.coverage.tests[test as usize].id.as_str()];
+            merged.branches = add_branches(&merged.branches, &file.branches, test_number);
             for function in &file.functions {
                 match merged
                     .functions
@@ -172,6 +177,47 @@ fn add_lines(
         }
     }
     lines.into_values().collect()
+}
+
+/// `known` (already renumbered) and `more` united by line and index, both sides' counts added.
+fn add_branches(
+    known: &[BranchCoverage],
+    more: &[BranchCoverage],
+    renumber: impl Fn(u32) -> u32,
+) -> Vec<BranchCoverage> {
+    let mut branches: BTreeMap<(u32, u32), BranchCoverage> = known
+        .iter()
+        .map(|b| ((b.line, b.index), b.clone()))
+        .collect();
+    for branch in more {
+        let merged = branches
+            .entry((branch.line, branch.index))
+            .or_insert_with(|| BranchCoverage {
+                taken: 0,
+                not_taken: 0,
+                capped: false,
+                tests: Vec::new(),
+                ..branch.clone()
+            });
+        merged.oriented &= branch.oriented;
+        merged.taken += branch.taken;
+        merged.not_taken += branch.not_taken;
+        merged.capped |= branch.capped;
+        for test in &branch.tests {
+            let test = BranchTestHits {
+                test: renumber(test.test),
+                ..*test
+            };
+            match merged.tests.binary_search_by_key(&test.test, |t| t.test) {
+                Ok(i) => {
+                    merged.tests[i].taken += test.taken;
+                    merged.tests[i].not_taken += test.not_taken;
+                }
+                Err(i) => merged.tests.insert(i, test),
+            }
+        }
+    }
+    branches.into_values().collect()
 }
 
 /// Which of two outcomes of the same test a combined report shows: a failure over a pass.

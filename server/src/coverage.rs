@@ -1,10 +1,12 @@
-//! The result of a coverage run in plain terms: per file, the coverable lines with their hit counts
-//! and the functions with their entry counts. Reports and the editor overlay read this.
+//! The result of a coverage run in plain terms: per file, the coverable lines with their hit counts,
+//! the branches with the counts of their two sides, and the functions with their entry counts.
+//! Reports and the editor overlay read this.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::analysis::Construct;
 use crate::libtest::Outcome;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,71 @@ pub struct FileCoverage {
     pub lines: Vec<LineCoverage>,
     /// Sorted by line.
     pub functions: Vec<FunctionCoverage>,
+    /// Sorted by (line, index); each on a line of `lines`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<BranchCoverage>,
+}
+
+/// A source branch (one conditional jump of the machine code: an `if` condition, one operand of
+/// `&&`, a `?`) and how often each of its two sides ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchCoverage {
+    pub line: u32,
+    /// Its place among the branches of its line, in code order.
+    pub index: u32,
+    pub construct: Construct,
+    /// `taken` counts the condition holding (true; the pattern matching; the `?` returning
+    /// early) and `not_taken` it failing. When false the code did not tell which is which: they
+    /// are the machine jump's taken and fall-through sides.
+    pub oriented: bool,
+    pub taken: u64,
+    pub not_taken: u64,
+    /// Some of its code was counted by int3 traps up to the cap: its counts are estimates.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capped: bool,
+    /// The tests that ran it, each with its own counts, sorted by test index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<BranchTestHits>,
+}
+
+/// One test's executions of a branch's two sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchTestHits {
+    /// Index into `Coverage::tests`.
+    pub test: u32,
+    pub taken: u64,
+    pub not_taken: u64,
+}
+
+impl BranchCoverage {
+    /// Sides that ran (0, 1 or 2).
+    pub fn sides_run(&self) -> usize {
+        usize::from(self.taken > 0) + usize::from(self.not_taken > 0)
+    }
+
+    /// For a branch that ran one way only, what never happened: `condition never false`,
+    /// `` `?` never returned early ``. None when both sides ran, neither did (the line is not
+    /// covered), or the counts are estimates (`capped`).
+    pub fn one_sided(&self) -> Option<String> {
+        if self.capped || self.sides_run() != 1 {
+            return None;
+        }
+        let never_true = self.taken == 0;
+        let text = match (self.construct, self.oriented) {
+            (Construct::Try, true) if never_true => "`?` never returned early",
+            (Construct::Try, true) => "`?` always returned early",
+            (Construct::Try, false) => "`?` always went the same way",
+            (Construct::IfLet | Construct::LetElse, true) if never_true => "pattern never matched",
+            (Construct::IfLet | Construct::LetElse, true) => "pattern always matched",
+            (Construct::IfLet | Construct::LetElse, false) => {
+                "pattern always matched, or never did"
+            }
+            (_, true) if never_true => "condition never true",
+            (_, true) => "condition never false",
+            (_, false) => "condition was always true, or always false",
+        };
+        Some(text.to_owned())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +167,19 @@ impl FileCoverage {
         self.lines.iter().filter(|l| l.hits > 0).count()
     }
 
+    /// The branches shown on `line`.
+    pub fn branches_on(&self, line: u32) -> &[BranchCoverage] {
+        let start = self.branches.partition_point(|b| b.line < line);
+        let end = self.branches.partition_point(|b| b.line <= line);
+        &self.branches[start..end]
+    }
+
+    /// Branch sides that ran, and all branch sides (two per branch).
+    pub fn branch_sides(&self) -> (usize, usize) {
+        let run = self.branches.iter().map(BranchCoverage::sides_run).sum();
+        (run, 2 * self.branches.len())
+    }
+
     pub fn hits(&self, line: u32) -> Option<u64> {
         self.lines
             .binary_search_by_key(&line, |l| l.line)
@@ -115,6 +195,14 @@ impl Coverage {
 
     pub fn covered(&self) -> usize {
         self.files.iter().map(FileCoverage::covered).sum()
+    }
+
+    /// Branch sides that ran, and all branch sides.
+    pub fn branch_sides(&self) -> (usize, usize) {
+        self.files
+            .iter()
+            .map(FileCoverage::branch_sides)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     }
 
     pub fn file(&self, path: &std::path::Path) -> Option<&FileCoverage> {
@@ -135,16 +223,20 @@ impl Coverage {
             index += 1;
             keep.get(index - 1).copied().unwrap_or(true)
         });
-        for line in self.files.iter_mut().flat_map(|f| &mut f.lines) {
-            line.tests.retain_mut(
-                |t| match renumbered.get(t.test as usize).copied().flatten() {
-                    Some(new) => {
-                        t.test = new;
-                        true
-                    }
-                    None => false,
-                },
-            );
+        let new = |test: &mut u32| match renumbered.get(*test as usize).copied().flatten() {
+            Some(new) => {
+                *test = new;
+                true
+            }
+            None => false,
+        };
+        for file in &mut self.files {
+            for line in &mut file.lines {
+                line.tests.retain_mut(|t| new(&mut t.test));
+            }
+            for branch in &mut file.branches {
+                branch.tests.retain_mut(|t| new(&mut t.test));
+            }
         }
     }
 }
@@ -161,7 +253,10 @@ pub fn percent(covered: usize, coverable: usize) -> f64 {
 /// Builders for the unit tests of the modules that take coverage apart and put it together.
 #[cfg(test)]
 pub mod test_data {
-    use super::{FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
+    use super::{
+        BranchCoverage, BranchTestHits, Construct, FileCoverage, FunctionCoverage, LineCoverage,
+        TestHits, TestInfo,
+    };
     use crate::libtest::Outcome;
 
     pub fn test(id: &str, outcome: Outcome) -> TestInfo {
@@ -200,6 +295,28 @@ pub mod test_data {
                 hits: 0,
                 is_test: false,
             }],
+            branches: Vec::new(),
+        }
+    }
+
+    /// The first oriented `if` branch of `line`, with per-test `(test, true, false)` counts.
+    pub fn branch(line: u32, tests: &[(u32, u64, u64)]) -> BranchCoverage {
+        BranchCoverage {
+            line,
+            index: 0,
+            construct: Construct::If,
+            oriented: true,
+            taken: tests.iter().map(|t| t.1).sum(),
+            not_taken: tests.iter().map(|t| t.2).sum(),
+            capped: false,
+            tests: tests
+                .iter()
+                .map(|&(test, taken, not_taken)| BranchTestHits {
+                    test,
+                    taken,
+                    not_taken,
+                })
+                .collect(),
         }
     }
 

@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
+use crate::coverage::{
+    BranchCoverage, BranchTestHits, Coverage, FileCoverage, LineCoverage, TestHits, TestInfo,
+};
 
 /// `partial` is a run of the tests whose ids are in `ran`, on a new build; `old` the results
 /// shown before (lines already moved with any edits since). The result:
@@ -13,7 +15,8 @@ use crate::coverage::{Coverage, FileCoverage, LineCoverage, TestHits, TestInfo};
 /// - lines: the new build's coverable lines; on each, the tests that ran bring their new counts
 ///   and the others keep their old ones;
 /// - a line's total is the sum of its per-test counts when both runs attributed every execution
-///   to a test, else the larger of the two totals; capped if a kept or new count is.
+///   to a test, else the larger of the two totals; capped if a kept or new count is;
+/// - branches: like lines, side by side (matched by line and index).
 ///
 /// With `narrowed` (the run built only some executables), the executables it left out keep what
 /// they had: their tests, and the lines only they hold (outside the changed bodies, whose lines
@@ -90,6 +93,14 @@ pub fn merge(
                 });
                 merge_line(line, before, &kept_old, &new_index_ran);
             }
+            for branch in &mut file.branches {
+                let before = previous.and_then(|f| {
+                    f.branches
+                        .iter()
+                        .find(|b| (b.line, b.index) == (branch.line, branch.index))
+                });
+                merge_branch(branch, before, &kept_old, &new_index_ran);
+            }
             if let (Some(narrowed), Some(previous)) = (narrowed, previous) {
                 keep_unbuilt_lines(&mut file, previous, narrowed, &kept_old);
             }
@@ -103,6 +114,11 @@ pub fn merge(
             if !merged.contains(&file.path) {
                 let mut kept = file.clone();
                 kept.lines = file.lines.iter().map(|l| kept_line(l, &kept_old)).collect();
+                kept.branches = file
+                    .branches
+                    .iter()
+                    .map(|b| kept_branch(b, &kept_old))
+                    .collect();
                 files.push(kept);
             }
         }
@@ -157,6 +173,17 @@ fn keep_unbuilt_lines(
         file.lines.extend(extra);
         file.lines.sort_by_key(|l| l.line);
     }
+    let present: HashSet<(u32, u32)> = file.branches.iter().map(|b| (b.line, b.index)).collect();
+    let extra: Vec<BranchCoverage> = previous
+        .branches
+        .iter()
+        .filter(|b| !present.contains(&(b.line, b.index)) && !replaced(b.line))
+        .map(|b| kept_branch(b, kept_old))
+        .collect();
+    if !extra.is_empty() {
+        file.branches.extend(extra);
+        file.branches.sort_by_key(|b| (b.line, b.index));
+    }
     let functions: HashSet<u32> = file.functions.iter().map(|f| f.line).collect();
     let extra: Vec<_> = previous
         .functions
@@ -186,6 +213,75 @@ fn kept_line(line: &LineCoverage, kept_old: &[Option<u32>]) -> LineCoverage {
         capped: line.capped,
         tests,
     }
+}
+
+/// An old branch as it stays: the counts of the tests that are kept, at their new indexes.
+fn kept_branch(branch: &BranchCoverage, kept_old: &[Option<u32>]) -> BranchCoverage {
+    let mut tests = kept_branch_counts(&branch.tests, kept_old);
+    tests.sort_by_key(|t| t.test);
+    let (taken, not_taken) = if branch_attributed(branch) {
+        branch_sums(&tests)
+    } else {
+        (branch.taken, branch.not_taken)
+    };
+    BranchCoverage {
+        taken,
+        not_taken,
+        tests,
+        ..branch.clone()
+    }
+}
+
+fn kept_branch_counts(tests: &[BranchTestHits], kept_old: &[Option<u32>]) -> Vec<BranchTestHits> {
+    tests
+        .iter()
+        .filter_map(|t| {
+            let test = (*kept_old.get(t.test as usize)?)?;
+            Some(BranchTestHits { test, ..*t })
+        })
+        .collect()
+}
+
+fn branch_sums(tests: &[BranchTestHits]) -> (u64, u64) {
+    tests
+        .iter()
+        .fold((0, 0), |(a, b), t| (a + t.taken, b + t.not_taken))
+}
+
+/// Whether both sides' totals are the sums of their per-test counts.
+fn branch_attributed(branch: &BranchCoverage) -> bool {
+    (branch.taken, branch.not_taken) == branch_sums(&branch.tests)
+}
+
+/// [`merge_line`] for a branch, side by side.
+fn merge_branch(
+    branch: &mut BranchCoverage,
+    before: Option<&BranchCoverage>,
+    kept_old: &[Option<u32>],
+    ran: &HashSet<u32>,
+) {
+    let new_totals = (branch.taken, branch.not_taken);
+    let new_exact = branch_attributed(branch);
+    branch.tests.retain(|t| ran.contains(&t.test));
+    let Some(before) = before else {
+        return;
+    };
+    let kept = kept_branch_counts(&before.tests, kept_old);
+    if kept.is_empty() {
+        return;
+    }
+    branch.tests.extend(kept);
+    branch.tests.sort_by_key(|t| t.test);
+    branch.tests.dedup_by_key(|t| t.test);
+    (branch.taken, branch.not_taken) = if new_exact && branch_attributed(before) {
+        branch_sums(&branch.tests)
+    } else {
+        (
+            new_totals.0.max(before.taken),
+            new_totals.1.max(before.not_taken),
+        )
+    };
+    branch.capped |= before.capped;
 }
 
 /// The per-test counts of the old tests that are kept, at their new indexes.
@@ -236,11 +332,44 @@ fn merge_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::test_data::{file, line, per_test, test};
+    use crate::coverage::test_data::{branch, file, line, per_test, test};
     use crate::libtest::Outcome;
 
     fn ran(ids: &[&str]) -> HashSet<String> {
         ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn branch_sides_merge_like_lines() {
+        let (a, b) = ("k::a", "k::b");
+        let mut old_file = file("/w/src/lib.rs", vec![line(2, &[(0, 1), (1, 1)], 0, false)]);
+        old_file.branches = vec![branch(2, &[(0, 1, 0), (1, 0, 1)])];
+        let old = Coverage {
+            files: vec![old_file],
+            tests: vec![test(a, Outcome::Passed), test(b, Outcome::Passed)],
+            count_cap: 10,
+        };
+        // b ran again (index 0 now) and took the true side twice.
+        let mut new_file = file("/w/src/lib.rs", vec![line(2, &[(0, 2)], 0, false)]);
+        new_file.branches = vec![branch(2, &[(0, 2, 0)])];
+        let partial = Coverage {
+            files: vec![new_file],
+            tests: vec![test(b, Outcome::Passed), test(a, Outcome::Ignored)],
+            count_cap: 10,
+        };
+        let merged = merge(&old, partial, &ran(&[b]), None);
+        let merged = &merged.files[0].branches[0];
+        assert_eq!(
+            (merged.taken, merged.not_taken),
+            (3, 0),
+            "b's false side went"
+        );
+        let tests: Vec<(u32, u64, u64)> = merged
+            .tests
+            .iter()
+            .map(|t| (t.test, t.taken, t.not_taken))
+            .collect();
+        assert_eq!(tests, [(0, 2, 0), (1, 1, 0)]);
     }
 
     #[test]

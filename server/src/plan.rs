@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::analysis::{LineKind, SourceAnalysis};
 use crate::cache::JsonCache;
 use crate::dwarf::LineTable;
+use crate::engine::branches::MachineBranch;
+
+mod branches;
+
+pub use branches::SourceBranch;
 
 /// A source file of the workspace seen in some executable, with its analysis and the lines that
 /// have machine code in at least one executable.
@@ -129,6 +134,8 @@ pub struct Plan {
     pub test_entries: Vec<(usize, u32)>,
     /// Per test number: its function's file and line, when the debug info has it.
     pub test_locations: Vec<Option<(PathBuf, u32)>>,
+    /// Source branches, their sides counted by breakpoints (indexes into `addresses`).
+    pub branches: Vec<SourceBranch<usize>>,
 }
 
 impl Plan {
@@ -158,7 +165,15 @@ impl Plan {
 /// `aliases` and `separate`), rows hoisted above a statement's controlling condition are dropped
 /// (`hoisted`), and libtest's generated `main` counts for nothing.
 /// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
-pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &[String]) -> Plan {
+/// With the executable's countable jumps (`machine`, per function of `table`), the sides of its
+/// source branches are counted too.
+pub fn plan(
+    table: &LineTable,
+    sources: &mut Sources,
+    crate_name: &str,
+    tests: &[String],
+    machine: Option<&[Vec<MachineBranch>]>,
+) -> Plan {
     #[derive(Default)]
     struct Candidate {
         own: Vec<u64>,
@@ -405,6 +420,29 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
             .iter()
             .map(|&(address, _, _)| (address, None)),
     );
+    // Lines' own addresses (test entries trap: no counters to share).
+    let counted: HashSet<u64> = pairs
+        .iter()
+        .filter(|(_, target)| target.is_some())
+        .map(|&(address, _)| address)
+        .collect();
+    let branches = machine.map_or_else(Vec::new, |machine| {
+        branches::find(
+            table,
+            &ids,
+            sources,
+            machine,
+            &|f| harness_main.contains(&f),
+            &|a| counted.contains(&a),
+        )
+    });
+    // Addresses only a branch needs count for no line.
+    pairs.extend(
+        branches
+            .iter()
+            .flat_map(SourceBranch::addresses)
+            .map(|a| (a, None)),
+    );
     // A line target wins over a bare test entry at the same address.
     pairs.sort_unstable_by_key(|&(address, target)| (address, target.is_none()));
     pairs.dedup_by_key(|&mut (address, _)| address);
@@ -438,7 +476,12 @@ pub fn plan(table: &LineTable, sources: &mut Sources, crate_name: &str, tests: &
         .into_iter()
         .filter_map(|(address, line, instance)| Some((index_of(address)?, line, instance)))
         .collect();
+    let branches = branches
+        .iter()
+        .map(|b| b.map(|a| index_of(a).expect("a branch's address is planned")))
+        .collect();
     Plan {
+        branches,
         targets: pairs.into_iter().map(|(_, t)| t).collect(),
         instances,
         addresses,

@@ -14,6 +14,7 @@ import {
 
 import {
   FileLinesPayload,
+  branchSides,
   UpdatePayload,
   rerunArguments,
   serverSettings,
@@ -149,7 +150,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
           new vscode.FileCoverage(
             vscode.Uri.parse(file.uri),
             new vscode.TestCoverageCount(file.covered, file.coverable),
-            undefined,
+            file.branches_total
+              ? new vscode.TestCoverageCount(file.branches_covered ?? 0, file.branches_total)
+              : undefined,
             undefined,
             covering,
           ),
@@ -213,9 +216,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       uri: uri.toString(),
       testId,
     });
-    const found: vscode.FileCoverageDetail[] = payload.lines.map(
-      (line) => new vscode.StatementCoverage(line.hits, new vscode.Position(line.line, 0)),
-    );
+    const found: vscode.FileCoverageDetail[] = payload.lines.map((line) => {
+      const at = new vscode.Position(line.line, 0);
+      const branches = branchSides(line.branches ?? []).map(
+        (side) => new vscode.BranchCoverage(side.executed, at, side.label),
+      );
+      return new vscode.StatementCoverage(line.hits, at, branches.length > 0 ? branches : undefined);
+    });
     for (const fn of payload.functions) {
       found.push(new vscode.DeclarationCoverage(fn.name, fn.hits, new vscode.Position(fn.line, 0)));
     }

@@ -15,7 +15,18 @@ export interface FileTotalsPayload {
   uri: string;
   covered: number;
   coverable: number;
+  /** Branch sides that ran, and all branch sides (two per branch); absent from older servers. */
+  branches_covered?: number;
+  branches_total?: number;
   tests: string[];
+}
+
+export interface BranchPayload {
+  construct: 'if' | 'while' | 'short_circuit' | 'guard' | 'if_let' | 'let_else' | 'try';
+  /** `taken` is the condition's true side; else the two sides' meaning is unknown. */
+  oriented: boolean;
+  taken: number;
+  not_taken: number;
 }
 
 export interface UpdatePayload {
@@ -26,7 +37,7 @@ export interface UpdatePayload {
 
 export interface FileLinesPayload {
   uri: string;
-  lines: { line: number; hits: number }[];
+  lines: { line: number; hits: number; branches?: BranchPayload[] }[];
   functions: { name: string; line: number; hits: number }[];
 }
 
@@ -76,6 +87,41 @@ export function testsByFile(update: UpdatePayload): Map<string, TestItemPayload[
     list.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || a.id.localeCompare(b.id));
   }
   return byFile;
+}
+
+/** A branch side as VS Code's `BranchCoverage` wants it: its count and a label that reads in
+ * "the ${label} branch was not taken". */
+export interface BranchSide {
+  executed: number;
+  label: string;
+}
+
+const CONSTRUCTS: Record<BranchPayload['construct'], string> = {
+  if: '`if`',
+  while: '`while`',
+  short_circuit: '`&&`/`||` operand',
+  guard: 'match guard',
+  if_let: '`let` pattern',
+  let_else: '`let … else`',
+  try: '`?`',
+};
+
+/** The two sides of each branch of a line, in order (with the branch's number when a line has several). */
+export function branchSides(branches: BranchPayload[]): BranchSide[] {
+  const sides: BranchSide[] = [];
+  branches.forEach((branch, i) => {
+    const what = CONSTRUCTS[branch.construct] + (branches.length > 1 ? ` #${i + 1}` : '');
+    const [yes, no] = !branch.oriented
+      ? ['one', 'other']
+      : branch.construct === 'try'
+        ? ['early return', 'value']
+        : branch.construct === 'if_let' || branch.construct === 'let_else'
+          ? ['match', 'no match']
+          : ['true', 'false'];
+    sides.push({ executed: branch.taken, label: `${what} ${yes}` });
+    sides.push({ executed: branch.not_taken, label: `${what} ${no}` });
+  });
+  return sides;
 }
 
 /** Tests the user picked (by id; none: all) as the server's rerun command arguments. */

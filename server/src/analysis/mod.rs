@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod attributes;
+mod branches;
 mod cfg;
 mod ignore;
 mod jumps;
 mod lexer;
 mod walker;
 
+pub use branches::{BranchLine, Construct, Operator};
 pub use cfg::{Cfg, CfgSet};
 pub use jumps::JumpCount;
 use lexer::{classify_text, split_lines, TextClass};
@@ -29,8 +31,9 @@ use walker::Walker;
 /// 7: guards only control, next statement in block; 8, 9: short-circuit and punctuation lines;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
 /// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
-/// else branches and along else-if chains; 16: jump arms of two-arm matches).
-pub const RULES_VERSION: u32 = 16;
+/// else branches and along else-if chains; 16: jump arms of two-arm matches; 17: branch
+/// constructs and their operators).
+pub const RULES_VERSION: u32 = 17;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +129,9 @@ pub struct SourceAnalysis {
     /// `} else {` line, or a function's `fn` line → the first statement of the block it opens.
     #[serde(default)]
     opens: std::collections::BTreeMap<u32, u32>,
+    /// Lines where a branch construct's test is (see `branches`).
+    #[serde(default)]
+    branches: std::collections::BTreeMap<u32, BranchLine>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -139,7 +145,9 @@ pub fn analyze(source: &str) -> Result<SourceAnalysis, AnalysisError> {
             for item in &file.items {
                 walker.item(item);
             }
-            Ok(walker.finish())
+            let mut analysis = walker.finish();
+            analysis.branches = branches::constructs(file);
+            Ok(analysis)
         }
         Err(error) => {
             let start = error.span().start();
@@ -197,6 +205,7 @@ impl SourceAnalysis {
             module_files: Default::default(),
             jumps: Default::default(),
             opens: Default::default(),
+            branches: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -329,6 +338,11 @@ impl SourceAnalysis {
     /// Some `#[cfg(…)]` predicate applies to code of this file.
     pub fn has_gates(&self) -> bool {
         !self.gates.is_empty()
+    }
+
+    /// The branch tests on `line`, if any.
+    pub fn branch_line(&self, line: u32) -> Option<&BranchLine> {
+        self.branches.get(&line)
     }
 
     /// Inside a test fn or a `#[cfg(test)]` item.

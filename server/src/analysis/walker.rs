@@ -170,6 +170,7 @@ impl<'s> Walker<'s> {
             module_files: self.module_files,
             jumps: self.jumps,
             opens: self.opens,
+            branches: Default::default(),
         }
     }
 

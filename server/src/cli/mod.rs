@@ -105,6 +105,10 @@ struct RunArgs {
     /// CPU-heavy suites): every hit count is 0 or 1.
     #[arg(long, conflicts_with = "count_cap")]
     no_counts: bool,
+    /// No branch coverage: do not count the two sides of `if`, `while`, `&&`/`||`, `?`, guards
+    /// and `let … else` (branches are counted only with hit counts, never with --no-counts).
+    #[arg(long)]
+    no_branches: bool,
     /// Count every address with int3 traps instead of trampolines (slow; for testing the fallback).
     #[arg(long, hide = true, conflicts_with = "no_counts")]
     traps_only: bool,
@@ -166,6 +170,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         doctests: !args.no_doctests,
         partition: args.partition,
         snapshot_sources: false,
+        branches: !args.no_branches,
     };
     let progress = (!args.quiet).then(progress::Display::new);
     let report = run::run(&args.path, &options, &|p| {

@@ -2,6 +2,7 @@
 //! to a counter trampoline where the code allows, an int3 elsewhere) and reports the counts per test.
 //! It knows nothing of source lines; tests are only numbered entry addresses to it.
 
+pub mod branches;
 mod breakpoints;
 mod displaced;
 mod launch;

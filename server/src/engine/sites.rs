@@ -1,7 +1,7 @@
 //! Decides how each breakpoint address is counted: by a `jmp rel32` to a counter trampoline written
 //! over its instruction (or over a short run of instructions nothing can jump into), or by int3.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use gimli::UnwindSection;
@@ -57,7 +57,36 @@ pub struct ExeCode {
     /// Exception landing pads (entered by the unwinder, not by a branch); `None` when some
     /// function's table could not be read, so that no run of instructions is ever moved.
     landing_pads: Option<HashSet<u64>>,
+    /// Entries of the panics rustc calls for its own checks (overflow, bounds, division by zero,
+    /// misalignment, unwinding out of a `nounwind` function): a branch to one is no source branch.
+    checks: HashSet<u64>,
+    /// Entries of `core::ptr::drop_in_place` instances (what a drop flag's branch calls).
+    drops: HashSet<u64>,
+    /// Entries of `FromResidual::from_residual` instances (what a `?` calls to return early).
+    residuals: HashSet<u64>,
+    /// Global offset table slots that hold a function's address (`call [rip+slot]`), from their
+    /// `R_X86_64_RELATIVE` relocations: slot → address.
+    got: HashMap<u64, u64>,
 }
+
+/// Functions the branch finder recognises by name (unit tests mark them by address).
+#[cfg(test)]
+pub(crate) enum Callee {
+    Check,
+    Drop,
+    Residual,
+}
+
+/// Names (as they appear in both manglings) of the panics behind rustc's own checks.
+const CHECK_PANICS: [&str; 7] = [
+    "panic_const",
+    "panic_bounds_check",
+    "panic_misaligned_pointer_dereference",
+    "panic_null_pointer_dereference",
+    "panic_nounwind",
+    "panic_cannot_unwind",
+    "panic_in_cleanup",
+];
 
 impl ExeCode {
     /// Reads the code, function symbols and landing pads of an ELF executable.
@@ -74,18 +103,46 @@ impl ExeCode {
         let sections = of_kind(&[SectionKind::Text]);
         // The linker merges `.rodata` with string constants (flags `AMS`): read-only strings.
         let rodata = of_kind(&[SectionKind::ReadOnlyData, SectionKind::ReadOnlyString]);
-        let mut functions: Vec<(u64, u64)> = file
-            .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
-            .map(|s| (s.address(), s.address() + s.size()))
-            .collect();
+        let mut functions: Vec<(u64, u64)> = Vec::new();
+        let (mut checks, mut drops, mut residuals) =
+            (HashSet::new(), HashSet::new(), HashSet::new());
+        for symbol in file.symbols() {
+            if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
+                continue;
+            }
+            functions.push((symbol.address(), symbol.address() + symbol.size()));
+            let name = symbol.name().unwrap_or_default();
+            if CHECK_PANICS.iter().any(|check| name.contains(check)) {
+                checks.insert(symbol.address());
+            } else if name.contains("13drop_in_place") {
+                drops.insert(symbol.address());
+            } else if name.contains("13from_residual") {
+                residuals.insert(symbol.address());
+            }
+        }
         functions.sort_unstable();
         functions.dedup_by_key(|f| f.0);
+        let got = file
+            .dynamic_relocations()
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| {
+                r.flags()
+                    == object::RelocationFlags::Elf {
+                        r_type: object::elf::R_X86_64_RELATIVE,
+                    }
+            })
+            .map(|(slot, r)| (slot, r.addend() as u64))
+            .collect();
         Ok(ExeCode {
             sections,
             rodata,
             functions,
             landing_pads: landing_pads(&file),
+            checks,
+            drops,
+            residuals,
+            got,
         })
     }
 
@@ -97,17 +154,85 @@ impl ExeCode {
     ) -> ExeCode {
         ExeCode {
             sections,
-            rodata: Vec::new(),
             functions,
             landing_pads,
+            ..ExeCode::default()
         }
+    }
+
+    /// Marks `address` as the entry of a function of `kind`.
+    #[cfg(test)]
+    pub(crate) fn with_callee(mut self, address: u64, kind: Callee) -> ExeCode {
+        match kind {
+            Callee::Check => self.checks.insert(address),
+            Callee::Drop => self.drops.insert(address),
+            Callee::Residual => self.residuals.insert(address),
+        };
+        self
+    }
+
+    /// Makes GOT `slot` hold `callee`.
+    #[cfg(test)]
+    pub(crate) fn with_got(mut self, slot: u64, callee: u64) -> ExeCode {
+        self.got.insert(slot, callee);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        sections: Vec<(u64, Vec<u8>)>,
+        functions: Vec<(u64, u64)>,
+        landing_pads: &[u64],
+    ) -> ExeCode {
+        ExeCode::from_parts(
+            sections,
+            functions,
+            Some(landing_pads.iter().copied().collect()),
+        )
+    }
+
+    /// Where a call goes, for direct calls and calls through a global offset table slot.
+    pub(crate) fn call_target(&self, call: &Instruction) -> Option<u64> {
+        match call.op0_kind() {
+            OpKind::NearBranch64 => Some(call.near_branch_target()),
+            OpKind::Memory if call.is_ip_rel_memory_operand() => {
+                self.got.get(&call.ip_rel_memory_address()).copied()
+            }
+            _ => None,
+        }
+    }
+
+    /// The function address a global offset table slot holds.
+    pub(crate) fn got_entry(&self, slot: u64) -> Option<u64> {
+        self.got.get(&slot).copied()
+    }
+
+    /// Whether `address` is the entry of a panic behind one of rustc's own checks.
+    pub(crate) fn is_check(&self, address: u64) -> bool {
+        self.checks.contains(&address)
+    }
+
+    /// Whether `address` is the entry of a `drop_in_place` instance.
+    pub(crate) fn is_drop(&self, address: u64) -> bool {
+        self.drops.contains(&address)
+    }
+
+    /// Whether `address` is the entry of a `from_residual` instance.
+    pub(crate) fn is_residual(&self, address: u64) -> bool {
+        self.residuals.contains(&address)
+    }
+
+    /// Whether the unwinder may land at `ip` (always, when the tables could not be read).
+    pub(crate) fn is_landing_pad(&self, ip: u64) -> bool {
+        self.landing_pads.as_ref().is_none_or(|p| p.contains(&ip))
     }
 
     fn bytes(&self, start: u64, end: u64) -> Option<&[u8]> {
         within(&self.sections, start, end)
     }
 
-    fn function(&self, address: u64) -> Option<(u64, u64)> {
+    /// The function symbol `[start, end)` that holds `address`.
+    pub(crate) fn function(&self, address: u64) -> Option<(u64, u64)> {
         let i = self.functions.partition_point(|f| f.0 <= address);
         let f = *self.functions.get(i.checked_sub(1)?)?;
         (address < f.1).then_some(f)
@@ -123,16 +248,18 @@ fn within(sections: &[(u64, Vec<u8>)], start: u64, end: u64) -> Option<&[u8]> {
 }
 
 /// One function, decoded: instruction starts and what may be jumped to.
-struct Function {
-    instructions: Vec<Instruction>,
+pub(crate) struct Function {
+    pub(crate) instructions: Vec<Instruction>,
     /// Branch targets (direct ones and the entries of its jump tables); `None` when the function
     /// jumps through a register or memory in a way not recognised as a jump table, so that any
     /// instruction may be a target.
-    targets: Option<HashSet<u64>>,
+    pub(crate) targets: Option<HashSet<u64>>,
+    /// The entries of its jump tables.
+    pub(crate) table_targets: HashSet<u64>,
 }
 
 impl Function {
-    fn decode(code: &ExeCode, (start, end): (u64, u64)) -> Option<Function> {
+    pub(crate) fn decode(code: &ExeCode, (start, end): (u64, u64)) -> Option<Function> {
         let bytes = code.bytes(start, end)?;
         let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
         let mut instructions: Vec<Instruction> = Vec::new();
@@ -157,11 +284,15 @@ impl Function {
             }
             instructions.push(instruction);
         }
+        let mut table_targets = HashSet::new();
         if targets.is_some() {
             let starts: HashSet<u64> = instructions.iter().map(|i| i.ip()).collect();
             for table in tables {
                 match (table_entries(code, table, &starts), targets.as_mut()) {
-                    (Some(entries), Some(t)) => t.extend(entries),
+                    (Some(entries), Some(t)) => {
+                        t.extend(&entries);
+                        table_targets.extend(entries);
+                    }
                     _ => targets = None,
                 }
             }
@@ -169,6 +300,7 @@ impl Function {
         Some(Function {
             instructions,
             targets,
+            table_targets,
         })
     }
 }
@@ -337,6 +469,11 @@ fn alone(code: &ExeCode, address: u64) -> Option<Site> {
 fn enterable(code: &ExeCode, function: &Function, ip: u64) -> bool {
     function.targets.as_ref().is_none_or(|t| t.contains(&ip))
         || code.landing_pads.as_ref().is_none_or(|p| p.contains(&ip))
+}
+
+/// Whether a jump can be written at `address` of `function` with no help from the code before it.
+pub(crate) fn patchable(code: &ExeCode, function: &Function, address: u64) -> bool {
+    forward(code, function, address).is_some()
 }
 
 /// The shortest run of whole instructions from `address` that spans a jump: the instruction

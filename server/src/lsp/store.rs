@@ -350,6 +350,17 @@ fn shift(state: &mut FileState, first: u32, removed: u32, inserted: u32) {
         line.line = moved(line.line).unwrap_or(first);
     }
     state.coverage.lines.dedup_by_key(|l| l.line);
+    // A branch of the replaced region is gone with the code it counted.
+    state
+        .coverage
+        .branches
+        .retain_mut(|branch| match moved(branch.line) {
+            Some(line) => {
+                branch.line = line;
+                true
+            }
+            None => false,
+        });
     for function in &mut state.coverage.functions {
         function.line = moved(function.line).unwrap_or(first);
         function.end_line = moved(function.end_line)
@@ -362,7 +373,7 @@ fn shift(state: &mut FileState, first: u32, removed: u32, inserted: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::test_data::{file, line, test};
+    use crate::coverage::test_data::{branch, file, line, test};
     use crate::coverage::{FunctionCoverage, LineCoverage};
     use crate::libtest::Outcome;
 
@@ -391,6 +402,7 @@ mod tests {
                     hits: 1,
                     is_test: false,
                 }],
+                branches: Vec::new(),
             }],
             tests: vec![],
             count_cap: 10,
@@ -507,5 +519,18 @@ mod tests {
         let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
         let lines: Vec<u32> = file.coverage.lines.iter().map(|l| l.line).collect();
         assert_eq!(lines, [1, 5, 6]);
+    }
+
+    #[test]
+    fn edits_move_branches_below_and_drop_those_of_the_region() {
+        let store = Store::new();
+        let mut coverage = coverage(&[(2, 1), (3, 1), (6, 1)]);
+        coverage.files[0].branches = vec![branch(3, &[(0, 1, 0)]), branch(6, &[(0, 0, 1)])];
+        store.replace(run(1, coverage));
+        store.shift_lines(Path::new("/w/src/lib.rs"), 3, 1, 3);
+        let shown = store.shown();
+        let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
+        let lines: Vec<u32> = file.coverage.branches.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [8]);
     }
 }

@@ -1,12 +1,13 @@
 //! Cobertura XML (coverage-04.dtd), what GitLab's coverage visualisation, Jenkins and Azure
 //! DevOps read: one package per workspace package, one class per source file, its functions as
-//! methods, every coverable line with its hits. coverlay measures no branches: rates are 0.
+//! methods, every coverable line with its hits and, on a line with branches, how many of their
+//! sides ran (`condition-coverage`); branch rates are the share of branch sides that ran.
 
 use std::fmt::Write;
 use std::path::Path;
 
 use super::RunInfo;
-use crate::coverage::{Coverage, FileCoverage, LineCoverage};
+use crate::coverage::{BranchCoverage, Coverage, FileCoverage, LineCoverage};
 
 /// `line-rate`: covered over coverable, 1 when nothing is coverable.
 fn rate(covered: usize, coverable: usize) -> String {
@@ -29,13 +30,39 @@ fn covered(lines: &[&LineCoverage]) -> usize {
     lines.iter().filter(|l| l.hits > 0).count()
 }
 
-/// One `<line>` element per line, each after `indent`.
-fn write_lines<'a>(out: &mut String, indent: &str, lines: impl Iterator<Item = &'a LineCoverage>) {
+/// Branch sides that ran, and all, on `lines` of `file`.
+fn sides(file: &FileCoverage, lines: &[&LineCoverage]) -> (usize, usize) {
+    lines
+        .iter()
+        .flat_map(|l| file.branches_on(l.line))
+        .fold((0, 0), |(run, all), b| (run + b.sides_run(), all + 2))
+}
+
+/// One `<line>` element per line of `file`, each after `indent`.
+fn write_lines<'a>(
+    out: &mut String,
+    indent: &str,
+    file: &FileCoverage,
+    lines: impl Iterator<Item = &'a LineCoverage>,
+) {
     for line in lines {
+        let branches = file.branches_on(line.line);
+        if branches.is_empty() {
+            let _ = writeln!(
+                out,
+                r#"{indent}<line number="{}" hits="{}" branch="false"/>"#,
+                line.line, line.hits
+            );
+            continue;
+        }
+        let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
+        let all = 2 * branches.len();
         let _ = writeln!(
             out,
-            r#"{indent}<line number="{}" hits="{}" branch="false"/>"#,
-            line.line, line.hits
+            r#"{indent}<line number="{}" hits="{}" branch="true" condition-coverage="{}% ({run}/{all})"/>"#,
+            line.line,
+            line.hits,
+            run * 100 / all
         );
     }
 }
@@ -65,6 +92,7 @@ pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> Stri
 
     let mut out = String::new();
     let all: Vec<&LineCoverage> = coverage.files.iter().flat_map(|f| &f.lines).collect();
+    let (branches_run, branches_all) = coverage.branch_sides();
     let _ = writeln!(out, r#"<?xml version="1.0" ?>"#);
     let _ = writeln!(
         out,
@@ -72,8 +100,9 @@ pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> Stri
     );
     let _ = writeln!(
         out,
-        r#"<coverage line-rate="{}" branch-rate="0" lines-covered="{}" lines-valid="{}" branches-covered="0" branches-valid="0" complexity="0" version="coverlay {}" timestamp="{timestamp}">"#,
+        r#"<coverage line-rate="{}" branch-rate="{}" lines-covered="{}" lines-valid="{}" branches-covered="{branches_run}" branches-valid="{branches_all}" complexity="0" version="coverlay {}" timestamp="{timestamp}">"#,
         rate(covered(&all), all.len()),
+        rate(branches_run, branches_all),
         covered(&all),
         all.len(),
         env!("CARGO_PKG_VERSION"),
@@ -86,11 +115,16 @@ pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> Stri
     let _ = writeln!(out, "  <packages>");
     for (name, dir, files) in &packages {
         let lines: Vec<&LineCoverage> = files.iter().flat_map(|f| &f.lines).collect();
+        let (run, all) = files
+            .iter()
+            .map(|f| f.branch_sides())
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
         let _ = writeln!(
             out,
-            r#"    <package name="{}" line-rate="{}" branch-rate="0" complexity="0">"#,
+            r#"    <package name="{}" line-rate="{}" branch-rate="{}" complexity="0">"#,
             escape(name),
-            rate(covered(&lines), lines.len())
+            rate(covered(&lines), lines.len()),
+            rate(run, all)
         );
         let _ = writeln!(out, "      <classes>");
         for file in files {
@@ -102,12 +136,14 @@ pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> Stri
                     .to_string()
             };
             let lines: Vec<&LineCoverage> = file.lines.iter().collect();
+            let (run, all) = sides(file, &lines);
             let _ = writeln!(
                 out,
-                r#"        <class name="{}" filename="{}" line-rate="{}" branch-rate="0" complexity="0">"#,
+                r#"        <class name="{}" filename="{}" line-rate="{}" branch-rate="{}" complexity="0">"#,
                 escape(&relative(dir)),
                 escape(&relative(&workspace.root)),
-                rate(covered(&lines), lines.len())
+                rate(covered(&lines), lines.len()),
+                rate(run, all)
             );
             let _ = writeln!(out, "          <methods>");
             for function in &file.functions {
@@ -116,18 +152,20 @@ pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> Stri
                     .iter()
                     .filter(|l| function.line <= l.line && l.line <= function.end_line)
                     .collect();
+                let (run, all) = sides(file, &body);
                 let _ = writeln!(
                     out,
-                    r#"            <method name="{}" signature="" line-rate="{}" branch-rate="0" complexity="0">"#,
+                    r#"            <method name="{}" signature="" line-rate="{}" branch-rate="{}" complexity="0">"#,
                     escape(&function.name),
-                    rate(covered(&body), body.len())
+                    rate(covered(&body), body.len()),
+                    rate(run, all)
                 );
                 let _ = writeln!(out, "              <lines>");
-                write_lines(&mut out, "                ", body.iter().copied());
+                write_lines(&mut out, "                ", file, body.iter().copied());
                 let _ = writeln!(out, "              </lines>\n            </method>");
             }
             let _ = writeln!(out, "          </methods>\n          <lines>");
-            write_lines(&mut out, "            ", file.lines.iter());
+            write_lines(&mut out, "            ", file, file.lines.iter());
             let _ = writeln!(out, "          </lines>\n        </class>");
         }
         let _ = writeln!(out, "      </classes>\n    </package>");
@@ -139,7 +177,7 @@ pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::test_data::line;
+    use crate::coverage::test_data::{branch, line};
     use crate::coverage::FunctionCoverage;
     use crate::report::PackageDir;
 
@@ -157,6 +195,7 @@ mod tests {
                     hits: 3,
                     is_test: false,
                 }],
+                branches: vec![branch(2, &[(0, 3, 0)]), branch(7, &[(0, 1, 1)])],
             }],
             tests: Vec::new(),
             count_cap: 10,
@@ -172,7 +211,7 @@ mod tests {
         let xml = render(&coverage, &workspace, 42);
         assert!(
             xml.contains(
-                r#"<coverage line-rate="0.6667" branch-rate="0" lines-covered="2" lines-valid="3""#
+                r#"<coverage line-rate="0.6667" branch-rate="0.7500" lines-covered="2" lines-valid="3" branches-covered="3" branches-valid="4""#
             ),
             "{xml}"
         );
@@ -187,11 +226,19 @@ mod tests {
             "{xml}"
         );
         assert!(
-            xml.contains(r#"<method name="a&lt;&amp;T&gt;" signature="" line-rate="0.5000""#),
+            xml.contains(
+                r#"<method name="a&lt;&amp;T&gt;" signature="" line-rate="0.5000" branch-rate="0.5000""#
+            ),
             "{xml}"
         );
         assert!(
             xml.contains(r#"<line number="3" hits="0" branch="false"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<line number="2" hits="3" branch="true" condition-coverage="50% (1/2)"/>"#
+            ),
             "{xml}"
         );
         assert!(xml.contains("<source>/w</source>"));

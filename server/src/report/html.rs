@@ -1,5 +1,6 @@
 //! The static HTML report (`--html DIR`): an index of files with sortable coverage bars and one page
-//! per source file with each line's hits, its colour and the tests that ran it, all served offline.
+//! per source file with each line's hits, its colour (partial: a branch side never ran) and the
+//! tests that ran it, all served offline.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,7 +9,7 @@ use syntect::html::{line_tokens_to_classed_spans, ClassStyle};
 use syntect::parsing::{ParseState, ScopeStack, SyntaxSet};
 use syntect::util::LinesWithEndings;
 
-use crate::coverage::{percent, Coverage, FileCoverage, LineCoverage};
+use crate::coverage::{percent, BranchCoverage, Coverage, FileCoverage, LineCoverage};
 use crate::libtest::Outcome;
 
 const STYLESHEET: &str = include_str!("html.css");
@@ -302,7 +303,8 @@ fn render_page(
         if lines.is_empty() && line.is_none() {
             continue;
         }
-        row(&mut out, number, code, line, coverage);
+        let branches = file.branches_on(number as u32);
+        row(&mut out, number, code, line, branches, coverage);
     }
     out.push_str("</tbody>\n</table>\n");
     out.push_str("</body>\n</html>\n");
@@ -339,12 +341,14 @@ fn render_functions(out: &mut String, file: &FileCoverage) {
 }
 
 /// One source line: `class` and `data-hits` only on coverable lines; a covered line's count opens
-/// the list of the tests that ran it, each with its own count.
+/// the list of the tests that ran it, each with its own count. A line with branches says how many
+/// of their sides ran (`data-branches="1/2"`, class `partial` when not all).
 fn row(
     out: &mut String,
     number: usize,
     code: &str,
     line: Option<&LineCoverage>,
+    branches: &[BranchCoverage],
     coverage: &Coverage,
 ) {
     let at_least = if line.is_some_and(|l| l.capped) {
@@ -387,6 +391,32 @@ fn row(
             )
         }
     };
+    let (mut attributes, mut hits) = (attributes, hits);
+    if line.is_some_and(|l| l.hits > 0) && !branches.is_empty() {
+        let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
+        let all = 2 * branches.len();
+        if run < all {
+            attributes = attributes.replacen("class=\"hit\"", "class=\"hit partial\"", 1);
+        }
+        let sides: Vec<String> = branches
+            .iter()
+            .map(|b| match b.one_sided() {
+                Some(never) => never,
+                None => format!(
+                    "{}: both ways ({} and {})",
+                    b.construct.describe(),
+                    b.taken,
+                    b.not_taken
+                ),
+            })
+            .collect();
+        let _ = write!(attributes, " data-branches=\"{run}/{all}\"");
+        let _ = write!(
+            hits,
+            " <span class=\"branches\" title=\"{}\">{run}/{all}</span>",
+            escape(&sides.join("\n")).replace('\n', "&#10;")
+        );
+    }
     let _ = writeln!(
         out,
         "<tr id=\"L{number}\" data-line=\"{number}\"{attributes}><td class=\"ln\">\
@@ -579,6 +609,41 @@ mod tests {
         );
         assert!(html.contains(r#"<a href="index.html">"#));
         assert!(html.contains("<a href=\"#L2\">f</a>"), "the function list");
+    }
+
+    #[test]
+    fn a_line_with_a_branch_side_never_run_is_partial() {
+        use crate::coverage::test_data::branch;
+        let mut coverage = coverage();
+        coverage.files[0].branches = vec![branch(2, &[(0, 3, 0)]), branch(5, &[(0, 4, 6)])];
+        let pages = pages(&coverage);
+        let source = "// one\nif two {}\nthree();\n\nwhile five {}\n// six\n";
+        let html = render_page(
+            &coverage,
+            &pages[0],
+            Ok(source.into()),
+            &SyntaxSet::load_defaults_newlines(),
+        );
+        let classes: Vec<(u32, Option<&str>)> = rows(&html).into_iter().take(5).collect();
+        assert_eq!(
+            classes,
+            [
+                (1, None),
+                (2, Some("hit partial")),
+                (3, Some("miss")),
+                (4, None),
+                (5, Some("hit"))
+            ]
+        );
+        let row2 = html
+            .lines()
+            .find(|l| l.starts_with("<tr id=\"L2\""))
+            .unwrap();
+        assert!(row2.contains("data-branches=\"1/2\""), "{row2}");
+        assert!(
+            row2.contains("<span class=\"branches\" title=\"condition never false\">1/2</span>"),
+            "{row2}"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{ExecutableInfo, PackageDir, RunInfo};
-use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
+use crate::coverage::{
+    BranchCoverage, BranchTestHits, Construct, Coverage, FileCoverage, FunctionCoverage,
+    LineCoverage, TestHits, TestInfo,
+};
 
 /// 2: `lines[].tests` are `{id, hits}` (each test's own executions of the line), `hits` is exact
 /// unless `capped` is set.
@@ -24,6 +27,11 @@ struct Report {
     count_cap: u32,
     covered: usize,
     coverable: usize,
+    /// Branch sides that ran, and all branch sides (two per branch), as lcov's BRH and BRF.
+    #[serde(default)]
+    branches_hit: usize,
+    #[serde(default)]
+    branches_found: usize,
     files: Vec<File>,
     tests: Vec<TestInfo>,
     executables: Vec<ExecutableInfo>,
@@ -40,6 +48,35 @@ struct File {
     coverable: usize,
     lines: Vec<Line>,
     functions: Vec<FunctionCoverage>,
+    #[serde(default)]
+    branches_hit: usize,
+    #[serde(default)]
+    branches_found: usize,
+    /// Reports written before branch coverage have none.
+    #[serde(default)]
+    branches: Vec<Branch>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Branch {
+    line: u32,
+    /// Its place among the line's branches, in code order.
+    index: u32,
+    construct: Construct,
+    /// `taken`/`not_taken` are the condition's true and false sides (else the jump's sides).
+    oriented: bool,
+    taken: u64,
+    not_taken: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    capped: bool,
+    tests: Vec<BranchTest>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BranchTest {
+    id: String,
+    taken: u64,
+    not_taken: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,6 +121,8 @@ pub fn render(coverage: &Coverage, info: &RunInfo) -> String {
         count_cap: coverage.count_cap,
         covered: coverage.covered(),
         coverable: coverage.coverable(),
+        branches_hit: coverage.branch_sides().0,
+        branches_found: coverage.branch_sides().1,
         files: coverage.files.iter().map(|f| file(f, coverage)).collect(),
         tests: coverage.tests.clone(),
         executables: info.executables.clone(),
@@ -130,10 +169,39 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
                 tests,
             });
         }
+        let mut branches = Vec::with_capacity(f.branches.len());
+        for b in f.branches {
+            let mut tests = Vec::with_capacity(b.tests.len());
+            for t in b.tests {
+                let Some(&test) = index.get(t.id.as_str()) else {
+                    return Err(ReadError::UnknownTest {
+                        file: f.path,
+                        line: b.line,
+                        id: t.id,
+                    });
+                };
+                tests.push(BranchTestHits {
+                    test,
+                    taken: t.taken,
+                    not_taken: t.not_taken,
+                });
+            }
+            branches.push(BranchCoverage {
+                line: b.line,
+                index: b.index,
+                construct: b.construct,
+                oriented: b.oriented,
+                taken: b.taken,
+                not_taken: b.not_taken,
+                capped: b.capped,
+                tests,
+            });
+        }
         files.push(FileCoverage {
             path: f.path,
             lines,
             functions: f.functions,
+            branches,
         });
     }
     let coverage = Coverage {
@@ -175,13 +243,39 @@ fn file(f: &FileCoverage, coverage: &Coverage) -> File {
             })
             .collect(),
         functions: f.functions.clone(),
+        branches_hit: f.branch_sides().0,
+        branches_found: f.branch_sides().1,
+        branches: f
+            .branches
+            .iter()
+            .map(|b| Branch {
+                line: b.line,
+                index: b.index,
+                construct: b.construct,
+                oriented: b.oriented,
+                taken: b.taken,
+                not_taken: b.not_taken,
+                capped: b.capped,
+                tests: b
+                    .tests
+                    .iter()
+                    .filter_map(|t| {
+                        let test = coverage.tests.get(t.test as usize)?;
+                        Some(BranchTest {
+                            id: test.id.clone(),
+                            taken: t.taken,
+                            not_taken: t.not_taken,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{LineCoverage, TestHits};
     use crate::libtest::Outcome;
 
     fn test(id: &str) -> TestInfo {
@@ -229,6 +323,20 @@ mod tests {
                     },
                 ],
                 functions: vec![],
+                branches: vec![BranchCoverage {
+                    line: 12,
+                    index: 0,
+                    construct: Construct::If,
+                    oriented: true,
+                    taken: 1_250_000,
+                    not_taken: 0,
+                    capped: false,
+                    tests: vec![BranchTestHits {
+                        test: 1,
+                        taken: 250_000,
+                        not_taken: 0,
+                    }],
+                }],
             }],
             tests: vec![test("mycrate::tests::spins"), test("mycrate::tests::once")],
             count_cap: 10,
@@ -302,5 +410,19 @@ mod tests {
         );
         assert_eq!(value["covered"], 2);
         assert_eq!(value["coverable"], 3);
+        assert_eq!(
+            value["branches"],
+            serde_json::json!([
+                {"line": 12, "index": 0, "construct": "if", "oriented": true, "taken": 1_250_000, "not_taken": 0,
+                 "tests": [{"id": "mycrate::tests::once", "taken": 250_000, "not_taken": 0}]},
+            ])
+        );
+        assert_eq!(
+            (
+                value["branches_hit"].clone(),
+                value["branches_found"].clone()
+            ),
+            (1.into(), 2.into())
+        );
     }
 }

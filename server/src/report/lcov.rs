@@ -1,5 +1,5 @@
-//! Standard lcov tracefile output (`SF`, `FN`/`FNDA`, `DA`, `LF`/`LH`, `end_of_record`) with absolute
-//! paths, readable by genhtml, Coverage Gutters and codecov.
+//! Standard lcov tracefile output (`SF`, `FN`/`FNDA`, `BRDA`/`BRF`/`BRH`, `DA`, `LF`/`LH`,
+//! `end_of_record`) with absolute paths, readable by genhtml, Coverage Gutters and codecov.
 
 use std::fmt::Write;
 
@@ -17,6 +17,23 @@ pub fn render(coverage: &Coverage) -> String {
         }
         let hit_functions = file.functions.iter().filter(|f| f.hits > 0).count();
         let _ = writeln!(out, "FNF:{}\nFNH:{hit_functions}", file.functions.len());
+        // One block per branch (its index on the line), branch 0 the side where the jump is
+        // taken and 1 the fall-through; `-` when the branch itself never ran, as geninfo writes.
+        for branch in &file.branches {
+            let never = branch.taken == 0 && branch.not_taken == 0;
+            for (side, count) in [branch.taken, branch.not_taken].into_iter().enumerate() {
+                let count = if never {
+                    "-".to_owned()
+                } else {
+                    count.to_string()
+                };
+                let _ = writeln!(out, "BRDA:{},{},{side},{count}", branch.line, branch.index);
+            }
+        }
+        if !file.branches.is_empty() {
+            let (hit, found) = file.branch_sides();
+            let _ = writeln!(out, "BRF:{found}\nBRH:{hit}");
+        }
         // Exact counts; a capped line's count is its lower bound (lcov has no way to say so).
         for line in &file.lines {
             let _ = writeln!(out, "DA:{},{}", line.line, line.hits);
@@ -34,10 +51,12 @@ pub fn render(coverage: &Coverage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{FileCoverage, FunctionCoverage, LineCoverage};
+    use crate::coverage::{
+        BranchCoverage, Construct, FileCoverage, FunctionCoverage, LineCoverage,
+    };
 
     #[test]
-    fn one_record_per_file_with_functions_exact_line_counts_and_totals() {
+    fn one_record_per_file_with_functions_branches_exact_line_counts_and_totals() {
         let coverage = Coverage {
             files: vec![FileCoverage {
                 path: "/w/src/lib.rs".into(),
@@ -74,6 +93,19 @@ mod tests {
                     hits: 2,
                     is_test: false,
                 }],
+                branches: [(3, 0, 2, 0), (3, 1, 0, 0), (5, 0, 7, 1)]
+                    .into_iter()
+                    .map(|(line, index, taken, not_taken)| BranchCoverage {
+                        line,
+                        index,
+                        construct: Construct::If,
+                        oriented: true,
+                        taken,
+                        not_taken,
+                        capped: false,
+                        tests: Vec::new(),
+                    })
+                    .collect(),
             }],
             tests: Vec::new(),
             // Only the int3 fallback's cap: no count is cut to it.
@@ -82,6 +114,8 @@ mod tests {
         assert_eq!(
             render(&coverage),
             "TN:\nSF:/w/src/lib.rs\nFN:3,Ledger::deposit\nFNDA:2,Ledger::deposit\nFNF:1\nFNH:1\n\
+             BRDA:3,0,0,2\nBRDA:3,0,1,0\nBRDA:3,1,0,-\nBRDA:3,1,1,-\nBRDA:5,0,0,7\nBRDA:5,0,1,1\n\
+             BRF:6\nBRH:3\n\
              DA:3,2\nDA:4,0\nDA:5,2500000\nDA:6,40\nLF:4\nLH:3\nend_of_record\n"
         );
     }

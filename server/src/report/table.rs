@@ -122,6 +122,7 @@ mod tests {
                 })
                 .collect(),
             functions: Vec::new(),
+            branches: Vec::new(),
         };
         let coverage = Coverage {
             files: vec![file("/w/src/lib.rs", &[1, 0, 3]), file("/w/src/a.rs", &[1])],
@@ -149,6 +150,7 @@ mod tests {
                     tests: Vec::new(),
                 }],
                 functions: Vec::new(),
+                branches: Vec::new(),
             }],
             tests: Vec::new(),
             count_cap: 10,

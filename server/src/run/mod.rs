@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::{
-    Aggregate, BreakpointId, ExecutableCounts, InstanceId, LineCounts, LineKey, SourceId, Target,
-    TestId,
+    Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineCounts,
+    LineKey, SourceId, Target, TestId,
 };
 use crate::analysis::{CfgSet, JumpCount, LineKind};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
-use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, LineCoverage, TestHits, TestInfo};
+use crate::coverage::{
+    BranchCoverage, BranchTestHits, Coverage, FileCoverage, FunctionCoverage, LineCoverage,
+    TestHits, TestInfo,
+};
 use crate::doctests::{DoctestExecutable, Doctests};
 use crate::dwarf::DwarfError;
 use crate::engine::{self, EngineError, Exit};
@@ -69,6 +72,8 @@ pub struct RunOptions {
     /// Build the libraries' doctests and measure them (`cargo test --doc`), unless the cargo
     /// arguments choose targets.
     pub doctests: bool,
+    /// Count the two sides of source branches too (counting mode with trampolines only).
+    pub branches: bool,
 }
 
 impl Default for RunOptions {
@@ -87,6 +92,7 @@ impl Default for RunOptions {
             partition: None,
             snapshot_sources: false,
             doctests: true,
+            branches: true,
         }
     }
 }
@@ -407,26 +413,51 @@ pub fn run(
     paths.extend(without_code.iter().map(PathBuf::as_path));
     sources.add_all(&paths, options.jobs);
     let no_tests = None;
-    let plans: Vec<Plan> = executables
+    let counted = !options.first_hit && !options.traps_only;
+    // Branch sides come out of exact counts (one side may be a difference of two): only with
+    // trampolines.
+    let all: Vec<&TestExecutable> = executables.iter().chain(&followable).collect();
+    let branch_cache = JsonCache::new(workspace.coverlay_dir().join("branches"));
+    let work: Vec<(&TestExecutable, &crate::dwarf::LineTable)> =
+        all.iter().copied().zip(&tables).collect();
+    let machine = crate::parallel::map(&work, options.jobs, |&(executable, table)| {
+        (counted && options.branches)
+            .then(|| machine_branches(&executable.path, table, &branch_cache))
+    });
+    let plans: Vec<Plan> = all
         .iter()
-        .chain(&followable)
         .zip(&tables)
         .zip(listings.iter().chain(std::iter::repeat(&no_tests)))
+        .zip(&machine)
         .enumerate()
-        .map(|(i, ((executable, table), listing))| match doctest_of(i) {
-            // A doctest's process is its test: no test functions to find.
-            Some(doctest) => Plan {
-                test_locations: doctest.tests.iter().map(|t| t.location.clone()).collect(),
-                ..plan::plan(table, &mut sources, &executable.crate_name(), &[])
+        .map(
+            |(i, (((executable, table), listing), machine))| match doctest_of(i) {
+                // A doctest's process is its test: no test functions to find.
+                Some(doctest) => Plan {
+                    test_locations: doctest.tests.iter().map(|t| t.location.clone()).collect(),
+                    ..plan::plan(
+                        table,
+                        &mut sources,
+                        &executable.crate_name(),
+                        &[],
+                        machine.as_deref(),
+                    )
+                },
+                None => {
+                    let tests = listing.as_deref().unwrap_or_default();
+                    plan::plan(
+                        table,
+                        &mut sources,
+                        &executable.crate_name(),
+                        tests,
+                        machine.as_deref(),
+                    )
+                }
             },
-            None => {
-                let tests = listing.as_deref().unwrap_or_default();
-                plan::plan(table, &mut sources, &executable.crate_name(), tests)
-            }
-        })
+        )
         .collect();
+    drop(machine);
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
-    let counted = !options.first_hit && !options.traps_only;
     let work: Vec<(&Plan, &Path)> = plans
         .iter()
         .zip(executables.iter().chain(&followable))
@@ -704,6 +735,7 @@ pub fn run(
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
     let entry_targets: Vec<Vec<Vec<Option<Target>>>> =
         plans.iter().map(inlined_entry_targets).collect();
+    let branch_targets: Vec<Vec<BranchTarget>> = plans.iter().map(branch_targets).collect();
     let mut aggregate = Aggregate::default();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
@@ -735,14 +767,21 @@ pub fn run(
             .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits))
             .collect();
         if !shard_run.hits.is_empty() {
-            for targets in
-                std::iter::once(&targets[shard.executable]).chain(&entry_targets[shard.executable])
+            // The branches count once, with the executable's own targets.
+            for (layer, targets) in std::iter::once(&targets[shard.executable])
+                .chain(&entry_targets[shard.executable])
+                .enumerate()
             {
                 aggregate.add(ExecutableCounts {
                     targets,
                     hits: &shard_run.hits,
                     capped: &shard_run.capped,
                     test_hits: &test_hits,
+                    branches: if layer == 0 {
+                        &branch_targets[shard.executable]
+                    } else {
+                        &[]
+                    },
                 });
             }
         }
@@ -759,12 +798,20 @@ pub fn run(
                     .collect(),
                 None => Vec::new(),
             };
-            for targets in std::iter::once(&targets[executable]).chain(&entry_targets[executable]) {
+            for (layer, targets) in std::iter::once(&targets[executable])
+                .chain(&entry_targets[executable])
+                .enumerate()
+            {
                 aggregate.add(ExecutableCounts {
                     targets,
                     hits: &followed.hits,
                     capped: &followed.capped,
                     test_hits: &test_hits,
+                    branches: if layer == 0 {
+                        &branch_targets[executable]
+                    } else {
+                        &[]
+                    },
                 });
             }
         }
@@ -926,6 +973,63 @@ fn inlined_entry_targets(plan: &Plan) -> Vec<Vec<Option<Target>>> {
         }
     }
     layers
+}
+
+/// How the sides of each source branch of a plan are counted, in the counting model's terms.
+fn branch_targets(plan: &Plan) -> Vec<BranchTarget> {
+    let id = |index: usize| BreakpointId(index as u32);
+    plan.branches
+        .iter()
+        .map(|branch| BranchTarget {
+            key: BranchKey {
+                line: LineKey {
+                    source: SourceId(branch.source as u32),
+                    line: branch.line,
+                },
+                ordinal: branch.ordinal,
+            },
+            construct: branch.construct,
+            oriented: branch.oriented,
+            taken: branch.taken.map(id),
+            not_taken: branch.not_taken.map(id),
+        })
+        .collect()
+}
+
+/// The countable conditional jumps of each function of `table` in `exe` (aligned with
+/// `table.functions`), cached by the executable's identity: decoding every workspace function is
+/// the costly part of planning branches. Unreadable code: no branches.
+fn machine_branches(
+    exe: &Path,
+    table: &crate::dwarf::LineTable,
+    cache: &JsonCache,
+) -> Vec<Vec<engine::branches::MachineBranch>> {
+    let find = || match engine::ExeCode::read(exe) {
+        Ok(code) => {
+            let entries: Vec<u64> = table.functions.iter().map(|f| f.address).collect();
+            engine::branches::find_all(&code, &entries)
+        }
+        Err(error) => {
+            tracing::warn!(
+                "cannot read the code of {}: {error}; no branch coverage",
+                exe.display()
+            );
+            vec![Vec::new(); table.functions.len()]
+        }
+    };
+    match crate::cache::file_identity(exe) {
+        Some(identity) => cache.get_or_insert(
+            (
+                "branches",
+                engine::branches::FINDER_VERSION,
+                exe,
+                identity,
+                table.functions.len(),
+            ),
+            find,
+        ),
+        None => find(),
+    }
 }
 
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
@@ -1153,10 +1257,35 @@ fn merge(
                     })
                 })
                 .collect();
+            let source = SourceId(id as u32);
+            let branches = aggregate
+                .branches()
+                .range(branch_key(source, 0, 0)..branch_key(source, u32::MAX, u32::MAX))
+                .filter(|(key, _)| entry_hits(key.line.line).is_some())
+                .map(|(key, counts)| BranchCoverage {
+                    line: key.line.line,
+                    index: key.ordinal,
+                    construct: counts.construct,
+                    oriented: counts.oriented,
+                    taken: counts.taken,
+                    not_taken: counts.not_taken,
+                    capped: counts.capped,
+                    tests: counts
+                        .tests
+                        .iter()
+                        .map(|(test, &(taken, not_taken))| BranchTestHits {
+                            test: test.0,
+                            taken,
+                            not_taken,
+                        })
+                        .collect(),
+                })
+                .collect();
             Some(FileCoverage {
                 path: file.path.clone(),
                 lines,
                 functions,
+                branches,
             })
         })
         .collect();
@@ -1169,6 +1298,13 @@ fn merge(
         } else {
             options.count_cap.max(1)
         },
+    }
+}
+
+fn branch_key(source: SourceId, line: u32, ordinal: u32) -> BranchKey {
+    BranchKey {
+        line: LineKey { source, line },
+        ordinal,
     }
 }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 
-import { rerunArguments, serverSettings, testsByFile, verdict, workspacePercent, UpdatePayload } from '../mapping';
+import { branchSides, rerunArguments, serverSettings, testsByFile, verdict, workspacePercent, UpdatePayload } from '../mapping';
 
 const update: UpdatePayload = {
   version: 3,
@@ -42,4 +42,19 @@ test('reruns name tests, or all', () => {
 test('only server settings are sent to the server', () => {
   const configured: Record<string, unknown> = { severity: 'off', 'server.path': '/x', countCap: 5 };
   assert.deepEqual(serverSettings((key) => configured[key]), { severity: 'off', countCap: 5 });
+});
+
+test('branch sides carry their counts and a label per side', () => {
+  assert.deepEqual(branchSides([{ construct: 'if', oriented: true, taken: 3, not_taken: 0 }]), [
+    { executed: 3, label: '`if` true' },
+    { executed: 0, label: '`if` false' },
+  ]);
+  assert.deepEqual(
+    branchSides([
+      { construct: 'try', oriented: true, taken: 0, not_taken: 2 },
+      { construct: 'if_let', oriented: false, taken: 1, not_taken: 1 },
+    ]).map((s) => s.label),
+    ['`?` #1 early return', '`?` #1 value', '`let` pattern #2 one', '`let` pattern #2 other'],
+  );
+  assert.deepEqual(branchSides([]), []);
 });

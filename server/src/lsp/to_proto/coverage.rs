@@ -1,6 +1,7 @@
 //! coverlay's own protocol for editors with a coverage view (VS Code): the `coverlay/didUpdate`
 //! notification (tests and per-file totals after every run) and the `coverlay/fileCoverage`
-//! request (one file's lines and functions, for all tests or one). Lines are 0-based, as in LSP.
+//! request (one file's lines with their branches, and functions, for all tests or one). Lines are
+//! 0-based, as in LSP.
 
 use serde::{Deserialize, Serialize};
 use tower_lsp_server::ls_types::notification::Notification;
@@ -49,6 +50,9 @@ pub struct FileTotals {
     pub uri: String,
     pub covered: usize,
     pub coverable: usize,
+    /// Branch sides that ran, and all branch sides (two per branch).
+    pub branches_covered: usize,
+    pub branches_total: usize,
     /// Ids of the tests that ran some of its lines (for per-test coverage filters).
     pub tests: Vec<String>,
 }
@@ -71,6 +75,20 @@ pub struct FileLines {
 pub struct LineHits {
     pub line: u32,
     pub hits: u64,
+    /// The line's branches, in code order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<BranchHits>,
+}
+
+/// One branch's two sides (see `coverage::BranchCoverage`).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct BranchHits {
+    /// As in the JSON report: `if`, `while`, `short_circuit`, `guard`, `if_let`, `let_else`, `try`.
+    pub construct: crate::coverage::Construct,
+    /// `taken` is the condition's true side (else the jump's).
+    pub oriented: bool,
+    pub taken: u64,
+    pub not_taken: u64,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -129,10 +147,13 @@ pub fn update(shown: &Shown) -> Update {
                 .collect();
             ran.sort_unstable();
             ran.dedup();
+            let (branches_covered, branches_total) = file.coverage.branch_sides();
             Some(FileTotals {
                 uri: uri_of(path)?,
                 covered: file.coverage.lines.iter().filter(|l| l.hits > 0).count(),
                 coverable: file.coverage.lines.len(),
+                branches_covered,
+                branches_total,
                 tests: ran
                     .into_iter()
                     .filter_map(|i| tests.list.get(i as usize).map(|t| t.id.clone()))
@@ -172,6 +193,27 @@ pub fn file_lines(shown: &Shown, path: &std::path::Path, test: Option<&str>) -> 
         .map(|l| LineHits {
             line: l.line.saturating_sub(1),
             hits: hits_of(l),
+            branches: file
+                .coverage
+                .branches_on(l.line)
+                .iter()
+                .map(|b| {
+                    let (taken, not_taken) = match index {
+                        None => (b.taken, b.not_taken),
+                        Some(index) => b
+                            .tests
+                            .iter()
+                            .find(|t| t.test == index)
+                            .map_or((0, 0), |t| (t.taken, t.not_taken)),
+                    };
+                    BranchHits {
+                        construct: b.construct,
+                        oriented: b.oriented,
+                        taken,
+                        not_taken,
+                    }
+                })
+                .collect(),
         })
         .collect();
     let functions = file
@@ -203,7 +245,7 @@ fn test_index(tests: &Tests, id: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::test_data::line;
+    use crate::coverage::test_data::{branch, line};
     use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, TestInfo};
     use std::collections::BTreeMap;
     use std::path::Path;
@@ -221,6 +263,7 @@ mod tests {
                     hits: 7,
                     is_test: false,
                 }],
+                branches: vec![branch(4, &[(1, 1, 0)])],
             }],
             tests: vec![
                 TestInfo {
@@ -274,6 +317,8 @@ mod tests {
                 uri: "file:///w/src/lib.rs".into(),
                 covered: 2,
                 coverable: 3,
+                branches_covered: 1,
+                branches_total: 2,
                 tests: vec!["k::tests::adds".into(), "api::big".into()],
             }]
         );
@@ -297,6 +342,13 @@ mod tests {
         let one = file_lines(&shown, path, Some("k::tests::adds")).unwrap();
         assert_eq!(hits(&one), [(2, 2), (3, 0), (8, 0)]);
         assert_eq!(one.functions[0].hits, 2);
+        // Line 4's branch: api::big took it once; k::tests::adds never ran it.
+        let sides = |f: &FileLines| {
+            let b = &f.lines[1].branches[0];
+            (b.taken, b.not_taken)
+        };
+        assert_eq!((sides(&all), sides(&one)), ((1, 0), (0, 0)));
+        assert!(all.lines[0].branches.is_empty());
         assert!(file_lines(&shown, path, Some("nope")).is_none());
         assert!(file_lines(&shown, Path::new("/w/src/other.rs"), None).is_none());
     }

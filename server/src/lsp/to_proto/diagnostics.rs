@@ -1,5 +1,6 @@
 //! Diagnostics for one file: an uncovered range of consecutive coverable lines within one function
-//! becomes one diagnostic naming the function, and a failed test an Error at its `fn` line.
+//! becomes one diagnostic naming the function, a branch that ran one way only one that says which
+//! (`condition never false`), and a failed test an Error at its `fn` line.
 
 use tower_lsp_server::ls_types::{
     Diagnostic, DiagnosticSeverity, DiagnosticTag, NumberOrString, Position, Range,
@@ -34,6 +35,46 @@ fn range(text: Option<&Document>, first: u32, last: u32) -> Range {
         ),
         // Without the text: whole lines, up to the start of the next one.
         None => Range::new(Position::new(first - 1, 0), Position::new(last, 0)),
+    }
+}
+
+/// One per branch of a covered line that ran one way only, at the uncovered lines' severity (without
+/// their "unnecessary" fading: the line did run).
+fn branch_diagnostics(
+    file: &FileState,
+    text: Option<&Document>,
+    settings: &Settings,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let severity = match settings.severity {
+        Severity::Hint => DiagnosticSeverity::HINT,
+        Severity::Information => DiagnosticSeverity::INFORMATION,
+        Severity::Warning => DiagnosticSeverity::WARNING,
+        Severity::Off => return,
+    };
+    let coverage = &file.coverage;
+    for branch in &coverage.branches {
+        if file.is_stale(branch.line) {
+            continue;
+        }
+        let Some(mut message) = branch.one_sided() else {
+            continue;
+        };
+        let on_line = coverage.branches_on(branch.line).len();
+        if on_line > 1 {
+            message.push_str(&format!(
+                " (branch {} of {on_line} on this line)",
+                branch.index + 1
+            ));
+        }
+        diagnostics.push(Diagnostic {
+            range: range(text, branch.line, branch.line),
+            severity: Some(severity),
+            code: Some(NumberOrString::String("branch".into())),
+            source: Some(SOURCE.into()),
+            message,
+            ..Diagnostic::default()
+        });
     }
 }
 
@@ -91,6 +132,7 @@ pub fn for_file(
         }
     }
     flush(&mut run);
+    branch_diagnostics(file, text, settings, &mut diagnostics);
 
     let located = tests
         .by_file
@@ -146,6 +188,7 @@ mod tests {
                 path: "/w/src/lib.rs".into(),
                 lines: vec![line(2, 1), line(3, 0), line(4, 0), line(6, 1), line(7, 0)],
                 functions: Vec::new(),
+                branches: Vec::new(),
             }],
             tests: vec![TestInfo {
                 id: "k::t".into(),
@@ -175,5 +218,57 @@ mod tests {
         let found = for_file(file, &shown.tests, None, &settings);
         assert_eq!(found.len(), 1, "the failed test stays");
         assert_eq!(found[0].severity, Some(DiagnosticSeverity::ERROR));
+    }
+
+    #[test]
+    fn branches_that_ran_one_way_say_which_way_never_happened() {
+        use crate::coverage::test_data::branch;
+        use crate::coverage::Construct;
+        let mut question = branch(4, &[(0, 0, 3)]);
+        question.construct = Construct::Try;
+        let mut unknown = branch(5, &[(0, 2, 0)]);
+        unknown.oriented = false;
+        let mut second = branch(2, &[(0, 1, 0)]);
+        second.index = 1;
+        let coverage = Coverage {
+            files: vec![FileCoverage {
+                path: "/w/src/lib.rs".into(),
+                lines: [2, 3, 4, 5].map(|n| line(n, &[(0, 1)], 0, false)).to_vec(),
+                functions: Vec::new(),
+                branches: vec![
+                    branch(2, &[(0, 1, 1)]),
+                    second,
+                    branch(3, &[(0, 0, 0)]),
+                    question,
+                    unknown,
+                ],
+            }],
+            tests: Vec::new(),
+            count_cap: 10,
+        };
+        let shown = Shown::new(1, coverage, Default::default(), None);
+        let file = shown.file(Path::new("/w/src/lib.rs")).unwrap();
+        let settings = Settings {
+            severity: Severity::Warning,
+            ..Settings::default()
+        };
+        let found: Vec<(u32, String)> = for_file(file, &shown.tests, None, &settings)
+            .into_iter()
+            .map(|d| {
+                assert_eq!(d.severity, Some(DiagnosticSeverity::WARNING));
+                (d.range.start.line + 1, d.message)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    2,
+                    "condition never false (branch 2 of 2 on this line)".into()
+                ),
+                (4, "`?` never returned early".into()),
+                (5, "condition was always true, or always false".into()),
+            ]
+        );
     }
 }

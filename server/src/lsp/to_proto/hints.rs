@@ -1,12 +1,13 @@
 //! Inlay hints: at the end of each covered line of the requested range, its hit count (`×3`, or
-//! `≥10×` when part of the line was counted only up to the int3 fallback's cap), with the tests
-//! that ran the line and their own counts as the tooltip.
+//! `≥10×` when part of the line was counted only up to the int3 fallback's cap) and, where some
+//! side of its branches never ran, how many did (`×3 · 1/2 branches`), with the tests that ran
+//! the line and their own counts, and each branch's sides, as the tooltip.
 
 use tower_lsp_server::ls_types::{
     InlayHint, InlayHintLabel, InlayHintTooltip, MarkupContent, MarkupKind, Position, Range,
 };
 
-use crate::coverage::LineCoverage;
+use crate::coverage::{BranchCoverage, Construct, LineCoverage};
 use crate::lsp::documents::Document;
 use crate::lsp::store::{FileState, Tests};
 
@@ -20,6 +21,45 @@ pub fn label(hits: u64, capped: bool) -> String {
     } else {
         format!("×{hits}")
     }
+}
+
+/// The label of a line with its branches: ` · 1/2 branches` added when a side never ran.
+pub fn label_with_branches(line: &LineCoverage, branches: &[BranchCoverage]) -> String {
+    let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
+    let all = 2 * branches.len();
+    let count = label(line.hits, line.capped);
+    if run < all {
+        format!("{count} · {run}/{all} branches")
+    } else {
+        count
+    }
+}
+
+/// Each branch's two sides, for a tooltip: `` `if` condition: true ×3, false ×0 ``.
+fn branch_lines(branches: &[BranchCoverage]) -> String {
+    let mut text = String::new();
+    for branch in branches {
+        let what = match branch.construct {
+            Construct::If => "`if` condition",
+            Construct::While => "`while` condition",
+            Construct::ShortCircuit => "`&&`/`||` operand",
+            Construct::Guard => "match guard",
+            Construct::IfLet => "`let` pattern",
+            Construct::LetElse => "`let … else` pattern",
+            Construct::Try => "`?`",
+        };
+        let (yes, no) = match (branch.construct, branch.oriented) {
+            (Construct::Try, true) => ("returned early", "went on"),
+            (_, true) => ("true", "false"),
+            (_, false) => ("one way", "the other"),
+        };
+        let at_least = if branch.capped { "≈" } else { "" };
+        text.push_str(&format!(
+            "\n- {what}: {yes} {at_least}×{}, {no} {at_least}×{}",
+            branch.taken, branch.not_taken
+        ));
+    }
+    text
 }
 
 /// `1250000` → `1,250,000`.
@@ -85,15 +125,35 @@ pub fn for_range(
         .filter(|l| l.hits > 0 && !file.is_stale(l.line) && l.line <= text.line_count())
         .map(|l| InlayHint {
             position: Position::new(l.line - 1, text.line_end(l.line)),
-            label: InlayHintLabel::String(label(l.hits, l.capped)),
+            label: InlayHintLabel::String(label_with_branches(
+                l,
+                file.coverage.branches_on(l.line),
+            )),
             kind: None,
             text_edits: None,
-            tooltip: lazy.is_none().then(|| markdown(tooltip(l, tests))),
+            tooltip: lazy
+                .is_none()
+                .then(|| markdown(full_tooltip(l, file, tests))),
             padding_left: Some(true),
             padding_right: None,
             data: lazy.map(|id| serde_json::Value::from(resolve_key(id, l.line))),
         })
         .collect()
+}
+
+/// The line's tooltip, then its branches.
+fn full_tooltip(line: &LineCoverage, file: &FileState, tests: &Tests) -> String {
+    let branches = file.coverage.branches_on(line.line);
+    let mut text = tooltip(line, tests);
+    if !branches.is_empty() {
+        let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
+        text.push_str(&format!(
+            "\n\nbranches: {run} of {} sides ran:{}",
+            2 * branches.len(),
+            branch_lines(branches)
+        ));
+    }
+    text
 }
 
 pub fn markdown(value: String) -> InlayHintTooltip {
@@ -118,7 +178,7 @@ pub fn resolve(mut hint: InlayHint, file: &FileState, tests: &Tests) -> InlayHin
     let line = resolve_target(&hint).map(|(_, line)| line);
     let lines = &file.coverage.lines;
     if let Some(l) = line.and_then(|line| lines.iter().find(|l| l.line == line)) {
-        hint.tooltip = Some(markdown(tooltip(l, tests)));
+        hint.tooltip = Some(markdown(full_tooltip(l, file, tests)));
     }
     hint
 }
@@ -164,6 +224,28 @@ mod tests {
         assert_eq!(label(1_250_000, false), "×1250000");
         assert_eq!(label(10, true), "≥10×");
         assert_eq!(label(2500, true), "≥2500×");
+    }
+
+    #[test]
+    fn partly_run_branches_join_the_label_and_every_branch_the_tooltip() {
+        use crate::coverage::test_data::branch;
+        let l = line(12, false, &[]);
+        let both = branch(3, &[(0, 1, 2)]);
+        let one = branch(3, &[(0, 0, 12)]);
+        assert_eq!(label_with_branches(&l, &[]), "×12");
+        assert_eq!(label_with_branches(&l, std::slice::from_ref(&both)), "×12");
+        assert_eq!(
+            label_with_branches(&l, std::slice::from_ref(&one)),
+            "×12 · 1/2 branches"
+        );
+        assert_eq!(
+            label_with_branches(&l, &[both.clone(), one.clone()]),
+            "×12 · 3/4 branches"
+        );
+        assert_eq!(
+            branch_lines(&[both, one]),
+            "\n- `if` condition: true ×1, false ×2\n- `if` condition: true ×0, false ×12"
+        );
     }
 
     #[test]

@@ -142,6 +142,7 @@ mod tests {
                     line(6, 9, &[8]),
                 ],
                 functions: vec![function.clone()],
+                branches: Vec::new(),
             },
             stale: Default::default(),
         };
