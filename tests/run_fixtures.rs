@@ -5,9 +5,9 @@
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
 //! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(doctest)`).
-//! `branches T/N`: T of the N sides (two per branch) of the line's branches ran; in a fixture
-//! that has such markers, a line without one must have no branch. `sides=3:1,0:2`: each branch's
-//! true and false counts, in order, all oriented (which side is true is known).
+//! `branches T/N`: T of the N sides (two per branch) of the line's branches ran;
+//! in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
+//! each branch's true and false counts, in order, all oriented (which side is true is known).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -35,7 +35,7 @@ pub struct LineTable {
     pub inlined: Vec<InlinedCopy>,
     /// Disjoint, sorted `[start, end)` address ranges, each with the innermost inlined copy (index
     /// into `inlined`) whose code it is.
-    inlined_ranges: Vec<(u64, u64, u32)>,
+    pub(crate) inlined_ranges: Vec<(u64, u64, u32)>,
     /// Lowest p_vaddr among PT_LOAD segments, page aligned down (0 for a usual PIE).
     /// Run-time bias = start of the executable's mapping at file offset 0 minus this.
     pub load_base: u64,

@@ -415,6 +415,11 @@ pub fn plan(
             .is_none_or(|tests| tests.contains(&containing_function(table, address)))
     });
     pairs.extend(test_functions.iter().flatten().map(|f| (f.address, None)));
+    pairs.extend(
+        inlined_entries
+            .iter()
+            .map(|&(address, _, _)| (address, None)),
+    );
     // Lines' own addresses (test entries trap: no counters to share).
     let counted: HashSet<u64> = pairs
         .iter()
@@ -437,11 +442,6 @@ pub fn plan(
             .iter()
             .flat_map(SourceBranch::addresses)
             .map(|a| (a, None)),
-    );
-    pairs.extend(
-        inlined_entries
-            .iter()
-            .map(|&(address, _, _)| (address, None)),
     );
     // A line target wins over a bare test entry at the same address.
     pairs.sort_unstable_by_key(|&(address, target)| (address, target.is_none()));

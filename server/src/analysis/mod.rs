@@ -32,7 +32,7 @@ use walker::Walker;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
 /// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
 /// else branches and along else-if chains; 16: jump arms of two-arm matches; 17: branch
-/// constructs with their operators and negations).
+/// constructs and their operators).
 pub const RULES_VERSION: u32 = 17;
 
 /// What one source line is, as far as coverage is concerned.
@@ -277,11 +277,6 @@ impl SourceAnalysis {
         self.closure_bodies.contains(&line)
     }
 
-    /// The branch tests on `line`, if any.
-    pub fn branch_line(&self, line: u32) -> Option<&BranchLine> {
-        self.branches.get(&line)
-    }
-
     /// Whether the build with `set` compiles the code on `line`, as far as `#[cfg(…)]` goes:
     /// `Some(true)` when every predicate around it holds, `Some(false)` when one does not, `None`
     /// when the set cannot tell or there is no predicate, and always `None` on an item-position
@@ -343,6 +338,11 @@ impl SourceAnalysis {
     /// Some `#[cfg(…)]` predicate applies to code of this file.
     pub fn has_gates(&self) -> bool {
         !self.gates.is_empty()
+    }
+
+    /// The branch tests on `line`, if any.
+    pub fn branch_line(&self, line: u32) -> Option<&BranchLine> {
+        self.branches.get(&line)
     }
 
     /// Inside a test fn or a `#[cfg(test)]` item.

@@ -69,11 +69,11 @@ pub struct RunOptions {
     /// Fingerprint the workspace's sources as the build reads them, for test selection
     /// ([`RunReport::sources`]).
     pub snapshot_sources: bool,
-    /// Count the two sides of source branches too (counting mode with trampolines only).
-    pub branches: bool,
     /// Build the libraries' doctests and measure them (`cargo test --doc`), unless the cargo
     /// arguments choose targets.
     pub doctests: bool,
+    /// Count the two sides of source branches too (counting mode with trampolines only).
+    pub branches: bool,
 }
 
 impl Default for RunOptions {
@@ -91,8 +91,8 @@ impl Default for RunOptions {
             retries: 0,
             partition: None,
             snapshot_sources: false,
-            branches: true,
             doctests: true,
+            branches: true,
         }
     }
 }
@@ -733,9 +733,9 @@ pub fn run(
         });
     }
     let targets: Vec<Vec<Option<Target>>> = plans.iter().map(targets).collect();
-    let branch_targets: Vec<Vec<BranchTarget>> = plans.iter().map(branch_targets).collect();
     let entry_targets: Vec<Vec<Vec<Option<Target>>>> =
         plans.iter().map(inlined_entry_targets).collect();
+    let branch_targets: Vec<Vec<BranchTarget>> = plans.iter().map(branch_targets).collect();
     let mut aggregate = Aggregate::default();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
@@ -767,17 +767,21 @@ pub fn run(
             .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits))
             .collect();
         if !shard_run.hits.is_empty() {
-            // Branches once, with the executable's own targets; inlined entries are lines only.
-            let mut branches = &branch_targets[shard.executable][..];
-            for targets in
-                std::iter::once(&targets[shard.executable]).chain(&entry_targets[shard.executable])
+            // The branches count once, with the executable's own targets.
+            for (layer, targets) in std::iter::once(&targets[shard.executable])
+                .chain(&entry_targets[shard.executable])
+                .enumerate()
             {
                 aggregate.add(ExecutableCounts {
                     targets,
                     hits: &shard_run.hits,
                     capped: &shard_run.capped,
                     test_hits: &test_hits,
-                    branches: std::mem::take(&mut branches),
+                    branches: if layer == 0 {
+                        &branch_targets[shard.executable]
+                    } else {
+                        &[]
+                    },
                 });
             }
         }
@@ -794,14 +798,20 @@ pub fn run(
                     .collect(),
                 None => Vec::new(),
             };
-            let mut branches = &branch_targets[executable][..];
-            for targets in std::iter::once(&targets[executable]).chain(&entry_targets[executable]) {
+            for (layer, targets) in std::iter::once(&targets[executable])
+                .chain(&entry_targets[executable])
+                .enumerate()
+            {
                 aggregate.add(ExecutableCounts {
                     targets,
                     hits: &followed.hits,
                     capped: &followed.capped,
                     test_hits: &test_hits,
-                    branches: std::mem::take(&mut branches),
+                    branches: if layer == 0 {
+                        &branch_targets[executable]
+                    } else {
+                        &[]
+                    },
                 });
             }
         }
@@ -940,6 +950,31 @@ fn targets(plan: &Plan) -> Vec<Option<Target>> {
         .collect()
 }
 
+/// The inlined copies' entries as targets of their functions' `fn` lines (`Plan::inlined_entries`),
+/// in layers that each give a breakpoint at most one target (nested copies may begin at the
+/// same address); the counting model adds each layer like an executable's own targets.
+fn inlined_entry_targets(plan: &Plan) -> Vec<Vec<Option<Target>>> {
+    let mut layers: Vec<Vec<Option<Target>>> = Vec::new();
+    for &(breakpoint, (source, line), instance) in &plan.inlined_entries {
+        let target = Target {
+            line: LineKey {
+                source: SourceId(source as u32),
+                line,
+            },
+            instance: InstanceId(instance),
+        };
+        match layers.iter_mut().find(|layer| layer[breakpoint].is_none()) {
+            Some(layer) => layer[breakpoint] = Some(target),
+            None => {
+                let mut layer = vec![None; plan.addresses.len()];
+                layer[breakpoint] = Some(target);
+                layers.push(layer);
+            }
+        }
+    }
+    layers
+}
+
 /// How the sides of each source branch of a plan are counted, in the counting model's terms.
 fn branch_targets(plan: &Plan) -> Vec<BranchTarget> {
     let id = |index: usize| BreakpointId(index as u32);
@@ -995,31 +1030,6 @@ fn machine_branches(
         ),
         None => find(),
     }
-}
-
-/// The inlined copies' entries as targets of their functions' `fn` lines (`Plan::inlined_entries`),
-/// in layers that each give a breakpoint at most one target (nested copies may begin at the
-/// same address); the counting model adds each layer like an executable's own targets.
-fn inlined_entry_targets(plan: &Plan) -> Vec<Vec<Option<Target>>> {
-    let mut layers: Vec<Vec<Option<Target>>> = Vec::new();
-    for &(breakpoint, (source, line), instance) in &plan.inlined_entries {
-        let target = Target {
-            line: LineKey {
-                source: SourceId(source as u32),
-                line,
-            },
-            instance: InstanceId(instance),
-        };
-        match layers.iter_mut().find(|layer| layer[breakpoint].is_none()) {
-            Some(layer) => layer[breakpoint] = Some(target),
-            None => {
-                let mut layer = vec![None; plan.addresses.len()];
-                layer[breakpoint] = Some(target);
-                layers.push(layer);
-            }
-        }
-    }
-    layers
 }
 
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
