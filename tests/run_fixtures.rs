@@ -534,7 +534,7 @@ fn doctest_executables(json: &Value) -> usize {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["kind"] == "doctest" && e["path"].as_str().unwrap().contains("kept"))
+        .filter(|e| e["kind"] == "doctest" && e["path"].as_str().unwrap().contains("/bin/"))
         .count()
 }
 

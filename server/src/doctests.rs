@@ -30,7 +30,11 @@ struct Record {
 }
 
 /// `coverlay record-doctest DIR EXE [ARGS…]`, as rustdoc runs it: keeps EXE (rustdoc deletes it
-/// when the run ends) and what it was given in DIR, and runs nothing.
+/// when the run ends) and writes what it was given into DIR, and runs nothing.
+///
+/// rustdoc builds the same doctest into the same bytes every time, so EXE is kept by its content
+/// (in `bin/` beside DIR): an unchanged doctest is the same file as in the run before, and the
+/// caches keyed by a file's identity (line tables, counting sites, branches) hold for it.
 pub fn record_runner(dir: &Path, exe: &Path) -> std::io::Result<()> {
     let name = format!(
         "{}-{}",
@@ -39,10 +43,19 @@ pub fn record_runner(dir: &Path, exe: &Path) -> std::io::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let kept = dir.join(&name);
-    // rustdoc's temporary directory is under the same directory as DIR (see `build`).
-    if std::fs::hard_link(exe, &kept).is_err() {
-        std::fs::copy(exe, &kept)?;
+    let bin = dir.parent().unwrap_or(dir).join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let hash = xxhash_rust::xxh64::xxh64(&std::fs::read(exe)?, 0);
+    let kept = bin.join(format!("{hash:016x}"));
+    if !kept.exists() {
+        // rustdoc's temporary directory is on the same file system (see `build`). A link that
+        // fails because another runner kept the same bytes first is as good.
+        let staged = bin.join(format!("{name}.tmp"));
+        if std::fs::hard_link(exe, &staged).is_err() {
+            std::fs::copy(exe, &staged)?;
+        }
+        let _ = std::fs::hard_link(&staged, &kept);
+        std::fs::remove_file(&staged)?;
     }
     let record = Record {
         exe: kept,
@@ -58,8 +71,9 @@ pub fn record_runner(dir: &Path, exe: &Path) -> std::io::Result<()> {
 /// One doctest as rustdoc names it (`src/lib.rs - Version::parse (line 12)`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Doctest {
-    /// The name in the run's test list: `doc::<item> (line N)`, or `doc::<file> (line N)` for a
-    /// module's own documentation; the test id is `<lib target>::<name>`.
+    /// The name in the run's test list: `doc::<item> (doctest)`, or `doc::<file> (doctest)` for a
+    /// module's own documentation, numbered when an item has several (see `number_alike`); the
+    /// test id is `<lib target>::<name>`.
     pub name: String,
     /// rustdoc's own name for it.
     pub rustdoc_name: String,
@@ -119,9 +133,10 @@ pub fn build(
     cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Doctests, DoctestError> {
     let dir = workspace.coverlay_dir().join("doctests");
-    let _ = std::fs::remove_dir_all(&dir);
     let records = dir.join("kept");
     let tmp = dir.join("tmp");
+    let _ = std::fs::remove_dir_all(&records);
+    let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&records)?;
     std::fs::create_dir_all(&tmp)?;
     let runner = std::env::current_exe()?;
@@ -152,6 +167,17 @@ pub fn build(
         .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
         .collect();
     kept.sort_by(|a, b| a.exe.cmp(&b.exe));
+    // Executables of doctests that no longer exist (or changed) go.
+    let used: std::collections::HashSet<&Path> = kept.iter().map(|r| r.exe.as_path()).collect();
+    for entry in std::fs::read_dir(dir.join("bin"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if !used.contains(entry.path().as_path()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     if verdicts.is_empty() && kept.is_empty() && !output.status.success() {
         return Err(DoctestError::Failed(
             String::from_utf8_lossy(&output.stderr).trim().to_owned(),

@@ -349,10 +349,10 @@ pub fn run(
         listings.push(listing);
     }
     // Doctest executables join the test executables (after cargo's): their tests are known.
-    // Each is a new file, so their line tables are not cached.
+    // An unchanged doctest is the same file as before (`doctests::record_runner`): cached.
     let cargo_executables = executables.len();
     let doctest_tables = crate::parallel::map(&doctests.executables, options.jobs, |d| {
-        crate::dwarf::read_line_table(&d.executable.path, &|p| workspace.owns_source(p))
+        cache.read(&d.executable.path, &|p| workspace.owns_source(p))
     });
     let mut doctest_runs: Vec<DoctestExecutable> = Vec::new();
     for (doctest, table) in doctests.executables.into_iter().zip(doctest_tables) {
