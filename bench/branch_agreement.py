@@ -31,20 +31,18 @@ same number: a verdict is the pair (true side ran, false side ran); for a branch
 not orient, the pair is compared without order. Lines where the numbers differ are listed apart.
 """
 import argparse
-import glob
 import json
 import os
 import re
 import resource
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llvm_agreement import ensure_llvm, rel, run_coverlay, test_executables  # noqa: E402
+import llvm_agreement  # noqa: E402
+from llvm_agreement import ensure_llvm, rel, run_coverlay  # noqa: E402
 from overhead import COVERLAY, REGISTRY_CRATES, ROOT, WORK, fetch, once, sh, source_text  # noqa: E402
 
 CRATES = {name: REGISTRY_CRATES[name] for name in ("semver", "smallvec", "regex-syntax")}
@@ -54,30 +52,9 @@ IF_BEFORE = re.compile(r"(^|\W)if\s")
 
 def run_llvm(path, out, tools):
     """Builds and runs the tests with nightly's branch coverage; writes the llvm-cov JSON."""
-    profdata, cov = tools
-    target = os.path.join(path, "target", "llvm-branch-target")
-    raw = os.path.join(target, "profraw")
-    shutil.rmtree(raw, ignore_errors=True)
-    os.makedirs(raw)
-    env = dict(os.environ, RUSTFLAGS="-C instrument-coverage -Z coverage-options=branch",
-               LLVM_PROFILE_FILE=os.path.join(raw, "%p-%m.profraw"),
-               RUSTUP_TOOLCHAIN="nightly")
-    env.pop("CARGO_ENCODED_RUSTFLAGS", None)
-    cmd = ["cargo", "test", "--tests", "--no-fail-fast", "--target-dir", target]
-    result = subprocess.run(cmd, cwd=path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    if result.returncode not in (0, 101):
-        sys.exit(f"failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    exes = test_executables(path, env, target)
-    merged = os.path.join(target, "merged.profdata")
-    profiles = glob.glob(os.path.join(raw, "*.profraw"))
-    if not profiles:
-        sys.exit(f"no .profraw written for {path}")
-    sh([profdata, "merge", "-sparse", *profiles, "-o", merged])
-    objects = [a for exe in exes for a in ("-object", exe)]
-    export = sh([cov, "export", "-format=text", "-instr-profile", merged, *objects])
-    with open(out, "w") as f:
-        f.write(export.stdout)
+    llvm_agreement.run_llvm(path, out, tools, target_name="llvm-branch-target",
+                            rustflags="-C instrument-coverage -Z coverage-options=branch",
+                            toolchain="nightly")
 
 
 def in_if_condition(path, name, line, col):

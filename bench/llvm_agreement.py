@@ -122,15 +122,19 @@ def test_executables(path, env, target):
     return sorted(set(exes))
 
 
-def run_llvm(path, out, tools):
-    """Builds and runs the tests with -C instrument-coverage; writes the llvm-cov JSON to out."""
+def run_llvm(path, out, tools, target_name="llvm-cov-target", rustflags="-C instrument-coverage",
+             toolchain=None):
+    """Builds and runs the tests with `rustflags` (-C instrument-coverage, and more) into
+    <path>/target/<target_name>, with rustup's `toolchain` if given; writes the llvm-cov JSON to out."""
     profdata, cov = tools
-    target = os.path.join(path, "target", "llvm-cov-target")
+    target = os.path.join(path, "target", target_name)
     raw = os.path.join(target, "profraw")
     shutil.rmtree(raw, ignore_errors=True)
     os.makedirs(raw)
-    env = dict(os.environ, RUSTFLAGS="-C instrument-coverage",
+    env = dict(os.environ, RUSTFLAGS=rustflags,
                LLVM_PROFILE_FILE=os.path.join(raw, "%p-%m.profraw"))
+    if toolchain:
+        env["RUSTUP_TOOLCHAIN"] = toolchain
     env.pop("CARGO_ENCODED_RUSTFLAGS", None)
     cmd = ["cargo", "test", "--tests", "--no-fail-fast", "--target-dir", target]
     result = subprocess.run(cmd, cwd=path, env=env, stdout=subprocess.PIPE,

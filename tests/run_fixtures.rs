@@ -453,7 +453,7 @@ fn doctests_are_measured_one_executable_per_doctest() {
     assert_eq!(run.output.status.code(), Some(101), "{}", text(&run.output));
     let json = run.json.as_ref().unwrap();
     assert_markers("doctests", json);
-    let outcomes = outcomes(json);
+    let outcomes = outcomes_of(json);
     let lib = fixture("doctests").join("src/lib.rs");
     let expected = [
         ("doctests::doc::src/lib.rs (doctest)", "passed", 3),
@@ -514,7 +514,7 @@ fn merged_doctests_run_one_by_one_each_with_its_own_counts() {
     assert!(run.output.status.success(), "{}", text(&run.output));
     let json = run.json.as_ref().unwrap();
     assert_markers("doctests2024", json);
-    let outcomes = outcomes(json);
+    let outcomes = outcomes_of(json);
     for name in ["zed (doctest)", "abc (doctest)", "m::aaa (doctest)"] {
         let id = format!("doctests2024::doc::{name}");
         assert_eq!(outcomes[&id].0, "passed", "{id}");
@@ -559,10 +559,6 @@ fn outcomes_of(json: &Value) -> Outcomes {
             )
         })
         .collect()
-}
-
-fn outcomes(json: &Value) -> Outcomes {
-    outcomes_of(json)
 }
 
 #[test]
@@ -1497,9 +1493,8 @@ fn misbehaving_tests_are_outcomes_and_leave_nothing_behind() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
-#[test]
-fn a_cancelled_build_is_killed_with_everything_it_started() {
-    // A build script that would take a minute: only killing the build ends the run early.
+/// A crate whose build script would take a minute: only killing the build ends a run early.
+fn slow_build_crate() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir(root.join("src")).unwrap();
@@ -1514,6 +1509,13 @@ fn a_cancelled_build_is_killed_with_everything_it_started() {
     )
     .unwrap();
     std::fs::write(root.join("src/lib.rs"), "#[test]\nfn nothing() {}\n").unwrap();
+    dir
+}
+
+#[test]
+fn a_cancelled_build_is_killed_with_everything_it_started() {
+    let dir = slow_build_crate();
+    let root = dir.path();
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = coverlay::run::RunOptions {
         cancel: Some(cancel.clone()),
@@ -1550,20 +1552,8 @@ fn a_cancelled_build_is_killed_with_everything_it_started() {
 fn an_interrupted_run_stops_its_build_and_exits_130() {
     // Ctrl-C reaches only coverlay (cargo runs in a process group of its own): the run must stop
     // the build itself. A build script that would take a minute shows whether it did.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = slow_build_crate();
     let root = dir.path();
-    std::fs::create_dir(root.join("src")).unwrap();
-    std::fs::write(
-        root.join("Cargo.toml"),
-        "[package]\nname = \"slowbuild\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("build.rs"),
-        "fn main() { std::thread::sleep(std::time::Duration::from_secs(60)); }\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("src/lib.rs"), "#[test]\nfn nothing() {}\n").unwrap();
     let started = std::time::Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_coverlay"))
         .arg("run")

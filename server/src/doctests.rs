@@ -8,26 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use serde::{Deserialize, Serialize};
-
 use crate::cargo::{self, Package, TestExecutable, Workspace};
 use crate::libtest::Outcome;
-use crate::test_env::TestEnv;
+use crate::test_env::{Record, TestEnv};
 
 /// The variable with which a merged (edition 2024) doctest executable runs one of its doctests.
 pub const RUN_ONE: &str = "RUSTDOC_DOCTEST_RUN_NB_TEST";
-
-/// What the runner keeps of one executable rustdoc asked it to run.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    exe: PathBuf,
-    cwd: PathBuf,
-    vars: Vec<(Vec<u8>, Vec<u8>)>,
-}
 
 /// `coverlay record-doctest DIR EXE [ARGS…]`, as rustdoc runs it: keeps EXE (rustdoc deletes it
 /// when the run ends) and writes what it was given into DIR, and runs nothing.
@@ -57,15 +46,7 @@ pub fn record_runner(dir: &Path, exe: &Path) -> std::io::Result<()> {
         let _ = std::fs::hard_link(&staged, &kept);
         std::fs::remove_file(&staged)?;
     }
-    let record = Record {
-        exe: kept,
-        cwd: std::env::current_dir()?,
-        vars: std::env::vars_os()
-            .map(|(k, v)| (k.into_vec(), v.into_vec()))
-            .collect(),
-    };
-    let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(format!("{name}.json")), json)
+    Record::of_this_process(kept)?.write(&dir.join(format!("{name}.json")))
 }
 
 /// One doctest as rustdoc names it (`src/lib.rs - Version::parse (line 12)`).
@@ -139,12 +120,7 @@ pub fn build(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&records)?;
     std::fs::create_dir_all(&tmp)?;
-    let runner = std::env::current_exe()?;
-    let config = format!(
-        "target.'cfg(all())'.runner = [{}, \"record-doctest\", {}]",
-        toml_string(&runner),
-        toml_string(&records)
-    );
+    let config = crate::test_env::runner_config("record-doctest", &records)?;
     let (before, after) = split_test_args(cargo_args);
     let mut command = cargo::command(workspace, &["test", "--doc", "--no-fail-fast"]);
     command
@@ -160,12 +136,7 @@ pub fn build(
     let output = cargo::output_unless_cancelled(command, cancel)?.ok_or(DoctestError::Cancelled)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let verdicts = parse_verdicts(&stdout);
-    let mut kept: Vec<Record> = std::fs::read_dir(&records)?
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| std::fs::read(e.path()).ok())
-        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
-        .collect();
+    let mut kept = Record::read_all(&records)?;
     kept.sort_by(|a, b| a.exe.cmp(&b.exe));
     // Executables of doctests that no longer exist (or changed) go.
     let used: std::collections::HashSet<&Path> = kept.iter().map(|r| r.exe.as_path()).collect();
@@ -187,15 +158,9 @@ pub fn build(
     let crate_names: HashMap<PathBuf, String> = kept
         .iter()
         .filter_map(|r| {
-            let var = |name: &[u8]| {
-                r.vars
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| OsString::from_vec(v.clone()))
-            };
             Some((
-                PathBuf::from(var(b"CARGO_MANIFEST_DIR")?),
-                var(b"CARGO_CRATE_NAME")?.into_string().ok()?,
+                PathBuf::from(r.var("CARGO_MANIFEST_DIR")?),
+                r.var("CARGO_CRATE_NAME")?.into_string().ok()?,
             ))
         })
         .collect();
@@ -213,8 +178,11 @@ pub fn build(
         let Some(package) = package_of(workspace, &record) else {
             continue;
         };
-        let symbols = match DoctestSymbols::read(&record.exe) {
-            Ok(symbols) => symbols,
+        let (symbols, bytes) = match std::fs::read(&record.exe)
+            .map_err(SymbolError::from)
+            .and_then(|bytes| Ok((DoctestSymbols::parse(&bytes)?, bytes)))
+        {
+            Ok(read) => read,
             Err(error) => {
                 tracing::warn!("cannot read doctest {}: {error}", record.exe.display());
                 continue;
@@ -228,31 +196,19 @@ pub fn build(
                 .collect(),
         };
         let executable = TestExecutable {
-            path: record.exe.clone(),
+            path: record.exe,
             target: lib_target(package),
             kind: "doctest".into(),
             package: package.clone(),
         };
-        match symbols {
-            DoctestSymbols::Standalone { file, line } => {
-                let Some(name) = verdicts.keys().find(|name| {
-                    split_name(name).is_some_and(|(path, _, l)| l == line && mangle(path) == file)
-                }) else {
-                    tracing::warn!(
-                        "doctest {} matches no test rustdoc reported",
-                        record.exe.display()
-                    );
-                    continue;
-                };
-                standalone_names.insert(name.clone());
-                doctests.executables.push(DoctestExecutable {
-                    tests: vec![doctest(workspace, package, name)],
-                    executable,
-                    env,
-                    merged: false,
-                });
+        let name = match symbols {
+            DoctestSymbols::Merged { count } => {
+                merged.push((executable, env, count, bytes));
+                continue;
             }
-            DoctestSymbols::Merged { count } => merged.push((executable, env, count)),
+            DoctestSymbols::Standalone { file, line } => verdicts.keys().find(|name| {
+                split_name(name).is_some_and(|(path, _, l)| l == line && mangle(path) == file)
+            }),
             DoctestSymbols::OwnMain => {
                 // A doctest with its own `fn main` keeps rustdoc's name out of its symbols (and
                 // its debug info numbers the lines of the code block alone): the string literals
@@ -268,36 +224,35 @@ pub fn build(
                         code.contains("fn main").then_some((name, code))
                     })
                     .collect();
-                let bytes = std::fs::read(&record.exe).unwrap_or_default();
-                let Some(name) = own_main_doctest(&candidates, &bytes) else {
-                    tracing::warn!(
-                        "doctest {} matches no test rustdoc reported",
-                        record.exe.display()
-                    );
-                    continue;
-                };
-                standalone_names.insert(name.clone());
-                doctests.executables.push(DoctestExecutable {
-                    tests: vec![doctest(workspace, package, name)],
-                    executable,
-                    env,
-                    merged: false,
-                });
+                own_main_doctest(&candidates, &bytes)
             }
-        }
+        };
+        let Some(name) = name else {
+            tracing::warn!(
+                "doctest {} matches no test rustdoc reported",
+                executable.path.display()
+            );
+            continue;
+        };
+        standalone_names.insert(name.clone());
+        doctests.executables.push(DoctestExecutable {
+            tests: vec![doctest(workspace, package, name)],
+            executable,
+            env,
+            merged: false,
+        });
     }
-    for (executable, env, count) in merged {
+    for (executable, env, count, bytes) in merged {
         // A merged executable runs its doctests by their number in name order; which doctests
         // it holds is what its data names (rustdoc leaves the others standalone or unrun).
         let names = match &listed {
             Some(names) => names,
             None => listed.insert(list(workspace, before)?),
         };
-        let bytes = std::fs::read(&executable.path)?;
         let mut held: Vec<&String> = names
             .iter()
             .filter(|n| !standalone_names.contains(*n))
-            .filter(|n| memchr_contains(&bytes, n.as_bytes()))
+            .filter(|n| contains(&bytes, n.as_bytes()))
             .collect();
         held.sort();
         if held.len() != count {
@@ -324,10 +279,7 @@ pub fn build(
         if standalone_names.contains(&name) {
             continue;
         }
-        let Some(package) = split_name(&name).and_then(|(path, _, _)| {
-            let file = resolve(workspace, path)?;
-            owner(workspace, &file).cloned()
-        }) else {
+        let Some(package) = package_named(workspace, &name).cloned() else {
             continue;
         };
         let (outcome, message) = match verdict {
@@ -364,10 +316,7 @@ pub fn build(
             .chain(standalone_names.iter().map(String::as_str))
             .collect();
         for name in names.iter().filter(|n| !known.contains(n.as_str())) {
-            let Some(package) = split_name(name).and_then(|(path, _, _)| {
-                let file = resolve(workspace, path)?;
-                owner(workspace, &file).cloned()
-            }) else {
+            let Some(package) = package_named(workspace, name).cloned() else {
                 continue;
             };
             doctests.unrun.push(DoctestVerdict {
@@ -638,12 +587,14 @@ fn owner<'a>(workspace: &'a Workspace, file: &Path) -> Option<&'a Package> {
 
 /// The package whose doctest a record is, by the manifest directory cargo gave rustdoc.
 fn package_of<'a>(workspace: &'a Workspace, record: &Record) -> Option<&'a Package> {
-    let dir = record
-        .vars
-        .iter()
-        .find(|(k, _)| k == b"CARGO_MANIFEST_DIR")
-        .map(|(_, v)| PathBuf::from(OsString::from_vec(v.clone())))?;
+    let dir = PathBuf::from(record.var("CARGO_MANIFEST_DIR")?);
     workspace.packages.iter().find(|p| p.manifest_dir == dir)
+}
+
+/// The package whose file a doctest of rustdoc's `name` is in.
+fn package_named<'a>(workspace: &'a Workspace, name: &str) -> Option<&'a Package> {
+    let (path, _, _) = split_name(name)?;
+    owner(workspace, &resolve(workspace, path)?)
 }
 
 /// Which of the doctests with their own `fn main` (name, code) an executable is: the only one
@@ -659,10 +610,7 @@ fn own_main_doctest<'a>(
         .iter()
         .filter(|(_, code)| {
             let literals = string_literals(code);
-            !literals.is_empty()
-                && literals
-                    .iter()
-                    .all(|l| memchr_contains(executable, l.as_bytes()))
+            !literals.is_empty() && literals.iter().all(|l| contains(executable, l.as_bytes()))
         })
         .map(|(name, _)| *name)
         .collect();
@@ -735,10 +683,9 @@ enum SymbolError {
 }
 
 impl DoctestSymbols {
-    fn read(exe: &Path) -> Result<Self, SymbolError> {
+    fn parse(bytes: &[u8]) -> Result<Self, SymbolError> {
         use object::{Object, ObjectSymbol};
-        let bytes = std::fs::read(exe)?;
-        let file = object::File::parse(&*bytes)?;
+        let file = object::File::parse(bytes)?;
         let names: Vec<&str> = file.symbols().filter_map(|s| s.name().ok()).collect();
         Self::from_symbols(&names)
     }
@@ -784,12 +731,8 @@ impl DoctestSymbols {
     }
 }
 
-fn memchr_contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn toml_string(path: &Path) -> String {
-    serde_json::to_string(&path.to_string_lossy()).expect("a string serialises")
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]

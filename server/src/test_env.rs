@@ -32,30 +32,70 @@ impl TestEnv {
     }
 }
 
-/// A record as the runner writes it.
+/// What a runner that cargo (or rustdoc) started was given, as it writes it down: the executable,
+/// the working directory and the whole environment.
 #[derive(Serialize, Deserialize)]
-struct Record {
-    exe: PathBuf,
-    cwd: PathBuf,
-    vars: Vec<(Vec<u8>, Vec<u8>)>,
+pub(crate) struct Record {
+    pub(crate) exe: PathBuf,
+    pub(crate) cwd: PathBuf,
+    pub(crate) vars: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Record {
+    /// This process's directory and environment, for `exe`.
+    pub(crate) fn of_this_process(exe: PathBuf) -> std::io::Result<Record> {
+        Ok(Record {
+            exe,
+            cwd: std::env::current_dir()?,
+            vars: std::env::vars_os()
+                .map(|(k, v)| (k.into_vec(), v.into_vec()))
+                .collect(),
+        })
+    }
+
+    pub(crate) fn write(&self, file: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(file, json)
+    }
+
+    /// The records written into `dir` (anything else there is skipped).
+    pub(crate) fn read_all(dir: &Path) -> std::io::Result<Vec<Record>> {
+        Ok(std::fs::read_dir(dir)?
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect())
+    }
+
+    /// The value of one of its variables.
+    pub(crate) fn var(&self, name: &str) -> Option<OsString> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| OsString::from_vec(v.clone()))
+    }
+}
+
+/// cargo's `--config` that makes `coverlay <subcommand> <dir>` the runner of every target (cargo
+/// passes it on to rustdoc for the doctests).
+pub(crate) fn runner_config(subcommand: &str, dir: &Path) -> std::io::Result<String> {
+    let runner = std::env::current_exe()?;
+    Ok(format!(
+        "target.'cfg(all())'.runner = [{}, {}, {}]",
+        toml_string(&runner),
+        toml_string(Path::new(subcommand)),
+        toml_string(dir)
+    ))
 }
 
 /// `coverlay record-env DIR EXE [ARGS…]`, as cargo runs it: writes what it was given into DIR and
 /// runs nothing.
 pub fn record_runner(dir: &Path, exe: &Path) -> std::io::Result<()> {
-    let record = Record {
-        exe: exe.to_path_buf(),
-        cwd: std::env::current_dir()?,
-        vars: std::env::vars_os()
-            .map(|(k, v)| (k.into_vec(), v.into_vec()))
-            .collect(),
-    };
     let name = format!(
         "{:016x}.json",
         crate::selection::content_hash(exe.as_os_str().as_bytes())
     );
-    let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(name), json)
+    Record::of_this_process(exe.to_path_buf())?.write(&dir.join(name))
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -173,12 +213,7 @@ enum AskError {
 /// Runs `cargo test` (already built: nothing compiles) with `coverlay record-env` as the runner.
 fn ask_cargo(workspace: &Workspace, cargo_args: &[String]) -> Result<Vec<Record>, AskError> {
     let dir = tempfile_dir(workspace)?;
-    let runner = std::env::current_exe()?;
-    let config = format!(
-        "target.'cfg(all())'.runner = [{}, \"record-env\", {}]",
-        toml_string(&runner),
-        toml_string(&dir)
-    );
+    let config = runner_config("record-env", &dir)?;
     let mut command = cargo::command(workspace, &["test", "--no-fail-fast", "--config", &config]);
     // Arguments after `--` are the test executables': keep them last.
     let end = cargo_args
@@ -196,13 +231,7 @@ fn ask_cargo(workspace: &Workspace, cargo_args: &[String]) -> Result<Vec<Record>
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output();
-    let records = std::fs::read_dir(&dir).map(|entries| {
-        entries
-            .flatten()
-            .filter_map(|entry| std::fs::read(entry.path()).ok())
-            .filter_map(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
-            .collect::<Vec<_>>()
-    });
+    let records = Record::read_all(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let output = output?;
     if !output.status.success() {

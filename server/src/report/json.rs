@@ -147,19 +147,22 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i as u32))
         .collect();
+    // Per-test entries name their test by id: its number in the report's `tests`.
+    let number = |id: String, file: &std::path::Path, line: u32| match index.get(id.as_str()) {
+        Some(&test) => Ok(test),
+        None => Err(ReadError::UnknownTest {
+            file: file.to_path_buf(),
+            line,
+            id,
+        }),
+    };
     let mut files = Vec::with_capacity(report.files.len());
     for f in report.files {
         let mut lines = Vec::with_capacity(f.lines.len());
         for l in f.lines {
             let mut tests = Vec::with_capacity(l.tests.len());
             for t in l.tests {
-                let Some(&test) = index.get(t.id.as_str()) else {
-                    return Err(ReadError::UnknownTest {
-                        file: f.path,
-                        line: l.line,
-                        id: t.id,
-                    });
-                };
+                let test = number(t.id, &f.path, l.line)?;
                 tests.push(TestHits { test, hits: t.hits });
             }
             lines.push(LineCoverage {
@@ -173,13 +176,7 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
         for b in f.branches {
             let mut tests = Vec::with_capacity(b.tests.len());
             for t in b.tests {
-                let Some(&test) = index.get(t.id.as_str()) else {
-                    return Err(ReadError::UnknownTest {
-                        file: f.path,
-                        line: b.line,
-                        id: t.id,
-                    });
-                };
+                let test = number(t.id, &f.path, b.line)?;
                 tests.push(BranchTestHits {
                     test,
                     taken: t.taken,

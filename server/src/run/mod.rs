@@ -305,7 +305,7 @@ pub fn run(
             (workspace.clone(), cargo_args.clone(), executables.clone());
         std::thread::spawn(move || crate::test_env::learn(&workspace, &args, &executables))
     };
-    let doctests = match doctest_args(&workspace, options, &cargo_args) {
+    let doctests = match doctest_args(&workspace, options) {
         Some(args) => {
             let own: HashMap<OsString, OsString> = std::env::vars_os().collect();
             // A selection of single tests compiles only the doctests among them.
@@ -886,11 +886,7 @@ pub fn run(
 /// The cargo arguments for the doctests, when the run measures them: every library's, unless the
 /// user's arguments choose targets; in a run narrowed to one package's tests, that package's, if
 /// the filter may select a doctest.
-fn doctest_args(
-    workspace: &Workspace,
-    options: &RunOptions,
-    narrowed_args: &[String],
-) -> Option<Vec<String>> {
+fn doctest_args(workspace: &Workspace, options: &RunOptions) -> Option<Vec<String>> {
     if !options.doctests || !workspace.packages.iter().any(|p| p.doctested) {
         return None;
     }
@@ -913,10 +909,11 @@ fn doctest_args(
             if !may_select {
                 return None;
             }
-            if only.build.is_empty() || !options.cargo_args.is_empty() {
-                Some(options.cargo_args.clone())
-            } else {
-                Some(narrowed_args[..2].to_vec())
+            match only.build.first() {
+                Some(target) if options.cargo_args.is_empty() => {
+                    Some(vec!["-p".to_owned(), target.package.clone()])
+                }
+                _ => Some(options.cargo_args.clone()),
             }
         }
     }
