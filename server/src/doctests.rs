@@ -174,6 +174,7 @@ pub fn build(
     let mut doctests = Doctests::default();
     let mut standalone_names = std::collections::HashSet::new();
     let mut merged = Vec::new();
+    let mut own_main = Vec::new();
     for record in kept {
         let Some(package) = package_of(workspace, &record) else {
             continue;
@@ -210,21 +211,8 @@ pub fn build(
                 split_name(name).is_some_and(|(path, _, l)| l == line && mangle(path) == file)
             }),
             DoctestSymbols::OwnMain => {
-                // A doctest with its own `fn main` keeps rustdoc's name out of its symbols (and
-                // its debug info numbers the lines of the code block alone): the string literals
-                // of the code blocks tell which one it is.
-                let candidates: Vec<(&String, String)> = verdicts
-                    .iter()
-                    .filter(|(name, v)| {
-                        matches!(v, Verdict::Ran { .. }) && !standalone_names.contains(*name)
-                    })
-                    .filter_map(|(name, _)| {
-                        let (path, _, fence) = split_name(name)?;
-                        let code = code_block(&resolve(workspace, path)?, fence)?;
-                        code.contains("fn main").then_some((name, code))
-                    })
-                    .collect();
-                own_main_doctest(&candidates, &bytes)
+                own_main.push((executable, env, package, bytes));
+                continue;
             }
         };
         let Some(name) = name else {
@@ -241,6 +229,39 @@ pub fn build(
             env,
             merged: false,
         });
+    }
+    // A doctest with its own `fn main` keeps rustdoc's name out of its symbols (and its debug
+    // info numbers the lines of the code block alone): the string literals of the code blocks
+    // tell which is which, one match at a time, each leaving fewer candidates to the others.
+    let mut candidates: Vec<(&String, String)> = verdicts
+        .iter()
+        .filter(|(name, v)| matches!(v, Verdict::Ran { .. }) && !standalone_names.contains(*name))
+        .filter_map(|(name, _)| {
+            let (path, _, fence) = split_name(name)?;
+            let code = code_block(&resolve(workspace, path)?, fence)?;
+            code.contains("fn main").then_some((name, code))
+        })
+        .collect();
+    while let Some((i, name)) = own_main
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| Some((i, own_main_doctest(&candidates, &e.3)?)))
+    {
+        let (executable, env, package, _) = own_main.swap_remove(i);
+        candidates.retain(|(candidate, _)| *candidate != name);
+        standalone_names.insert(name.clone());
+        doctests.executables.push(DoctestExecutable {
+            tests: vec![doctest(workspace, package, name)],
+            executable,
+            env,
+            merged: false,
+        });
+    }
+    for (executable, ..) in own_main {
+        tracing::warn!(
+            "doctest {} (with its own `fn main`) matches no test rustdoc reported",
+            executable.path.display()
+        );
     }
     for (executable, env, count, bytes) in merged {
         // A merged executable runs its doctests by their number in name order; which doctests
@@ -620,21 +641,32 @@ fn own_main_doctest<'a>(
     }
 }
 
-/// The contents of the plain string literals of `code` with no escapes, of 3 bytes or more
-/// (shorter ones are found anywhere in an executable).
+/// The contents of the plain string literals of `code`'s statements, as the executable holds
+/// them: of 3 bytes or more (shorter ones are found anywhere), without escapes or format
+/// placeholders (stored in pieces), and not in `//` comments.
 fn string_literals(code: &str) -> Vec<&str> {
     let mut literals = Vec::new();
-    let mut rest = code;
-    while let Some(start) = rest.find('"') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('"') else {
-            break;
-        };
-        let literal = &after[..end];
-        if literal.len() >= 3 && !literal.contains('\\') {
-            literals.push(literal);
+    for line in code.lines() {
+        let mut rest = line;
+        loop {
+            let quote = rest.find('"');
+            if rest.find("//").is_some_and(|c| quote.is_none_or(|q| c < q)) {
+                break;
+            }
+            let Some(start) = quote else {
+                break;
+            };
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('"') else {
+                break;
+            };
+            let literal = &after[..end];
+            let plain = !literal.contains(['\\', '{', '}']);
+            if literal.len() >= 3 && plain {
+                literals.push(literal);
+            }
+            rest = &after[end + 1..];
         }
-        rest = &after[end + 1..];
     }
     literals
 }
@@ -822,6 +854,12 @@ mod tests {
         assert_eq!(own_main_doctest(&candidates, b"nothing"), None);
         assert_eq!(own_main_doctest(&candidates[..1], b"nothing"), Some(&a));
         assert_eq!(string_literals(&candidates[1].1), ["1.q.r"]);
+        let commented = "let e = parse(\"1.q.r\");\n// \"unexpected 'q'\" is printed\nprintln!(\"{e} of {}\", 2);";
+        assert_eq!(
+            string_literals(commented),
+            ["1.q.r"],
+            "comments and format strings are not in the executable as written"
+        );
     }
 
     #[test]
