@@ -88,6 +88,36 @@ pub struct ExecutableCounts<'a> {
     pub branches: &'a [BranchTarget],
 }
 
+/// The counts of all the processes (shards, followed runs) of one executable, summed.
+#[derive(Debug, Default)]
+pub struct ShardSums {
+    pub hits: Vec<u64>,
+    pub capped: Vec<bool>,
+    pub test_hits: Vec<(TestId, BreakpointId, u64)>,
+}
+
+impl ShardSums {
+    /// Adds one process's counts (aligned with the executable's breakpoints).
+    pub fn add(
+        &mut self,
+        hits: &[u64],
+        capped: &[bool],
+        test_hits: impl IntoIterator<Item = (TestId, BreakpointId, u64)>,
+    ) {
+        if self.hits.len() < hits.len() {
+            self.hits.resize(hits.len(), 0);
+            self.capped.resize(hits.len(), false);
+        }
+        for (sum, &h) in self.hits.iter_mut().zip(hits) {
+            *sum += h;
+        }
+        for (sum, &c) in self.capped.iter_mut().zip(capped) {
+            *sum |= c;
+        }
+        self.test_hits.extend(test_hits);
+    }
+}
+
 /// One line's counts over the whole run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LineCounts {
@@ -283,6 +313,36 @@ mod tests {
         assert_eq!(line.tests, BTreeMap::from([(TestId(0), 4), (TestId(1), 4)]));
         assert_eq!(aggregate.line(key(11)).unwrap().hits, 0);
         assert!(aggregate.line(key(11)).unwrap().tests.is_empty());
+    }
+
+    #[test]
+    fn a_line_counts_the_same_however_the_tests_were_split_into_shards() {
+        // Line 10 has two addresses; test 0 runs the first 4 times, test 1 the second 3 times.
+        let targets = [target(10, 0), target(10, 0)];
+        let whole = |shards: &[(&[u64], &[(TestId, BreakpointId, u64)])]| {
+            let mut sums = ShardSums::default();
+            for (hits, test_hits) in shards {
+                sums.add(hits, &[false, false], test_hits.iter().copied());
+            }
+            let mut aggregate = Aggregate::default();
+            aggregate.add(ExecutableCounts {
+                targets: &targets,
+                hits: &sums.hits,
+                capped: &sums.capped,
+                test_hits: &sums.test_hits,
+                branches: &[],
+            });
+            aggregate.line(key(10)).cloned().unwrap()
+        };
+        let (t0, t1) = (
+            (TestId(0), BreakpointId(0), 4),
+            (TestId(1), BreakpointId(1), 3),
+        );
+        let one = whole(&[(&[4, 3], &[t0, t1])]);
+        let two = whole(&[(&[4, 0], &[t0]), (&[0, 3], &[t1])]);
+        assert_eq!(one, two);
+        assert_eq!(one.hits, 4);
+        assert_eq!(one.tests, BTreeMap::from([(TestId(0), 4), (TestId(1), 3)]));
     }
 
     #[test]

@@ -12,10 +12,14 @@ use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 4;
+pub const CLASSIFIER_VERSION: u32 = 5;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
+/// Most breakpoints one trampoline counts (each adds an 8-byte `lock inc` to it).
+const MAX_COUNTED: usize = 8;
+/// Longest straight line of code, in instructions, from a counted breakpoint to one it counts.
+const MAX_STRAIGHT: usize = 256;
 /// Longest run of instructions moved into a trampoline.
 pub(crate) const MAX_WINDOW: usize = 32;
 /// How far before its breakpoint a run may start (a short instruction that ends a block is moved
@@ -29,9 +33,9 @@ pub(crate) type Window = [u8; MAX_BACK + MAX_WINDOW];
 pub enum Site {
     /// The `len` bytes from `back` bytes before the address (whole instructions, at least
     /// [`JUMP_LEN`]) move into a trampoline that counts this breakpoint and those of `also`
-    /// (breakpoints inside those bytes, which run exactly when this one does). `moved` counts the
-    /// instructions. `flags`: the status flags may be read before they are next written, so the
-    /// trampoline must keep them.
+    /// (breakpoints inside those bytes, or on the straight line of code after them: they run
+    /// exactly when this one does). `moved` counts the instructions. `flags`: the status flags may
+    /// be read before they are next written, so the trampoline must keep them.
     Jump {
         back: u8,
         len: u8,
@@ -39,7 +43,8 @@ pub enum Site {
         also: Vec<u32>,
         flags: bool,
     },
-    /// Counted by the trampoline of breakpoint `by`, whose bytes it lies in.
+    /// Counted by the trampoline of breakpoint `by`, whose bytes it lies in or whose straight line
+    /// of code it ends.
     Covered { by: u32 },
     /// Counted by an int3 trap, up to the count cap.
     Trap,
@@ -354,6 +359,8 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
     // End of the last moved run (runs never overlap), and the breakpoint it belongs to.
     let mut patched_until = 0;
     let mut last_jump: Option<usize> = None;
+    // The last breakpoint given a trampoline of its own.
+    let mut anchor: Option<usize> = None;
     for i in 0..addresses.len() {
         if traps[i] || matches!(sites[i], Site::Covered { .. }) {
             continue;
@@ -373,26 +380,41 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
             }
             continue;
         };
+        // The run just before may take this instruction too (a loop's `jmp` back right after
+        // the last statement of its body): no jump back from the trampoline.
+        if let Some(k) = last_jump.filter(|_| patched_until == address) {
+            if let Some(extra) = appendable(code, function, address, &sites[k]) {
+                if let Site::Jump {
+                    len, moved, also, ..
+                } = &mut sites[k]
+                {
+                    *len += extra;
+                    *moved += 1;
+                    also.push(i as u32);
+                }
+                sites[i] = Site::Covered { by: k as u32 };
+                patched_until = address + u64::from(extra);
+                continue;
+            }
+        }
+        // A breakpoint that control can only reach straight on from one already counted is
+        // counted with it: no jump, no trap of its own. Code that faults in between (the process
+        // dies) is the only way to reach the first and not the second.
+        if let Some(k) = anchor.filter(|&k| {
+            range.is_some_and(|(start, _)| addresses[k] >= start)
+                && matches!(&sites[k], Site::Jump { also, .. } if also.len() + 1 < MAX_COUNTED)
+                && straight(code, function, addresses[k], address)
+        }) {
+            if let Site::Jump { also, .. } = &mut sites[k] {
+                also.push(i as u32);
+            }
+            sites[i] = Site::Covered { by: k as u32 };
+            continue;
+        }
         let is_breakpoint = |a: u64| addresses.binary_search(&a).is_ok();
         let Some(site) = forward(code, function, address)
             .or_else(|| backward(code, function, address, patched_until, &is_breakpoint))
         else {
-            // The run just before may take this instruction too (a loop's `jmp` back right
-            // after the last statement of its body).
-            if let Some(k) = last_jump.filter(|_| patched_until == address) {
-                if let Some(extra) = appendable(code, function, address, &sites[k]) {
-                    if let Site::Jump {
-                        len, moved, also, ..
-                    } = &mut sites[k]
-                    {
-                        *len += extra;
-                        *moved += 1;
-                        also.push(i as u32);
-                    }
-                    sites[i] = Site::Covered { by: k as u32 };
-                    patched_until = address + u64::from(extra);
-                }
-            }
             continue;
         };
         let Site::Jump {
@@ -414,6 +436,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         }
         patched_until = end;
         last_jump = Some(i);
+        anchor = Some(i);
         sites[i] = Site::Jump {
             back,
             len,
@@ -425,10 +448,11 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
     sites
 }
 
-/// The length of the instruction at `address` when it can join the run `site` that ends right
-/// before it: nothing jumps to it and the run's last instruction falls through to it.
+/// The length of the instruction at `address` when it ends a block and can join the run `site`
+/// that ends right before it (saving the trampoline's jump back): nothing jumps to it, the run's
+/// last instruction falls through to it, and the trampoline counts few enough breakpoints.
 fn appendable(code: &ExeCode, function: &Function, address: u64, site: &Site) -> Option<u8> {
-    let Site::Jump { len, .. } = site else {
+    let Site::Jump { len, also, .. } = site else {
         return None;
     };
     let at = function.instructions.partition_point(|i| i.ip() < address);
@@ -439,10 +463,36 @@ fn appendable(code: &ExeCode, function: &Function, address: u64, site: &Site) ->
     let fits = usize::from(*len) + this.len() <= MAX_WINDOW;
     (this.ip() == address
         && fits
+        && also.len() + 1 < MAX_COUNTED
+        && this.flow_control() != FlowControl::Next
         && before.flow_control() == FlowControl::Next
         && relocatable_last(this)
         && !enterable(code, function, address))
     .then_some(this.len() as u8)
+}
+
+/// Whether control at `from` always goes on to `to` (later in `function`): every instruction in
+/// between falls through without branching or calling (a call may unwind instead of returning),
+/// and no branch or unwinder can enter after `from`.
+fn straight(code: &ExeCode, function: &Function, from: u64, to: u64) -> bool {
+    let start = function.instructions.partition_point(|i| i.ip() < from);
+    for (k, instruction) in function.instructions[start..]
+        .iter()
+        .take(MAX_STRAIGHT)
+        .enumerate()
+    {
+        let ip = instruction.ip();
+        if (k == 0 && ip != from) || ip > to || (k > 0 && enterable(code, function, ip)) {
+            return false;
+        }
+        if ip == to {
+            return k > 0;
+        }
+        if instruction.flow_control() != FlowControl::Next {
+            return false;
+        }
+    }
+    false
 }
 
 fn site_len(site: &Site) -> u8 {
@@ -890,6 +940,47 @@ mod tests {
             sites,
             [keeping_flags(jump(0, 7, 2, &[1])), Site::Covered { by: 0 }]
         );
+    }
+
+    #[test]
+    fn a_breakpoint_straight_on_from_a_counted_one_is_counted_by_its_trampoline() {
+        // 0x1008 runs exactly when 0x1003 does; 0x100a is the jne's target: it needs its own.
+        let sites = classify(&code(BODY, &[]), &[0x1003, 0x1008], &[false, false]);
+        assert_eq!(sites, [jump(0, 5, 1, &[1]), Site::Covered { by: 0 }]);
+        let sites = classify(&code(BODY, &[]), &[0x1003, 0x100a], &[false, false]);
+        assert_eq!(sites, [jump(0, 5, 1, &[]), jump(0, 7, 2, &[])]);
+        // A short one that could not be moved alone needs no trap either.
+        let sites = classify(&code(BODY, &[]), &[0x1000, 0x1008], &[false, false]);
+        assert_eq!(sites, [jump(0, 8, 2, &[1]), Site::Covered { by: 0 }]);
+        // Not across a call (it may unwind instead of returning) nor from a forced trap.
+        // 0x5000 mov eax,1 (5); call rel32 (5); mov eax,1 (5); ret
+        let bytes = [0xB8, 1, 0, 0, 0, 0xE8, 0, 1, 0, 0, 0xB8, 1, 0, 0, 0, 0xC3];
+        let code = ExeCode::from_parts(
+            vec![(0x5000, bytes.to_vec())],
+            vec![(0x5000, 0x5010)],
+            Some(HashSet::new()),
+        );
+        let sites = classify(&code, &[0x5000, 0x500a], &[false, false]);
+        assert_eq!(sites, [jump(0, 5, 1, &[]), jump(0, 5, 1, &[])]);
+        let sites = classify(&code, &[0x5000, 0x5005], &[true, false]);
+        assert_eq!(sites, [Site::Trap, jump(0, 5, 1, &[])]);
+    }
+
+    #[test]
+    fn one_trampoline_counts_at_most_a_few_breakpoints() {
+        // Ten `mov eax,1` in a row, each a breakpoint, then ret.
+        let mut bytes: Vec<u8> = (0..10).flat_map(|_| [0xB8, 1, 0, 0, 0]).collect();
+        bytes.push(0xC3);
+        let code = ExeCode::from_parts(
+            vec![(0x7000, bytes.to_vec())],
+            vec![(0x7000, 0x7000 + bytes.len() as u64)],
+            Some(HashSet::new()),
+        );
+        let addresses: Vec<u64> = (0..10).map(|k| 0x7000 + 5 * k).collect();
+        let sites = classify(&code, &addresses, &[false; 10]);
+        assert_eq!(sites[0], jump(0, 5, 1, &[1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!(sites[8], jump(0, 5, 1, &[9]));
+        assert_eq!(sites[9], Site::Covered { by: 8 });
     }
 
     #[test]

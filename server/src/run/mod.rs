@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::aggregate::{
     Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineCounts,
-    LineKey, SourceId, Target, TestId,
+    LineKey, ShardSums, SourceId, Target, TestId,
 };
 use crate::analysis::{CfgSet, JumpCount, LineKind};
 use crate::cache::{JsonCache, LineCache};
@@ -737,6 +737,7 @@ pub fn run(
         plans.iter().map(inlined_entry_targets).collect();
     let branch_targets: Vec<Vec<BranchTarget>> = plans.iter().map(branch_targets).collect();
     let mut aggregate = Aggregate::default();
+    let mut counted: Vec<ShardSums> = (0..targets.len()).map(|_| ShardSums::default()).collect();
     let mut runs: Vec<ExecutableRun> = executables
         .into_iter()
         .map(|executable| ExecutableRun {
@@ -761,59 +762,29 @@ pub fn run(
             shard_run.stats.sites,
         );
         let base = first_test[shard.executable];
-        let test_hits: Vec<(TestId, BreakpointId, u64)> = shard_run
-            .test_hits
-            .iter()
-            .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits))
-            .collect();
-        if !shard_run.hits.is_empty() {
-            // The branches count once, with the executable's own targets.
-            for (layer, targets) in std::iter::once(&targets[shard.executable])
-                .chain(&entry_targets[shard.executable])
-                .enumerate()
-            {
-                aggregate.add(ExecutableCounts {
-                    targets,
-                    hits: &shard_run.hits,
-                    capped: &shard_run.capped,
-                    test_hits: &test_hits,
-                    branches: if layer == 0 {
-                        &branch_targets[shard.executable]
-                    } else {
-                        &[]
-                    },
-                });
-            }
-        }
+        counted[shard.executable].add(
+            &shard_run.hits,
+            &shard_run.capped,
+            shard_run
+                .test_hits
+                .iter()
+                .map(|&(test, bp, hits)| (TestId(base + test), BreakpointId(bp), hits)),
+        );
         // A binary a test ran counts for that test (and for no test when none was running).
         for followed in &shard_run.followed {
-            let executable = first_test.len() + followed.executable;
-            let test_hits: Vec<(TestId, BreakpointId, u64)> = match followed.test {
-                Some(test) => followed
+            let test_hits = followed.test.into_iter().flat_map(|test| {
+                followed
                     .hits
                     .iter()
                     .enumerate()
                     .filter(|(_, &hits)| hits > 0)
-                    .map(|(bp, &hits)| (TestId(base + test), BreakpointId(bp as u32), hits))
-                    .collect(),
-                None => Vec::new(),
-            };
-            for (layer, targets) in std::iter::once(&targets[executable])
-                .chain(&entry_targets[executable])
-                .enumerate()
-            {
-                aggregate.add(ExecutableCounts {
-                    targets,
-                    hits: &followed.hits,
-                    capped: &followed.capped,
-                    test_hits: &test_hits,
-                    branches: if layer == 0 {
-                        &branch_targets[executable]
-                    } else {
-                        &[]
-                    },
-                });
-            }
+                    .map(move |(bp, &hits)| (TestId(base + test), BreakpointId(bp as u32), hits))
+            });
+            counted[first_test.len() + followed.executable].add(
+                &followed.hits,
+                &followed.capped,
+                test_hits,
+            );
         }
         for (number, result, duration) in &shard_run.results {
             let info = &mut tests[(base + number) as usize];
@@ -830,6 +801,30 @@ pub fn run(
             .extend(shard_run.results.into_iter().map(|(_, r, _)| r));
         run.stdout.push_str(&shard_run.stdout);
         run.stderr.push_str(&shard_run.stderr);
+    }
+    // Shards of one executable are summed before a line takes the busiest of its breakpoints,
+    // so that a line's count does not depend on how the tests were split.
+    for (executable, counted) in counted.iter().enumerate() {
+        if counted.hits.is_empty() {
+            continue;
+        }
+        // The branches count once, with the executable's own targets.
+        for (layer, targets) in std::iter::once(&targets[executable])
+            .chain(&entry_targets[executable])
+            .enumerate()
+        {
+            aggregate.add(ExecutableCounts {
+                targets,
+                hits: &counted.hits,
+                capped: &counted.capped,
+                test_hits: &counted.test_hits,
+                branches: if layer == 0 {
+                    &branch_targets[executable]
+                } else {
+                    &[]
+                },
+            });
+        }
     }
     runs.extend(verdict_runs);
     for run in &mut runs {
