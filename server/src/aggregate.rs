@@ -319,7 +319,8 @@ mod tests {
     fn a_line_counts_the_same_however_the_tests_were_split_into_shards() {
         // Line 10 has two addresses; test 0 runs the first 4 times, test 1 the second 3 times.
         let targets = [target(10, 0), target(10, 0)];
-        let whole = |shards: &[(&[u64], &[(TestId, BreakpointId, u64)])]| {
+        type Shard<'a> = (&'a [u64], &'a [(TestId, BreakpointId, u64)]);
+        let whole = |shards: &[Shard]| {
             let mut sums = ShardSums::default();
             for (hits, test_hits) in shards {
                 sums.add(hits, &[false, false], test_hits.iter().copied());
