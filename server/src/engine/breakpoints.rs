@@ -176,7 +176,7 @@ impl Space {
                             crossing.push((start, bytes));
                         }
                     }
-                    Site::Covered { .. } => {}
+                    Site::Covered { .. } | Site::Called { .. } => {}
                 }
             }
             self.mem

@@ -5,6 +5,7 @@
 pub mod branches;
 mod breakpoints;
 mod displaced;
+mod entries;
 mod launch;
 pub mod sites;
 mod tracer;

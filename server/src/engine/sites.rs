@@ -8,16 +8,16 @@ use gimli::UnwindSection;
 use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register, RflagsBits,
 };
-use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolKind};
 
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 5;
+pub const CLASSIFIER_VERSION: u32 = 6;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
 /// Most breakpoints one trampoline counts (each adds an 8-byte `lock inc` to it).
-const MAX_COUNTED: usize = 8;
+pub(crate) const MAX_COUNTED: usize = 8;
 /// Longest straight line of code, in instructions, from a counted breakpoint to one it counts.
 const MAX_STRAIGHT: usize = 256;
 /// Longest run of instructions moved into a trampoline.
@@ -46,6 +46,10 @@ pub enum Site {
     /// Counted by the trampoline of breakpoint `by`, whose bytes it lies in or whose straight line
     /// of code it ends.
     Covered { by: u32 },
+    /// A function entry (or a breakpoint its trampoline counted) counted by the trampolines of
+    /// `by` instead, each of which runs straight on to a call of the function; these are all the
+    /// ways into it.
+    Called { by: Vec<u32> },
     /// Counted by an int3 trap, up to the count cap.
     Trap,
 }
@@ -72,6 +76,10 @@ pub struct ExeCode {
     /// Global offset table slots that hold a function's address (`call [rip+slot]`), from their
     /// `R_X86_64_RELATIVE` relocations: slot → address.
     got: HashMap<u64, u64>,
+    /// Loaded at any address (PIE): every address stored in data has a dynamic relocation.
+    position_independent: bool,
+    /// Addresses that dynamic relocations put in data, and exported symbols.
+    referenced: HashSet<u64>,
 }
 
 /// Functions the branch finder recognises by name (unit tests mark them by address).
@@ -127,18 +135,32 @@ impl ExeCode {
         }
         functions.sort_unstable();
         functions.dedup_by_key(|f| f.0);
-        let got = file
-            .dynamic_relocations()
-            .into_iter()
-            .flatten()
-            .filter(|(_, r)| {
-                r.flags()
-                    == object::RelocationFlags::Elf {
-                        r_type: object::elf::R_X86_64_RELATIVE,
-                    }
-            })
-            .map(|(slot, r)| (slot, r.addend() as u64))
-            .collect();
+        let mut got = HashMap::new();
+        let mut referenced = HashSet::new();
+        let dynamic_symbol = |index| {
+            file.dynamic_symbol_table()
+                .and_then(|table| table.symbol_by_index(index).ok())
+                .map(|symbol| symbol.address())
+        };
+        for (slot, relocation) in file.dynamic_relocations().into_iter().flatten() {
+            let mut value = relocation.addend() as u64;
+            if let object::RelocationTarget::Symbol(index) = relocation.target() {
+                value = value.wrapping_add(dynamic_symbol(index).unwrap_or(0));
+            }
+            referenced.insert(value);
+            if relocation.flags()
+                == (object::RelocationFlags::Elf {
+                    r_type: object::elf::R_X86_64_RELATIVE,
+                })
+            {
+                got.insert(slot, value);
+            }
+        }
+        referenced.extend(
+            file.dynamic_symbols()
+                .filter(|s| s.is_definition())
+                .map(|s| s.address()),
+        );
         Ok(ExeCode {
             sections,
             rodata,
@@ -148,6 +170,8 @@ impl ExeCode {
             drops,
             residuals,
             got,
+            position_independent: file.kind() == object::ObjectKind::Dynamic,
+            referenced,
         })
     }
 
@@ -173,6 +197,21 @@ impl ExeCode {
             Callee::Drop => self.drops.insert(address),
             Callee::Residual => self.residuals.insert(address),
         };
+        self
+    }
+
+    /// Marks the code as loaded at any address (see [`ExeCode::position_independent`]).
+    #[cfg(test)]
+    pub(crate) fn position_independent_for_test(mut self) -> ExeCode {
+        self.position_independent = true;
+        self
+    }
+
+    /// Makes a relocation store `address` in data.
+    #[cfg(test)]
+    pub(crate) fn with_reference(mut self, address: u64) -> ExeCode {
+        self.referenced.insert(address);
+        self.position_independent = true;
         self
     }
 
@@ -232,8 +271,41 @@ impl ExeCode {
         self.landing_pads.as_ref().is_none_or(|p| p.contains(&ip))
     }
 
-    fn bytes(&self, start: u64, end: u64) -> Option<&[u8]> {
+    pub(crate) fn bytes(&self, start: u64, end: u64) -> Option<&[u8]> {
         within(&self.sections, start, end)
+    }
+
+    /// Whether the executable is loaded at any address (PIE), so that every code address stored
+    /// in data has a dynamic relocation.
+    pub(crate) fn position_independent(&self) -> bool {
+        self.position_independent
+    }
+
+    /// Addresses that dynamic relocations store in data, and exported symbols.
+    pub(crate) fn referenced(&self) -> &HashSet<u64> {
+        &self.referenced
+    }
+
+    /// All the code, cut so that decoding starts afresh at each function: the functions and the
+    /// gaps between them, in address order.
+    pub(crate) fn decoding_ranges(&self) -> Vec<(u64, u64)> {
+        let mut ranges = Vec::new();
+        for (start, data) in &self.sections {
+            let end = start + data.len() as u64;
+            let mut at = *start;
+            let first = self.functions.partition_point(|f| f.0 < *start);
+            for &(f_start, f_end) in self.functions[first..].iter().take_while(|f| f.0 < end) {
+                if f_start > at {
+                    ranges.push((at, f_start));
+                }
+                ranges.push((f_start, f_end.min(end)));
+                at = at.max(f_end.min(end));
+            }
+            if at < end {
+                ranges.push((at, end));
+            }
+        }
+        ranges
     }
 
     /// The function symbol `[start, end)` that holds `address`.
@@ -445,6 +517,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
             flags,
         };
     }
+    super::entries::count_at_callers(code, addresses, &mut sites);
     sites
 }
 
@@ -474,7 +547,7 @@ fn appendable(code: &ExeCode, function: &Function, address: u64, site: &Site) ->
 /// Whether control at `from` always goes on to `to` (later in `function`): every instruction in
 /// between falls through without branching or calling (a call may unwind instead of returning),
 /// and no branch or unwinder can enter after `from`.
-fn straight(code: &ExeCode, function: &Function, from: u64, to: u64) -> bool {
+pub(crate) fn straight(code: &ExeCode, function: &Function, from: u64, to: u64) -> bool {
     let start = function.instructions.partition_point(|i| i.ip() < from);
     for (k, instruction) in function.instructions[start..]
         .iter()
@@ -789,8 +862,10 @@ pub struct SiteCounts {
     pub alone: usize,
     /// A run of several instructions moved together.
     pub runs: usize,
-    /// Counted inside another breakpoint's run.
+    /// Counted inside another breakpoint's run or straight on from it.
     pub covered: usize,
+    /// Counted by the trampolines that run into the calls of its function.
+    pub called: usize,
     pub traps: usize,
 }
 
@@ -802,6 +877,7 @@ impl SiteCounts {
                 Site::Jump { moved: 1, .. } => counts.alone += 1,
                 Site::Jump { .. } => counts.runs += 1,
                 Site::Covered { .. } => counts.covered += 1,
+                Site::Called { .. } => counts.called += 1,
                 Site::Trap => counts.traps += 1,
             }
         }

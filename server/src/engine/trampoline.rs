@@ -56,6 +56,35 @@ pub(super) fn build(
     counters: u64,
 ) -> Trampolines {
     let mut sites = sites.to_vec();
+    loop {
+        let built = build_once(&sites, addresses, windows, code_base, counters);
+        // A breakpoint counted by several trampolines, one of which failed, traps instead and
+        // leaves the others (which would add to its trap's count): build them again without it.
+        let lost: Vec<usize> = (0..sites.len())
+            .filter(|&j| matches!(sites[j], Site::Called { .. }) && built.sites[j] == Site::Trap)
+            .collect();
+        if lost.is_empty() {
+            return built;
+        }
+        for &j in &lost {
+            sites[j] = Site::Trap;
+        }
+        for site in &mut sites {
+            if let Site::Jump { also, .. } = site {
+                also.retain(|&j| !lost.contains(&(j as usize)));
+            }
+        }
+    }
+}
+
+fn build_once(
+    sites: &[Site],
+    addresses: &[u64],
+    windows: &[Window],
+    code_base: u64,
+    counters: u64,
+) -> Trampolines {
+    let mut sites = sites.to_vec();
     let mut code = Vec::new();
     let mut patches = Vec::new();
     for i in 0..sites.len() {
@@ -330,6 +359,43 @@ mod tests {
         assert_eq!(tail[1].memory_displacement64(), CODE);
         assert_eq!(tail[2].code(), Code::Jmp_rel32_64);
         assert_eq!(tail[2].near_branch_target(), AT + 7 + 0x100);
+    }
+
+    #[test]
+    fn an_entry_counted_by_several_trampolines_traps_alone_when_one_cannot_be_built() {
+        // Breakpoints 0 and 1 each run into a call of the function whose entry is 2. The window
+        // of 0 is not what its site says (a nop after the ret): 0 traps, and so must 2, which
+        // then no longer counts in 1's trampoline (its trap counts every entry already).
+        let long = |also: Vec<u32>| Site::Jump {
+            back: 0,
+            len: 5,
+            moved: 2,
+            also,
+            flags: false,
+        };
+        let sites = [
+            long(vec![2]),
+            long(vec![2]),
+            Site::Called { by: vec![0, 1] },
+        ];
+        let windows = [
+            window(&[0x31, 0xC0, 0xC3, 0x90, 0xCC]),
+            window(&[0x31, 0xC0, 0xC3, 0xCC, 0xCC]),
+            window(&[]),
+        ];
+        let t = build(
+            &sites,
+            &[AT, AT + 0x100, AT + 0x200],
+            &windows,
+            CODE,
+            COUNTERS,
+        );
+        assert_eq!(t.sites, [Site::Trap, long(vec![]), Site::Trap]);
+        let incs = decode(&t.code, CODE)
+            .iter()
+            .filter(|i| i.has_lock_prefix())
+            .count();
+        assert_eq!(incs, 1, "1's trampoline counts only itself");
     }
 
     #[test]

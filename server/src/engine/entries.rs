@@ -1,0 +1,256 @@
+//! Function entries counted at their callers: a function entered only by direct calls (or tail
+//! jumps), each run straight on from a counted breakpoint, is counted by those breakpoints' trampolines.
+
+use std::collections::{HashMap, HashSet};
+
+use iced_x86::{Decoder, DecoderOptions, FlowControl};
+
+use super::sites::{straight, ExeCode, Function, Site, MAX_COUNTED};
+
+/// The ways into the functions whose entries are `wanted`, found by decoding all the code.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Entries {
+    /// Entry → the direct calls and unconditional jumps to it (their addresses).
+    pub(crate) calls: HashMap<u64, Vec<u64>>,
+    /// Entries reached some other way too: a conditional jump, an operand that takes the address,
+    /// a relocation or an exported symbol. Such an entry needs a counter of its own.
+    pub(crate) taken: HashSet<u64>,
+}
+
+impl Entries {
+    /// `None` when some code could not be decoded: a call hidden in it would be missed.
+    pub(crate) fn find(code: &ExeCode, wanted: &HashSet<u64>) -> Option<Entries> {
+        let mut entries = Entries {
+            calls: HashMap::new(),
+            taken: code.referenced().intersection(wanted).copied().collect(),
+        };
+        for (start, end) in code.decoding_ranges() {
+            let bytes = code.bytes(start, end)?;
+            let in_function = code.function(start) == Some((start, end));
+            for instruction in Decoder::with_ip(64, bytes, start, DecoderOptions::NONE) {
+                if instruction.is_invalid() {
+                    // Only a function's own bytes must decode: gaps hold padding and may end
+                    // in the middle of an instruction.
+                    if in_function {
+                        return None;
+                    }
+                    continue;
+                }
+                let ip = instruction.ip();
+                match instruction.flow_control() {
+                    FlowControl::Call | FlowControl::UnconditionalBranch
+                        if instruction.is_call_near() || instruction.is_jmp_near() =>
+                    {
+                        let target = instruction.near_branch_target();
+                        if wanted.contains(&target) {
+                            entries.calls.entry(target).or_default().push(ip);
+                        }
+                    }
+                    FlowControl::ConditionalBranch => {
+                        let target = instruction.near_branch_target();
+                        if wanted.contains(&target) {
+                            entries.taken.insert(target);
+                        }
+                    }
+                    _ => {}
+                }
+                if instruction.is_ip_rel_memory_operand()
+                    && wanted.contains(&instruction.ip_rel_memory_address())
+                {
+                    entries.taken.insert(instruction.ip_rel_memory_address());
+                }
+            }
+        }
+        Some(entries)
+    }
+}
+
+/// Moves the count of each function entry with a trampoline of its own (and of the breakpoints
+/// that trampoline counts) to the trampolines that run straight on to its calls, where they have
+/// room. Entries are taken in address order; an entry whose callers' breakpoints were moved
+/// before it is counted where those went, so chains of small calls collapse into the caller.
+pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [Site]) {
+    if !code.position_independent() {
+        // Without relocations for every address in data, a function pointer cannot be told
+        // from a number.
+        return;
+    }
+    let entry_index: HashMap<u64, usize> = addresses
+        .iter()
+        .enumerate()
+        .filter(|&(i, &a)| {
+            matches!(sites[i], Site::Jump { .. }) && code.function(a).is_some_and(|f| f.0 == a)
+        })
+        .map(|(i, &a)| (a, i))
+        .collect();
+    if entry_index.is_empty() {
+        return;
+    }
+    let wanted: HashSet<u64> = entry_index.keys().copied().collect();
+    let Some(entries) = Entries::find(code, &wanted) else {
+        tracing::debug!("some code does not decode: every function entry keeps its counter");
+        return;
+    };
+    tracing::debug!(
+        "{} function entries: {} called directly only, {} reached otherwise",
+        wanted.len(),
+        entries
+            .calls
+            .keys()
+            .filter(|e| !entries.taken.contains(e))
+            .count(),
+        entries.taken.len()
+    );
+    let mut decoded: HashMap<(u64, u64), Option<Function>> = HashMap::new();
+    let mut order: Vec<(u64, usize)> = entry_index.into_iter().collect();
+    order.sort_unstable();
+    for (entry, e) in order {
+        let Some(calls) = entries.calls.get(&entry) else {
+            continue;
+        };
+        if entries.taken.contains(&entry) || !matches!(sites[e], Site::Jump { .. }) {
+            continue;
+        }
+        let group = counted_by(sites, e);
+        let mut anchors = Vec::with_capacity(calls.len());
+        for &call in calls {
+            match anchor(code, addresses, sites, &mut decoded, call) {
+                Some(k) if k != e && has_room(&sites[k], group.len()) => anchors.push(k),
+                _ => break,
+            }
+        }
+        if anchors.len() != calls.len() || anchors.iter().any(|k| group.contains(&(*k as u32))) {
+            continue;
+        }
+        for &k in &anchors {
+            if let Site::Jump { also, .. } = &mut sites[k] {
+                also.extend(&group);
+            }
+        }
+        let by: Vec<u32> = anchors.iter().map(|&k| k as u32).collect();
+        for &member in &group {
+            sites[member as usize] = Site::Called { by: by.clone() };
+        }
+    }
+}
+
+/// The breakpoints trampoline `e` counts: itself and its `also`.
+fn counted_by(sites: &[Site], e: usize) -> Vec<u32> {
+    let mut group = vec![e as u32];
+    if let Site::Jump { also, .. } = &sites[e] {
+        group.extend(also);
+    }
+    group
+}
+
+fn has_room(site: &Site, more: usize) -> bool {
+    matches!(site, Site::Jump { also, .. } if also.len() + 1 + more <= MAX_COUNTED)
+}
+
+/// The breakpoint with a trampoline of its own that control runs straight on from to the call at
+/// `call`: the nearest breakpoint at or before it in its function, or the trampoline that counts
+/// that one.
+fn anchor(
+    code: &ExeCode,
+    addresses: &[u64],
+    sites: &[Site],
+    decoded: &mut HashMap<(u64, u64), Option<Function>>,
+    call: u64,
+) -> Option<usize> {
+    let range = code.function(call)?;
+    let nearest = addresses.partition_point(|&a| a <= call).checked_sub(1)?;
+    if addresses[nearest] < range.0 {
+        return None;
+    }
+    let root = match &sites[nearest] {
+        Site::Jump { .. } => nearest,
+        Site::Covered { by } => *by as usize,
+        Site::Called { .. } | Site::Trap => return None,
+    };
+    if !matches!(sites[root], Site::Jump { .. }) {
+        return None;
+    }
+    let function = decoded
+        .entry(range)
+        .or_insert_with(|| Function::decode(code, range))
+        .as_ref()?;
+    (addresses[root] == call || straight(code, function, addresses[root], call)).then_some(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sites::classify;
+
+    // 0x1000 caller: sub rsp,8 (4); mov [rsp],rdi (4); call 0x1020 (5); add rsp,8 (4); ret (1)
+    // 0x1020 callee: push rax (1); mov [rsp],rdi (4); mov eax,1 (5); pop rcx (1); ret (1)
+    fn two_functions(extra_call: Option<[u8; 5]>) -> ExeCode {
+        let mut bytes = vec![
+            0x48, 0x83, 0xEC, 0x08, 0x48, 0x89, 0x3C, 0x24, 0xE8, 0x13, 0, 0, 0, 0x48, 0x83, 0xC4,
+            0x08, 0xC3,
+        ];
+        bytes.resize(0x20, 0xCC);
+        bytes.extend_from_slice(&[0x50, 0x48, 0x89, 0x3C, 0x24, 0xB8, 1, 0, 0, 0, 0x59, 0xC3]);
+        bytes.resize(0x30, 0xCC);
+        let mut functions = vec![(0x1000, 0x1012), (0x1020, 0x102c)];
+        if let Some(call) = extra_call {
+            // 0x1030 third: call (5) ret (1)
+            bytes.extend_from_slice(&call);
+            bytes.push(0xC3);
+            functions.push((0x1030, 0x1036));
+        }
+        ExeCode::for_test(vec![(0x1000, bytes)], functions, &[]).position_independent_for_test()
+    }
+
+    #[test]
+    fn a_function_called_only_straight_on_from_a_counted_breakpoint_is_counted_there() {
+        let code = two_functions(None);
+        // Breakpoints: caller entry, callee entry, callee body (0x1025).
+        let addresses = [0x1000, 0x1020, 0x1025];
+        let sites = classify(&code, &addresses, &[false; 3]);
+        assert!(matches!(&sites[0], Site::Jump { also, .. } if also == &[1, 2]));
+        assert_eq!(sites[1], Site::Called { by: vec![0] });
+        assert_eq!(sites[2], Site::Called { by: vec![0] });
+    }
+
+    #[test]
+    fn an_entry_reached_another_way_keeps_its_own_counter() {
+        // A third function calls the callee with a call the caller's entry does not run into...
+        // 0x1030: call 0x1020 = E8 EB FF FF FF
+        let code = two_functions(Some([0xE8, 0xEB, 0xFF, 0xFF, 0xFF]));
+        let sites = classify(&code, &[0x1000, 0x1020], &[false; 2]);
+        assert!(matches!(sites[1], Site::Jump { .. }), "{sites:?}");
+        // ...unless that call has a counted breakpoint of its own.
+        let sites = classify(&code, &[0x1000, 0x1020, 0x1030], &[false; 3]);
+        assert_eq!(sites[1], Site::Called { by: vec![0, 2] });
+        // A forced trap at the caller's entry is no anchor.
+        let code = two_functions(None);
+        let sites = classify(&code, &[0x1000, 0x1020], &[true, false]);
+        assert!(matches!(sites[1], Site::Jump { .. }));
+    }
+
+    #[test]
+    fn references_in_code_and_data_are_found() {
+        // lea rax,[rip-0x17] (7 bytes) at 0x1030 takes 0x1020's address.
+        let mut bytes = vec![0xCC; 0x30];
+        bytes[0x20] = 0xC3;
+        bytes.extend_from_slice(&[0x48, 0x8D, 0x05, 0xE9, 0xFF, 0xFF, 0xFF, 0xC3]);
+        let code = ExeCode::for_test(
+            vec![(0x1000, bytes)],
+            vec![(0x1020, 0x1021), (0x1030, 0x1038)],
+            &[],
+        );
+        let wanted = HashSet::from([0x1020]);
+        assert!(Entries::find(&code, &wanted)
+            .unwrap()
+            .taken
+            .contains(&0x1020));
+        let code = ExeCode::for_test(vec![(0x1000, vec![0xC3])], vec![(0x1000, 0x1001)], &[])
+            .with_reference(0x1000);
+        let wanted = HashSet::from([0x1000]);
+        assert!(Entries::find(&code, &wanted)
+            .unwrap()
+            .taken
+            .contains(&0x1000));
+    }
+}
