@@ -350,12 +350,12 @@ pub struct Built {
 
 /// What decides the `#[cfg(…)]` predicates of the workspace's code in this build: each package's
 /// features and build-script cfgs, as cargo reported them, and the target's cfgs, which rustc
-/// prints for the build's flags (asked once, and only when a predicate needs deciding).
+/// prints for the build's flags (asked while cargo builds, so that no one waits for it after).
 #[derive(Debug)]
 pub struct BuildCfgs {
-    root: PathBuf,
     packages: Vec<PackageCfg>,
     target: std::sync::OnceLock<Option<Vec<String>>>,
+    asked: std::sync::Mutex<Option<std::thread::JoinHandle<Option<Vec<String>>>>>,
 }
 
 #[derive(Debug)]
@@ -369,10 +369,11 @@ struct PackageCfg {
 
 impl BuildCfgs {
     fn new(root: &Path) -> Self {
+        let root = root.to_path_buf();
         BuildCfgs {
-            root: root.to_path_buf(),
             packages: Vec::new(),
             target: std::sync::OnceLock::new(),
+            asked: std::sync::Mutex::new(Some(std::thread::spawn(move || target_cfgs(&root)))),
         }
     }
 
@@ -405,7 +406,10 @@ impl BuildCfgs {
             .max_by_key(|p| p.manifest_dir.as_os_str().len())?;
         let target = self
             .target
-            .get_or_init(|| target_cfgs(&self.root))
+            .get_or_init(|| {
+                let asked = self.asked.lock().unwrap_or_else(|e| e.into_inner()).take();
+                asked.and_then(|answer| answer.join().ok()).flatten()
+            })
             .as_ref()?;
         let mut set = crate::analysis::CfgSet::default();
         for line in target.iter().chain(&package.script) {
