@@ -102,9 +102,8 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
         entries.taken.len()
     );
     let mut decoded: HashMap<(u64, u64), Option<Function>> = HashMap::new();
-    let mut order: Vec<(u64, usize)> = entry_index.into_iter().collect();
-    order.sort_unstable();
-    for (entry, e) in order {
+    for entry in callees_first(code, &entries) {
+        let e = entry_index[&entry];
         let Some(calls) = entries.calls.get(&entry) else {
             continue;
         };
@@ -127,11 +126,59 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
                 also.extend(&group);
             }
         }
-        let by: Vec<u32> = anchors.iter().map(|&k| k as u32).collect();
         for &member in &group {
-            sites[member as usize] = Site::Called { by: by.clone() };
+            // A member already counted at callers (of a function `entry` calls) keeps its other
+            // counters; `entry`'s own trampoline is replaced by its callers'.
+            let mut by: Vec<u32> = match &sites[member as usize] {
+                Site::Called { by } => by.iter().copied().filter(|&k| k != e as u32).collect(),
+                _ => Vec::new(),
+            };
+            by.extend(anchors.iter().map(|&k| k as u32));
+            sites[member as usize] = Site::Called { by };
         }
     }
+}
+
+/// The entries that are called, each after the functions it calls (cycles cut anywhere), so that
+/// a callee's count moves into its caller's trampoline before that one moves on to its callers.
+fn callees_first(code: &ExeCode, entries: &Entries) -> Vec<u64> {
+    let mut callees: HashMap<u64, Vec<u64>> = HashMap::new();
+    for (&callee, calls) in &entries.calls {
+        for &call in calls {
+            if let Some((caller, _)) = code.function(call) {
+                callees.entry(caller).or_default().push(callee);
+            }
+        }
+    }
+    let mut roots: Vec<u64> = entries.calls.keys().copied().collect();
+    roots.sort_unstable();
+    let mut order = Vec::with_capacity(roots.len());
+    let mut seen = HashSet::new();
+    for root in roots {
+        if !seen.insert(root) {
+            continue;
+        }
+        // Depth first; a node is emitted when all its callees have been.
+        let mut stack = vec![(root, 0)];
+        while let Some((node, next)) = stack.last_mut() {
+            let node = *node;
+            match callees.get(&node).and_then(|c| c.get(*next)) {
+                Some(&callee) => {
+                    *next += 1;
+                    if seen.insert(callee) {
+                        stack.push((callee, 0));
+                    }
+                }
+                None => {
+                    stack.pop();
+                    if entries.calls.contains_key(&node) {
+                        order.push(node);
+                    }
+                }
+            }
+        }
+    }
+    order
 }
 
 /// The breakpoints trampoline `e` counts: itself and its `also`.
@@ -211,6 +258,19 @@ mod tests {
         assert!(matches!(&sites[0], Site::Jump { also, .. } if also == &[1, 2]));
         assert_eq!(sites[1], Site::Called { by: vec![0] });
         assert_eq!(sites[2], Site::Called { by: vec![0] });
+    }
+
+    #[test]
+    fn a_chain_of_calls_is_counted_at_the_outermost_caller() {
+        // 0x1030 third: call 0x1000 (the caller, which calls the callee); ret.
+        let code = two_functions(Some([0xE8, 0xCB, 0xFF, 0xFF, 0xFF]));
+        let sites = classify(&code, &[0x1000, 0x1020, 0x1030], &[false; 3]);
+        assert!(
+            matches!(&sites[2], Site::Jump { also, .. } if also == &[0, 1]),
+            "{sites:?}"
+        );
+        assert_eq!(sites[0], Site::Called { by: vec![2] });
+        assert_eq!(sites[1], Site::Called { by: vec![2] });
     }
 
     #[test]

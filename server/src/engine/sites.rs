@@ -12,7 +12,7 @@ use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SectionKind
 
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 6;
+pub const CLASSIFIER_VERSION: u32 = 7;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
