@@ -199,12 +199,20 @@ fn overlay_of_a_fixture_follows_a_save() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(deposit.starts_with("4/4 lines"), "{deposit}");
+    // No branch of its own (`assert!`'s is inside a macro): no branch count.
+    assert!(
+        deposit.starts_with("4/4 lines · ") && !deposit.contains("branches"),
+        "{deposit}"
+    );
     let withdraw = lens_at(line_of(&text, "pub fn withdraw"))["command"]["title"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(withdraw.starts_with("8/9 lines"), "{withdraw}");
+    // Its two `if`s: one went both ways, the fee condition never held.
+    assert!(
+        withdraw.starts_with("8/9 lines · 3/4 branches · "),
+        "{withdraw}"
+    );
     let test_lens = &lens_at(line_of(&text, "fn deposit_adds_to_the_balance"))["command"];
     assert!(
         test_lens["title"]

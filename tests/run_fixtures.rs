@@ -607,12 +607,32 @@ fn the_table_lists_each_file_relative_to_the_workspace_and_a_total() {
         let numbers: Vec<&str> = row.split_whitespace().skip(1).collect();
         assert_eq!(numbers[0], file["covered"].to_string(), "{row}");
         assert_eq!(numbers[1], file["coverable"].to_string(), "{row}");
+        assert_eq!(numbers[3], branch_cell(file), "{row}");
     }
     let total = stdout
         .lines()
         .find(|l| l.starts_with("Total "))
         .expect("total row");
-    assert!(total.contains(&json["coverable"].to_string()), "{total}");
+    let numbers: Vec<&str> = total.split_whitespace().skip(1).collect();
+    assert_eq!(numbers[0], json["covered"].to_string(), "{total}");
+    assert_eq!(numbers[1], json["coverable"].to_string(), "{total}");
+    assert_eq!(numbers[3], branch_cell(json), "{total}");
+    assert!(
+        json["branches_found"].as_u64().unwrap() > 0,
+        "ledger has branches"
+    );
+}
+
+/// A file's or the run's branch sides as the table and the HTML index show them.
+fn branch_cell(counts: &Value) -> String {
+    match (
+        counts["branches_hit"].as_u64(),
+        counts["branches_found"].as_u64(),
+    ) {
+        (_, Some(0) | None) => "-".into(),
+        (Some(hit), Some(found)) => format!("{hit}/{found}"),
+        (None, Some(found)) => panic!("{found} branch sides found but no count of those hit"),
+    }
 }
 
 #[test]
@@ -626,7 +646,15 @@ fn the_missing_column_names_exactly_the_miss_lines() {
         .lines()
         .find(|l| l.starts_with("src/lib.rs "))
         .expect("a row for src/lib.rs");
-    let cell = row.split('%').nth(1).unwrap().trim();
+    // After the percent: the branch sides, then the missing lines.
+    let (_, cell) = row
+        .split('%')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split_once(' ')
+        .unwrap();
+    let cell = cell.trim();
     let mut named = Vec::new();
     for range in cell.split(", ") {
         match range.split_once('-') {
@@ -810,7 +838,32 @@ fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
             .unwrap_or_else(|| panic!("{relative} not in the index: {listed:?}"));
         assert_eq!(row.2, file["covered"].to_string(), "{relative}");
         assert_eq!(row.3, file["coverable"].to_string(), "{relative}");
+        // The branch column: the JSON's branch sides, per file and in total.
+        let tag = table_rows(&dom)
+            .into_iter()
+            .find(|r| attribute(r, "data-path").as_deref() == Some(relative.as_str()))
+            .unwrap();
+        assert_eq!(
+            attribute(tag, "data-branches-hit").zip(attribute(tag, "data-branches-found")),
+            Some((
+                file["branches_hit"].to_string(),
+                file["branches_found"].to_string()
+            )),
+            "{relative}"
+        );
+        assert!(
+            tag.ends_with(&format!(">{}</td>", branch_cell(file))),
+            "{tag}"
+        );
     }
+    let total = table_rows(&dom)
+        .into_iter()
+        .find(|r| r.contains(r#"class="total""#))
+        .expect("a total row");
+    assert!(
+        total.ends_with(&format!(">{}</td>", branch_cell(json))),
+        "{total}"
+    );
     let ratio = |r: &(String, String, String, String)| {
         r.2.parse::<f64>().unwrap() / r.3.parse::<f64>().unwrap()
     };

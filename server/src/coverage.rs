@@ -2,6 +2,7 @@
 //! the branches with the counts of their two sides, and the functions with their entry counts.
 //! Reports and the editor overlay read this.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -158,7 +159,33 @@ pub struct FunctionCoverage {
     pub is_test: bool,
 }
 
+/// A function's coverage at a glance (its code lens): lines and branch sides within its lines
+/// (nested closures and items included), and the tests that ran any of its lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionSummary {
+    pub covered: usize,
+    pub coverable: usize,
+    /// Branch sides that ran, and all branch sides.
+    pub branch_sides: (usize, usize),
+    /// Indexes into `Coverage::tests`.
+    pub tests: BTreeSet<u32>,
+}
+
 impl FileCoverage {
+    pub fn function_summary(&self, function: &FunctionCoverage) -> FunctionSummary {
+        let within = |line: u32| (function.line..=function.end_line).contains(&line);
+        let start = self.lines.partition_point(|l| l.line < function.line);
+        let body = self.lines[start..].iter().take_while(|l| within(l.line));
+        let start = self.branches.partition_point(|b| b.line < function.line);
+        let branches = self.branches[start..].iter().take_while(|b| within(b.line));
+        FunctionSummary {
+            covered: body.clone().filter(|l| l.hits > 0).count(),
+            coverable: body.clone().count(),
+            branch_sides: branches.fold((0, 0), |(run, all), b| (run + b.sides_run(), all + 2)),
+            tests: body.flat_map(|l| l.tests.iter().map(|t| t.test)).collect(),
+        }
+    }
+
     pub fn coverable(&self) -> usize {
         self.lines.len()
     }
@@ -354,5 +381,31 @@ mod tests {
         assert_eq!(per_test(&lines[0]), [(0, 1), (1, 5)]);
         assert_eq!(per_test(&lines[1]), [(1, 4)]);
         assert_eq!((lines[0].hits, lines[1].hits), (6, 4));
+    }
+
+    #[test]
+    fn a_function_summary_counts_its_lines_branch_sides_and_distinct_tests() {
+        let mut file = file(
+            "/w/src/lib.rs",
+            vec![
+                line(1, &[(7, 9)], 0, false),
+                line(2, &[(0, 1), (2, 2)], 0, false),
+                line(3, &[(2, 3)], 0, false),
+                line(4, &[], 0, false),
+                line(9, &[(4, 1)], 0, false),
+                line(10, &[(8, 9)], 0, false),
+            ],
+        );
+        file.branches = vec![branch(1, &[(7, 1, 1)]), branch(3, &[(2, 3, 0)])];
+        let summary = file.function_summary(&file.functions[0]);
+        assert_eq!(
+            summary,
+            FunctionSummary {
+                covered: 3,
+                coverable: 4,
+                branch_sides: (1, 2),
+                tests: [0, 2, 4].into(),
+            }
+        );
     }
 }

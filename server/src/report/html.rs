@@ -1,4 +1,5 @@
-//! The static HTML report (`--html DIR`): an index of files with sortable coverage bars and one page
+//! The static HTML report (`--html DIR`): an index of files with sortable coverage bars (and branch
+//! sides run, when the run has branches) and one page
 //! per source file with each line's hits, its colour (partial: a branch side never ran) and the
 //! tests that ran it, all served offline.
 
@@ -158,14 +159,37 @@ fn percent_cell(covered: usize, coverable: usize) -> String {
     )
 }
 
+/// The branches cell: sides run of all sides, sorted by their share (a file without branches
+/// last when descending); nothing when the run has no branches (`--no-branches`).
+fn branches_cell(with_branches: bool, (run, all): (usize, usize)) -> String {
+    match (with_branches, all) {
+        (false, _) => String::new(),
+        (true, 0) => "<td class=\"num\" data-sort=\"-1\">-</td>".into(),
+        (true, _) => format!(
+            "<td class=\"num\" data-sort=\"{:.4}\">{run}/{all}</td>",
+            percent(run, all)
+        ),
+    }
+}
+
 fn render_index(coverage: &Coverage, root: &Path, pages: &[Page]) -> String {
     let mut out = String::new();
     head(&mut out, "Coverage report");
     let (covered, coverable) = (coverage.covered(), coverage.coverable());
+    let (branches_run, branches_all) = coverage.branch_sides();
+    let with_branches = branches_all > 0;
+    let branch_summary = if with_branches {
+        format!(
+            " {branches_run} of {branches_all} branch sides ran ({:.2}&nbsp;%).",
+            percent(branches_run, branches_all)
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
         "<h1>Coverage of {}</h1>\n<p class=\"summary\">{covered} of {coverable} lines covered \
-         ({:.2}&nbsp;%) in {} files.</p>",
+         ({:.2}&nbsp;%) in {} files.{branch_summary}</p>",
         escape(&root.display().to_string()),
         percent(covered, coverable),
         pages.len()
@@ -176,18 +200,30 @@ fn render_index(coverage: &Coverage, root: &Path, pages: &[Page]) -> String {
          <th data-key=\"covered\" data-type=\"num\"><button type=\"button\">Covered</button></th>\
          <th data-key=\"missed\" data-type=\"num\"><button type=\"button\">Missed</button></th>\
          <th data-key=\"coverable\" data-type=\"num\"><button type=\"button\">Coverable</button></th>\
-         <th data-key=\"percent\" data-type=\"num\"><button type=\"button\">Percent</button></th>\
-         </tr></thead>\n<tbody>\n",
+         <th data-key=\"percent\" data-type=\"num\"><button type=\"button\">Percent</button></th>",
     );
+    if with_branches {
+        out.push_str(
+            "<th data-key=\"branches\" data-type=\"num\"><button type=\"button\">Branches</button></th>",
+        );
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
     for page in pages {
         let (covered, coverable) = (page.file.covered(), page.file.coverable());
+        let (run, all) = page.file.branch_sides();
+        let branch_data = if with_branches {
+            format!(" data-branches-hit=\"{run}\" data-branches-found=\"{all}\"")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "<tr data-path=\"{path}\" data-covered=\"{covered}\" data-coverable=\"{coverable}\">\
+            "<tr data-path=\"{path}\" data-covered=\"{covered}\" data-coverable=\"{coverable}\"{branch_data}>\
              <td><a href=\"{name}\">{path}</a></td><td class=\"num\">{covered}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}</tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}{}</tr>",
             coverable - covered,
             percent_cell(covered, coverable),
+            branches_cell(with_branches, (run, all)),
             path = escape(&page.relative),
             name = escape(&page.name),
         );
@@ -195,9 +231,10 @@ fn render_index(coverage: &Coverage, root: &Path, pages: &[Page]) -> String {
     let _ = writeln!(
         out,
         "</tbody>\n<tfoot><tr class=\"total\"><td>Total</td><td class=\"num\">{covered}</td>\
-         <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}</tr></tfoot>\n</table>",
+         <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}{}</tr></tfoot>\n</table>",
         coverable - covered,
-        percent_cell(covered, coverable)
+        percent_cell(covered, coverable),
+        branches_cell(with_branches, (branches_run, branches_all))
     );
     render_tests(&mut out, coverage, pages);
     let _ = write!(out, "<script>{SORT_SCRIPT}</script>\n</body>\n</html>\n");
@@ -733,6 +770,41 @@ mod tests {
         assert!(html.contains(r#"<tr class="total"><td>Total</td><td class="num">3</td><td class="num">1</td><td class="num">4</td>"#), "{html}");
         assert!(html.contains("Tests: 1 passed, 1 failed"), "{html}");
         assert!(!html.contains("http://") && !html.contains("https://"));
+        assert!(!html.contains("Branches") && !html.contains("branch sides"));
+    }
+
+    #[test]
+    fn the_index_has_a_branch_column_per_file_and_in_total_when_the_run_has_branches() {
+        use crate::coverage::test_data::branch;
+        let mut coverage = coverage();
+        coverage.files[0].branches = vec![branch(2, &[(0, 3, 0)]), branch(5, &[(0, 4, 6)])];
+        let pages = pages(&coverage);
+        let html = render_index(&coverage, Path::new("/w"), &pages);
+        assert!(
+            html.contains(r#"<button type="button">Branches</button>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<tr data-path="src/lib.rs" data-covered="2" data-coverable="3" data-branches-hit="3" data-branches-found="4">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<td class="num" data-sort="75.0000">3/4</td></tr>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"data-branches-hit="0" data-branches-found="0">"#)
+                && html.contains(r#"<td class="num" data-sort="-1">-</td></tr>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<td class="num" data-sort="75.0000">3/4</td></tr></tfoot>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("3 of 4 branch sides ran (75.00&nbsp;%)."),
+            "{html}"
+        );
     }
 
     #[test]
