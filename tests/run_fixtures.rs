@@ -5,9 +5,10 @@
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
 //! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(doctest)`).
-//! `branches T/N`: T of the N sides (two per branch) of the line's branches ran;
-//! in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
-//! each branch's true and false counts, in order, all oriented (which side is true is known).
+//! `branches T/N`: T of the N sides (two per branch, one per `match` arm) of the line's branches
+//! ran; in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
+//! each branch's true and false counts, in order, all oriented (which side is true is known); a
+//! `match` as its arms' counts (`1|0|2`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,7 +149,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// A line's branches: (sides run, sides) and each branch's `taken:not_taken` (`?` before it when
-/// not oriented).
+/// not oriented), a `match` as its arms' counts (`2|0|1`).
 type LineBranches = ((u64, u64), Vec<String>);
 
 /// Line → its branches, for every reported file.
@@ -161,6 +162,14 @@ fn reported_branches(json: &Value) -> BTreeMap<(PathBuf, u32), LineBranches> {
                 b["line"].as_u64().unwrap() as u32,
             );
             let ((run, all), each): &mut LineBranches = out.entry(key).or_default();
+            if let Some(arms) = b["arms"].as_array() {
+                let hits: Vec<u64> = arms.iter().map(|a| a["hits"].as_u64().unwrap()).collect();
+                *run += hits.iter().filter(|&&h| h > 0).count() as u64;
+                *all += hits.len() as u64;
+                let hits: Vec<String> = hits.iter().map(u64::to_string).collect();
+                each.push(hits.join("|"));
+                continue;
+            }
             let (taken, not_taken) = (
                 b["taken"].as_u64().unwrap(),
                 b["not_taken"].as_u64().unwrap(),
@@ -399,6 +408,18 @@ fn branches_match_their_markers() {
     // add up to each side's total; `sign`'s `if` ran in `signs` only, once each way.
     let file = &json["files"][0];
     for branch in file["branches"].as_array().unwrap() {
+        if let Some(arms) = branch["arms"].as_array() {
+            for arm in arms {
+                let by_tests: u64 = arm["tests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["hits"].as_u64().unwrap())
+                    .sum();
+                assert_eq!(by_tests, arm["hits"].as_u64().unwrap(), "{branch}");
+            }
+            continue;
+        }
         for side in ["taken", "not_taken"] {
             let by_tests: u64 = branch["tests"]
                 .as_array()
@@ -430,6 +451,28 @@ fn branches_match_their_markers() {
         lcov.contains(&format!("BRDA:{line},0,0,1\nBRDA:{line},0,1,1\n")),
         "{lcov}"
     );
+    // A `match` is one block, a branch per arm; `area`'s arms ran in `matches` only.
+    let area = 1 + source
+        .lines()
+        .position(|l| l.contains("match s {"))
+        .unwrap();
+    let entry = file["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["line"] == area)
+        .expect("`area`'s match");
+    assert_eq!(entry["construct"], "match", "{entry}");
+    assert_eq!(
+        entry["arms"][1]["tests"],
+        serde_json::json!([{"id": "branches::tests::matches", "hits": 2}])
+    );
+    assert!(
+        lcov.contains(&format!(
+            "BRDA:{area},0,0,1\nBRDA:{area},0,1,2\nBRDA:{area},0,2,0\n"
+        )),
+        "{lcov}"
+    );
     let (hit, found) = (
         file["branches_hit"].as_u64(),
         file["branches_found"].as_u64(),
@@ -438,6 +481,45 @@ fn branches_match_their_markers() {
         lcov.contains(&format!("BRF:{}\nBRH:{}\n", found.unwrap(), hit.unwrap())),
         "{lcov}"
     );
+}
+
+/// With first hits only, a condition's sides cannot be told (a run says so), but a `match`'s arms
+/// can, from their lines: the same arms as with counts, each run or not alike.
+#[test]
+fn no_counts_reports_match_arms_and_says_conditions_need_counts() {
+    let counted = cached("branches").json.as_ref().unwrap();
+    let run = coverlay_run("branches", &["--no-counts"], &[]);
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    let note = "note: branch coverage needs counts: with --no-counts only match arms are reported";
+    assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
+    let arms_run = |json: &Value| -> Vec<(u64, Vec<(u64, bool)>)> {
+        json["files"][0]["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["construct"] == "match")
+            .map(|b| {
+                let arms = b["arms"].as_array().unwrap().iter();
+                let arms =
+                    arms.map(|a| (a["line"].as_u64().unwrap(), a["hits"].as_u64() > Some(0)));
+                (b["line"].as_u64().unwrap(), arms.collect())
+            })
+            .collect()
+    };
+    let json = run.json.as_ref().unwrap();
+    assert_eq!(arms_run(json), arms_run(counted));
+    assert!(arms_run(json).len() >= 5, "{:?}", arms_run(json));
+    let conditions = json["files"][0]["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["construct"] != "match")
+        .count();
+    assert_eq!(conditions, 0);
+    let quiet = coverlay_run("branches", &["--no-counts", "--no-branches"], &[]);
+    assert!(!String::from_utf8_lossy(&quiet.output.stderr).contains(note));
+    assert_eq!(quiet.json.as_ref().unwrap()["branches_found"], 0);
 }
 
 #[test]

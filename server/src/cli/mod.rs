@@ -106,7 +106,8 @@ struct RunArgs {
     #[arg(long, conflicts_with = "count_cap")]
     no_counts: bool,
     /// No branch coverage: do not count the two sides of `if`, `while`, `&&`/`||`, `?`, guards
-    /// and `let … else` (branches are counted only with hit counts, never with --no-counts).
+    /// and `let … else`, nor `match` arms (the sides need hit counts: with --no-counts only
+    /// `match` arms are reported).
     #[arg(long)]
     no_branches: bool,
     /// Count every address with int3 traps instead of trampolines (slow; for testing the fallback).
@@ -154,6 +155,11 @@ pub fn main(cli: Cli) -> ExitCode {
     })
 }
 
+/// First hits tell that an address ran, not how often: a condition's side that is a difference
+/// of counts cannot be known, so no two-way branch is reported; an arm's line still tells.
+const NO_COUNTS_BRANCHES: &str = "note: branch coverage needs counts: with --no-counts only match \
+     arms are reported (ran or not, from their lines), not the sides of conditions";
+
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let defaults = RunOptions::default();
     let options = RunOptions {
@@ -172,6 +178,9 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         snapshot_sources: false,
         branches: !args.no_branches,
     };
+    if options.first_hit && options.branches {
+        eprintln!("{NO_COUNTS_BRANCHES}");
+    }
     let progress = (!args.quiet).then(progress::Display::new);
     let report = run::run(&args.path, &options, &|p| {
         if let Some(progress) = &progress {

@@ -10,7 +10,9 @@ use syntect::html::{line_tokens_to_classed_spans, ClassStyle};
 use syntect::parsing::{ParseState, ScopeStack, SyntaxSet};
 use syntect::util::LinesWithEndings;
 
-use crate::coverage::{percent, BranchCoverage, Coverage, FileCoverage, LineCoverage};
+use crate::coverage::{
+    percent, BranchCoverage, Coverage, FileCoverage, LineCoverage, MatchCoverage,
+};
 use crate::libtest::Outcome;
 
 const STYLESHEET: &str = include_str!("html.css");
@@ -340,7 +342,8 @@ fn render_page(
         if lines.is_empty() && line.is_none() {
             continue;
         }
-        let branches = file.branches_on(number as u32);
+        let number_u32 = number as u32;
+        let branches = (file.branches_on(number_u32), file.matches_on(number_u32));
         row(&mut out, number, code, line, branches, coverage);
     }
     out.push_str("</tbody>\n</table>\n");
@@ -379,13 +382,13 @@ fn render_functions(out: &mut String, file: &FileCoverage) {
 
 /// One source line: `class` and `data-hits` only on coverable lines; a covered line's count opens
 /// the list of the tests that ran it, each with its own count. A line with branches says how many
-/// of their sides ran (`data-branches="1/2"`, class `partial` when not all).
+/// of their sides (and `match` arms) ran (`data-branches="1/2"`, class `partial` when not all).
 fn row(
     out: &mut String,
     number: usize,
     code: &str,
     line: Option<&LineCoverage>,
-    branches: &[BranchCoverage],
+    (branches, matches): (&[BranchCoverage], &[MatchCoverage]),
     coverage: &Coverage,
 ) {
     let at_least = if line.is_some_and(|l| l.capped) {
@@ -429,9 +432,13 @@ fn row(
         }
     };
     let (mut attributes, mut hits) = (attributes, hits);
-    if line.is_some_and(|l| l.hits > 0) && !branches.is_empty() {
-        let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
-        let all = 2 * branches.len();
+    if line.is_some_and(|l| l.hits > 0) && (!branches.is_empty() || !matches.is_empty()) {
+        let run = branches
+            .iter()
+            .map(BranchCoverage::sides_run)
+            .sum::<usize>()
+            + matches.iter().map(MatchCoverage::arms_run).sum::<usize>();
+        let all = 2 * branches.len() + matches.iter().map(|m| m.arms.len()).sum::<usize>();
         if run < all {
             attributes = attributes.replacen("class=\"hit\"", "class=\"hit partial\"", 1);
         }
@@ -446,6 +453,10 @@ fn row(
                     b.not_taken
                 ),
             })
+            .chain(matches.iter().map(|m| {
+                m.never_taken()
+                    .unwrap_or_else(|| format!("`match`: all {} arms taken", m.arms.len()))
+            }))
             .collect();
         let _ = write!(attributes, " data-branches=\"{run}/{all}\"");
         let _ = write!(
@@ -650,9 +661,14 @@ mod tests {
 
     #[test]
     fn a_line_with_a_branch_side_never_run_is_partial() {
-        use crate::coverage::test_data::branch;
+        use crate::coverage::test_data::{branch, match_of};
         let mut coverage = coverage();
         coverage.files[0].branches = vec![branch(2, &[(0, 3, 0)]), branch(5, &[(0, 4, 6)])];
+        // Line 5's `match` (its second block) never took its arm at line 7.
+        coverage.files[0].matches = vec![MatchCoverage {
+            index: 1,
+            ..match_of(5, &[(6, &[(0, 10)]), (7, &[])])
+        }];
         let pages = pages(&coverage);
         let source = "// one\nif two {}\nthree();\n\nwhile five {}\n// six\n";
         let html = render_page(
@@ -669,8 +685,19 @@ mod tests {
                 (2, Some("hit partial")),
                 (3, Some("miss")),
                 (4, None),
-                (5, Some("hit"))
+                (5, Some("hit partial"))
             ]
+        );
+        let row5 = html
+            .lines()
+            .find(|l| l.starts_with("<tr id=\"L5\""))
+            .unwrap();
+        assert!(row5.contains("data-branches=\"3/4\""), "{row5}");
+        assert!(
+            row5.contains(
+                "title=\"condition: both ways (4 and 6)&#10;`match` arm at line 7 never taken\">3/4</span>"
+            ),
+            "{row5}"
         );
         let row2 = html
             .lines()

@@ -136,6 +136,7 @@ mod tests {
                 .collect(),
             functions: Vec::new(),
             branches: Vec::new(),
+            matches: Vec::new(),
         };
         let coverage = Coverage {
             files: vec![file("/w/src/lib.rs", &[1, 0, 3]), file("/w/src/a.rs", &[1])],
@@ -183,6 +184,7 @@ mod tests {
                 }],
                 functions: Vec::new(),
                 branches: Vec::new(),
+                matches: Vec::new(),
             }],
             tests: Vec::new(),
             count_cap: 10,

@@ -13,12 +13,12 @@ use crate::aggregate::{
     Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineCounts,
     LineKey, SourceId, Target, TestId,
 };
-use crate::analysis::{CfgSet, JumpCount, LineKind};
+use crate::analysis::{CfgSet, JumpCount, LineKind, SourceAnalysis};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{
     BranchCoverage, BranchTestHits, Coverage, FileCoverage, FunctionCoverage, LineCoverage,
-    TestHits, TestInfo,
+    MatchCoverage, TestHits, TestInfo,
 };
 use crate::doctests::{DoctestExecutable, Doctests};
 use crate::dwarf::DwarfError;
@@ -1255,7 +1255,7 @@ fn merge(
                 })
                 .collect();
             let source = SourceId(id as u32);
-            let branches = aggregate
+            let branches: Vec<BranchCoverage> = aggregate
                 .branches()
                 .range(branch_key(source, 0, 0)..branch_key(source, u32::MAX, u32::MAX))
                 .filter(|(key, _)| entry_hits(key.line.line).is_some())
@@ -1278,11 +1278,18 @@ fn merge(
                         .collect(),
                 })
                 .collect();
+            // Counted from the lines, so first hits (`--no-counts`) tell which arms ran too.
+            let matches = if options.branches {
+                match_coverage(&file.analysis, &lines, &branches)
+            } else {
+                Vec::new()
+            };
             Some(FileCoverage {
                 path: file.path.clone(),
                 lines,
                 functions,
                 branches,
+                matches,
             })
         })
         .collect();
@@ -1296,6 +1303,56 @@ fn merge(
             options.count_cap.max(1)
         },
     }
+}
+
+/// The `match`es of a file whose arms can be counted (`analysis::MatchArms`), each arm with the
+/// counts of its counted line, shown on the line of the statement that holds the `match`. An arm
+/// whose line is not reported (no code, excluded) is left out, and so is a `match` with fewer than
+/// two arms left.
+fn match_coverage(
+    analysis: &SourceAnalysis,
+    lines: &[LineCoverage],
+    branches: &[BranchCoverage],
+) -> Vec<MatchCoverage> {
+    let line_of = |line: u32| {
+        lines
+            .binary_search_by_key(&line, |l| l.line)
+            .ok()
+            .map(|i| &lines[i])
+    };
+    let mut matches: Vec<MatchCoverage> = Vec::new();
+    for found in analysis.matches() {
+        let shown = match analysis.kind(found.line) {
+            LineKind::Start { .. } => found.line,
+            LineKind::Continuation { owner } => owner,
+            LineKind::None => continue,
+        };
+        if line_of(shown).is_none() {
+            continue;
+        }
+        let arms: Vec<LineCoverage> = found
+            .arms
+            .iter()
+            .filter_map(|arm| {
+                Some(LineCoverage {
+                    line: arm.line,
+                    ..line_of(arm.counted)?.clone()
+                })
+            })
+            .collect();
+        if arms.len() < 2 {
+            continue;
+        }
+        let index = branches.iter().filter(|b| b.line == shown).count()
+            + matches.iter().filter(|m| m.line == shown).count();
+        matches.push(MatchCoverage {
+            line: shown,
+            index: index as u32,
+            arms,
+        });
+    }
+    matches.sort_by_key(|m| (m.line, m.index));
+    matches
 }
 
 fn branch_key(source: SourceId, line: u32, ordinal: u32) -> BranchKey {
