@@ -176,6 +176,23 @@ fn overlay_of_a_fixture_follows_a_save() {
         tooltip.contains("branches: 1 of 2 sides ran:\n- `if` condition: true ×0, false ×"),
         "{tooltip}"
     );
+    // A `match` with an arm never taken: its arms count as branches, each listed with its count.
+    let arms = hint_at(line_of(&text, "match amount {")).expect("a hint on the match");
+    assert!(
+        arms["label"].as_str().unwrap().ends_with(" · 1/2 branches"),
+        "{arms}"
+    );
+    let (zero, large) = (
+        line_of(&text, "0 => \"zero\"") + 1,
+        line_of(&text, "_ => \"large\"") + 1,
+    );
+    assert!(
+        arms["tooltip"]["value"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("- `match`: line {zero} ×1, line {large} ×0")),
+        "{arms}"
+    );
     let both = hint_at(line_of(&text, "if amount > self.balance")).unwrap();
     assert!(
         !both["label"].as_str().unwrap().contains("branches"),
@@ -468,6 +485,22 @@ fn clients_that_declare_it_get_coverlays_own_protocol() {
     assert!(hits_at(&all, "self.balance += amount;").unwrap() >= 4);
     assert_eq!(hits_at(&all, "self.fees += amount / 100"), Some(0));
     assert_eq!(hits_at(&all, "pub struct Ledger"), None, "not coverable");
+    // `classify`'s `match`: its arms by their 0-based lines, the last never taken.
+    let match_line = line_of(&text, "match amount {");
+    let on_match = all["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["line"] == match_line)
+        .unwrap();
+    assert_eq!(
+        on_match["matches"],
+        json!([{"arms": [
+            {"line": line_of(&text, "0 => \"zero\""), "hits": 1},
+            {"line": line_of(&text, "_ => \"large\""), "hits": 0},
+        ]}]),
+        "{on_match}"
+    );
     let one = client
         .request(
             "coverlay/fileCoverage",
