@@ -483,40 +483,53 @@ fn branches_match_their_markers() {
     );
 }
 
-/// With first hits only, a condition's sides cannot be told (a run says so), but a `match`'s arms
-/// can, from their lines: the same arms as with counts, each run or not alike.
+/// With first hits only, a branch side with an address of its own is known to have run or not,
+/// and so is a `match` arm from its line: the same verdicts as with counts, for fewer branches
+/// (a side that is a difference of counts needs counts; the run says so once).
 #[test]
-fn no_counts_reports_match_arms_and_says_conditions_need_counts() {
+fn no_counts_reports_the_branches_first_hits_can_tell() {
     let counted = cached("branches").json.as_ref().unwrap();
     let run = coverlay_run("branches", &["--no-counts"], &[]);
     assert!(run.output.status.success(), "{}", text(&run.output));
     let stderr = String::from_utf8_lossy(&run.output.stderr);
-    let note = "note: branch coverage needs counts: with --no-counts only match arms are reported";
+    let note = "note: with --no-counts, branch sides are reported only where they have an address";
     assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
-    let arms_run = |json: &Value| -> Vec<(u64, Vec<(u64, bool)>)> {
-        json["files"][0]["branches"]
-            .as_array()
-            .unwrap()
+    // (line, index) → each side or arm (its line) run or not.
+    let verdicts = |json: &Value| -> BTreeMap<(u64, u64), Vec<(u64, bool)>> {
+        let branches = json["files"][0]["branches"].as_array().unwrap();
+        branches
             .iter()
-            .filter(|b| b["construct"] == "match")
             .map(|b| {
-                let arms = b["arms"].as_array().unwrap().iter();
-                let arms =
-                    arms.map(|a| (a["line"].as_u64().unwrap(), a["hits"].as_u64() > Some(0)));
-                (b["line"].as_u64().unwrap(), arms.collect())
+                let key = (b["line"].as_u64().unwrap(), b["index"].as_u64().unwrap());
+                let ran = |v: &Value| v.as_u64().unwrap() > 0;
+                let ways = match b["arms"].as_array() {
+                    Some(arms) => arms
+                        .iter()
+                        .map(|a| (a["line"].as_u64().unwrap(), ran(&a["hits"])))
+                        .collect(),
+                    None => vec![(0, ran(&b["taken"])), (1, ran(&b["not_taken"]))],
+                };
+                (key, ways)
             })
             .collect()
     };
-    let json = run.json.as_ref().unwrap();
-    assert_eq!(arms_run(json), arms_run(counted));
-    assert!(arms_run(json).len() >= 5, "{:?}", arms_run(json));
-    let conditions = json["files"][0]["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["construct"] != "match")
-        .count();
-    assert_eq!(conditions, 0);
+    let (first_hits, with_counts) = (verdicts(run.json.as_ref().unwrap()), verdicts(counted));
+    for (key, ways) in &first_hits {
+        assert_eq!(
+            Some(ways),
+            with_counts.get(key),
+            "line {} index {}",
+            key.0,
+            key.1
+        );
+    }
+    let matches = first_hits.values().filter(|w| w[0].0 > 1).count();
+    let conditions = first_hits.len() - matches;
+    assert!(matches >= 5 && conditions >= 10, "{first_hits:?}");
+    assert!(
+        first_hits.len() < with_counts.len(),
+        "`||` operands need counts"
+    );
     let quiet = coverlay_run("branches", &["--no-counts", "--no-branches"], &[]);
     assert!(!String::from_utf8_lossy(&quiet.output.stderr).contains(note));
     assert_eq!(quiet.json.as_ref().unwrap()["branches_found"], 0);

@@ -106,8 +106,8 @@ struct RunArgs {
     #[arg(long, conflicts_with = "count_cap")]
     no_counts: bool,
     /// No branch coverage: do not count the two sides of `if`, `while`, `&&`/`||`, `?`, guards
-    /// and `let … else`, nor `match` arms (the sides need hit counts: with --no-counts only
-    /// `match` arms are reported).
+    /// and `let … else`, nor `match` arms (with --no-counts, only the sides with an address of
+    /// their own are reported).
     #[arg(long)]
     no_branches: bool,
     /// Count every address with int3 traps instead of trampolines (slow; for testing the fallback).
@@ -156,9 +156,10 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 /// First hits tell that an address ran, not how often: a condition's side that is a difference
-/// of counts cannot be known, so no two-way branch is reported; an arm's line still tells.
-const NO_COUNTS_BRANCHES: &str = "note: branch coverage needs counts: with --no-counts only match \
-     arms are reported (ran or not, from their lines), not the sides of conditions";
+/// of counts cannot be known, so fewer branches are reported than with counts.
+const NO_COUNTS_BRANCHES: &str = "note: with --no-counts, branch sides are reported only where \
+     they have an address of their own (taken or not) and match arms from their lines; the other \
+     branches need counts";
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let defaults = RunOptions::default();

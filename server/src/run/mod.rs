@@ -413,15 +413,15 @@ pub fn run(
     paths.extend(without_code.iter().map(PathBuf::as_path));
     sources.add_all(&paths, options.jobs);
     let no_tests = None;
-    let counted = !options.first_hit && !options.traps_only;
-    // Branch sides come out of exact counts (one side may be a difference of two): only with
-    // trampolines.
+    // Branch sides come out of exact counts (one side may be a difference of two), with
+    // trampolines; with first hits only, of the jumps whose sides have addresses of their own
+    // (`plan::branches::find`).
     let all: Vec<&TestExecutable> = executables.iter().chain(&followable).collect();
     let branch_cache = JsonCache::new(workspace.coverlay_dir().join("branches"));
     let work: Vec<(&TestExecutable, &crate::dwarf::LineTable)> =
         all.iter().copied().zip(&tables).collect();
     let machine = crate::parallel::map(&work, options.jobs, |&(executable, table)| {
-        (counted && options.branches)
+        (options.branches && !options.traps_only)
             .then(|| machine_branches(&executable.path, table, &branch_cache))
     });
     let plans: Vec<Plan> = all
@@ -441,6 +441,7 @@ pub fn run(
                         &executable.crate_name(),
                         &[],
                         machine.as_deref(),
+                        options.first_hit,
                     )
                 },
                 None => {
@@ -451,6 +452,7 @@ pub fn run(
                         &executable.crate_name(),
                         tests,
                         machine.as_deref(),
+                        options.first_hit,
                     )
                 }
             },
@@ -464,6 +466,7 @@ pub fn run(
         .map(|(plan, executable)| (plan, executable.path.as_path()))
         .collect();
     let sites_cache = JsonCache::new(workspace.coverlay_dir().join("sites"));
+    let counted = !options.first_hit && !options.traps_only;
     let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe)| {
         if counted {
             counting_sites(plan, exe, &sites_cache)
@@ -1255,6 +1258,8 @@ fn merge(
                 })
                 .collect();
             let source = SourceId(id as u32);
+            // First hits say "taken", not how often (each process traps a side once).
+            let clamp = |hits: u64| if options.first_hit { hits.min(1) } else { hits };
             let branches: Vec<BranchCoverage> = aggregate
                 .branches()
                 .range(branch_key(source, 0, 0)..branch_key(source, u32::MAX, u32::MAX))
@@ -1264,16 +1269,16 @@ fn merge(
                     index: key.ordinal,
                     construct: counts.construct,
                     oriented: counts.oriented,
-                    taken: counts.taken,
-                    not_taken: counts.not_taken,
+                    taken: clamp(counts.taken),
+                    not_taken: clamp(counts.not_taken),
                     capped: counts.capped,
                     tests: counts
                         .tests
                         .iter()
                         .map(|(test, &(taken, not_taken))| BranchTestHits {
                             test: test.0,
-                            taken,
-                            not_taken,
+                            taken: clamp(taken),
+                            not_taken: clamp(not_taken),
                         })
                         .collect(),
                 })
