@@ -561,7 +561,7 @@ mod tests {
     use crate::engine::branches::Side;
 
     #[test]
-    fn a_lines_traps_are_lifted_together_but_not_a_branch_sides() {
+    fn a_lines_traps_are_lifted_together_but_not_its_branch_sides() {
         // Breakpoints 0-2 count for line 5, 1 is also a branch's taken side; 3 its other side.
         let plan = Plan {
             addresses: vec![0x10, 0x14, 0x18, 0x20],
