@@ -444,19 +444,25 @@ fn row(
         }
         let sides: Vec<String> = branches
             .iter()
-            .map(|b| match b.one_sided() {
-                Some(never) => never,
-                None => format!(
-                    "{}: both ways ({} and {})",
-                    b.construct.describe(),
-                    b.taken,
-                    b.not_taken
-                ),
+            .map(|b| {
+                let what = b.construct.describe();
+                match b.one_sided() {
+                    Some(never) => never,
+                    // Estimates (int3, first hits): no verdict on a side counted 0.
+                    None if b.capped => format!("{what}: ≈{} and ≈{}", b.taken, b.not_taken),
+                    None if b.sides_run() == 0 => format!("{what}: never ran"),
+                    None => format!("{what}: both ways ({} and {})", b.taken, b.not_taken),
+                }
             })
-            .chain(matches.iter().map(|m| {
-                m.never_taken()
-                    .unwrap_or_else(|| format!("`match`: all {} arms taken", m.arms.len()))
-            }))
+            .chain(
+                matches
+                    .iter()
+                    .map(|m| match (m.never_taken(), m.arms_run()) {
+                        (Some(never), _) => never,
+                        (None, 0) => "`match`: never ran".to_owned(),
+                        (None, _) => format!("`match`: all {} arms taken", m.arms.len()),
+                    }),
+            )
             .collect();
         let _ = write!(attributes, " data-branches=\"{run}/{all}\"");
         let _ = write!(
@@ -706,6 +712,38 @@ mod tests {
         assert!(row2.contains("data-branches=\"1/2\""), "{row2}");
         assert!(
             row2.contains("<span class=\"branches\" title=\"condition never false\">1/2</span>"),
+            "{row2}"
+        );
+    }
+
+    #[test]
+    fn branch_titles_give_no_verdict_on_estimates_or_branches_that_never_ran() {
+        use crate::coverage::test_data::{branch, match_of};
+        let mut coverage = coverage();
+        let mut estimate = branch(2, &[(0, 1, 0)]);
+        estimate.capped = true;
+        let mut never = branch(2, &[]);
+        never.index = 1;
+        coverage.files[0].branches = vec![estimate, never];
+        coverage.files[0].matches = vec![MatchCoverage {
+            index: 2,
+            ..match_of(2, &[(3, &[]), (4, &[])])
+        }];
+        let pages = pages(&coverage);
+        let html = render_page(
+            &coverage,
+            &pages[0],
+            Ok("// one\nif two {}\n".into()),
+            &SyntaxSet::load_defaults_newlines(),
+        );
+        let row2 = html
+            .lines()
+            .find(|l| l.starts_with("<tr id=\"L2\""))
+            .unwrap();
+        assert!(
+            row2.contains(
+                "title=\"condition: ≈1 and ≈0&#10;condition: never ran&#10;`match`: never ran\">1/6</span>"
+            ),
             "{row2}"
         );
     }
