@@ -473,6 +473,15 @@ fn branches_match_their_markers() {
         )),
         "{lcov}"
     );
+    // After the line's two-way branches: `parsed_kind`'s match is its line's third block.
+    let parsed = 1 + source
+        .lines()
+        .position(|l| l.contains("Ok(match s.parse::<u32>()? {"))
+        .unwrap();
+    assert!(
+        lcov.contains(&format!("BRDA:{parsed},2,0,1\nBRDA:{parsed},2,1,0\n")),
+        "{lcov}"
+    );
     let (hit, found) = (
         file["branches_hit"].as_u64(),
         file["branches_found"].as_u64(),
