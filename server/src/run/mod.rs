@@ -1348,11 +1348,18 @@ fn match_coverage(
         if arms.len() < 2 {
             continue;
         }
-        let index = branches.iter().filter(|b| b.line == shown).count()
-            + matches.iter().filter(|m| m.line == shown).count();
+        // After the line's two-way branches, whose indexes are kept when some are left out
+        // (first hits), and the line's earlier matches.
+        let after = branches
+            .iter()
+            .filter(|b| b.line == shown)
+            .map(|b| b.index + 1)
+            .max()
+            .unwrap_or(0);
+        let index = after + matches.iter().filter(|m| m.line == shown).count() as u32;
         matches.push(MatchCoverage {
             line: shown,
-            index: index as u32,
+            index,
             arms,
         });
     }
@@ -1459,6 +1466,50 @@ fn is_coverable(file: &SourceFile, line: u32, cfg: Option<&CfgSet>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_take_their_arms_counts_from_lines_and_come_after_the_lines_branches() {
+        let source = "\
+fn f(o: Option<u32>, c: char) -> u32 {
+    let n = match o {
+        Some(n) => n,
+        None => 0,
+    };
+    match c {
+        'a' => 1,
+        'b' => 2,
+        _ => 3,
+    }
+}
+";
+        let analysis = crate::analysis::analyze(source).unwrap();
+        let line =
+            |line, tests: &[(u32, u64)]| crate::coverage::test_data::line(line, tests, 0, false);
+        // Line 7 (`'a' => 1`) has no count (say, excluded): `match c` keeps two arms; line 4 has
+        // none either, so `match o` has one arm left and is no branch point.
+        let lines = [
+            line(2, &[(0, 3)]),
+            line(3, &[(0, 3)]),
+            line(6, &[(0, 3)]),
+            line(8, &[(0, 1)]),
+            line(9, &[(0, 2)]),
+        ];
+        let mut second = crate::coverage::test_data::branch(6, &[(0, 1, 2)]);
+        second.index = 2;
+        let matches = match_coverage(&analysis, &lines, &[second]);
+        let summary: Vec<(u32, u32, Vec<(u32, u64)>)> = matches
+            .iter()
+            .map(|m| {
+                (
+                    m.line,
+                    m.index,
+                    m.arms.iter().map(|a| (a.line, a.hits)).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(summary, [(6, 3, vec![(8, 1), (9, 2)])]);
+        assert_eq!(matches[0].arms[1].tests, lines[4].tests);
+    }
 
     #[test]
     fn inlined_entries_sharing_an_address_go_to_separate_layers() {
