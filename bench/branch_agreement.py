@@ -17,7 +17,7 @@ condition (each operand of `&&`/`||` is one), at the condition's own line.
 
 coverlay side: `coverlay run <crate> --json` (stable): `files[].branches[]`, one per conditional
 jump of a branch construct, shown on its statement's line, `taken`/`not_taken` the true and false
-sides when `oriented`.
+sides when `oriented`; `match` entries (`arms`, counted from lines) are no `if` and are skipped.
 
 Matching, for files under `src/`: an LLVM branch belongs to an `if` condition when its line, from
 the region's column on, is inside an `if`/`else if` condition: the source text before the region on
@@ -110,6 +110,8 @@ def coverlay_branches(report, root):
         if not name.startswith("src" + os.sep):
             continue
         for b in file.get("branches", []):
+            if "arms" in b:
+                continue  # a `match`, counted from its arms' lines: no `if` condition
             construct = b["construct"] + (" (capped)" if b.get("capped") else "")
             out.setdefault((name, b["line"]), []).append(
                 (b["oriented"], b["taken"], b["not_taken"], construct))
@@ -206,7 +208,8 @@ def cost(crates, runs, binary):
             tuple(statistics.median(t[k] for t in times[which]) for k in (0, 1))
             for which in ("without", "with"))
         with open(out) as f:
-            found = sum(len(f_["branches"]) for f_ in json.load(f)["files"])
+            found = sum(sum("arms" not in b for b in f_.get("branches", []))
+                        for f_ in json.load(f)["files"])
         print(f"| {name} | {w0:.2f} s / {c0:.2f} s | {w1:.2f} s / {c1:.2f} s "
               f"| {100 * (w1 / w0 - 1):+.1f} % / {100 * (c1 / c0 - 1):+.1f} % | {found} |")
 

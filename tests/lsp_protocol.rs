@@ -97,18 +97,29 @@ fn overlay_of_a_fixture_follows_a_save() {
     assert!(mentions(&diagnostics, "(fn classify)"));
     let uncovered = diagnostics.iter().filter(|d| d["code"] == "uncovered");
     assert_eq!(uncovered.count(), 3, "{:#?}", messages(&diagnostics));
-    // Branch coverage: `withdraw`'s fee condition ran, but was never true. Same severity, not
-    // faded (the line ran).
+    // Branch coverage: `withdraw`'s fee condition ran, but was never true, and `classify`'s
+    // `match` never took its last arm. Same severity, not faded (the line ran).
     let fee_condition = line_of(&text, "if amount >= 1_000");
     let branches: Vec<&Value> = diagnostics
         .iter()
         .filter(|d| d["code"] == "branch")
         .collect();
-    assert_eq!(branches.len(), 1, "{:#?}", messages(&diagnostics));
+    assert_eq!(branches.len(), 2, "{:#?}", messages(&diagnostics));
     assert_eq!(branches[0]["message"], "condition never true");
     assert_eq!(branches[0]["range"]["start"]["line"], fee_condition);
-    assert_eq!(branches[0]["severity"], 4);
-    assert!(branches[0].get("tags").is_none_or(Value::is_null));
+    let large = line_of(&text, "_ => \"large\"") + 1;
+    assert_eq!(
+        branches[1]["message"],
+        format!("`match` arm at line {large} never taken")
+    );
+    assert_eq!(
+        branches[1]["range"]["start"]["line"],
+        line_of(&text, "match amount {")
+    );
+    for branch in branches {
+        assert_eq!(branch["severity"], 4);
+        assert!(branch.get("tags").is_none_or(Value::is_null));
+    }
 
     // Progress and refresh requests went out, as the client declared support.
     client.wait_for("a progress token", Duration::from_secs(5), |m| {
@@ -165,6 +176,23 @@ fn overlay_of_a_fixture_follows_a_save() {
         tooltip.contains("branches: 1 of 2 sides ran:\n- `if` condition: true ×0, false ×"),
         "{tooltip}"
     );
+    // A `match` with an arm never taken: its arms count as branches, each listed with its count.
+    let arms = hint_at(line_of(&text, "match amount {")).expect("a hint on the match");
+    assert!(
+        arms["label"].as_str().unwrap().ends_with(" · 1/2 branches"),
+        "{arms}"
+    );
+    let (zero, large) = (
+        line_of(&text, "0 => \"zero\"") + 1,
+        line_of(&text, "_ => \"large\"") + 1,
+    );
+    assert!(
+        arms["tooltip"]["value"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("- `match`: line {zero} ×1, line {large} ×0")),
+        "{arms}"
+    );
     let both = hint_at(line_of(&text, "if amount > self.balance")).unwrap();
     assert!(
         !both["label"].as_str().unwrap().contains("branches"),
@@ -199,12 +227,20 @@ fn overlay_of_a_fixture_follows_a_save() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(deposit.starts_with("4/4 lines"), "{deposit}");
+    // No branch of its own (`assert!`'s is inside a macro): no branch count.
+    assert!(
+        deposit.starts_with("4/4 lines · ") && !deposit.contains("branches"),
+        "{deposit}"
+    );
     let withdraw = lens_at(line_of(&text, "pub fn withdraw"))["command"]["title"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(withdraw.starts_with("8/9 lines"), "{withdraw}");
+    // Its two `if`s: one went both ways, the fee condition never held.
+    assert!(
+        withdraw.starts_with("8/9 lines · 3/4 branches · "),
+        "{withdraw}"
+    );
     let test_lens = &lens_at(line_of(&text, "fn deposit_adds_to_the_balance"))["command"];
     assert!(
         test_lens["title"]
@@ -243,7 +279,7 @@ fn overlay_of_a_fixture_follows_a_save() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(shifted.len(), 4, "{:#?}", messages(&shifted));
+    assert_eq!(shifted.len(), 5, "{:#?}", messages(&shifted));
     let hints = client
         .request("textDocument/inlayHint", hint_range(&lib_uri, 0, 400))
         .unwrap();
@@ -267,8 +303,9 @@ fn overlay_of_a_fixture_follows_a_save() {
     let after = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| {
         !mentions(d, "close_account") && mentions(d, "(fn withdraw)")
     });
-    // withdraw's and classify's uncovered lines, and the fee condition still never true.
-    assert_eq!(after.len(), 3, "{:#?}", messages(&after));
+    // withdraw's and classify's uncovered lines, the fee condition still never true and
+    // classify's last arm never taken.
+    assert_eq!(after.len(), 4, "{:#?}", messages(&after));
     assert!(after.iter().any(|d| d["message"] == "condition never true"));
     assert!(
         root.join("target/coverlay/coverage.json").exists(),
@@ -448,6 +485,22 @@ fn clients_that_declare_it_get_coverlays_own_protocol() {
     assert!(hits_at(&all, "self.balance += amount;").unwrap() >= 4);
     assert_eq!(hits_at(&all, "self.fees += amount / 100"), Some(0));
     assert_eq!(hits_at(&all, "pub struct Ledger"), None, "not coverable");
+    // `classify`'s `match`: its arms by their 0-based lines, the last never taken.
+    let match_line = line_of(&text, "match amount {");
+    let on_match = all["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["line"] == match_line)
+        .unwrap();
+    assert_eq!(
+        on_match["matches"],
+        json!([{"arms": [
+            {"line": line_of(&text, "0 => \"zero\""), "hits": 1},
+            {"line": line_of(&text, "_ => \"large\""), "hits": 0},
+        ]}]),
+        "{on_match}"
+    );
     let one = client
         .request(
             "coverlay/fileCoverage",
@@ -489,8 +542,9 @@ fn files_changed_while_the_server_was_down_show_nothing_until_rerun() {
     let lib_uri = uri(&lib);
     let mut client = Client::start(BIN, root);
     client.initialize(root, json!({}), full_capabilities());
-    // Three uncovered ranges and the fee condition that was never true.
-    client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 4);
+    // Three uncovered ranges, the fee condition that was never true and classify's `match` arm
+    // never taken.
+    client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 5);
     end_of_run(&mut client);
     assert!(client.shutdown().success());
 
@@ -503,7 +557,7 @@ fn files_changed_while_the_server_was_down_show_nothing_until_rerun() {
     let first = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |_| true);
     assert_eq!(first, Vec::<Value>::new());
     // ...then the run measures it again.
-    let again = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 4);
+    let again = client.wait_diagnostics(&lib_uri, RUN_TIMEOUT, |d| d.len() == 5);
     let close_fn = line_of(&format!("// one\n// two\n{text}"), "pub fn close_account");
     assert!(again
         .iter()

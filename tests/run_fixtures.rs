@@ -5,9 +5,10 @@
 //! without a marker must not be reported at all. After `hit`, an optional exact count (`hit 10`)
 //! and the exact set of covering tests (`tests=a::b,c::d`), each optionally with its own count
 //! (`tests=a::b:3`); a `+` in a test id stands for a space (doctest ids: `k::doc::f+(doctest)`).
-//! `branches T/N`: T of the N sides (two per branch) of the line's branches ran;
-//! in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
-//! each branch's true and false counts, in order, all oriented (which side is true is known).
+//! `branches T/N`: T of the N sides (two per branch, one per `match` arm) of the line's branches
+//! ran; in a fixture that has such markers, a line without one must have no branch. `sides=3:1,0:2`:
+//! each branch's true and false counts, in order, all oriented (which side is true is known); a
+//! `match` as its arms' counts (`1|0|2`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,7 +149,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// A line's branches: (sides run, sides) and each branch's `taken:not_taken` (`?` before it when
-/// not oriented).
+/// not oriented), a `match` as its arms' counts (`2|0|1`).
 type LineBranches = ((u64, u64), Vec<String>);
 
 /// Line → its branches, for every reported file.
@@ -161,6 +162,14 @@ fn reported_branches(json: &Value) -> BTreeMap<(PathBuf, u32), LineBranches> {
                 b["line"].as_u64().unwrap() as u32,
             );
             let ((run, all), each): &mut LineBranches = out.entry(key).or_default();
+            if let Some(arms) = b["arms"].as_array() {
+                let hits: Vec<u64> = arms.iter().map(|a| a["hits"].as_u64().unwrap()).collect();
+                *run += hits.iter().filter(|&&h| h > 0).count() as u64;
+                *all += hits.len() as u64;
+                let hits: Vec<String> = hits.iter().map(u64::to_string).collect();
+                each.push(hits.join("|"));
+                continue;
+            }
             let (taken, not_taken) = (
                 b["taken"].as_u64().unwrap(),
                 b["not_taken"].as_u64().unwrap(),
@@ -399,6 +408,18 @@ fn branches_match_their_markers() {
     // add up to each side's total; `sign`'s `if` ran in `signs` only, once each way.
     let file = &json["files"][0];
     for branch in file["branches"].as_array().unwrap() {
+        if let Some(arms) = branch["arms"].as_array() {
+            for arm in arms {
+                let by_tests: u64 = arm["tests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["hits"].as_u64().unwrap())
+                    .sum();
+                assert_eq!(by_tests, arm["hits"].as_u64().unwrap(), "{branch}");
+            }
+            continue;
+        }
         for side in ["taken", "not_taken"] {
             let by_tests: u64 = branch["tests"]
                 .as_array()
@@ -430,6 +451,37 @@ fn branches_match_their_markers() {
         lcov.contains(&format!("BRDA:{line},0,0,1\nBRDA:{line},0,1,1\n")),
         "{lcov}"
     );
+    // A `match` is one block, a branch per arm; `area`'s arms ran in `matches` only.
+    let area = 1 + source
+        .lines()
+        .position(|l| l.contains("match s {"))
+        .unwrap();
+    let entry = file["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["line"] == area)
+        .expect("`area`'s match");
+    assert_eq!(entry["construct"], "match", "{entry}");
+    assert_eq!(
+        entry["arms"][1]["tests"],
+        serde_json::json!([{"id": "branches::tests::matches", "hits": 2}])
+    );
+    assert!(
+        lcov.contains(&format!(
+            "BRDA:{area},0,0,1\nBRDA:{area},0,1,2\nBRDA:{area},0,2,0\n"
+        )),
+        "{lcov}"
+    );
+    // After the line's two-way branches: `parsed_kind`'s match is its line's third block.
+    let parsed = 1 + source
+        .lines()
+        .position(|l| l.contains("Ok(match s.parse::<u32>()? {"))
+        .unwrap();
+    assert!(
+        lcov.contains(&format!("BRDA:{parsed},2,0,1\nBRDA:{parsed},2,1,0\n")),
+        "{lcov}"
+    );
     let (hit, found) = (
         file["branches_hit"].as_u64(),
         file["branches_found"].as_u64(),
@@ -438,6 +490,58 @@ fn branches_match_their_markers() {
         lcov.contains(&format!("BRF:{}\nBRH:{}\n", found.unwrap(), hit.unwrap())),
         "{lcov}"
     );
+}
+
+/// With first hits only, a branch side with an address of its own is known to have run or not,
+/// and so is a `match` arm from its line: the same verdicts as with counts, for fewer branches
+/// (a side that is a difference of counts needs counts; the run says so once).
+#[test]
+fn no_counts_reports_the_branches_first_hits_can_tell() {
+    let counted = cached("branches").json.as_ref().unwrap();
+    let run = coverlay_run("branches", &["--no-counts"], &[]);
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    let note = "note: with --no-counts, branch sides are reported only where they have an address";
+    assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
+    // (line, index) → each side or arm (its line) run or not.
+    let verdicts = |json: &Value| -> BTreeMap<(u64, u64), Vec<(u64, bool)>> {
+        let branches = json["files"][0]["branches"].as_array().unwrap();
+        branches
+            .iter()
+            .map(|b| {
+                let key = (b["line"].as_u64().unwrap(), b["index"].as_u64().unwrap());
+                let ran = |v: &Value| v.as_u64().unwrap() > 0;
+                let ways = match b["arms"].as_array() {
+                    Some(arms) => arms
+                        .iter()
+                        .map(|a| (a["line"].as_u64().unwrap(), ran(&a["hits"])))
+                        .collect(),
+                    None => vec![(0, ran(&b["taken"])), (1, ran(&b["not_taken"]))],
+                };
+                (key, ways)
+            })
+            .collect()
+    };
+    let (first_hits, with_counts) = (verdicts(run.json.as_ref().unwrap()), verdicts(counted));
+    for (key, ways) in &first_hits {
+        assert_eq!(
+            Some(ways),
+            with_counts.get(key),
+            "line {} index {}",
+            key.0,
+            key.1
+        );
+    }
+    let matches = first_hits.values().filter(|w| w[0].0 > 1).count();
+    let conditions = first_hits.len() - matches;
+    assert!(matches >= 5 && conditions >= 10, "{first_hits:?}");
+    assert!(
+        first_hits.len() < with_counts.len(),
+        "`||` operands need counts"
+    );
+    let quiet = coverlay_run("branches", &["--no-counts", "--no-branches"], &[]);
+    assert!(!String::from_utf8_lossy(&quiet.output.stderr).contains(note));
+    assert_eq!(quiet.json.as_ref().unwrap()["branches_found"], 0);
 }
 
 #[test]
@@ -607,12 +711,32 @@ fn the_table_lists_each_file_relative_to_the_workspace_and_a_total() {
         let numbers: Vec<&str> = row.split_whitespace().skip(1).collect();
         assert_eq!(numbers[0], file["covered"].to_string(), "{row}");
         assert_eq!(numbers[1], file["coverable"].to_string(), "{row}");
+        assert_eq!(numbers[3], branch_cell(file), "{row}");
     }
     let total = stdout
         .lines()
         .find(|l| l.starts_with("Total "))
         .expect("total row");
-    assert!(total.contains(&json["coverable"].to_string()), "{total}");
+    let numbers: Vec<&str> = total.split_whitespace().skip(1).collect();
+    assert_eq!(numbers[0], json["covered"].to_string(), "{total}");
+    assert_eq!(numbers[1], json["coverable"].to_string(), "{total}");
+    assert_eq!(numbers[3], branch_cell(json), "{total}");
+    assert!(
+        json["branches_found"].as_u64().unwrap() > 0,
+        "ledger has branches"
+    );
+}
+
+/// A file's or the run's branch sides as the table and the HTML index show them.
+fn branch_cell(counts: &Value) -> String {
+    match (
+        counts["branches_hit"].as_u64(),
+        counts["branches_found"].as_u64(),
+    ) {
+        (_, Some(0) | None) => "-".into(),
+        (Some(hit), Some(found)) => format!("{hit}/{found}"),
+        (None, Some(found)) => panic!("{found} branch sides found but no count of those hit"),
+    }
 }
 
 #[test]
@@ -626,7 +750,15 @@ fn the_missing_column_names_exactly_the_miss_lines() {
         .lines()
         .find(|l| l.starts_with("src/lib.rs "))
         .expect("a row for src/lib.rs");
-    let cell = row.split('%').nth(1).unwrap().trim();
+    // After the percent: the branch sides, then the missing lines.
+    let (_, cell) = row
+        .split('%')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split_once(' ')
+        .unwrap();
+    let cell = cell.trim();
     let mut named = Vec::new();
     for range in cell.split(", ") {
         match range.split_once('-') {
@@ -810,7 +942,32 @@ fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
             .unwrap_or_else(|| panic!("{relative} not in the index: {listed:?}"));
         assert_eq!(row.2, file["covered"].to_string(), "{relative}");
         assert_eq!(row.3, file["coverable"].to_string(), "{relative}");
+        // The branch column: the JSON's branch sides, per file and in total.
+        let tag = table_rows(&dom)
+            .into_iter()
+            .find(|r| attribute(r, "data-path").as_deref() == Some(relative.as_str()))
+            .unwrap();
+        assert_eq!(
+            attribute(tag, "data-branches-hit").zip(attribute(tag, "data-branches-found")),
+            Some((
+                file["branches_hit"].to_string(),
+                file["branches_found"].to_string()
+            )),
+            "{relative}"
+        );
+        assert!(
+            tag.ends_with(&format!(">{}</td>", branch_cell(file))),
+            "{tag}"
+        );
     }
+    let total = table_rows(&dom)
+        .into_iter()
+        .find(|r| r.contains(r#"class="total""#))
+        .expect("a total row");
+    assert!(
+        total.ends_with(&format!(">{}</td>", branch_cell(json))),
+        "{total}"
+    );
     let ratio = |r: &(String, String, String, String)| {
         r.2.parse::<f64>().unwrap() / r.3.parse::<f64>().unwrap()
     };

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::coverage::{
-    BranchCoverage, BranchTestHits, Coverage, FileCoverage, LineCoverage, TestHits, TestInfo,
+    BranchCoverage, BranchTestHits, Coverage, FileCoverage, LineCoverage, MatchCoverage, TestHits,
+    TestInfo,
 };
 use crate::libtest::Outcome;
 use crate::report::{ExecutableInfo, RunInfo};
@@ -109,6 +110,7 @@ pub fn combine(parts: Vec<Part>) -> Combined {
                     lines: Vec::new(),
                     functions: Vec::new(),
                     branches: Vec::new(),
+                    matches: Vec::new(),
                 });
             let renumber = |t: &TestHits| TestHits {
                 test: number[part.coverage.tests[t.test as usize].id.as_str()],
@@ -117,6 +119,7 @@ pub fn combine(parts: Vec<Part>) -> Combined {
             merged.lines = add_lines(&merged.lines, &file.lines, renumber);
             let test_number = |test: u32| number[part.coverage.tests[test as usize].id.as_str()];
             merged.branches = add_branches(&merged.branches, &file.branches, test_number);
+            merged.matches = add_matches(&merged.matches, &file.matches, renumber);
             for function in &file.functions {
                 match merged
                     .functions
@@ -220,6 +223,28 @@ fn add_branches(
     branches.into_values().collect()
 }
 
+/// `known` (already renumbered) and `more` united by line and index, and their arms as lines.
+fn add_matches(
+    known: &[MatchCoverage],
+    more: &[MatchCoverage],
+    renumber: impl Fn(&TestHits) -> TestHits,
+) -> Vec<MatchCoverage> {
+    let mut matches: BTreeMap<(u32, u32), MatchCoverage> = known
+        .iter()
+        .map(|m| ((m.line, m.index), m.clone()))
+        .collect();
+    for found in more {
+        let merged = matches
+            .entry((found.line, found.index))
+            .or_insert_with(|| MatchCoverage {
+                arms: Vec::new(),
+                ..found.clone()
+            });
+        merged.arms = add_lines(&merged.arms, &found.arms, &renumber);
+    }
+    matches.into_values().collect()
+}
+
 /// Which of two outcomes of the same test a combined report shows: a failure over a pass.
 fn worse(a: &Outcome, b: &Outcome) -> bool {
     let rank = |o: &Outcome| match o {
@@ -235,7 +260,7 @@ fn worse(a: &Outcome, b: &Outcome) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::test_data::{file, line, per_test, test};
+    use crate::coverage::test_data::{file, line, match_of, per_test, test};
     use crate::report::{Counting, PackageDir};
 
     fn info(exits: &[&str]) -> RunInfo {
@@ -320,6 +345,10 @@ mod tests {
             tests: vec![test("w::b", Outcome::Failed)],
             count_cap: 10,
         };
+        // Line 2's `match`: api::c chose the arm at line 3 (counted there), w::b the one at 5.
+        let (mut one, mut two) = (one, two);
+        one.files[0].matches = vec![match_of(2, &[(3, &[(1, 7)]), (5, &[])])];
+        two.files[0].matches = vec![match_of(2, &[(3, &[]), (5, &[(0, 1)])])];
         let parts = vec![
             part("one.json", one, &["Code(0)", "Code(0)"]),
             part("two.json", two, &["Code(101)", ""]),
@@ -342,6 +371,13 @@ mod tests {
         assert_eq!(
             lines.iter().map(|l| (l.hits, l.capped)).collect::<Vec<_>>(),
             [(4, false), (7, true), (0, false)]
+        );
+        let arms = &combined.coverage.files[0].matches[0].arms;
+        assert_eq!(
+            arms.iter()
+                .map(|a| (a.line, a.hits, per_test(a)))
+                .collect::<Vec<_>>(),
+            [(3, 7, vec![(2, 7)]), (5, 1, vec![(1, 1)])]
         );
         let w = &combined.info.executables[0];
         assert_eq!(w.exits, ["Code(0)", "Code(101)"]);

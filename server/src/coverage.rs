@@ -1,7 +1,8 @@
 //! The result of a coverage run in plain terms: per file, the coverable lines with their hit counts,
-//! the branches with the counts of their two sides, and the functions with their entry counts.
-//! Reports and the editor overlay read this.
+//! the branches with the counts of their two sides (and `match`es with their arms' counts), and the
+//! functions with their entry counts. Reports and the editor overlay read this.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,47 @@ pub struct FileCoverage {
     /// Sorted by (line, index); each on a line of `lines`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<BranchCoverage>,
+    /// Sorted by (line, index); each on a line of `lines`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<MatchCoverage>,
+}
+
+/// A `match` as a branch point with one way per arm, each arm's runs those of its own line (see
+/// `analysis::MatchArms`; arms that cannot be counted so are not here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchCoverage {
+    /// The line of the statement that holds the `match`.
+    pub line: u32,
+    /// Its place among the branch points of its line: after the line's two-way branches.
+    pub index: u32,
+    /// In source order, each as a line: the arm's first line, with the counts of the line whose
+    /// runs are the arm's (its body's first line; `tests`: the tests that chose it).
+    pub arms: Vec<LineCoverage>,
+}
+
+impl MatchCoverage {
+    pub fn arms_run(&self) -> usize {
+        self.arms.iter().filter(|a| a.hits > 0).count()
+    }
+
+    /// For a `match` that ran, the arms that never did: `` `match` arm at line 17 never taken ``.
+    pub fn never_taken(&self) -> Option<String> {
+        let never: Vec<String> = self
+            .arms
+            .iter()
+            .filter(|a| a.hits == 0)
+            .map(|a| a.line.to_string())
+            .collect();
+        match never.len() {
+            0 => None,
+            _ if self.arms_run() == 0 => None,
+            1 => Some(format!("`match` arm at line {} never taken", never[0])),
+            _ => Some(format!(
+                "`match` arms at lines {} never taken",
+                never.join(", ")
+            )),
+        }
+    }
 }
 
 /// A source branch (one conditional jump of the machine code: an `if` condition, one operand of
@@ -158,7 +200,46 @@ pub struct FunctionCoverage {
     pub is_test: bool,
 }
 
+fn sides(branches: &[BranchCoverage], matches: &[MatchCoverage]) -> (usize, usize) {
+    let run = branches
+        .iter()
+        .map(BranchCoverage::sides_run)
+        .sum::<usize>()
+        + matches.iter().map(MatchCoverage::arms_run).sum::<usize>();
+    let all = 2 * branches.len() + matches.iter().map(|m| m.arms.len()).sum::<usize>();
+    (run, all)
+}
+
+/// A function's coverage at a glance (its code lens): lines and branch sides within its lines
+/// (nested closures and items included), and the tests that ran any of its lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionSummary {
+    pub covered: usize,
+    pub coverable: usize,
+    /// Branch sides that ran, and all branch sides.
+    pub branch_sides: (usize, usize),
+    /// Indexes into `Coverage::tests`.
+    pub tests: BTreeSet<u32>,
+}
+
 impl FileCoverage {
+    pub fn function_summary(&self, function: &FunctionCoverage) -> FunctionSummary {
+        let within = |line: u32| (function.line..=function.end_line).contains(&line);
+        let start = self.lines.partition_point(|l| l.line < function.line);
+        let body = self.lines[start..].iter().take_while(|l| within(l.line));
+        let (first, last) = (function.line, function.end_line);
+        let branches = &self.branches[self.branches.partition_point(|b| b.line < first)
+            ..self.branches.partition_point(|b| b.line <= last)];
+        let matches = &self.matches[self.matches.partition_point(|m| m.line < first)
+            ..self.matches.partition_point(|m| m.line <= last)];
+        FunctionSummary {
+            covered: body.clone().filter(|l| l.hits > 0).count(),
+            coverable: body.clone().count(),
+            branch_sides: sides(branches, matches),
+            tests: body.flat_map(|l| l.tests.iter().map(|t| t.test)).collect(),
+        }
+    }
+
     pub fn coverable(&self) -> usize {
         self.lines.len()
     }
@@ -174,10 +255,21 @@ impl FileCoverage {
         &self.branches[start..end]
     }
 
-    /// Branch sides that ran, and all branch sides (two per branch).
+    /// The `match`es shown on `line`.
+    pub fn matches_on(&self, line: u32) -> &[MatchCoverage] {
+        let start = self.matches.partition_point(|m| m.line < line);
+        let end = self.matches.partition_point(|m| m.line <= line);
+        &self.matches[start..end]
+    }
+
+    /// Branch sides (and `match` arms) that ran, and all of them: two per branch, one per arm.
     pub fn branch_sides(&self) -> (usize, usize) {
-        let run = self.branches.iter().map(BranchCoverage::sides_run).sum();
-        (run, 2 * self.branches.len())
+        sides(&self.branches, &self.matches)
+    }
+
+    /// `branch_sides` of the branches and `match`es on `line`.
+    pub fn line_branch_sides(&self, line: u32) -> (usize, usize) {
+        sides(self.branches_on(line), self.matches_on(line))
     }
 
     pub fn hits(&self, line: u32) -> Option<u64> {
@@ -237,6 +329,9 @@ impl Coverage {
             for branch in &mut file.branches {
                 branch.tests.retain_mut(|t| new(&mut t.test));
             }
+            for arm in file.matches.iter_mut().flat_map(|m| &mut m.arms) {
+                arm.tests.retain_mut(|t| new(&mut t.test));
+            }
         }
     }
 }
@@ -255,7 +350,7 @@ pub fn percent(covered: usize, coverable: usize) -> f64 {
 pub mod test_data {
     use super::{
         BranchCoverage, BranchTestHits, Construct, FileCoverage, FunctionCoverage, LineCoverage,
-        TestHits, TestInfo,
+        MatchCoverage, TestHits, TestInfo,
     };
     use crate::libtest::Outcome;
 
@@ -296,6 +391,20 @@ pub mod test_data {
                 is_test: false,
             }],
             branches: Vec::new(),
+            matches: Vec::new(),
+        }
+    }
+
+    /// A `match` on `line` (the line's first branch point) whose arms start at the given lines,
+    /// each with per-test `(test, hits)` counts.
+    pub fn match_of(at: u32, arms: &[(u32, &[(u32, u64)])]) -> MatchCoverage {
+        MatchCoverage {
+            line: at,
+            index: 0,
+            arms: arms
+                .iter()
+                .map(|&(arm, tests)| line(arm, tests, 0, false))
+                .collect(),
         }
     }
 
@@ -354,5 +463,59 @@ mod tests {
         assert_eq!(per_test(&lines[0]), [(0, 1), (1, 5)]);
         assert_eq!(per_test(&lines[1]), [(1, 4)]);
         assert_eq!((lines[0].hits, lines[1].hits), (6, 4));
+    }
+
+    #[test]
+    fn a_function_summary_counts_its_lines_branch_sides_and_distinct_tests() {
+        let mut file = file(
+            "/w/src/lib.rs",
+            vec![
+                line(1, &[(7, 9)], 0, false),
+                line(2, &[(0, 1), (2, 2)], 0, false),
+                line(3, &[(2, 3)], 0, false),
+                line(4, &[], 0, false),
+                line(9, &[(4, 1)], 0, false),
+                line(10, &[(8, 9)], 0, false),
+            ],
+        );
+        file.branches = vec![branch(1, &[(7, 1, 1)]), branch(3, &[(2, 3, 0)])];
+        file.matches = vec![
+            match_of(3, &[(4, &[]), (9, &[(4, 1)])]),
+            match_of(10, &[(11, &[(8, 1)]), (12, &[])]),
+        ];
+        let summary = file.function_summary(&file.functions[0]);
+        assert_eq!(
+            summary,
+            FunctionSummary {
+                covered: 3,
+                coverable: 4,
+                branch_sides: (2, 4),
+                tests: [0, 2, 4].into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_match_counts_one_way_per_arm_and_names_the_arms_never_taken() {
+        let mut file = file("/w/src/lib.rs", vec![line(3, &[(0, 3)], 0, false)]);
+        file.branches = vec![branch(3, &[(0, 1, 2)])];
+        file.matches = vec![match_of(
+            3,
+            &[(4, &[(0, 1)]), (5, &[]), (6, &[(0, 2)]), (7, &[])],
+        )];
+        assert_eq!(file.line_branch_sides(3), (4, 6));
+        assert_eq!(file.branch_sides(), (4, 6));
+        assert_eq!(file.line_branch_sides(4), (0, 0));
+        assert_eq!(
+            file.matches[0].never_taken().as_deref(),
+            Some("`match` arms at lines 5, 7 never taken")
+        );
+        file.matches[0].arms.truncate(2);
+        assert_eq!(
+            file.matches[0].never_taken().as_deref(),
+            Some("`match` arm at line 5 never taken")
+        );
+        file.matches[0].arms[0].hits = 0;
+        assert_eq!(file.matches[0].never_taken(), None, "the match never ran");
     }
 }

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::coverage::{
-    BranchCoverage, BranchTestHits, Coverage, FileCoverage, LineCoverage, TestHits, TestInfo,
+    BranchCoverage, BranchTestHits, Coverage, FileCoverage, LineCoverage, MatchCoverage, TestHits,
+    TestInfo,
 };
 
 /// `partial` is a run of the tests whose ids are in `ran`, on a new build; `old` the results
@@ -16,7 +17,7 @@ use crate::coverage::{
 ///   and the others keep their old ones;
 /// - a line's total is the sum of its per-test counts when both runs attributed every execution
 ///   to a test, else the larger of the two totals; capped if a kept or new count is;
-/// - branches: like lines, side by side (matched by line and index).
+/// - branches: like lines, side by side (matched by line and index); a `match`'s arms as lines.
 ///
 /// With `narrowed` (the run built only some executables), the executables it left out keep what
 /// they had: their tests, and the lines only they hold (outside the changed bodies, whose lines
@@ -101,6 +102,17 @@ pub fn merge(
                 });
                 merge_branch(branch, before, &kept_old, &new_index_ran);
             }
+            for found in &mut file.matches {
+                let before = previous.and_then(|f| {
+                    f.matches
+                        .iter()
+                        .find(|m| (m.line, m.index) == (found.line, found.index))
+                });
+                for arm in &mut found.arms {
+                    let before = before.and_then(|m| m.arms.iter().find(|a| a.line == arm.line));
+                    merge_line(arm, before, &kept_old, &new_index_ran);
+                }
+            }
             if let (Some(narrowed), Some(previous)) = (narrowed, previous) {
                 keep_unbuilt_lines(&mut file, previous, narrowed, &kept_old);
             }
@@ -118,6 +130,11 @@ pub fn merge(
                     .branches
                     .iter()
                     .map(|b| kept_branch(b, &kept_old))
+                    .collect();
+                kept.matches = file
+                    .matches
+                    .iter()
+                    .map(|m| kept_match(m, &kept_old))
                     .collect();
                 files.push(kept);
             }
@@ -184,6 +201,17 @@ fn keep_unbuilt_lines(
         file.branches.extend(extra);
         file.branches.sort_by_key(|b| (b.line, b.index));
     }
+    let present: HashSet<(u32, u32)> = file.matches.iter().map(|m| (m.line, m.index)).collect();
+    let extra: Vec<MatchCoverage> = previous
+        .matches
+        .iter()
+        .filter(|m| !present.contains(&(m.line, m.index)) && !replaced(m.line))
+        .map(|m| kept_match(m, kept_old))
+        .collect();
+    if !extra.is_empty() {
+        file.matches.extend(extra);
+        file.matches.sort_by_key(|m| (m.line, m.index));
+    }
     let functions: HashSet<u32> = file.functions.iter().map(|f| f.line).collect();
     let extra: Vec<_> = previous
         .functions
@@ -212,6 +240,14 @@ fn kept_line(line: &LineCoverage, kept_old: &[Option<u32>]) -> LineCoverage {
         hits,
         capped: line.capped,
         tests,
+    }
+}
+
+/// An old `match` as it stays: its arms as old lines.
+fn kept_match(found: &MatchCoverage, kept_old: &[Option<u32>]) -> MatchCoverage {
+    MatchCoverage {
+        arms: found.arms.iter().map(|a| kept_line(a, kept_old)).collect(),
+        ..found.clone()
     }
 }
 
@@ -370,6 +406,38 @@ mod tests {
             .map(|t| (t.test, t.taken, t.not_taken))
             .collect();
         assert_eq!(tests, [(0, 2, 0), (1, 1, 0)]);
+    }
+
+    #[test]
+    fn match_arms_merge_like_lines() {
+        use crate::coverage::test_data::match_of;
+        let (a, b) = ("k::a", "k::b");
+        let mut old_file = file("/w/src/lib.rs", vec![line(2, &[(0, 1), (1, 1)], 0, false)]);
+        old_file.matches = vec![match_of(2, &[(3, &[(0, 1)]), (4, &[(1, 1)])])];
+        let old = Coverage {
+            files: vec![old_file],
+            tests: vec![test(a, Outcome::Passed), test(b, Outcome::Passed)],
+            count_cap: 10,
+        };
+        // b ran again (index 0 now) and chose the first arm twice.
+        let mut new_file = file("/w/src/lib.rs", vec![line(2, &[(0, 2)], 0, false)]);
+        new_file.matches = vec![match_of(2, &[(3, &[(0, 2)]), (4, &[])])];
+        let partial = Coverage {
+            files: vec![new_file],
+            tests: vec![test(b, Outcome::Passed), test(a, Outcome::Ignored)],
+            count_cap: 10,
+        };
+        let merged = merge(&old, partial, &ran(&[b]), None);
+        let arms = &merged.files[0].matches[0].arms;
+        assert_eq!(
+            (arms[0].hits, per_test(&arms[0])),
+            (3, vec![(0, 2), (1, 1)])
+        );
+        assert_eq!(
+            (arms[1].hits, per_test(&arms[1])),
+            (0, vec![]),
+            "b's old arm went"
+        );
     }
 
     #[test]

@@ -139,13 +139,20 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// For each breakpoint, the next one that counts for the same line, as a cycle.
+    /// For each breakpoint, the next one that counts for the same line, as a cycle (first hits
+    /// lift a line's traps together). A branch side's breakpoint is a cycle of its own: lifted
+    /// with its line, it would say the side ran when the line did.
     pub fn same_line(&self) -> Vec<u32> {
+        let sides: HashSet<usize> = self
+            .branches
+            .iter()
+            .flat_map(SourceBranch::addresses)
+            .collect();
         let mut by_line: HashMap<(usize, u32), Vec<u32>> = HashMap::new();
         let mut next: Vec<u32> = (0..self.targets.len() as u32).collect();
         for (i, target) in self.targets.iter().enumerate() {
-            if let Some(target) = target {
-                by_line.entry(*target).or_default().push(i as u32);
+            if let Some(target) = target.filter(|_| !sides.contains(&i)) {
+                by_line.entry(target).or_default().push(i as u32);
             }
         }
         for members in by_line.values() {
@@ -166,13 +173,14 @@ impl Plan {
 /// (`hoisted`), and libtest's generated `main` counts for nothing.
 /// `tests` are the executable's libtest names; `crate_name` prefixes them in the debug info.
 /// With the executable's countable jumps (`machine`, per function of `table`), the sides of its
-/// source branches are counted too.
+/// source branches are counted too (`first_hit`: only those at addresses of their own).
 pub fn plan(
     table: &LineTable,
     sources: &mut Sources,
     crate_name: &str,
     tests: &[String],
     machine: Option<&[Vec<MachineBranch>]>,
+    first_hit: bool,
 ) -> Plan {
     #[derive(Default)]
     struct Candidate {
@@ -434,6 +442,7 @@ pub fn plan(
             machine,
             &|f| harness_main.contains(&f),
             &|a| counted.contains(&a),
+            first_hit,
         )
     });
     // Addresses only a branch needs count for no line.
@@ -547,7 +556,29 @@ fn containing_function(table: &LineTable, address: u64) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_closure_of;
+    use super::{is_closure_of, Plan, SourceBranch};
+    use crate::analysis::Construct;
+    use crate::engine::branches::Side;
+
+    #[test]
+    fn a_lines_traps_are_lifted_together_but_not_its_branch_sides() {
+        // Breakpoints 0-2 count for line 5, 1 is also a branch's taken side; 3 its other side.
+        let plan = Plan {
+            addresses: vec![0x10, 0x14, 0x18, 0x20],
+            targets: vec![Some((0, 5)), Some((0, 5)), Some((0, 5)), None],
+            branches: vec![SourceBranch {
+                source: 0,
+                line: 5,
+                ordinal: 0,
+                construct: Construct::If,
+                oriented: true,
+                taken: Side::At(1),
+                not_taken: Side::At(3),
+            }],
+            ..Plan::default()
+        };
+        assert_eq!(plan.same_line(), [2, 1, 0, 3]);
+    }
 
     #[test]
     fn closures_are_recognised_by_their_path() {

@@ -218,7 +218,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     });
     const found: vscode.FileCoverageDetail[] = payload.lines.map((line) => {
       const at = new vscode.Position(line.line, 0);
-      const branches = branchSides(line.branches ?? []).map(
+      const branches = branchSides(line.branches ?? [], line.matches ?? []).map(
         (side) => new vscode.BranchCoverage(side.executed, at, side.label),
       );
       return new vscode.StatementCoverage(line.hits, at, branches.length > 0 ? branches : undefined);

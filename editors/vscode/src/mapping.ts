@@ -15,7 +15,8 @@ export interface FileTotalsPayload {
   uri: string;
   covered: number;
   coverable: number;
-  /** Branch sides that ran, and all branch sides (two per branch); absent from older servers. */
+  /** Branch sides that ran, and all branch sides (two per branch, one per `match` arm); absent
+   * from older servers. */
   branches_covered?: number;
   branches_total?: number;
   tests: string[];
@@ -29,6 +30,11 @@ export interface BranchPayload {
   not_taken: number;
 }
 
+/** A `match` shown on the line: each arm by its first line (0-based) and how often it was chosen. */
+export interface MatchPayload {
+  arms: { line: number; hits: number }[];
+}
+
 export interface UpdatePayload {
   version: number;
   tests: TestItemPayload[];
@@ -37,7 +43,7 @@ export interface UpdatePayload {
 
 export interface FileLinesPayload {
   uri: string;
-  lines: { line: number; hits: number; branches?: BranchPayload[] }[];
+  lines: { line: number; hits: number; branches?: BranchPayload[]; matches?: MatchPayload[] }[];
   functions: { name: string; line: number; hits: number }[];
 }
 
@@ -106,8 +112,9 @@ const CONSTRUCTS: Record<BranchPayload['construct'], string> = {
   try: '`?`',
 };
 
-/** The two sides of each branch of a line, in order (with the branch's number when a line has several). */
-export function branchSides(branches: BranchPayload[]): BranchSide[] {
+/** The two sides of each branch of a line, in order (with the branch's number when a line has
+ * several), then each arm of its `match`es. */
+export function branchSides(branches: BranchPayload[], matches: MatchPayload[] = []): BranchSide[] {
   const sides: BranchSide[] = [];
   branches.forEach((branch, i) => {
     const what = CONSTRUCTS[branch.construct] + (branches.length > 1 ? ` #${i + 1}` : '');
@@ -121,6 +128,11 @@ export function branchSides(branches: BranchPayload[]): BranchSide[] {
     sides.push({ executed: branch.taken, label: `${what} ${yes}` });
     sides.push({ executed: branch.not_taken, label: `${what} ${no}` });
   });
+  for (const found of matches) {
+    for (const arm of found.arms) {
+      sides.push({ executed: arm.hits, label: `\`match\` arm at line ${arm.line + 1}` });
+    }
+  }
   return sides;
 }
 

@@ -19,7 +19,7 @@ mod jumps;
 mod lexer;
 mod walker;
 
-pub use branches::{BranchLine, Construct, Operator};
+pub use branches::{Arm, BranchLine, Construct, MatchArms, Operator};
 pub use cfg::{Cfg, CfgSet};
 pub use jumps::JumpCount;
 use lexer::{classify_text, split_lines, TextClass};
@@ -32,8 +32,8 @@ use walker::Walker;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
 /// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
 /// else branches and along else-if chains; 16: jump arms of two-arm matches; 17: branch
-/// constructs and their operators).
-pub const RULES_VERSION: u32 = 17;
+/// constructs and their operators; 18: `match` arms counted by their lines).
+pub const RULES_VERSION: u32 = 18;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +132,9 @@ pub struct SourceAnalysis {
     /// Lines where a branch construct's test is (see `branches`).
     #[serde(default)]
     branches: std::collections::BTreeMap<u32, BranchLine>,
+    /// The `match`es whose arms can be counted by their lines, in source order.
+    #[serde(default)]
+    matches: Vec<MatchArms>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -146,7 +149,7 @@ pub fn analyze(source: &str) -> Result<SourceAnalysis, AnalysisError> {
                 walker.item(item);
             }
             let mut analysis = walker.finish();
-            analysis.branches = branches::constructs(file);
+            (analysis.branches, analysis.matches) = branches::constructs(file);
             Ok(analysis)
         }
         Err(error) => {
@@ -206,6 +209,7 @@ impl SourceAnalysis {
             jumps: Default::default(),
             opens: Default::default(),
             branches: Default::default(),
+            matches: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -338,6 +342,11 @@ impl SourceAnalysis {
     /// Some `#[cfg(…)]` predicate applies to code of this file.
     pub fn has_gates(&self) -> bool {
         !self.gates.is_empty()
+    }
+
+    /// The `match`es whose arms can be counted by their lines.
+    pub fn matches(&self) -> &[MatchArms] {
+        &self.matches
     }
 
     /// The branch tests on `line`, if any.

@@ -171,6 +171,7 @@ impl<'s> Walker<'s> {
             jumps: self.jumps,
             opens: self.opens,
             branches: Default::default(),
+            matches: Default::default(),
         }
     }
 

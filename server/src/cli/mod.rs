@@ -106,7 +106,8 @@ struct RunArgs {
     #[arg(long, conflicts_with = "count_cap")]
     no_counts: bool,
     /// No branch coverage: do not count the two sides of `if`, `while`, `&&`/`||`, `?`, guards
-    /// and `let … else` (branches are counted only with hit counts, never with --no-counts).
+    /// and `let … else`, nor `match` arms (with --no-counts, only the sides with an address of
+    /// their own are reported).
     #[arg(long)]
     no_branches: bool,
     /// Count every address with int3 traps instead of trampolines (slow; for testing the fallback).
@@ -154,6 +155,12 @@ pub fn main(cli: Cli) -> ExitCode {
     })
 }
 
+/// First hits tell that an address ran, not how often: a condition's side that is a difference
+/// of counts cannot be known, so fewer branches are reported than with counts.
+const NO_COUNTS_BRANCHES: &str = "note: with --no-counts, branch sides are reported only where \
+     they have an address of their own (taken or not) and match arms from their lines; the other \
+     branches need counts";
+
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let defaults = RunOptions::default();
     let options = RunOptions {
@@ -172,6 +179,9 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         snapshot_sources: false,
         branches: !args.no_branches,
     };
+    if options.first_hit && options.branches {
+        eprintln!("{NO_COUNTS_BRANCHES}");
+    }
     let progress = (!args.quiet).then(progress::Display::new);
     let report = run::run(&args.path, &options, &|p| {
         if let Some(progress) = &progress {

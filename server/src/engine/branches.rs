@@ -181,6 +181,13 @@ pub struct MachineBranch {
 }
 
 impl MachineBranch {
+    /// The two sides for first hits only (a trap lifted at its first hit says whether an address
+    /// ran, not how often): at their own addresses, or none when a side is a difference.
+    pub fn own_sides(&self) -> Option<(Side<u64>, Side<u64>)> {
+        matches!((self.taken, self.not_taken), (Side::At(_), Side::At(_)))
+            .then_some((self.taken, self.not_taken))
+    }
+
     /// The two sides, counted at addresses that are counted anyway where possible (`counted`: the
     /// statements' own): a difference takes the jump's count from such an address, and of two
     /// sides with addresses of their own, one that is not counted anyway becomes the difference
@@ -744,7 +751,7 @@ mod tests {
                 whole: 0x1000,
                 other: 0x1005,
             },
-            ..branch
+            ..branch.clone()
         };
         assert_eq!(
             rest.cheapest(&counted).0,
@@ -753,6 +760,13 @@ mod tests {
                 other: 0x1005
             }
         );
+        // First hits: the jump with two addresses of its own stays at them whatever is counted
+        // anyway; one with a difference has none.
+        assert_eq!(
+            branch.own_sides(),
+            Some((Side::At(0x100c), Side::At(0x1005)))
+        );
+        assert_eq!(rest.own_sides(), None);
     }
 
     // 0x1000 test dil,1; 0x1004 jne 0x100e; 0x1006 test sil,1; 0x100a jne 0x100e;

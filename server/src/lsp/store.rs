@@ -403,6 +403,7 @@ mod tests {
                     is_test: false,
                 }],
                 branches: Vec::new(),
+                matches: Vec::new(),
             }],
             tests: vec![],
             count_cap: 10,

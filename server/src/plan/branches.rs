@@ -64,7 +64,9 @@ impl<A: Copy> SourceBranch<A> {
 /// The source branches of the functions of `table` (all but those `skip` names, by index), in
 /// function and address order, from each function's countable jumps (`machine`, aligned with
 /// `table.functions`). `ids` maps the table's files to source ids; `counted`: the addresses the
-/// lines count at, which the branches' sides use where they can.
+/// lines count at, which the branches' sides use where they can. `first_hit`: only the jumps whose
+/// sides have addresses of their own (first hits say whether an address ran, not how often), each
+/// keeping the ordinal it has with counts.
 pub(super) fn find(
     table: &LineTable,
     ids: &[usize],
@@ -72,6 +74,7 @@ pub(super) fn find(
     machine: &[Vec<MachineBranch>],
     skip: &dyn Fn(usize) -> bool,
     counted: &dyn Fn(u64) -> bool,
+    first_hit: bool,
 ) -> Vec<SourceBranch<u64>> {
     let mut rows: Vec<(u64, usize, u32)> = table
         .rows
@@ -108,7 +111,15 @@ pub(super) fn find(
                 LineKind::None => continue,
             };
             let ordinal = ordinals.entry((source, line)).or_default();
-            let (taken, not_taken) = jump.cheapest(counted);
+            let this = *ordinal;
+            *ordinal += 1;
+            let sides = match first_hit {
+                false => Some(jump.cheapest(counted)),
+                true => jump.own_sides(),
+            };
+            let Some((taken, not_taken)) = sides else {
+                continue;
+            };
             let (taken, not_taken) = match taken_if {
                 Some(false) => (not_taken, taken),
                 _ => (taken, not_taken),
@@ -116,13 +127,12 @@ pub(super) fn find(
             branches.push(SourceBranch {
                 source,
                 line,
-                ordinal: *ordinal,
+                ordinal: this,
                 construct,
                 oriented: taken_if.is_some(),
                 taken,
                 not_taken,
             });
-            *ordinal += 1;
         }
     }
     branches
@@ -214,7 +224,15 @@ mod tests {
         }))
         .expect("a line table");
         let machine = crate::engine::branches::find_all(&code, &[0x1000]);
-        let found = find(&table, &[0], &sources, &machine, &|_| false, &|_| false);
+        let found = find(
+            &table,
+            &[0],
+            &sources,
+            &machine,
+            &|_| false,
+            &|_| false,
+            false,
+        );
         let summary: Vec<(u32, u32, Construct, u64)> = found
             .iter()
             .map(|b| (b.line, b.ordinal, b.construct, b.addresses().min().unwrap()))
@@ -230,7 +248,26 @@ mod tests {
                 (5, 0, Construct::While, 0x1011),
             ]
         );
-        assert!(find(&table, &[0], &sources, &machine, &|_| true, &|_| false).is_empty());
+        assert!(find(
+            &table,
+            &[0],
+            &sources,
+            &machine,
+            &|_| true,
+            &|_| false,
+            false
+        )
+        .is_empty());
+        // First hits: only a jump whose sides have addresses of their own, with the ordinal it
+        // has with counts (`&& b`'s, made so here; the `if`'s taken side is a difference).
+        let mut own = machine.clone();
+        own[0][1].taken = Side::At(0x101c);
+        let first_hits: Vec<(u32, u32, Side<u64>)> =
+            find(&table, &[0], &sources, &own, &|_| false, &|_| false, true)
+                .iter()
+                .map(|b| (b.line, b.ordinal, b.taken))
+                .collect();
+        assert_eq!(first_hits, [(2, 1, Side::At(0x100c))]);
         // `test dil,1; je`: jumps when `a` is false, so the sides are swapped to put true first.
         assert!(found.iter().all(|b| b.oriented));
         assert_eq!(found[0].taken, Side::At(0x1006));

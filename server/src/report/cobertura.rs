@@ -1,13 +1,13 @@
 //! Cobertura XML (coverage-04.dtd), what GitLab's coverage visualisation, Jenkins and Azure
 //! DevOps read: one package per workspace package, one class per source file, its functions as
 //! methods, every coverable line with its hits and, on a line with branches, how many of their
-//! sides ran (`condition-coverage`); branch rates are the share of branch sides that ran.
+//! sides and `match` arms ran (`condition-coverage`); branch rates are the share of those that ran.
 
 use std::fmt::Write;
 use std::path::Path;
 
 use super::RunInfo;
-use crate::coverage::{BranchCoverage, Coverage, FileCoverage, LineCoverage};
+use crate::coverage::{Coverage, FileCoverage, LineCoverage};
 
 /// `line-rate`: covered over coverable, 1 when nothing is coverable.
 fn rate(covered: usize, coverable: usize) -> String {
@@ -30,12 +30,12 @@ fn covered(lines: &[&LineCoverage]) -> usize {
     lines.iter().filter(|l| l.hits > 0).count()
 }
 
-/// Branch sides that ran, and all, on `lines` of `file`.
+/// Branch sides (and `match` arms) that ran, and all, on `lines` of `file`.
 fn sides(file: &FileCoverage, lines: &[&LineCoverage]) -> (usize, usize) {
     lines
         .iter()
-        .flat_map(|l| file.branches_on(l.line))
-        .fold((0, 0), |(run, all), b| (run + b.sides_run(), all + 2))
+        .map(|l| file.line_branch_sides(l.line))
+        .fold((0, 0), |(run, all), (r, a)| (run + r, all + a))
 }
 
 /// One `<line>` element per line of `file`, each after `indent`.
@@ -46,8 +46,8 @@ fn write_lines<'a>(
     lines: impl Iterator<Item = &'a LineCoverage>,
 ) {
     for line in lines {
-        let branches = file.branches_on(line.line);
-        if branches.is_empty() {
+        let (run, all) = file.line_branch_sides(line.line);
+        if all == 0 {
             let _ = writeln!(
                 out,
                 r#"{indent}<line number="{}" hits="{}" branch="false"/>"#,
@@ -55,8 +55,6 @@ fn write_lines<'a>(
             );
             continue;
         }
-        let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
-        let all = 2 * branches.len();
         let _ = writeln!(
             out,
             r#"{indent}<line number="{}" hits="{}" branch="true" condition-coverage="{}% ({run}/{all})"/>"#,
@@ -177,8 +175,8 @@ pub fn render(coverage: &Coverage, workspace: &RunInfo, timestamp: u128) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::test_data::{branch, line};
-    use crate::coverage::FunctionCoverage;
+    use crate::coverage::test_data::{branch, line, match_of};
+    use crate::coverage::{FunctionCoverage, MatchCoverage};
     use crate::report::PackageDir;
 
     #[test]
@@ -196,6 +194,11 @@ mod tests {
                     is_test: false,
                 }],
                 branches: vec![branch(2, &[(0, 3, 0)]), branch(7, &[(0, 1, 1)])],
+                // Line 7's `match`: one arm of three taken.
+                matches: vec![MatchCoverage {
+                    index: 1,
+                    ..match_of(7, &[(8, &[(0, 2)]), (9, &[]), (10, &[])])
+                }],
             }],
             tests: Vec::new(),
             count_cap: 10,
@@ -211,7 +214,7 @@ mod tests {
         let xml = render(&coverage, &workspace, 42);
         assert!(
             xml.contains(
-                r#"<coverage line-rate="0.6667" branch-rate="0.7500" lines-covered="2" lines-valid="3" branches-covered="3" branches-valid="4""#
+                r#"<coverage line-rate="0.6667" branch-rate="0.5714" lines-covered="2" lines-valid="3" branches-covered="4" branches-valid="7""#
             ),
             "{xml}"
         );
@@ -238,6 +241,12 @@ mod tests {
         assert!(
             xml.contains(
                 r#"<line number="2" hits="3" branch="true" condition-coverage="50% (1/2)"/>"#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<line number="7" hits="1" branch="true" condition-coverage="60% (3/5)"/>"#
             ),
             "{xml}"
         );

@@ -1,4 +1,5 @@
-//! The static HTML report (`--html DIR`): an index of files with sortable coverage bars and one page
+//! The static HTML report (`--html DIR`): an index of files with sortable coverage bars (and branch
+//! sides run, when the run has branches) and one page
 //! per source file with each line's hits, its colour (partial: a branch side never ran) and the
 //! tests that ran it, all served offline.
 
@@ -9,7 +10,9 @@ use syntect::html::{line_tokens_to_classed_spans, ClassStyle};
 use syntect::parsing::{ParseState, ScopeStack, SyntaxSet};
 use syntect::util::LinesWithEndings;
 
-use crate::coverage::{percent, BranchCoverage, Coverage, FileCoverage, LineCoverage};
+use crate::coverage::{
+    percent, BranchCoverage, Coverage, FileCoverage, LineCoverage, MatchCoverage,
+};
 use crate::libtest::Outcome;
 
 const STYLESHEET: &str = include_str!("html.css");
@@ -158,14 +161,37 @@ fn percent_cell(covered: usize, coverable: usize) -> String {
     )
 }
 
+/// The branches cell: sides run of all sides, sorted by their share (a file without branches
+/// last when descending); nothing when the run has no branches (`--no-branches`).
+fn branches_cell(with_branches: bool, (run, all): (usize, usize)) -> String {
+    match (with_branches, all) {
+        (false, _) => String::new(),
+        (true, 0) => "<td class=\"num\" data-sort=\"-1\">-</td>".into(),
+        (true, _) => format!(
+            "<td class=\"num\" data-sort=\"{:.4}\">{run}/{all}</td>",
+            percent(run, all)
+        ),
+    }
+}
+
 fn render_index(coverage: &Coverage, root: &Path, pages: &[Page]) -> String {
     let mut out = String::new();
     head(&mut out, "Coverage report");
     let (covered, coverable) = (coverage.covered(), coverage.coverable());
+    let (branches_run, branches_all) = coverage.branch_sides();
+    let with_branches = branches_all > 0;
+    let branch_summary = if with_branches {
+        format!(
+            " {branches_run} of {branches_all} branch sides ran ({:.2}&nbsp;%).",
+            percent(branches_run, branches_all)
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
         "<h1>Coverage of {}</h1>\n<p class=\"summary\">{covered} of {coverable} lines covered \
-         ({:.2}&nbsp;%) in {} files.</p>",
+         ({:.2}&nbsp;%) in {} files.{branch_summary}</p>",
         escape(&root.display().to_string()),
         percent(covered, coverable),
         pages.len()
@@ -176,18 +202,30 @@ fn render_index(coverage: &Coverage, root: &Path, pages: &[Page]) -> String {
          <th data-key=\"covered\" data-type=\"num\"><button type=\"button\">Covered</button></th>\
          <th data-key=\"missed\" data-type=\"num\"><button type=\"button\">Missed</button></th>\
          <th data-key=\"coverable\" data-type=\"num\"><button type=\"button\">Coverable</button></th>\
-         <th data-key=\"percent\" data-type=\"num\"><button type=\"button\">Percent</button></th>\
-         </tr></thead>\n<tbody>\n",
+         <th data-key=\"percent\" data-type=\"num\"><button type=\"button\">Percent</button></th>",
     );
+    if with_branches {
+        out.push_str(
+            "<th data-key=\"branches\" data-type=\"num\"><button type=\"button\">Branches</button></th>",
+        );
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
     for page in pages {
         let (covered, coverable) = (page.file.covered(), page.file.coverable());
+        let (run, all) = page.file.branch_sides();
+        let branch_data = if with_branches {
+            format!(" data-branches-hit=\"{run}\" data-branches-found=\"{all}\"")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "<tr data-path=\"{path}\" data-covered=\"{covered}\" data-coverable=\"{coverable}\">\
+            "<tr data-path=\"{path}\" data-covered=\"{covered}\" data-coverable=\"{coverable}\"{branch_data}>\
              <td><a href=\"{name}\">{path}</a></td><td class=\"num\">{covered}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}</tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}{}</tr>",
             coverable - covered,
             percent_cell(covered, coverable),
+            branches_cell(with_branches, (run, all)),
             path = escape(&page.relative),
             name = escape(&page.name),
         );
@@ -195,9 +233,10 @@ fn render_index(coverage: &Coverage, root: &Path, pages: &[Page]) -> String {
     let _ = writeln!(
         out,
         "</tbody>\n<tfoot><tr class=\"total\"><td>Total</td><td class=\"num\">{covered}</td>\
-         <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}</tr></tfoot>\n</table>",
+         <td class=\"num\">{}</td><td class=\"num\">{coverable}</td>{}{}</tr></tfoot>\n</table>",
         coverable - covered,
-        percent_cell(covered, coverable)
+        percent_cell(covered, coverable),
+        branches_cell(with_branches, (branches_run, branches_all))
     );
     render_tests(&mut out, coverage, pages);
     let _ = write!(out, "<script>{SORT_SCRIPT}</script>\n</body>\n</html>\n");
@@ -303,7 +342,8 @@ fn render_page(
         if lines.is_empty() && line.is_none() {
             continue;
         }
-        let branches = file.branches_on(number as u32);
+        let number_u32 = number as u32;
+        let branches = (file.branches_on(number_u32), file.matches_on(number_u32));
         row(&mut out, number, code, line, branches, coverage);
     }
     out.push_str("</tbody>\n</table>\n");
@@ -342,13 +382,13 @@ fn render_functions(out: &mut String, file: &FileCoverage) {
 
 /// One source line: `class` and `data-hits` only on coverable lines; a covered line's count opens
 /// the list of the tests that ran it, each with its own count. A line with branches says how many
-/// of their sides ran (`data-branches="1/2"`, class `partial` when not all).
+/// of their sides (and `match` arms) ran (`data-branches="1/2"`, class `partial` when not all).
 fn row(
     out: &mut String,
     number: usize,
     code: &str,
     line: Option<&LineCoverage>,
-    branches: &[BranchCoverage],
+    (branches, matches): (&[BranchCoverage], &[MatchCoverage]),
     coverage: &Coverage,
 ) {
     let at_least = if line.is_some_and(|l| l.capped) {
@@ -392,23 +432,37 @@ fn row(
         }
     };
     let (mut attributes, mut hits) = (attributes, hits);
-    if line.is_some_and(|l| l.hits > 0) && !branches.is_empty() {
-        let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
-        let all = 2 * branches.len();
+    if line.is_some_and(|l| l.hits > 0) && (!branches.is_empty() || !matches.is_empty()) {
+        let run = branches
+            .iter()
+            .map(BranchCoverage::sides_run)
+            .sum::<usize>()
+            + matches.iter().map(MatchCoverage::arms_run).sum::<usize>();
+        let all = 2 * branches.len() + matches.iter().map(|m| m.arms.len()).sum::<usize>();
         if run < all {
             attributes = attributes.replacen("class=\"hit\"", "class=\"hit partial\"", 1);
         }
         let sides: Vec<String> = branches
             .iter()
-            .map(|b| match b.one_sided() {
-                Some(never) => never,
-                None => format!(
-                    "{}: both ways ({} and {})",
-                    b.construct.describe(),
-                    b.taken,
-                    b.not_taken
-                ),
+            .map(|b| {
+                let what = b.construct.describe();
+                match b.one_sided() {
+                    Some(never) => never,
+                    // Estimates (int3, first hits): no verdict on a side counted 0.
+                    None if b.capped => format!("{what}: ≈{} and ≈{}", b.taken, b.not_taken),
+                    None if b.sides_run() == 0 => format!("{what}: never ran"),
+                    None => format!("{what}: both ways ({} and {})", b.taken, b.not_taken),
+                }
             })
+            .chain(
+                matches
+                    .iter()
+                    .map(|m| match (m.never_taken(), m.arms_run()) {
+                        (Some(never), _) => never,
+                        (None, 0) => "`match`: never ran".to_owned(),
+                        (None, _) => format!("`match`: all {} arms taken", m.arms.len()),
+                    }),
+            )
             .collect();
         let _ = write!(attributes, " data-branches=\"{run}/{all}\"");
         let _ = write!(
@@ -613,9 +667,14 @@ mod tests {
 
     #[test]
     fn a_line_with_a_branch_side_never_run_is_partial() {
-        use crate::coverage::test_data::branch;
+        use crate::coverage::test_data::{branch, match_of};
         let mut coverage = coverage();
         coverage.files[0].branches = vec![branch(2, &[(0, 3, 0)]), branch(5, &[(0, 4, 6)])];
+        // Line 5's `match` (its second block) never took its arm at line 7.
+        coverage.files[0].matches = vec![MatchCoverage {
+            index: 1,
+            ..match_of(5, &[(6, &[(0, 10)]), (7, &[])])
+        }];
         let pages = pages(&coverage);
         let source = "// one\nif two {}\nthree();\n\nwhile five {}\n// six\n";
         let html = render_page(
@@ -632,8 +691,19 @@ mod tests {
                 (2, Some("hit partial")),
                 (3, Some("miss")),
                 (4, None),
-                (5, Some("hit"))
+                (5, Some("hit partial"))
             ]
+        );
+        let row5 = html
+            .lines()
+            .find(|l| l.starts_with("<tr id=\"L5\""))
+            .unwrap();
+        assert!(row5.contains("data-branches=\"3/4\""), "{row5}");
+        assert!(
+            row5.contains(
+                "title=\"condition: both ways (4 and 6)&#10;`match` arm at line 7 never taken\">3/4</span>"
+            ),
+            "{row5}"
         );
         let row2 = html
             .lines()
@@ -642,6 +712,38 @@ mod tests {
         assert!(row2.contains("data-branches=\"1/2\""), "{row2}");
         assert!(
             row2.contains("<span class=\"branches\" title=\"condition never false\">1/2</span>"),
+            "{row2}"
+        );
+    }
+
+    #[test]
+    fn branch_titles_give_no_verdict_on_estimates_or_branches_that_never_ran() {
+        use crate::coverage::test_data::{branch, match_of};
+        let mut coverage = coverage();
+        let mut estimate = branch(2, &[(0, 1, 0)]);
+        estimate.capped = true;
+        let mut never = branch(2, &[]);
+        never.index = 1;
+        coverage.files[0].branches = vec![estimate, never];
+        coverage.files[0].matches = vec![MatchCoverage {
+            index: 2,
+            ..match_of(2, &[(3, &[]), (4, &[])])
+        }];
+        let pages = pages(&coverage);
+        let html = render_page(
+            &coverage,
+            &pages[0],
+            Ok("// one\nif two {}\n".into()),
+            &SyntaxSet::load_defaults_newlines(),
+        );
+        let row2 = html
+            .lines()
+            .find(|l| l.starts_with("<tr id=\"L2\""))
+            .unwrap();
+        assert!(
+            row2.contains(
+                "title=\"condition: ≈1 and ≈0&#10;condition: never ran&#10;`match`: never ran\">1/6</span>"
+            ),
             "{row2}"
         );
     }
@@ -733,6 +835,41 @@ mod tests {
         assert!(html.contains(r#"<tr class="total"><td>Total</td><td class="num">3</td><td class="num">1</td><td class="num">4</td>"#), "{html}");
         assert!(html.contains("Tests: 1 passed, 1 failed"), "{html}");
         assert!(!html.contains("http://") && !html.contains("https://"));
+        assert!(!html.contains("Branches") && !html.contains("branch sides"));
+    }
+
+    #[test]
+    fn the_index_has_a_branch_column_per_file_and_in_total_when_the_run_has_branches() {
+        use crate::coverage::test_data::branch;
+        let mut coverage = coverage();
+        coverage.files[0].branches = vec![branch(2, &[(0, 3, 0)]), branch(5, &[(0, 4, 6)])];
+        let pages = pages(&coverage);
+        let html = render_index(&coverage, Path::new("/w"), &pages);
+        assert!(
+            html.contains(r#"<button type="button">Branches</button>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<tr data-path="src/lib.rs" data-covered="2" data-coverable="3" data-branches-hit="3" data-branches-found="4">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<td class="num" data-sort="75.0000">3/4</td></tr>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"data-branches-hit="0" data-branches-found="0">"#)
+                && html.contains(r#"<td class="num" data-sort="-1">-</td></tr>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<td class="num" data-sort="75.0000">3/4</td></tr></tfoot>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("3 of 4 branch sides ran (75.00&nbsp;%)."),
+            "{html}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The JSON report (`--json FILE`): per-file line hits and functions, per-test outcomes, totals.
+//! The JSON report (`--json FILE`): per-file line hits, branches and functions, per-test outcomes,
+//! totals.
 //! Its schema is documented in the README; `version` changes when a field changes meaning.
 
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{ExecutableInfo, PackageDir, RunInfo};
 use crate::coverage::{
     BranchCoverage, BranchTestHits, Construct, Coverage, FileCoverage, FunctionCoverage,
-    LineCoverage, TestHits, TestInfo,
+    LineCoverage, MatchCoverage, TestHits, TestInfo,
 };
 
 /// 2: `lines[].tests` are `{id, hits}` (each test's own executions of the line), `hits` is exact
@@ -54,7 +55,39 @@ struct File {
     branches_found: usize,
     /// Reports written before branch coverage have none.
     #[serde(default)]
-    branches: Vec<Branch>,
+    branches: Vec<BranchEntry>,
+}
+
+/// A two-way branch, or a `match` with its arms, in one list sorted by line and index.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum BranchEntry {
+    Match(Match),
+    Branch(Branch),
+}
+
+impl BranchEntry {
+    fn place(&self) -> (u32, u32) {
+        match self {
+            BranchEntry::Match(m) => (m.line, m.index),
+            BranchEntry::Branch(b) => (b.line, b.index),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Match {
+    line: u32,
+    index: u32,
+    construct: MatchConstruct,
+    arms: Vec<Line>,
+}
+
+/// Always `"match"`: tells a `match` entry from a two-way branch.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum MatchConstruct {
+    Match,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,7 +206,33 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
             });
         }
         let mut branches = Vec::with_capacity(f.branches.len());
-        for b in f.branches {
+        let mut matches = Vec::new();
+        for entry in f.branches {
+            let b = match entry {
+                BranchEntry::Branch(b) => b,
+                BranchEntry::Match(m) => {
+                    let mut arms = Vec::with_capacity(m.arms.len());
+                    for arm in m.arms {
+                        let mut tests = Vec::with_capacity(arm.tests.len());
+                        for t in arm.tests {
+                            let test = number(t.id, &f.path, arm.line)?;
+                            tests.push(TestHits { test, hits: t.hits });
+                        }
+                        arms.push(LineCoverage {
+                            line: arm.line,
+                            hits: arm.hits,
+                            capped: arm.capped,
+                            tests,
+                        });
+                    }
+                    matches.push(MatchCoverage {
+                        line: m.line,
+                        index: m.index,
+                        arms,
+                    });
+                    continue;
+                }
+            };
             let mut tests = Vec::with_capacity(b.tests.len());
             for t in b.tests {
                 let test = number(t.id, &f.path, b.line)?;
@@ -199,6 +258,7 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
             lines,
             functions: f.functions,
             branches,
+            matches,
         });
     }
     let coverage = Coverage {
@@ -215,37 +275,24 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
 }
 
 fn file(f: &FileCoverage, coverage: &Coverage) -> File {
-    File {
-        path: f.path.clone(),
-        covered: f.covered(),
-        coverable: f.coverable(),
-        lines: f
-            .lines
+    // Each test by its id rather than its index, so that the report reads on its own.
+    let line_tests = |tests: &[TestHits]| -> Vec<LineTest> {
+        tests
             .iter()
-            .map(|l| Line {
-                line: l.line,
-                hits: l.hits,
-                capped: l.capped,
-                tests: l
-                    .tests
-                    .iter()
-                    .filter_map(|t| {
-                        let test = coverage.tests.get(t.test as usize)?;
-                        Some(LineTest {
-                            id: test.id.clone(),
-                            hits: t.hits,
-                        })
-                    })
-                    .collect(),
+            .filter_map(|t| {
+                let test = coverage.tests.get(t.test as usize)?;
+                Some(LineTest {
+                    id: test.id.clone(),
+                    hits: t.hits,
+                })
             })
-            .collect(),
-        functions: f.functions.clone(),
-        branches_hit: f.branch_sides().0,
-        branches_found: f.branch_sides().1,
-        branches: f
-            .branches
-            .iter()
-            .map(|b| Branch {
+            .collect()
+    };
+    let mut branches: Vec<BranchEntry> = f
+        .branches
+        .iter()
+        .map(|b| {
+            BranchEntry::Branch(Branch {
                 line: b.line,
                 index: b.index,
                 construct: b.construct,
@@ -266,7 +313,44 @@ fn file(f: &FileCoverage, coverage: &Coverage) -> File {
                     })
                     .collect(),
             })
+        })
+        .chain(f.matches.iter().map(|m| {
+            BranchEntry::Match(Match {
+                line: m.line,
+                index: m.index,
+                construct: MatchConstruct::Match,
+                arms: m
+                    .arms
+                    .iter()
+                    .map(|arm| Line {
+                        line: arm.line,
+                        hits: arm.hits,
+                        capped: arm.capped,
+                        tests: line_tests(&arm.tests),
+                    })
+                    .collect(),
+            })
+        }))
+        .collect();
+    branches.sort_by_key(BranchEntry::place);
+    File {
+        path: f.path.clone(),
+        covered: f.covered(),
+        coverable: f.coverable(),
+        lines: f
+            .lines
+            .iter()
+            .map(|l| Line {
+                line: l.line,
+                hits: l.hits,
+                capped: l.capped,
+                tests: line_tests(&l.tests),
+            })
             .collect(),
+        functions: f.functions.clone(),
+        branches_hit: f.branch_sides().0,
+        branches_found: f.branch_sides().1,
+        branches,
     }
 }
 
@@ -334,6 +418,24 @@ mod tests {
                         not_taken: 0,
                     }],
                 }],
+                matches: vec![MatchCoverage {
+                    line: 12,
+                    index: 1,
+                    arms: vec![
+                        LineCoverage {
+                            line: 13,
+                            hits: 10,
+                            capped: true,
+                            tests: vec![TestHits { test: 1, hits: 10 }],
+                        },
+                        LineCoverage {
+                            line: 14,
+                            hits: 0,
+                            capped: false,
+                            tests: Vec::new(),
+                        },
+                    ],
+                }],
             }],
             tests: vec![test("mycrate::tests::spins"), test("mycrate::tests::once")],
             count_cap: 10,
@@ -364,6 +466,29 @@ mod tests {
         let (read, read_info) = parse(&render(&coverage, &info)).unwrap();
         assert_eq!(read, coverage);
         assert_eq!(read_info, info);
+    }
+
+    #[test]
+    fn a_match_is_an_entry_of_branches_with_its_arms_as_lines() {
+        let info = RunInfo {
+            root: "/w".into(),
+            packages: Vec::new(),
+            executables: Vec::new(),
+        };
+        let value: serde_json::Value = serde_json::from_str(&render(&sample(), &info)).unwrap();
+        let file = &value["files"][0];
+        assert_eq!(
+            file["branches"][1],
+            serde_json::json!({"line": 12, "index": 1, "construct": "match", "arms": [
+                {"line": 13, "hits": 10, "capped": true,
+                 "tests": [{"id": "mycrate::tests::once", "hits": 10}]},
+                {"line": 14, "hits": 0, "tests": []}]})
+        );
+        // The `if`'s one side that ran and its two, the match's one arm that ran and its two.
+        assert_eq!(
+            (&file["branches_hit"], &file["branches_found"]),
+            (&2.into(), &4.into())
+        );
     }
 
     #[test]
@@ -408,18 +533,11 @@ mod tests {
         assert_eq!(value["covered"], 2);
         assert_eq!(value["coverable"], 3);
         assert_eq!(
-            value["branches"],
-            serde_json::json!([
+            value["branches"][0],
+            serde_json::json!(
                 {"line": 12, "index": 0, "construct": "if", "oriented": true, "taken": 1_250_000, "not_taken": 0,
-                 "tests": [{"id": "mycrate::tests::once", "taken": 250_000, "not_taken": 0}]},
-            ])
-        );
-        assert_eq!(
-            (
-                value["branches_hit"].clone(),
-                value["branches_found"].clone()
-            ),
-            (1.into(), 2.into())
+                 "tests": [{"id": "mycrate::tests::once", "taken": 250_000, "not_taken": 0}]}
+            )
         );
     }
 }

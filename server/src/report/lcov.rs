@@ -18,19 +18,31 @@ pub fn render(coverage: &Coverage) -> String {
         let hit_functions = file.functions.iter().filter(|f| f.hits > 0).count();
         let _ = writeln!(out, "FNF:{}\nFNH:{hit_functions}", file.functions.len());
         // One block per branch (its index on the line), branch 0 the side where the jump is
-        // taken and 1 the fall-through; `-` when the branch itself never ran, as geninfo writes.
-        for branch in &file.branches {
-            let never = branch.taken == 0 && branch.not_taken == 0;
-            for (side, count) in [branch.taken, branch.not_taken].into_iter().enumerate() {
+        // taken and 1 the fall-through; a `match` is one block with a branch per arm, in source
+        // order. `-` when the block itself never ran, as geninfo writes.
+        let mut blocks: Vec<(u32, u32, Vec<u64>)> = file
+            .branches
+            .iter()
+            .map(|b| (b.line, b.index, vec![b.taken, b.not_taken]))
+            .chain(
+                file.matches
+                    .iter()
+                    .map(|m| (m.line, m.index, m.arms.iter().map(|a| a.hits).collect())),
+            )
+            .collect();
+        blocks.sort_by_key(|&(line, index, _)| (line, index));
+        for (line, index, counts) in &blocks {
+            let never = counts.iter().all(|&c| c == 0);
+            for (branch, count) in counts.iter().enumerate() {
                 let count = if never {
                     "-".to_owned()
                 } else {
                     count.to_string()
                 };
-                let _ = writeln!(out, "BRDA:{},{},{side},{count}", branch.line, branch.index);
+                let _ = writeln!(out, "BRDA:{line},{index},{branch},{count}");
             }
         }
-        if !file.branches.is_empty() {
+        if !blocks.is_empty() {
             let (hit, found) = file.branch_sides();
             let _ = writeln!(out, "BRF:{found}\nBRH:{hit}");
         }
@@ -106,6 +118,11 @@ mod tests {
                         tests: Vec::new(),
                     })
                     .collect(),
+                // After the line's `if`: its second block.
+                matches: vec![crate::coverage::MatchCoverage {
+                    index: 1,
+                    ..crate::coverage::test_data::match_of(5, &[(6, &[(0, 40)]), (7, &[])])
+                }],
             }],
             tests: Vec::new(),
             // Only the int3 fallback's cap: no count is cut to it.
@@ -115,7 +132,8 @@ mod tests {
             render(&coverage),
             "TN:\nSF:/w/src/lib.rs\nFN:3,Ledger::deposit\nFNDA:2,Ledger::deposit\nFNF:1\nFNH:1\n\
              BRDA:3,0,0,2\nBRDA:3,0,1,0\nBRDA:3,1,0,-\nBRDA:3,1,1,-\nBRDA:5,0,0,7\nBRDA:5,0,1,1\n\
-             BRF:6\nBRH:3\n\
+             BRDA:5,1,0,40\nBRDA:5,1,1,0\n\
+             BRF:8\nBRH:4\n\
              DA:3,2\nDA:4,0\nDA:5,2500000\nDA:6,40\nLF:4\nLH:3\nend_of_record\n"
         );
     }

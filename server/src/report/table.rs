@@ -1,5 +1,5 @@
 //! The per-file summary printed at the end of `coverlay run`: paths relative to the workspace,
-//! covered and coverable lines, percent, the uncovered lines as ranges, and the total.
+//! covered and coverable lines, percent, branch sides run, the uncovered lines as ranges, and the total.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -23,7 +23,14 @@ pub fn render(coverage: &Coverage, workspace_root: &Path, colour: bool) -> Strin
         p if p >= 50.0 => "33",
         _ => "31",
     };
-    let rows: Vec<(String, usize, usize, String)> = coverage
+    // Without branches in the whole run (`--no-branches`) the column would only say so on each row.
+    let with_branches = coverage.branch_sides().1 > 0;
+    let branches = |(run, all): (usize, usize)| match (with_branches, all) {
+        (false, _) => String::new(),
+        (true, 0) => format!("  {:>8}", "-"),
+        (true, _) => format!("  {:>8}", format!("{run}/{all}")),
+    };
+    let rows: Vec<(String, usize, usize, String, String)> = coverage
         .files
         .iter()
         .map(|f| {
@@ -38,6 +45,7 @@ pub fn render(coverage: &Coverage, workspace_root: &Path, colour: bool) -> Strin
                 path.display().to_string(),
                 f.covered(),
                 f.coverable(),
+                branches(f.branch_sides()),
                 missing(&uncovered, MISSING_WIDTH),
             )
         })
@@ -51,14 +59,18 @@ pub fn render(coverage: &Coverage, workspace_root: &Path, colour: bool) -> Strin
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<width$}  {:>7}  {:>9}  {:>7}  Missing",
-        "File", "Covered", "Coverable", "Percent"
+        "{:<width$}  {:>7}  {:>9}  {:>7}{}  Missing",
+        "File",
+        "Covered",
+        "Coverable",
+        "Percent",
+        if with_branches { "  Branches" } else { "" }
     );
-    for (path, covered, coverable, missing) in &rows {
+    for (path, covered, coverable, branches, missing) in &rows {
         let pct = percent(*covered, *coverable);
         let shown = paint(level(pct), format!("{pct:>6.2}%"));
         let line = format!(
-            "{path:<width$}  {covered:>7}  {coverable:>9}  {shown}  {}",
+            "{path:<width$}  {covered:>7}  {coverable:>9}  {shown}{branches}  {}",
             paint("31", missing.clone())
         );
         let _ = writeln!(out, "{}", line.trim_end());
@@ -66,9 +78,10 @@ pub fn render(coverage: &Coverage, workspace_root: &Path, colour: bool) -> Strin
     let (covered, coverable) = (coverage.covered(), coverage.coverable());
     let pct = percent(covered, coverable);
     let shown = paint(level(pct), format!("{pct:>6.2}%"));
+    let total = branches(coverage.branch_sides());
     let _ = writeln!(
         out,
-        "{:<width$}  {covered:>7}  {coverable:>9}  {shown}",
+        "{:<width$}  {covered:>7}  {coverable:>9}  {shown}{total}",
         "Total"
     );
     out
@@ -123,6 +136,7 @@ mod tests {
                 .collect(),
             functions: Vec::new(),
             branches: Vec::new(),
+            matches: Vec::new(),
         };
         let coverage = Coverage {
             files: vec![file("/w/src/lib.rs", &[1, 0, 3]), file("/w/src/a.rs", &[1])],
@@ -139,6 +153,25 @@ mod tests {
     }
 
     #[test]
+    fn a_branch_column_when_the_run_has_branches() {
+        use crate::coverage::test_data::{branch, file, line};
+        let mut lib = file("/w/src/lib.rs", vec![line(2, &[(0, 1)], 0, false)]);
+        lib.branches = vec![branch(2, &[(0, 1, 0)])];
+        let coverage = Coverage {
+            files: vec![lib, file("/w/src/a.rs", vec![line(1, &[], 0, false)])],
+            tests: Vec::new(),
+            count_cap: 10,
+        };
+        assert_eq!(
+            render(&coverage, Path::new("/w"), false),
+            "File        Covered  Coverable  Percent  Branches  Missing\n\
+             src/lib.rs        1          1  100.00%       1/2\n\
+             src/a.rs          0          1    0.00%         -  1\n\
+             Total             1          2   50.00%       1/2\n"
+        );
+    }
+
+    #[test]
     fn colours_only_when_asked() {
         let coverage = Coverage {
             files: vec![FileCoverage {
@@ -151,6 +184,7 @@ mod tests {
                 }],
                 functions: Vec::new(),
                 branches: Vec::new(),
+                matches: Vec::new(),
             }],
             tests: Vec::new(),
             count_cap: 10,

@@ -13,12 +13,12 @@ use crate::aggregate::{
     Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineCounts,
     LineKey, ShardSums, SourceId, Target, TestId,
 };
-use crate::analysis::{CfgSet, JumpCount, LineKind};
+use crate::analysis::{CfgSet, JumpCount, LineKind, SourceAnalysis};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{
     BranchCoverage, BranchTestHits, Coverage, FileCoverage, FunctionCoverage, LineCoverage,
-    TestHits, TestInfo,
+    MatchCoverage, TestHits, TestInfo,
 };
 use crate::doctests::{DoctestExecutable, Doctests};
 use crate::dwarf::DwarfError;
@@ -413,15 +413,15 @@ pub fn run(
     paths.extend(without_code.iter().map(PathBuf::as_path));
     sources.add_all(&paths, options.jobs);
     let no_tests = None;
-    let counted = !options.first_hit && !options.traps_only;
-    // Branch sides come out of exact counts (one side may be a difference of two): only with
-    // trampolines.
+    // Branch sides come out of exact counts (one side may be a difference of two), with
+    // trampolines; with first hits only, of the jumps whose sides have addresses of their own
+    // (`plan::branches::find`).
     let all: Vec<&TestExecutable> = executables.iter().chain(&followable).collect();
     let branch_cache = JsonCache::new(workspace.coverlay_dir().join("branches"));
     let work: Vec<(&TestExecutable, &crate::dwarf::LineTable)> =
         all.iter().copied().zip(&tables).collect();
     let machine = crate::parallel::map(&work, options.jobs, |&(executable, table)| {
-        (counted && options.branches)
+        (options.branches && !options.traps_only)
             .then(|| machine_branches(&executable.path, table, &branch_cache))
     });
     let plans: Vec<Plan> = all
@@ -441,6 +441,7 @@ pub fn run(
                         &executable.crate_name(),
                         &[],
                         machine.as_deref(),
+                        options.first_hit,
                     )
                 },
                 None => {
@@ -451,6 +452,7 @@ pub fn run(
                         &executable.crate_name(),
                         tests,
                         machine.as_deref(),
+                        options.first_hit,
                     )
                 }
             },
@@ -464,6 +466,7 @@ pub fn run(
         .map(|(plan, executable)| (plan, executable.path.as_path()))
         .collect();
     let sites_cache = JsonCache::new(workspace.coverlay_dir().join("sites"));
+    let counted = !options.first_hit && !options.traps_only;
     let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe)| {
         if counted {
             counting_sites(plan, exe, &sites_cache)
@@ -1250,7 +1253,9 @@ fn merge(
                 })
                 .collect();
             let source = SourceId(id as u32);
-            let branches = aggregate
+            // First hits say "taken", not how often (each process traps a side once).
+            let clamp = |hits: u64| if options.first_hit { hits.min(1) } else { hits };
+            let branches: Vec<BranchCoverage> = aggregate
                 .branches()
                 .range(branch_key(source, 0, 0)..branch_key(source, u32::MAX, u32::MAX))
                 .filter(|(key, _)| entry_hits(key.line.line).is_some())
@@ -1259,25 +1264,32 @@ fn merge(
                     index: key.ordinal,
                     construct: counts.construct,
                     oriented: counts.oriented,
-                    taken: counts.taken,
-                    not_taken: counts.not_taken,
+                    taken: clamp(counts.taken),
+                    not_taken: clamp(counts.not_taken),
                     capped: counts.capped,
                     tests: counts
                         .tests
                         .iter()
                         .map(|(test, &(taken, not_taken))| BranchTestHits {
                             test: test.0,
-                            taken,
-                            not_taken,
+                            taken: clamp(taken),
+                            not_taken: clamp(not_taken),
                         })
                         .collect(),
                 })
                 .collect();
+            // Counted from the lines, so first hits (`--no-counts`) tell which arms ran too.
+            let matches = if options.branches {
+                match_coverage(&file.analysis, &lines, &branches)
+            } else {
+                Vec::new()
+            };
             Some(FileCoverage {
                 path: file.path.clone(),
                 lines,
                 functions,
                 branches,
+                matches,
             })
         })
         .collect();
@@ -1291,6 +1303,63 @@ fn merge(
             options.count_cap.max(1)
         },
     }
+}
+
+/// The `match`es of a file whose arms can be counted (`analysis::MatchArms`), each arm with the
+/// counts of its counted line, shown on the line of the statement that holds the `match`. An arm
+/// whose line is not reported (no code, excluded) is left out, and so is a `match` with fewer than
+/// two arms left.
+fn match_coverage(
+    analysis: &SourceAnalysis,
+    lines: &[LineCoverage],
+    branches: &[BranchCoverage],
+) -> Vec<MatchCoverage> {
+    let line_of = |line: u32| {
+        lines
+            .binary_search_by_key(&line, |l| l.line)
+            .ok()
+            .map(|i| &lines[i])
+    };
+    let mut matches: Vec<MatchCoverage> = Vec::new();
+    for found in analysis.matches() {
+        let shown = match analysis.kind(found.line) {
+            LineKind::Start { .. } => found.line,
+            LineKind::Continuation { owner } => owner,
+            LineKind::None => continue,
+        };
+        if line_of(shown).is_none() {
+            continue;
+        }
+        let arms: Vec<LineCoverage> = found
+            .arms
+            .iter()
+            .filter_map(|arm| {
+                Some(LineCoverage {
+                    line: arm.line,
+                    ..line_of(arm.counted)?.clone()
+                })
+            })
+            .collect();
+        if arms.len() < 2 {
+            continue;
+        }
+        // After the line's two-way branches, whose indexes are kept when some are left out
+        // (first hits), and the line's earlier matches.
+        let after = branches
+            .iter()
+            .filter(|b| b.line == shown)
+            .map(|b| b.index + 1)
+            .max()
+            .unwrap_or(0);
+        let index = after + matches.iter().filter(|m| m.line == shown).count() as u32;
+        matches.push(MatchCoverage {
+            line: shown,
+            index,
+            arms,
+        });
+    }
+    matches.sort_by_key(|m| (m.line, m.index));
+    matches
 }
 
 fn branch_key(source: SourceId, line: u32, ordinal: u32) -> BranchKey {
@@ -1392,6 +1461,45 @@ fn is_coverable(file: &SourceFile, line: u32, cfg: Option<&CfgSet>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_take_their_arms_counts_from_lines_and_come_after_the_lines_branches() {
+        let source = "\
+fn f(o: Option<u32>, c: char) -> u32 {
+    let n = match o {
+        Some(n) => n,
+        None => 0,
+    };
+    match c {
+        'a' => 1,
+        'b' => 2,
+        _ => 3,
+    }
+}
+";
+        let analysis = crate::analysis::analyze(source).unwrap();
+        let line =
+            |line, tests: &[(u32, u64)]| crate::coverage::test_data::line(line, tests, 0, false);
+        // Line 7 (`'a' => 1`) has no count (say, excluded): `match c` keeps two arms; line 4 has
+        // none either, so `match o` has one arm left and is no branch point.
+        let lines = [
+            line(2, &[(0, 3)]),
+            line(3, &[(0, 3)]),
+            line(6, &[(0, 3)]),
+            line(8, &[(0, 1)]),
+            line(9, &[(0, 2)]),
+        ];
+        let mut second = crate::coverage::test_data::branch(6, &[(0, 1, 2)]);
+        second.index = 2;
+        let matches = match_coverage(&analysis, &lines, &[second]);
+        assert_eq!(matches.len(), 1);
+        let arms: Vec<(u32, u64)> = matches[0].arms.iter().map(|a| (a.line, a.hits)).collect();
+        assert_eq!(
+            (matches[0].line, matches[0].index, arms),
+            (6, 3, vec![(8, 1), (9, 2)])
+        );
+        assert_eq!(matches[0].arms[1].tests, lines[4].tests);
+    }
 
     #[test]
     fn inlined_entries_sharing_an_address_go_to_separate_layers() {

@@ -57,4 +57,13 @@ test('branch sides carry their counts and a label per side', () => {
     ['`?` #1 early return', '`?` #1 value', '`let` pattern #2 one', '`let` pattern #2 other'],
   );
   assert.deepEqual(branchSides([]), []);
+  assert.deepEqual(
+    branchSides([{ construct: 'if', oriented: true, taken: 1, not_taken: 1 }], [
+      { arms: [{ line: 13, hits: 2 }, { line: 15, hits: 0 }] },
+    ]).slice(2),
+    [
+      { executed: 2, label: '`match` arm at line 14' },
+      { executed: 0, label: '`match` arm at line 16' },
+    ],
+  );
 });

@@ -1,7 +1,7 @@
 //! coverlay's own protocol for editors with a coverage view (VS Code): the `coverlay/didUpdate`
 //! notification (tests and per-file totals after every run) and the `coverlay/fileCoverage`
-//! request (one file's lines with their branches, and functions, for all tests or one). Lines are
-//! 0-based, as in LSP.
+//! request (one file's lines with their branches and `match` arms, and functions, for all tests or
+//! one). Lines are 0-based, as in LSP.
 
 use serde::{Deserialize, Serialize};
 use tower_lsp_server::ls_types::notification::Notification;
@@ -50,7 +50,7 @@ pub struct FileTotals {
     pub uri: String,
     pub covered: usize,
     pub coverable: usize,
-    /// Branch sides that ran, and all branch sides (two per branch).
+    /// Branch sides that ran, and all branch sides (two per branch, one per `match` arm).
     pub branches_covered: usize,
     pub branches_total: usize,
     /// Ids of the tests that ran some of its lines (for per-test coverage filters).
@@ -78,6 +78,21 @@ pub struct LineHits {
     /// The line's branches, in code order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<BranchHits>,
+    /// The `match`es shown on the line, each with its arms (see `coverage::MatchCoverage`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<MatchHits>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatchHits {
+    pub arms: Vec<ArmHits>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArmHits {
+    /// The arm's first line, 0-based.
+    pub line: u32,
+    pub hits: u64,
 }
 
 /// One branch's two sides (see `coverage::BranchCoverage`).
@@ -214,6 +229,28 @@ pub fn file_lines(shown: &Shown, path: &std::path::Path, test: Option<&str>) -> 
                     }
                 })
                 .collect(),
+            matches: file
+                .coverage
+                .matches_on(l.line)
+                .iter()
+                .map(|m| MatchHits {
+                    arms: m
+                        .arms
+                        .iter()
+                        .map(|arm| ArmHits {
+                            line: arm.line.saturating_sub(1),
+                            hits: match index {
+                                None => arm.hits,
+                                Some(index) => arm
+                                    .tests
+                                    .iter()
+                                    .find(|t| t.test == index)
+                                    .map_or(0, |t| t.hits),
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
         })
         .collect();
     let functions = file
@@ -245,7 +282,7 @@ fn test_index(tests: &Tests, id: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::test_data::{branch, line};
+    use crate::coverage::test_data::{branch, line, match_of};
     use crate::coverage::{Coverage, FileCoverage, FunctionCoverage, TestInfo};
     use std::collections::BTreeMap;
     use std::path::Path;
@@ -264,6 +301,8 @@ mod tests {
                     is_test: false,
                 }],
                 branches: vec![branch(4, &[(1, 1, 0)])],
+                // A `match` on line 3 whose arms start at lines 4 and 9.
+                matches: vec![match_of(3, &[(4, &[(1, 1)]), (9, &[])])],
             }],
             tests: vec![
                 TestInfo {
@@ -317,8 +356,8 @@ mod tests {
                 uri: "file:///w/src/lib.rs".into(),
                 covered: 2,
                 coverable: 3,
-                branches_covered: 1,
-                branches_total: 2,
+                branches_covered: 2,
+                branches_total: 4,
                 tests: vec!["k::tests::adds".into(), "api::big".into()],
             }]
         );
@@ -349,6 +388,14 @@ mod tests {
         };
         assert_eq!((sides(&all), sides(&one)), ((1, 0), (0, 0)));
         assert!(all.lines[0].branches.is_empty());
+        // Line 3's `match`: api::big took the arm at line 4 (0-based 3) once.
+        let arms = |f: &FileLines| {
+            let arms = &f.lines[0].matches[0].arms;
+            arms.iter().map(|a| (a.line, a.hits)).collect::<Vec<_>>()
+        };
+        assert_eq!(arms(&all), [(3, 1), (8, 0)]);
+        assert_eq!(arms(&one), [(3, 0), (8, 0)]);
+        assert!(all.lines[1].matches.is_empty());
         assert!(file_lines(&shown, path, Some("nope")).is_none());
         assert!(file_lines(&shown, Path::new("/w/src/other.rs"), None).is_none());
     }

@@ -1,6 +1,7 @@
 //! Diagnostics for one file: an uncovered range of consecutive coverable lines within one function
 //! becomes one diagnostic naming the function, a branch that ran one way only one that says which
-//! (`condition never false`), and a failed test an Error at its `fn` line.
+//! (`condition never false`), a `match` with arms never taken one that names them, and a failed
+//! test an Error at its `fn` line.
 
 use tower_lsp_server::ls_types::{
     Diagnostic, DiagnosticSeverity, DiagnosticTag, NumberOrString, Position, Range,
@@ -38,8 +39,9 @@ fn range(text: Option<&Document>, first: u32, last: u32) -> Range {
     }
 }
 
-/// One per branch of a covered line that ran one way only, at the uncovered lines' severity (without
-/// their "unnecessary" fading: the line did run).
+/// One per branch of a covered line that ran one way only, and one per `match` that ran with arms
+/// never taken, at the uncovered lines' severity (without their "unnecessary" fading: the line did
+/// run).
 fn branch_diagnostics(
     file: &FileState,
     text: Option<&Document>,
@@ -69,6 +71,23 @@ fn branch_diagnostics(
         }
         diagnostics.push(Diagnostic {
             range: range(text, branch.line, branch.line),
+            severity: Some(severity),
+            code: Some(NumberOrString::String("branch".into())),
+            source: Some(SOURCE.into()),
+            message,
+            ..Diagnostic::default()
+        });
+    }
+    for found in &coverage.matches {
+        // An edited arm's line number may no longer be the arm's.
+        if file.is_stale(found.line) || found.arms.iter().any(|a| file.is_stale(a.line)) {
+            continue;
+        }
+        let Some(message) = found.never_taken() else {
+            continue;
+        };
+        diagnostics.push(Diagnostic {
+            range: range(text, found.line, found.line),
             severity: Some(severity),
             code: Some(NumberOrString::String("branch".into())),
             source: Some(SOURCE.into()),
@@ -189,6 +208,7 @@ mod tests {
                 lines: vec![line(2, 1), line(3, 0), line(4, 0), line(6, 1), line(7, 0)],
                 functions: Vec::new(),
                 branches: Vec::new(),
+                matches: Vec::new(),
             }],
             tests: vec![TestInfo {
                 id: "k::t".into(),
@@ -242,6 +262,10 @@ mod tests {
                     question,
                     unknown,
                 ],
+                matches: vec![crate::coverage::test_data::match_of(
+                    5,
+                    &[(6, &[(0, 1)]), (7, &[])],
+                )],
             }],
             tests: Vec::new(),
             count_cap: 10,
@@ -268,6 +292,7 @@ mod tests {
                 ),
                 (4, "`?` never returned early".into()),
                 (5, "condition was always true, or always false".into()),
+                (5, "`match` arm at line 7 never taken".into()),
             ]
         );
     }

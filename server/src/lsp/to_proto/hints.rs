@@ -1,13 +1,14 @@
 //! Inlay hints: at the end of each covered line of the requested range, its hit count (`×3`, or
 //! `≥10×` when part of the line was counted only up to the int3 fallback's cap) and, where some
-//! side of its branches never ran, how many did (`×3 · 1/2 branches`), with the tests that ran
-//! the line and their own counts, and each branch's sides, as the tooltip.
+//! side of its branches (or arm of its `match`) never ran, how many did (`×3 · 1/2 branches`),
+//! with the tests that ran the line and their own counts, and each branch's sides and each
+//! `match`'s arms, as the tooltip.
 
 use tower_lsp_server::ls_types::{
     InlayHint, InlayHintLabel, InlayHintTooltip, MarkupContent, MarkupKind, Position, Range,
 };
 
-use crate::coverage::{BranchCoverage, Construct, LineCoverage};
+use crate::coverage::{BranchCoverage, Construct, LineCoverage, MatchCoverage};
 use crate::lsp::documents::Document;
 use crate::lsp::store::{FileState, Tests};
 
@@ -23,10 +24,9 @@ pub fn label(hits: u64, capped: bool) -> String {
     }
 }
 
-/// The label of a line with its branches: ` · 1/2 branches` added when a side never ran.
-pub fn label_with_branches(line: &LineCoverage, branches: &[BranchCoverage]) -> String {
-    let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
-    let all = 2 * branches.len();
+/// The label of a line with its branch sides that ran and all of them (`match` arms included):
+/// ` · 1/2 branches` added when a side never ran.
+pub fn label_with_branches(line: &LineCoverage, (run, all): (usize, usize)) -> String {
     let count = label(line.hits, line.capped);
     if run < all {
         format!("{count} · {run}/{all} branches")
@@ -35,8 +35,9 @@ pub fn label_with_branches(line: &LineCoverage, branches: &[BranchCoverage]) -> 
     }
 }
 
-/// Each branch's two sides, for a tooltip: `` `if` condition: true ×3, false ×0 ``.
-fn branch_lines(branches: &[BranchCoverage]) -> String {
+/// Each branch's two sides, for a tooltip: `` `if` condition: true ×3, false ×0 ``, then each
+/// `match`'s arms: `` `match`: line 14 ×3, line 15 ×0 ``.
+fn branch_lines(branches: &[BranchCoverage], matches: &[MatchCoverage]) -> String {
     let mut text = String::new();
     for branch in branches {
         let what = match branch.construct {
@@ -58,6 +59,14 @@ fn branch_lines(branches: &[BranchCoverage]) -> String {
             "\n- {what}: {yes} {at_least}×{}, {no} {at_least}×{}",
             branch.taken, branch.not_taken
         ));
+    }
+    for found in matches {
+        let arms: Vec<String> = found
+            .arms
+            .iter()
+            .map(|arm| format!("line {} {}", arm.line, label(arm.hits, arm.capped)))
+            .collect();
+        text.push_str(&format!("\n- `match`: {}", arms.join(", ")));
     }
     text
 }
@@ -127,7 +136,7 @@ pub fn for_range(
             position: Position::new(l.line - 1, text.line_end(l.line)),
             label: InlayHintLabel::String(label_with_branches(
                 l,
-                file.coverage.branches_on(l.line),
+                file.coverage.line_branch_sides(l.line),
             )),
             kind: None,
             text_edits: None,
@@ -144,13 +153,13 @@ pub fn for_range(
 /// The line's tooltip, then its branches.
 fn full_tooltip(line: &LineCoverage, file: &FileState, tests: &Tests) -> String {
     let branches = file.coverage.branches_on(line.line);
+    let matches = file.coverage.matches_on(line.line);
     let mut text = tooltip(line, tests);
-    if !branches.is_empty() {
-        let run: usize = branches.iter().map(BranchCoverage::sides_run).sum();
+    let (run, all) = file.coverage.line_branch_sides(line.line);
+    if all > 0 {
         text.push_str(&format!(
-            "\n\nbranches: {run} of {} sides ran:{}",
-            2 * branches.len(),
-            branch_lines(branches)
+            "\n\nbranches: {run} of {all} sides ran:{}",
+            branch_lines(branches, matches)
         ));
     }
     text
@@ -228,23 +237,19 @@ mod tests {
 
     #[test]
     fn partly_run_branches_join_the_label_and_every_branch_the_tooltip() {
-        use crate::coverage::test_data::branch;
+        use crate::coverage::test_data::{branch, match_of};
         let l = line(12, false, &[]);
         let both = branch(3, &[(0, 1, 2)]);
         let one = branch(3, &[(0, 0, 12)]);
-        assert_eq!(label_with_branches(&l, &[]), "×12");
-        assert_eq!(label_with_branches(&l, std::slice::from_ref(&both)), "×12");
+        assert_eq!(label_with_branches(&l, (0, 0)), "×12");
+        assert_eq!(label_with_branches(&l, (2, 2)), "×12");
+        assert_eq!(label_with_branches(&l, (1, 2)), "×12 · 1/2 branches");
+        assert_eq!(label_with_branches(&l, (3, 4)), "×12 · 3/4 branches");
+        let arms = match_of(3, &[(4, &[(0, 3)]), (6, &[])]);
         assert_eq!(
-            label_with_branches(&l, std::slice::from_ref(&one)),
-            "×12 · 1/2 branches"
-        );
-        assert_eq!(
-            label_with_branches(&l, &[both.clone(), one.clone()]),
-            "×12 · 3/4 branches"
-        );
-        assert_eq!(
-            branch_lines(&[both, one]),
-            "\n- `if` condition: true ×1, false ×2\n- `if` condition: true ×0, false ×12"
+            branch_lines(&[both, one], &[arms]),
+            "\n- `if` condition: true ×1, false ×2\n- `if` condition: true ×0, false ×12\n\
+             - `match`: line 4 ×3, line 6 ×0"
         );
     }
 

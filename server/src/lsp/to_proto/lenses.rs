@@ -1,13 +1,11 @@
-//! Code lenses: over each function its line coverage and how many tests reach it
-//! (`12/14 lines · 3 tests`, or `not covered`); over each `#[test]` its last outcome and duration,
-//! with a command that reruns it.
-
-use std::collections::BTreeSet;
+//! Code lenses: over each function its line and branch coverage and how many tests reach it
+//! (`12/14 lines · 3/4 branches · 3 tests`, or `not covered`); over each `#[test]` its last outcome
+//! and duration, with a command that reruns it.
 
 use serde_json::json;
 use tower_lsp_server::ls_types::{CodeLens, Command, Position, Range};
 
-use crate::coverage::FunctionCoverage;
+use crate::coverage::FunctionSummary;
 use crate::libtest::Outcome;
 use crate::lsp::handlers::commands::{RERUN_ALL, RERUN_TEST};
 use crate::lsp::store::{FileState, Tests};
@@ -16,27 +14,23 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-pub fn function_title(file: &FileState, function: &FunctionCoverage) -> (String, Vec<String>) {
-    let lines = &file.coverage.lines;
-    let start = lines.partition_point(|l| l.line < function.line);
-    let body: Vec<_> = lines[start..]
-        .iter()
-        .take_while(|l| l.line <= function.end_line)
-        .collect();
-    let covered = body.iter().filter(|l| l.hits > 0).count();
-    let tests: BTreeSet<u32> = body
-        .iter()
-        .flat_map(|l| l.tests.iter().map(|t| t.test))
-        .collect();
-    if covered == 0 {
+/// `12/14 lines · 3/4 branches · 3 tests` (branches only when the function has some), or
+/// `not covered`; with the tests that ran it, as indexes.
+pub fn function_title(summary: &FunctionSummary) -> (String, Vec<String>) {
+    if summary.covered == 0 {
         return ("not covered".into(), Vec::new());
     }
-    let mut title = format!("{covered}/{} lines", body.len());
-    if !tests.is_empty() {
-        title.push_str(" · ");
-        title.push_str(&plural(tests.len(), "test"));
+    let mut title = format!("{}/{} lines", summary.covered, summary.coverable);
+    let (run, all) = summary.branch_sides;
+    if all > 0 {
+        title.push_str(&format!(" · {run}/{all} branches"));
     }
-    (title, tests.into_iter().map(|i| i.to_string()).collect())
+    if !summary.tests.is_empty() {
+        title.push_str(" · ");
+        title.push_str(&plural(summary.tests.len(), "test"));
+    }
+    let tests = summary.tests.iter().map(|i| i.to_string()).collect();
+    (title, tests)
 }
 
 pub fn test_title(outcome: &Outcome, duration_ms: u64) -> String {
@@ -73,7 +67,8 @@ pub fn for_file(file: &FileState, tests: &Tests) -> Vec<CodeLens> {
                     arguments: Some(vec![json!(test.id)]),
                 },
                 None => {
-                    let (title, covering) = function_title(file, function);
+                    let (title, covering) =
+                        function_title(&file.coverage.function_summary(function));
                     let ids: Vec<_> = covering
                         .iter()
                         .filter_map(|i| i.parse::<usize>().ok())
@@ -107,54 +102,25 @@ pub fn for_file(file: &FileState, tests: &Tests) -> Vec<CodeLens> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coverage::{FileCoverage, LineCoverage, TestHits};
 
-    fn line(line: u32, hits: u64, tests: &[u32]) -> LineCoverage {
-        LineCoverage {
-            line,
-            hits,
-            capped: false,
-            tests: tests
-                .iter()
-                .map(|&test| TestHits { test, hits: 1 })
-                .collect(),
+    fn summary(covered: usize, branch_sides: (usize, usize), tests: &[u32]) -> FunctionSummary {
+        FunctionSummary {
+            covered,
+            coverable: 4,
+            branch_sides,
+            tests: tests.iter().copied().collect(),
         }
     }
 
     #[test]
-    fn function_lenses_count_the_distinct_tests_of_their_lines() {
-        let function = FunctionCoverage {
-            name: "f".into(),
-            line: 2,
-            end_line: 5,
-            hits: 3,
-            is_test: false,
-        };
-        let file = FileState {
-            coverage: FileCoverage {
-                path: "/w/src/lib.rs".into(),
-                lines: vec![
-                    line(1, 9, &[7]),
-                    line(2, 3, &[0, 2]),
-                    line(3, 3, &[2]),
-                    line(4, 0, &[]),
-                    line(5, 1, &[4]),
-                    line(6, 9, &[8]),
-                ],
-                functions: vec![function.clone()],
-                branches: Vec::new(),
-            },
-            stale: Default::default(),
-        };
-        let (title, tests) = function_title(&file, &function);
+    fn function_titles_name_lines_branches_when_any_and_tests() {
+        let (title, tests) = function_title(&summary(3, (0, 0), &[0, 2, 4]));
         assert_eq!(title, "3/4 lines · 3 tests");
         assert_eq!(tests, ["0", "2", "4"]);
-
-        let uncovered = FunctionCoverage {
-            line: 4,
-            end_line: 4,
-            ..function
-        };
-        assert_eq!(function_title(&file, &uncovered).0, "not covered");
+        assert_eq!(
+            function_title(&summary(3, (3, 4), &[1])).0,
+            "3/4 lines · 3/4 branches · 1 test"
+        );
+        assert_eq!(function_title(&summary(0, (0, 2), &[])).0, "not covered");
     }
 }
