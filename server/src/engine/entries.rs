@@ -3,72 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl};
-
+use super::calls::CallMap;
 use super::sites::{straight, ExeCode, Function, Site, MAX_COUNTED};
-
-/// The ways into the functions whose entries are `wanted`, found by decoding all the code.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Entries {
-    /// Entry → the direct calls and unconditional jumps to it (their addresses).
-    pub(crate) calls: HashMap<u64, Vec<u64>>,
-    /// Entries reached some other way too: a conditional jump, an operand that takes the address,
-    /// a relocation or an exported symbol. Such an entry needs a counter of its own.
-    pub(crate) taken: HashSet<u64>,
-}
-
-impl Entries {
-    /// `None` when some code could not be decoded: a call hidden in it would be missed.
-    pub(crate) fn find(code: &ExeCode, wanted: &HashSet<u64>) -> Option<Entries> {
-        let mut entries = Entries {
-            calls: HashMap::new(),
-            taken: code.referenced().intersection(wanted).copied().collect(),
-        };
-        for (start, end) in code.decoding_ranges() {
-            let bytes = code.bytes(start, end)?;
-            let in_function = code.function(start) == Some((start, end));
-            for instruction in Decoder::with_ip(64, bytes, start, DecoderOptions::NONE) {
-                if instruction.is_invalid() {
-                    // Only a function's own bytes must decode: gaps hold padding and may end
-                    // in the middle of an instruction.
-                    if in_function {
-                        return None;
-                    }
-                    continue;
-                }
-                let ip = instruction.ip();
-                match instruction.flow_control() {
-                    FlowControl::Call | FlowControl::UnconditionalBranch
-                        if instruction.is_call_near() || instruction.is_jmp_near() =>
-                    {
-                        let target = instruction.near_branch_target();
-                        if wanted.contains(&target) {
-                            entries.calls.entry(target).or_default().push(ip);
-                        }
-                    }
-                    FlowControl::ConditionalBranch => {
-                        let target = instruction.near_branch_target();
-                        if wanted.contains(&target) {
-                            entries.taken.insert(target);
-                        }
-                    }
-                    _ => {}
-                }
-                if instruction.is_ip_rel_memory_operand()
-                    && wanted.contains(&instruction.ip_rel_memory_address())
-                {
-                    entries.taken.insert(instruction.ip_rel_memory_address());
-                }
-            }
-        }
-        Some(entries)
-    }
-}
 
 /// Moves the count of each function entry with a trampoline of its own (and of the breakpoints
 /// that trampoline counts) to the trampolines that run straight on to its calls, where they have
-/// room. Entries are taken in address order; an entry whose callers' breakpoints were moved
-/// before it is counted where those went, so chains of small calls collapse into the caller.
+/// room. Callees are taken before their callers, so that chains of small calls collapse into the
+/// outermost caller's trampoline.
 pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [Site]) {
     if !code.position_independent() {
         // Without relocations for every address in data, a function pointer cannot be told
@@ -86,39 +27,37 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
     if entry_index.is_empty() {
         return;
     }
-    let wanted: HashSet<u64> = entry_index.keys().copied().collect();
-    let Some(entries) = Entries::find(code, &wanted) else {
+    let Some(map) = code.call_map() else {
         tracing::debug!("some code does not decode: every function entry keeps its counter");
         return;
     };
-    tracing::debug!(
-        "{} function entries: {} called directly only, {} reached otherwise",
-        wanted.len(),
-        entries
-            .calls
-            .keys()
-            .filter(|e| !entries.taken.contains(e))
-            .count(),
-        entries.taken.len()
-    );
     let mut decoded: HashMap<(u64, u64), Option<Function>> = HashMap::new();
-    for entry in callees_first(code, &entries) {
+    for entry in callees_first(code, map, &entry_index) {
         let e = entry_index[&entry];
-        let Some(calls) = entries.calls.get(&entry) else {
-            continue;
-        };
-        if entries.taken.contains(&entry) || !matches!(sites[e], Site::Jump { .. }) {
+        let calls = map.calls(entry);
+        if map.is_taken(entry) || !matches!(sites[e], Site::Jump { .. }) {
             continue;
         }
         let group = counted_by(sites, e);
         let mut anchors = Vec::with_capacity(calls.len());
         for &call in calls {
             match anchor(code, addresses, sites, &mut decoded, call) {
-                Some(k) if k != e && has_room(&sites[k], group.len()) => anchors.push(k),
+                Some(k) if k != e => anchors.push(k),
                 _ => break,
             }
         }
-        if anchors.len() != calls.len() || anchors.iter().any(|k| group.contains(&(*k as u32))) {
+        // One anchor may run into several calls (past calls that cannot unwind): it counts the
+        // group once per call.
+        let mut per_anchor: HashMap<usize, usize> = HashMap::new();
+        for &k in &anchors {
+            *per_anchor.entry(k).or_default() += group.len();
+        }
+        if anchors.len() != calls.len()
+            || anchors.iter().any(|k| group.contains(&(*k as u32)))
+            || !per_anchor
+                .iter()
+                .all(|(&k, &more)| has_room(&sites[k], more))
+        {
             continue;
         }
         for &k in &anchors {
@@ -139,22 +78,27 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
     }
 }
 
-/// The entries that are called, each after the functions it calls (cycles cut anywhere), so that
-/// a callee's count moves into its caller's trampoline before that one moves on to its callers.
-fn callees_first(code: &ExeCode, entries: &Entries) -> Vec<u64> {
+/// The entries of `entry_index` that are called, each after the functions it calls (cycles cut
+/// anywhere), so that a callee's count moves into its caller's trampoline before that one moves
+/// on to its callers.
+fn callees_first(code: &ExeCode, map: &CallMap, entry_index: &HashMap<u64, usize>) -> Vec<u64> {
+    let mut called: Vec<u64> = entry_index
+        .keys()
+        .copied()
+        .filter(|&e| !map.calls(e).is_empty())
+        .collect();
+    called.sort_unstable();
     let mut callees: HashMap<u64, Vec<u64>> = HashMap::new();
-    for (&callee, calls) in &entries.calls {
-        for &call in calls {
+    for &callee in &called {
+        for &call in map.calls(callee) {
             if let Some((caller, _)) = code.function(call) {
                 callees.entry(caller).or_default().push(callee);
             }
         }
     }
-    let mut roots: Vec<u64> = entries.calls.keys().copied().collect();
-    roots.sort_unstable();
-    let mut order = Vec::with_capacity(roots.len());
+    let mut order = Vec::with_capacity(called.len());
     let mut seen = HashSet::new();
-    for root in roots {
+    for root in called {
         if !seen.insert(root) {
             continue;
         }
@@ -171,7 +115,7 @@ fn callees_first(code: &ExeCode, entries: &Entries) -> Vec<u64> {
                 }
                 None => {
                     stack.pop();
-                    if entries.calls.contains_key(&node) {
+                    if entry_index.contains_key(&node) && !map.calls(node).is_empty() {
                         order.push(node);
                     }
                 }
@@ -274,6 +218,30 @@ mod tests {
     }
 
     #[test]
+    fn two_calls_past_a_call_that_cannot_unwind_count_twice() {
+        // 0x1000: sub rsp,8; mov [rsp],rdi; call 0x1020; call 0x1020; add rsp,8; ret
+        // 0x1020: mov eax,1; ret (cannot unwind)
+        let mut bytes = vec![
+            0x48, 0x83, 0xEC, 0x08, 0x48, 0x89, 0x3C, 0x24, 0xE8, 0x13, 0, 0, 0, 0xE8, 0x0E, 0, 0,
+            0, 0x48, 0x83, 0xC4, 0x08, 0xC3,
+        ];
+        bytes.resize(0x20, 0xCC);
+        bytes.extend_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
+        let code = ExeCode::for_test(
+            vec![(0x1000, bytes)],
+            vec![(0x1000, 0x1017), (0x1020, 0x1026)],
+            &[],
+        )
+        .position_independent_for_test();
+        let sites = classify(&code, &[0x1000, 0x1020], &[false; 2]);
+        assert!(
+            matches!(&sites[0], Site::Jump { also, .. } if also == &[1, 1]),
+            "{sites:?}"
+        );
+        assert_eq!(sites[1], Site::Called { by: vec![0, 0] });
+    }
+
+    #[test]
     fn an_entry_reached_another_way_keeps_its_own_counter() {
         // A third function calls the callee with a call the caller's entry does not run into...
         // 0x1030: call 0x1020 = E8 EB FF FF FF
@@ -287,30 +255,5 @@ mod tests {
         let code = two_functions(None);
         let sites = classify(&code, &[0x1000, 0x1020], &[true, false]);
         assert!(matches!(sites[1], Site::Jump { .. }));
-    }
-
-    #[test]
-    fn references_in_code_and_data_are_found() {
-        // lea rax,[rip-0x17] (7 bytes) at 0x1030 takes 0x1020's address.
-        let mut bytes = vec![0xCC; 0x30];
-        bytes[0x20] = 0xC3;
-        bytes.extend_from_slice(&[0x48, 0x8D, 0x05, 0xE9, 0xFF, 0xFF, 0xFF, 0xC3]);
-        let code = ExeCode::for_test(
-            vec![(0x1000, bytes)],
-            vec![(0x1020, 0x1021), (0x1030, 0x1038)],
-            &[],
-        );
-        let wanted = HashSet::from([0x1020]);
-        assert!(Entries::find(&code, &wanted)
-            .unwrap()
-            .taken
-            .contains(&0x1020));
-        let code = ExeCode::for_test(vec![(0x1000, vec![0xC3])], vec![(0x1000, 0x1001)], &[])
-            .with_reference(0x1000);
-        let wanted = HashSet::from([0x1000]);
-        assert!(Entries::find(&code, &wanted)
-            .unwrap()
-            .taken
-            .contains(&0x1000));
     }
 }

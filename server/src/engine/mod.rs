@@ -4,6 +4,7 @@
 
 pub mod branches;
 mod breakpoints;
+mod calls;
 mod displaced;
 mod entries;
 mod launch;

@@ -10,9 +10,11 @@ use iced_x86::{
 };
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolKind};
 
+use super::calls::CallMap;
+
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 7;
+pub const CLASSIFIER_VERSION: u32 = 9;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
@@ -80,6 +82,8 @@ pub struct ExeCode {
     position_independent: bool,
     /// Addresses that dynamic relocations put in data, and exported symbols.
     referenced: HashSet<u64>,
+    /// The calls of the whole code, read when first asked for.
+    call_map: std::sync::OnceLock<Option<CallMap>>,
 }
 
 /// Functions the branch finder recognises by name (unit tests mark them by address).
@@ -172,6 +176,7 @@ impl ExeCode {
             got,
             position_independent: file.kind() == object::ObjectKind::Dynamic,
             referenced,
+            call_map: std::sync::OnceLock::new(),
         })
     }
 
@@ -286,6 +291,11 @@ impl ExeCode {
         &self.referenced
     }
 
+    /// The calls of the whole code; `None` when some function does not decode.
+    pub(crate) fn call_map(&self) -> Option<&CallMap> {
+        self.call_map.get_or_init(|| CallMap::read(self)).as_ref()
+    }
+
     /// All the code, cut so that decoding starts afresh at each function: the functions and the
     /// gaps between them, in address order.
     pub(crate) fn decoding_ranges(&self) -> Vec<(u64, u64)> {
@@ -384,7 +394,7 @@ impl Function {
 
 /// The table address of a jump through a table of 32-bit offsets from the table's own start, as
 /// LLVM emits it for x86-64 PIC: `lea B,[rip+T]; movsxd X,[B+I*4]; add X,B (or add B,X); jmp X`.
-fn jump_table(before: &[Instruction], jmp: &Instruction) -> Option<u64> {
+pub(crate) fn jump_table(before: &[Instruction], jmp: &Instruction) -> Option<u64> {
     let [lea, load, add] = before.last_chunk::<3>()?;
     let (base, entry) = (lea.op0_register(), load.op0_register());
     let sum = add.op0_register();
@@ -545,8 +555,8 @@ fn appendable(code: &ExeCode, function: &Function, address: u64, site: &Site) ->
 }
 
 /// Whether control at `from` always goes on to `to` (later in `function`): every instruction in
-/// between falls through without branching or calling (a call may unwind instead of returning),
-/// and no branch or unwinder can enter after `from`.
+/// between falls through without branching, or calls a function that cannot unwind (any other
+/// call may unwind instead of returning), and no branch or unwinder can enter after `from`.
 pub(crate) fn straight(code: &ExeCode, function: &Function, from: u64, to: u64) -> bool {
     let start = function.instructions.partition_point(|i| i.ip() < from);
     for (k, instruction) in function.instructions[start..]
@@ -561,7 +571,17 @@ pub(crate) fn straight(code: &ExeCode, function: &Function, from: u64, to: u64) 
         if ip == to {
             return k > 0;
         }
-        if instruction.flow_control() != FlowControl::Next {
+        let returns = match instruction.flow_control() {
+            FlowControl::Next => true,
+            FlowControl::Call | FlowControl::IndirectCall => {
+                code.call_target(instruction).is_some_and(|target| {
+                    code.call_map()
+                        .is_some_and(|calls| calls.cannot_unwind(target))
+                })
+            }
+            _ => false,
+        };
+        if !returns {
             return false;
         }
     }
@@ -1040,6 +1060,18 @@ mod tests {
         assert_eq!(sites, [jump(0, 5, 1, &[]), jump(0, 5, 1, &[])]);
         let sites = classify(&code, &[0x5000, 0x5005], &[true, false]);
         assert_eq!(sites, [Site::Trap, jump(0, 5, 1, &[])]);
+        // Across a call of a function that cannot unwind (0x5100: mov eax,1; ret) it is.
+        let mut bytes = bytes.to_vec();
+        bytes[6..10].copy_from_slice(&0xF6u32.to_le_bytes());
+        bytes.resize(0x100, 0xCC);
+        bytes.extend_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
+        let code = ExeCode::from_parts(
+            vec![(0x5000, bytes)],
+            vec![(0x5000, 0x5010), (0x5100, 0x5106)],
+            Some(HashSet::new()),
+        );
+        let sites = classify(&code, &[0x5000, 0x500a], &[false, false]);
+        assert_eq!(sites, [jump(0, 5, 1, &[1]), Site::Covered { by: 0 }]);
     }
 
     #[test]
