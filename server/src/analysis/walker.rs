@@ -13,6 +13,7 @@ use syn::{
 use super::attributes::{statement_attrs, Attrs};
 use super::jumps::{bare_jump, bare_jump_expr, bare_jump_first, completes, is_loop, stmt_start};
 use super::lexer::TextClass;
+use super::macros;
 use super::{to_u32, FunctionInfo, JumpCount, LineKind, ModuleFile, SourceAnalysis};
 
 /// `unreachable!(…)` (or `std::`/`core::unreachable!`): the author says no run reaches it, so a
@@ -88,6 +89,13 @@ pub(super) struct Walker<'s> {
     pending_jumps: Vec<(u32, u32)>,
     /// Start lines of `loop`/`while`/`for` statements.
     loops: std::collections::BTreeSet<u32>,
+    /// `macro_rules!` definitions: name and last line.
+    macro_definitions: Vec<(String, u32)>,
+    /// Macro invocations: name, line, whether the arguments mention `cfg`.
+    macro_calls: Vec<(String, u32, bool)>,
+    /// Functions in macro bodies: the definition (index into `macro_definitions`), first and last
+    /// line.
+    macro_functions: Vec<(usize, u32, u32)>,
 }
 
 /// The `#[path = "…"]` of a module declaration.
@@ -131,6 +139,9 @@ impl<'s> Walker<'s> {
             jumps: std::collections::BTreeMap::new(),
             pending_jumps: Vec::new(),
             loops: std::collections::BTreeSet::new(),
+            macro_definitions: Vec::new(),
+            macro_calls: Vec::new(),
+            macro_functions: Vec::new(),
         }
     }
 
@@ -146,6 +157,7 @@ impl<'s> Walker<'s> {
                 }
             }
         }
+        self.gate_macro_functions();
         self.functions.sort_by_key(|f| f.line);
         self.test_ranges.sort_unstable();
         let mut test_ranges: Vec<(u32, u32)> = Vec::with_capacity(self.test_ranges.len());
@@ -286,7 +298,7 @@ impl<'s> Walker<'s> {
             Item::Macro(m) => {
                 self.scoped(&Attrs::of(&m.attrs), item, |w| {
                     if m.mac.path.is_ident("macro_rules") {
-                        w.macro_rules(&m.mac);
+                        w.macro_rules(&m.mac, m.ident.as_ref());
                     } else {
                         w.item_macro_call(&m.mac);
                     }
@@ -391,8 +403,9 @@ impl<'s> Walker<'s> {
     }
 
     /// No statement structure is known inside a macro_rules! body: every code line may or may not
-    /// expand to machine code, so the binary decides.
-    fn macro_rules(&mut self, mac: &Macro) {
+    /// expand to machine code, so the binary decides. Except in the functions the body defines
+    /// (see `macros`): they are walked as functions, compiled when the macro is invoked.
+    fn macro_rules(&mut self, mac: &Macro, name: Option<&syn::Ident>) {
         let span = delim_span(&mac.delimiter);
         let open = start_line(span.open());
         let close = start_line(span.close());
@@ -406,12 +419,86 @@ impl<'s> Walker<'s> {
                 );
             }
         }
+        let Some(name) = name else {
+            return;
+        };
+        let definition = self.macro_definitions.len();
+        self.macro_definitions.push((name.to_string(), close));
+        for found in macros::defined_functions(mac) {
+            let function = &found.function;
+            let (first, last) = full_range(function);
+            for line in first..=last {
+                self.set(line, LineKind::None);
+            }
+            let outer = std::mem::replace(&mut self.compiled_only, true);
+            let index = self.functions.len();
+            self.function(
+                &function.attrs,
+                &function.sig,
+                &function.block,
+                None,
+                function,
+            );
+            self.compiled_only = outer;
+            if found.named_by_invocation {
+                if let Some(info) = self.functions.get_mut(index) {
+                    info.name.insert(0, '$');
+                }
+            }
+            self.macro_functions.push((definition, first, last));
+        }
+    }
+
+    /// A function of a macro body is compiled when some invocation of the macro after its
+    /// definition is (its gates hold, and its arguments pass on no `cfg`): a gate of its own says
+    /// so. A name defined twice in the file leaves open which definition an invocation expands.
+    fn gate_macro_functions(&mut self) {
+        let mut gates = Vec::new();
+        for &(definition, first, last) in &self.macro_functions {
+            let (name, end) = &self.macro_definitions[definition];
+            let defined_once = self
+                .macro_definitions
+                .iter()
+                .filter(|(other, _)| other == name)
+                .count()
+                == 1;
+            let invocations = self
+                .macro_calls
+                .iter()
+                .filter(|(called, line, _)| defined_once && called == name && line > end)
+                .map(|&(_, line, cfg_argument)| {
+                    let mut all: Vec<super::Cfg> = self
+                        .gates
+                        .iter()
+                        .filter(|(first, last, _)| (*first..=*last).contains(&line))
+                        .map(|(_, _, gate)| gate.clone())
+                        .collect();
+                    if cfg_argument {
+                        all.push(super::Cfg::Unknown);
+                    }
+                    super::Cfg::All(all)
+                })
+                .collect();
+            gates.push((first, last, super::Cfg::Any(invocations)));
+        }
+        self.gates.extend(gates);
+    }
+
+    fn macro_call(&mut self, mac: &Macro, line: u32) {
+        if let Some(name) = mac.path.segments.last() {
+            self.macro_calls.push((
+                name.ident.to_string(),
+                line,
+                macros::mentions_cfg(&mac.tokens),
+            ));
+        }
     }
 
     /// An item-position macro may expand to functions or to nothing at run time.
     fn item_macro_call(&mut self, mac: &Macro) {
         let start = start_line(mac.path.span());
         let end = end_line(delim_span(&mac.delimiter).close());
+        self.macro_call(mac, start);
         let outer = std::mem::replace(&mut self.compiled_only, true);
         self.item_macros.insert(start);
         self.claim(start, end);
@@ -797,6 +884,10 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 
     fn visit_expr_repeat(&mut self, repeat: &'ast ExprRepeat) {
         self.visit_expr(&repeat.expr);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast Macro) {
+        self.macro_call(mac, start_line(mac.path.span()));
     }
 
     fn visit_type(&mut self, _: &'ast Type) {}
@@ -1218,6 +1309,85 @@ mod tests {
             C12     }
             C1  }
             "#,
+        );
+    }
+
+    #[test]
+    fn functions_in_macro_bodies_are_walked_and_gated_by_the_invocations() {
+        let source = r#"
+            macro_rules! impl_ref {
+                ($t:ty, $($attr:meta),*) => {
+                    impl<L: AsRef<$t>> AsRef<$t> for Wrap<L> {
+                        fn as_ref(&self) -> &$t {
+                            let inner = &self.0;
+                            inner
+                                .as_ref()
+                        }
+                    }
+                };
+            }
+            impl_ref!(str,);
+            macro_rules! unused {
+                () => { fn f<T>() { g::<T>(); } };
+            }
+            macro_rules! gated {
+                ($name:ident) => { fn $name<T>() { g::<T>(); } };
+            }
+            #[cfg(feature = "x")]
+            gated!(h);
+            fn body() {
+                gated!(k);
+            }
+            "#;
+        let analysis = check(
+            source,
+            r#"
+            -   macro_rules! impl_ref {
+            s       ($t:ty, $($attr:meta),*) => {
+            s           impl<L: AsRef<$t>> AsRef<$t> for Wrap<L> {
+            s               fn as_ref(&self) -> &$t {
+            s                   let inner = &self.0;
+            s                   inner
+            C6                      .as_ref()
+            C4              }
+            -           }
+            -       };
+            -   }
+            s   impl_ref!(str,);
+            -   macro_rules! unused {
+            s       () => { fn f<T>() { g::<T>(); } };
+            -   }
+            -   macro_rules! gated {
+            s       ($name:ident) => { fn $name<T>() { g::<T>(); } };
+            -   }
+            -   #[cfg(feature = "x")]
+            s   gated!(h);
+            S   fn body() {
+            S       gated!(k);
+            C21 }
+            "#,
+        );
+        let names: Vec<&str> = analysis
+            .functions()
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["as_ref", "f", "$name", "body"]);
+        let mut set = crate::analysis::CfgSet::default();
+        assert_eq!(analysis.compiled_in(5, &set), Some(true), "invoked");
+        assert_eq!(analysis.compiled_in(14, &set), Some(false), "never invoked");
+        // Invoked under a cfg the build leaves out, and in a function: either is enough.
+        assert_eq!(analysis.compiled_in(17, &set), Some(true));
+        set.add_feature("x");
+        assert_eq!(analysis.compiled_in(17, &set), Some(true));
+        let passed_on = analyze(
+            "macro_rules! m {\n    ($a:meta) => { #[$a] fn f<T>() {} };\n}\nm!(cfg(unix));\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            passed_on.compiled_in(2, &set),
+            None,
+            "the argument may be a cfg"
         );
     }
 
