@@ -11,7 +11,10 @@ use syn::{
 };
 
 use super::attributes::{statement_attrs, Attrs};
-use super::jumps::{bare_jump, bare_jump_expr, bare_jump_first, completes, is_loop, stmt_start};
+use super::jumps::{
+    and_chain, bare_jump, bare_jump_expr, bare_jump_first, completes, is_loop, passes_one_try,
+    stmt_start,
+};
 use super::lexer::TextClass;
 use super::macros;
 use super::{to_u32, FunctionInfo, JumpCount, LineKind, ModuleFile, SourceAnalysis};
@@ -85,8 +88,9 @@ pub(super) struct Walker<'s> {
     test_module_depth: Vec<bool>,
     module_files: Vec<ModuleFile>,
     jumps: std::collections::BTreeMap<u32, JumpCount>,
-    /// (bare jump, statement before which its branch is taken) until the next statement is known.
-    pending_jumps: Vec<(u32, u32)>,
+    /// (bare jump, statement before which its branch is taken, the operands of that `if`'s
+    /// condition when its branch sides can count the jump) until the next statement is known.
+    pending_jumps: Vec<(u32, u32, Option<u32>)>,
     /// Start lines of `loop`/`while`/`for` statements.
     loops: std::collections::BTreeSet<u32>,
     /// `macro_rules!` definitions: name and last line.
@@ -149,12 +153,23 @@ impl<'s> Walker<'s> {
         // The count of a jump that is the whole then-branch of an `if` (or the `else` of a
         // `let … else`): the statement's runs less those of the next statement, which runs
         // exactly when the jump does not (a loop header runs more often: no such count then).
-        for (jump, statement) in std::mem::take(&mut self.pending_jumps) {
-            if let Some(&next) = self.next_in_block.get(&statement) {
-                if !self.loops.contains(&next) {
+        // Without one, the `if`'s branch says how often its block was entered.
+        for (jump, statement, operands) in std::mem::take(&mut self.pending_jumps) {
+            match (self.next_in_block.get(&statement), operands) {
+                (Some(&next), _) if !self.loops.contains(&next) => {
                     self.jumps
                         .insert(jump, JumpCount::Difference(statement, next));
                 }
+                (_, Some(operands)) => {
+                    self.jumps.insert(
+                        jump,
+                        JumpCount::Taken {
+                            condition: statement,
+                            operands,
+                        },
+                    );
+                }
+                _ => {}
             }
         }
         self.gate_macro_functions();
@@ -595,7 +610,7 @@ impl<'s> Walker<'s> {
             Stmt::Expr(Expr::If(e), _) if e.attrs.is_empty() => {
                 if e.else_branch.is_none() {
                     if let Some(jump) = bare_jump_first(&e.then_branch) {
-                        self.pending_jumps.push((jump, start));
+                        self.pending_jumps.push((jump, start, and_chain(&e.cond)));
                     }
                     return;
                 }
@@ -639,7 +654,7 @@ impl<'s> Walker<'s> {
                 if let Some((_, diverge)) = local.init.as_ref().and_then(|i| i.diverge.as_ref()) {
                     if let Expr::Block(other) = &**diverge {
                         if let Some(jump) = bare_jump_first(&other.block) {
-                            self.pending_jumps.push((jump, start));
+                            self.pending_jumps.push((jump, start, None));
                         }
                     }
                 }
@@ -728,11 +743,18 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             self.next_in_block.insert(pair[0], pair[1]);
         }
         if !self.const_context {
-            // A bare jump after a statement that always completes runs exactly as often.
+            // A bare jump after a statement that always completes runs exactly as often; after
+            // one that completes unless its `?` returns, as often as the `?` goes on.
             for pair in block.stmts.windows(2) {
-                if let (Some(jump), true) = (bare_jump(&pair[1]), completes(&pair[0])) {
+                let Some(jump) = bare_jump(&pair[1]) else {
+                    continue;
+                };
+                if completes(&pair[0]) {
                     self.jumps
                         .insert(jump, JumpCount::After(stmt_start(&pair[0])));
+                } else if passes_one_try(&pair[0]) {
+                    self.jumps
+                        .insert(jump, JumpCount::Passed(stmt_start(&pair[0])));
                 }
             }
         }
@@ -1479,7 +1501,14 @@ mod tests {
                 (7, JumpCount::Difference(6, 9)),
                 // Not line 12: `return 0;` has code of its own.
                 (15, JumpCount::After(14)),
-                // Not line 21: the next statement is a loop header, which runs more often.
+                // The next statement is a loop header, which runs more often: the `if`'s branch.
+                (
+                    21,
+                    JumpCount::Taken {
+                        condition: 20,
+                        operands: 1
+                    }
+                ),
                 (27, JumpCount::Difference(24, 25)),
                 (32, JumpCount::After(29)),
             ]
@@ -1521,6 +1550,61 @@ mod tests {
         .expect("parses");
         assert_eq!(arms.jump_count(5), Some(JumpCount::Difference(3, 4)));
         assert_eq!(arms.jump_count(9), None, "a guard decides too");
+    }
+
+    #[test]
+    fn bare_jumps_without_neighbours_count_by_the_branch_entering_them() {
+        let analysis = analyze(
+            r#"fn f(values: &[u32], texts: &[&str]) -> Result<(), E> {
+    for &v in values {
+        work(v);
+        if big(v) && v > 3 {
+            break;
+        }
+    }
+    while let Some(x) = next() {
+        if big(x) || v > 3 {
+            continue;
+        }
+    }
+    match values.first() {
+        Some(v) => {
+            if values.iter().any(|x| if *x > 1 { true } else { false }) {
+                return Ok(());
+            }
+        }
+        None => {}
+    }
+    loop {
+        check(texts)?;
+        break;
+    }
+    loop {
+        let n = parse(texts[0]?)?;
+        break;
+    }
+}
+"#,
+        )
+        .expect("parses");
+        let jumps: Vec<(u32, JumpCount)> = (1..=27)
+            .filter_map(|line| Some((line, analysis.jump_count(line)?)))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                (
+                    5,
+                    JumpCount::Taken {
+                        condition: 4,
+                        operands: 2
+                    }
+                ),
+                // Not line 10 (`||`: either operand enters), nor 16 (a closure's branch on the
+                // line), nor 26 (two `?`s).
+                (23, JumpCount::Passed(22)),
+            ]
+        );
     }
 
     #[test]
