@@ -27,6 +27,16 @@ pub enum JumpCount {
     /// As often as the statement on this line got past its one `?` (it always completes
     /// otherwise): the side of the `?`'s branch that goes on.
     Passed(u32),
+    /// A jump that leaves a `while` loop from the `if` ending its body: the `if` ran once per
+    /// pass and the `while` line once per entry (the `before` statement completes into it) and
+    /// per pass that did not leave, so the jump ran `before` + `condition` − `header` times.
+    /// With the `if`'s `operands` (see `Taken`), its branch says so too where it was found.
+    LoopExit {
+        before: u32,
+        condition: u32,
+        header: u32,
+        operands: Option<u32>,
+    },
 }
 
 fn start_line(span: proc_macro2::Span) -> u32 {
@@ -51,6 +61,18 @@ pub(super) fn bare_jump_expr(expr: &Expr) -> Option<u32> {
             Some(start_line(e.return_token.span))
         }
         _ => None,
+    }
+}
+
+/// A bare jump that leaves the loop labelled `label` (if any) whose body holds it: a `break`, a
+/// `return`, or a `continue` of another, outer loop.
+pub(super) fn leaves_loop(stmt: &Stmt, label: Option<&syn::Lifetime>) -> Option<u32> {
+    let line = bare_jump(stmt)?;
+    match stmt {
+        Stmt::Expr(Expr::Continue(e), _) => {
+            (e.label.is_some() && e.label.as_ref() != label).then_some(line)
+        }
+        _ => Some(line),
     }
 }
 
@@ -91,7 +113,7 @@ pub(super) fn completes(stmt: &Stmt) -> bool {
 }
 
 /// A `break`, `continue`, `return` or `?`.
-fn jumps(expr: &Expr) -> bool {
+pub(super) fn jumps(expr: &Expr) -> bool {
     matches!(
         expr,
         Expr::Break(_) | Expr::Continue(_) | Expr::Return(_) | Expr::Try(_)
@@ -151,7 +173,7 @@ pub(super) fn passes_one_try(stmt: &Stmt) -> bool {
 
 /// `expr` or some expression inside it (closures included: their branches show on the same
 /// line) is `found`.
-fn holds(expr: &Expr, found: fn(&Expr) -> bool) -> bool {
+pub(super) fn holds(expr: &Expr, found: fn(&Expr) -> bool) -> bool {
     let mut finder = Finder(found, false);
     finder.visit_expr(expr);
     finder.1

@@ -12,8 +12,8 @@ use syn::{
 
 use super::attributes::{statement_attrs, Attrs};
 use super::jumps::{
-    and_chain, bare_jump, bare_jump_expr, bare_jump_first, completes, is_loop, passes_one_try,
-    stmt_start,
+    and_chain, bare_jump, bare_jump_expr, bare_jump_first, completes, holds, is_loop, jumps,
+    leaves_loop, passes_one_try, stmt_start,
 };
 use super::lexer::TextClass;
 use super::macros;
@@ -93,6 +93,11 @@ pub(super) struct Walker<'s> {
     pending_jumps: Vec<(u32, u32, Option<u32>)>,
     /// Start lines of `loop`/`while`/`for` statements.
     loops: std::collections::BTreeSet<u32>,
+    /// `while` statement → the statement before it, which always completes into it.
+    loop_entries: std::collections::BTreeMap<u32, u32>,
+    /// A bare jump in the `if` that ends a `while` body (whose other statements always complete)
+    /// → that `while` statement.
+    loop_exits: std::collections::BTreeMap<u32, u32>,
     /// `macro_rules!` definitions: name and last line.
     macro_definitions: Vec<(String, u32)>,
     /// Macro invocations: name, line, whether the arguments mention `cfg`.
@@ -143,6 +148,8 @@ impl<'s> Walker<'s> {
             jumps: std::collections::BTreeMap::new(),
             pending_jumps: Vec::new(),
             loops: std::collections::BTreeSet::new(),
+            loop_entries: std::collections::BTreeMap::new(),
+            loop_exits: std::collections::BTreeMap::new(),
             macro_definitions: Vec::new(),
             macro_calls: Vec::new(),
             macro_functions: Vec::new(),
@@ -153,14 +160,30 @@ impl<'s> Walker<'s> {
         // The count of a jump that is the whole then-branch of an `if` (or the `else` of a
         // `let … else`): the statement's runs less those of the next statement, which runs
         // exactly when the jump does not (a loop header runs more often: no such count then).
-        // Without one, the `if`'s branch says how often its block was entered.
+        // Without one, the runs of the `while` the jump leaves, or the `if`'s branch, say how
+        // often its block was entered.
         for (jump, statement, operands) in std::mem::take(&mut self.pending_jumps) {
-            match (self.next_in_block.get(&statement), operands) {
-                (Some(&next), _) if !self.loops.contains(&next) => {
+            let exit = self
+                .loop_exits
+                .get(&jump)
+                .and_then(|&header| Some((header, *self.loop_entries.get(&header)?)));
+            match (self.next_in_block.get(&statement), exit, operands) {
+                (Some(&next), _, _) if !self.loops.contains(&next) => {
                     self.jumps
                         .insert(jump, JumpCount::Difference(statement, next));
                 }
-                (_, Some(operands)) => {
+                (None, Some((header, before)), _) => {
+                    self.jumps.insert(
+                        jump,
+                        JumpCount::LoopExit {
+                            before,
+                            condition: statement,
+                            header,
+                            operands,
+                        },
+                    );
+                }
+                (_, _, Some(operands)) => {
                     self.jumps.insert(
                         jump,
                         JumpCount::Taken {
@@ -743,6 +766,12 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             self.next_in_block.insert(pair[0], pair[1]);
         }
         if !self.const_context {
+            for pair in block.stmts.windows(2) {
+                if matches!(pair[1], Stmt::Expr(Expr::While(_), _)) && completes(&pair[0]) {
+                    self.loop_entries
+                        .insert(stmt_start(&pair[1]), stmt_start(&pair[0]));
+                }
+            }
             // A bare jump after a statement that always completes runs exactly as often; after
             // one that completes unless its `?` returns, as often as the `?` goes on.
             for pair in block.stmts.windows(2) {
@@ -815,6 +844,25 @@ impl<'ast> Visit<'ast> for Walker<'_> {
     fn visit_expr_while(&mut self, expr: &'ast ExprWhile) {
         self.visit_expr(&expr.cond);
         self.controlled(start_line(expr.cond.span()), |w| w.visit_block(&expr.body));
+        // Every pass reaches the `if` that ends the body; each one that does not leave there
+        // goes back to the condition.
+        let Some((Stmt::Expr(Expr::If(last), _), rest)) = expr.body.stmts.split_last() else {
+            return;
+        };
+        let label = expr.label.as_ref().map(|label| &label.name);
+        let leaves = last
+            .then_branch
+            .stmts
+            .first()
+            .and_then(|first| leaves_loop(first, label));
+        if let Some(jump) = leaves.filter(|_| {
+            last.else_branch.is_none()
+                && last.attrs.is_empty()
+                && !holds(&last.cond, jumps)
+                && rest.iter().all(completes)
+        }) {
+            self.loop_exits.insert(jump, start_line(expr.span()));
+        }
     }
 
     fn visit_expr_for_loop(&mut self, expr: &'ast ExprForLoop) {
@@ -1603,6 +1651,87 @@ mod tests {
                 // Not line 10 (`||`: either operand enters), nor 16 (a closure's branch on the
                 // line), nor 26 (two `?`s).
                 (23, JumpCount::Passed(22)),
+            ]
+        );
+    }
+
+    #[test]
+    fn jumps_leaving_a_while_count_by_its_passes() {
+        let analysis = analyze(
+            r#"fn f(values: &[u32]) -> u32 {
+    let mut at = 0;
+    while at < values.len() {
+        at += 1;
+        if values[at - 1] == 0 {
+            break;
+        }
+    }
+    'outer: while at > 0 {
+        while at > 1 {
+            at -= 1;
+            if at == 5 {
+                continue 'outer;
+            }
+        }
+        at -= 1;
+        'inner: while at > 2 {
+            if at == 3 {
+                continue 'inner;
+            }
+        }
+    }
+    work();
+    while at > 3 {
+        parse(at)?;
+        if at == 4 {
+            break;
+        }
+    }
+    at
+}
+"#,
+        )
+        .expect("parses");
+        let jumps: Vec<(u32, JumpCount)> = (1..=31)
+            .filter_map(|line| Some((line, analysis.jump_count(line)?)))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                (
+                    6,
+                    JumpCount::LoopExit {
+                        before: 2,
+                        condition: 5,
+                        header: 3,
+                        operands: Some(1)
+                    }
+                ),
+                // The inner `while` is the first statement of its block: nothing counts its
+                // entries, so only the branch can tell.
+                (
+                    13,
+                    JumpCount::Taken {
+                        condition: 12,
+                        operands: 1
+                    }
+                ),
+                // `continue 'inner` goes back to its own loop, and a `?` before the last loop's
+                // `if` may leave a pass early.
+                (
+                    19,
+                    JumpCount::Taken {
+                        condition: 18,
+                        operands: 1
+                    }
+                ),
+                (
+                    27,
+                    JumpCount::Taken {
+                        condition: 26,
+                        operands: 1
+                    }
+                ),
             ]
         );
     }

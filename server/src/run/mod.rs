@@ -1193,6 +1193,27 @@ fn merge(
                             .flatten()
                             .map(Shown::Counts);
                     }
+                    Some(
+                        jump @ JumpCount::LoopExit {
+                            before,
+                            condition,
+                            header,
+                            ..
+                        },
+                    ) if !is_coverable(file, line) => {
+                        if !ran_as_code(condition) {
+                            return None;
+                        }
+                        if let Some(counts) = branch_side(aggregate, source, jump) {
+                            return Some(Shown::Counts(counts));
+                        }
+                        return (ran_as_code(before) && ran_as_code(header) && !options.first_hit)
+                            .then_some(Shown::LoopExit {
+                                before,
+                                condition,
+                                header,
+                            });
+                    }
                     _ => {}
                 }
                 if !file.hoisted.contains(&line) {
@@ -1215,6 +1236,17 @@ fn merge(
                             (None, _) => None,
                         },
                         Shown::Counts(counts) => Some(Cow::Owned(counts)),
+                        Shown::LoopExit {
+                            before,
+                            condition,
+                            header,
+                        } => match (counts_of(before), counts_of(condition)) {
+                            (Some(before), Some(condition)) => Some(Cow::Owned(difference(
+                                &sum(before, condition)?,
+                                counts_of(header),
+                            )?)),
+                            _ => None,
+                        },
                     };
                     Some((line, counts))
                 })
@@ -1326,9 +1358,32 @@ enum Shown {
     Difference(u32, u32),
     /// A branch side's (a bare jump's, see `branch_side`).
     Counts(LineCounts),
+    /// `before`'s and `condition`'s less `header`'s (see `JumpCount::LoopExit`).
+    LoopExit {
+        before: u32,
+        condition: u32,
+        header: u32,
+    },
 }
 
-/// The counts of a bare jump that a branch side enters (`JumpCount::Taken` or `Passed`); `None`
+/// `a` and `b` added, per test too; `None` when either is a lower bound.
+fn sum(a: &LineCounts, b: &LineCounts) -> Option<LineCounts> {
+    if a.capped || b.capped {
+        return None;
+    }
+    let mut tests = a.tests.clone();
+    for (test, hits) in &b.tests {
+        *tests.entry(*test).or_default() += hits;
+    }
+    Some(LineCounts {
+        hits: a.hits + b.hits,
+        capped: false,
+        tests,
+    })
+}
+
+/// The counts of a bare jump that a branch side enters (`JumpCount::Taken`, `Passed` or
+/// `LoopExit`); `None`
 /// when the branches on the line cannot say: none was found there (branches not counted, or
 /// both ways shared with other code), one is of another construct or not oriented, or a side
 /// was counted by int3 (a lower bound, maybe a difference of one).
@@ -1337,13 +1392,20 @@ fn branch_side(aggregate: &Aggregate, source: SourceId, jump: JumpCount) -> Opti
         JumpCount::Taken {
             condition,
             operands,
+        }
+        | JumpCount::LoopExit {
+            condition,
+            operands: Some(operands),
+            ..
         } => (
             condition,
             &[Construct::If, Construct::ShortCircuit],
             operands,
         ),
         JumpCount::Passed(line) => (line, &[Construct::Try], 1),
-        JumpCount::After(_) | JumpCount::Difference(..) => return None,
+        JumpCount::After(_) | JumpCount::Difference(..) | JumpCount::LoopExit { .. } => {
+            return None
+        }
     };
     let branches: Vec<&BranchCounts> = aggregate
         .branches()
