@@ -27,6 +27,12 @@ pub enum JumpCount {
     /// As often as the statement on this line got past its one `?` (it always completes
     /// otherwise): the side of the `?`'s branch that goes on.
     Passed(u32),
+    /// The jump arm of a `match` of more than two arms without guards: as often as the `match`
+    /// line less each other arm's line (up to [`MAX_OTHER_ARMS`], in order, `None` after them).
+    Remainder {
+        all: u32,
+        rest: [Option<u32>; MAX_OTHER_ARMS],
+    },
     /// A jump that leaves a `while` loop from the `if` ending its body: the `if` ran once per
     /// pass and the `while` line once per entry (the `before` statement completes into it) and
     /// per pass that did not leave, so the jump ran `before` + `condition` − `header` times.
@@ -38,6 +44,28 @@ pub enum JumpCount {
         operands: Option<u32>,
     },
 }
+
+/// A pattern tested only by what the `match` line does (reading a discriminant) and binding on
+/// its arm's line only when the arm runs: variants, bindings, wildcards, tuples and references of
+/// those. A literal, range or slice pattern is tested on its own line, also for values that go
+/// on to later arms, so its line counts more than its arm's runs.
+pub(super) fn structural(pat: &syn::Pat) -> bool {
+    use syn::Pat;
+    match pat {
+        Pat::Ident(p) => p.subpat.is_none(),
+        Pat::Wild(_) | Pat::Path(_) | Pat::Rest(_) => true,
+        Pat::Or(p) => p.cases.iter().all(structural),
+        Pat::Paren(p) => structural(&p.pat),
+        Pat::Reference(p) => structural(&p.pat),
+        Pat::Tuple(p) => p.elems.iter().all(structural),
+        Pat::TupleStruct(p) => p.elems.iter().all(structural),
+        Pat::Struct(p) => p.fields.iter().all(|field| structural(&field.pat)),
+        _ => false,
+    }
+}
+
+/// Most other arms a `match`'s jump arm is counted against (see `JumpCount::Remainder`).
+pub const MAX_OTHER_ARMS: usize = 8;
 
 fn start_line(span: proc_macro2::Span) -> u32 {
     to_u32(span.start().line)

@@ -13,7 +13,7 @@ use syn::{
 use super::attributes::{statement_attrs, Attrs};
 use super::jumps::{
     and_chain, bare_jump, bare_jump_expr, bare_jump_first, completes, holds, is_loop, jumps,
-    leaves_loop, passes_one_try, stmt_start,
+    leaves_loop, passes_one_try, stmt_start, structural, MAX_OTHER_ARMS,
 };
 use super::lexer::TextClass;
 use super::macros;
@@ -817,27 +817,44 @@ impl<'ast> Visit<'ast> for Walker<'_> {
     fn visit_expr_match(&mut self, expr: &'ast ExprMatch) {
         visit::visit_expr_match(self, expr);
         // `match x { Some(v) => …, None => break }`: the jump arm runs whenever the match does
-        // and the other arm does not.
-        let [first, second] = expr.arms.as_slice() else {
-            return;
-        };
-        if self.const_context || first.guard.is_some() || second.guard.is_some() {
+        // and no other arm does (a guard could send a value on to a later arm: none then), as
+        // their lines count when their patterns are tested at the `match` (see `structural`).
+        let arms = &expr.arms;
+        if self.const_context
+            || arms.len() < 2
+            || arms.len() > MAX_OTHER_ARMS + 1
+            || arms.iter().any(|arm| arm.guard.is_some())
+        {
             return;
         }
-        for (jump, other) in [(first, second), (second, first)] {
+        let all = start_line(expr.match_token.span);
+        for (index, jump) in arms.iter().enumerate() {
             let line = match &*jump.body {
                 Expr::Block(block) => bare_jump_first(&block.block),
                 body => bare_jump_expr(body),
             };
-            if let Some(line) = line.filter(|_| !asserts_unreachable(&other.body)) {
-                self.jumps.insert(
-                    line,
-                    JumpCount::Difference(
-                        start_line(expr.match_token.span),
-                        start_line(other.pat.span()),
-                    ),
-                );
-            }
+            let others: Vec<&Arm> = arms
+                .iter()
+                .enumerate()
+                .filter(|&(other, _)| other != index)
+                .map(|(_, arm)| arm)
+                .collect();
+            let counted =
+                |other: &&Arm| !asserts_unreachable(&other.body) && structural(&other.pat);
+            let Some(line) = line.filter(|_| others.iter().all(counted)) else {
+                continue;
+            };
+            let count = match others.as_slice() {
+                [other] => JumpCount::Difference(all, start_line(other.pat.span())),
+                _ => {
+                    let mut rest = [None; MAX_OTHER_ARMS];
+                    for (slot, other) in rest.iter_mut().zip(&others) {
+                        *slot = Some(start_line(other.pat.span()));
+                    }
+                    JumpCount::Remainder { all, rest }
+                }
+            };
+            self.jumps.insert(line, count);
         }
     }
 
@@ -1598,6 +1615,23 @@ mod tests {
         .expect("parses");
         assert_eq!(arms.jump_count(5), Some(JumpCount::Difference(3, 4)));
         assert_eq!(arms.jump_count(9), None, "a guard decides too");
+        let larger = analyze(
+            "fn h(v: E, n: u8) {\n    loop {\n        match v {\n            E::A(x) => work(x),\n            \
+             E::B | E::C { .. } => work(0),\n            E::D => break,\n        }\n        match n {\n            \
+             1..=9 => work(n),\n            _ => break,\n        }\n    }\n}\n",
+        )
+        .expect("parses");
+        let mut rest = [None; crate::analysis::jumps::MAX_OTHER_ARMS];
+        rest[..2].copy_from_slice(&[Some(4), Some(5)]);
+        assert_eq!(
+            larger.jump_count(6),
+            Some(JumpCount::Remainder { all: 3, rest })
+        );
+        assert_eq!(
+            larger.jump_count(10),
+            None,
+            "a range is tested on its arm's line, also for values that go on"
+        );
     }
 
     #[test]

@@ -1181,6 +1181,13 @@ fn merge(
                         return (ran_as_code(all) && ran_as_code(rest) && !options.first_hit)
                             .then_some(Shown::Difference(all, rest));
                     }
+                    Some(JumpCount::Remainder { all, rest }) if !is_coverable(file, line) => {
+                        let rest = rest.into_iter().flatten();
+                        return (ran_as_code(all)
+                            && rest.clone().all(ran_as_code)
+                            && !options.first_hit)
+                            .then_some(Shown::Remainder(all, rest.collect()));
+                    }
                     Some(
                         jump @ (JumpCount::Taken {
                             condition: statement,
@@ -1236,6 +1243,16 @@ fn merge(
                             (None, _) => None,
                         },
                         Shown::Counts(counts) => Some(Cow::Owned(counts)),
+                        Shown::Remainder(all, rest) => match counts_of(all) {
+                            Some(all) => {
+                                let mut left = all.clone();
+                                for line in rest {
+                                    left = difference(&left, counts_of(line))?;
+                                }
+                                Some(Cow::Owned(left))
+                            }
+                            None => None,
+                        },
                         Shown::LoopExit {
                             before,
                             condition,
@@ -1358,6 +1375,8 @@ enum Shown {
     Difference(u32, u32),
     /// A branch side's (a bare jump's, see `branch_side`).
     Counts(LineCounts),
+    /// The first line's less each of the others' (see `JumpCount::Remainder`).
+    Remainder(u32, Vec<u32>),
     /// `before`'s and `condition`'s less `header`'s (see `JumpCount::LoopExit`).
     LoopExit {
         before: u32,
@@ -1403,9 +1422,10 @@ fn branch_side(aggregate: &Aggregate, source: SourceId, jump: JumpCount) -> Opti
             operands,
         ),
         JumpCount::Passed(line) => (line, &[Construct::Try], 1),
-        JumpCount::After(_) | JumpCount::Difference(..) | JumpCount::LoopExit { .. } => {
-            return None
-        }
+        JumpCount::After(_)
+        | JumpCount::Difference(..)
+        | JumpCount::Remainder { .. }
+        | JumpCount::LoopExit { .. } => return None,
     };
     let branches: Vec<&BranchCounts> = aggregate
         .branches()
