@@ -33,9 +33,9 @@ use walker::Walker;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
 /// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
 /// else branches and along else-if chains; 16: jump arms of two-arm matches; 17: branch
-/// constructs and their operators; 18: functions in `macro_rules!` bodies, bare jumps counted by
-/// branch sides and by `while` passes).
-pub const RULES_VERSION: u32 = 18;
+/// constructs and their operators; 18: functions in `macro_rules!` bodies; 19: bare jumps counted
+/// by branch sides, by `while` passes and against the other arms of larger matches).
+pub const RULES_VERSION: u32 = 19;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
