@@ -47,13 +47,14 @@ pub enum JumpCount {
 
 /// A pattern tested only by what the `match` line does (reading a discriminant) and binding on
 /// its arm's line only when the arm runs: variants, bindings, wildcards, tuples and references of
-/// those. A literal, range or slice pattern is tested on its own line, also for values that go
-/// on to later arms, so its line counts more than its arm's runs.
+/// those. A literal, range, slice or constant pattern is tested on its own line, also for values
+/// that go on to later arms, so its line counts more than its arm's runs.
 pub(super) fn structural(pat: &syn::Pat) -> bool {
     use syn::Pat;
     match pat {
-        Pat::Ident(p) => p.subpat.is_none(),
-        Pat::Wild(_) | Pat::Path(_) | Pat::Rest(_) => true,
+        Pat::Ident(p) => p.subpat.is_none() && !constant(&p.ident),
+        Pat::Path(p) => !p.path.segments.last().is_some_and(|s| constant(&s.ident)),
+        Pat::Wild(_) | Pat::Rest(_) => true,
         Pat::Or(p) => p.cases.iter().all(structural),
         Pat::Paren(p) => structural(&p.pat),
         Pat::Reference(p) => structural(&p.pat),
@@ -62,6 +63,16 @@ pub(super) fn structural(pat: &syn::Pat) -> bool {
         Pat::Struct(p) => p.fields.iter().all(|field| structural(&field.pat)),
         _ => false,
     }
+}
+
+/// A SCREAMING_CASE name: a constant by convention (a variant or binding is not), which a
+/// pattern compares like a literal.
+fn constant(ident: &syn::Ident) -> bool {
+    let name = ident.to_string();
+    name.len() > 1
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Most other arms a `match`'s jump arm is counted against (see `JumpCount::Remainder`).

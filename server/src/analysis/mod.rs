@@ -34,8 +34,9 @@ use walker::Walker;
 /// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
 /// else branches and along else-if chains; 16: jump arms of two-arm matches; 17: branch
 /// constructs and their operators; 18: functions in `macro_rules!` bodies; 19: bare jumps counted
-/// by branch sides, by `while` passes and against the other arms of larger matches).
-pub const RULES_VERSION: u32 = 19;
+/// by branch sides, by `while` passes and against the other arms of larger matches; 20: not
+/// against arms with constant patterns).
+pub const RULES_VERSION: u32 = 20;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1632,6 +1632,16 @@ mod tests {
             None,
             "a range is tested on its arm's line, also for values that go on"
         );
+        let constant = analyze(
+            "fn k(n: u8) {\n    loop {\n        match n {\n            u8::MAX | LIMIT => work(n),\n            \
+             _ => break,\n        }\n    }\n}\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            constant.jump_count(5),
+            None,
+            "constants compare like literals"
+        );
     }
 
     #[test]
