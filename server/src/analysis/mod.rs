@@ -4,8 +4,8 @@
 //! `lexer` classifies lines by their text (code, punctuation, comments), `attributes` reads what
 //! `#[cfg]`, `#[test]` and `#[coverage(off)]` say, `cfg` keeps `#[cfg]` predicates to decide them
 //! against the build's cfg set, `ignore` applies `// coverlay: ignore` markers, `jumps` says how a
-//! bare `break;`/`continue;`/`return;` is counted, and `walker` holds the rules for each syntax
-//! construct.
+//! bare `break;`/`continue;`/`return;` is counted, `macros` finds the functions a `macro_rules!`
+//! body defines, and `walker` holds the rules for each syntax construct.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ mod cfg;
 mod ignore;
 mod jumps;
 mod lexer;
+mod macros;
 mod walker;
 
 pub use branches::{Arm, BranchLine, Construct, MatchArms, Operator};
@@ -32,8 +33,11 @@ use walker::Walker;
 /// 10: `)?;` is punctuation; 11: macro statements; 12: `} else {` openers; 13: `fn` lines open
 /// their body's first statement; 14: cfg predicates, module files, bare jumps; 15: bare jumps in
 /// else branches and along else-if chains; 16: jump arms of two-arm matches; 17: branch
-/// constructs and their operators; 18: `match` arms counted by their lines).
-pub const RULES_VERSION: u32 = 18;
+/// constructs and their operators; 18: `match` arms counted by their lines, and functions in
+/// `macro_rules!` bodies; 19: bare jumps counted by branch sides, by `while` passes and against the
+/// other arms of larger matches; 20: not against arms with constant patterns; 21: both of 18's
+/// rule sets together).
+pub const RULES_VERSION: u32 = 21;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

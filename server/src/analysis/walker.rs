@@ -11,8 +11,12 @@ use syn::{
 };
 
 use super::attributes::{statement_attrs, Attrs};
-use super::jumps::{bare_jump, bare_jump_expr, bare_jump_first, completes, is_loop, stmt_start};
+use super::jumps::{
+    and_chain, bare_jump, bare_jump_expr, bare_jump_first, completes, holds, is_loop, jumps,
+    leaves_loop, passes_one_try, stmt_start, structural, MAX_OTHER_ARMS,
+};
 use super::lexer::TextClass;
+use super::macros;
 use super::{to_u32, FunctionInfo, JumpCount, LineKind, ModuleFile, SourceAnalysis};
 
 /// `unreachable!(…)` (or `std::`/`core::unreachable!`): the author says no run reaches it, so a
@@ -84,10 +88,23 @@ pub(super) struct Walker<'s> {
     test_module_depth: Vec<bool>,
     module_files: Vec<ModuleFile>,
     jumps: std::collections::BTreeMap<u32, JumpCount>,
-    /// (bare jump, statement before which its branch is taken) until the next statement is known.
-    pending_jumps: Vec<(u32, u32)>,
+    /// (bare jump, statement before which its branch is taken, the operands of that `if`'s
+    /// condition when its branch sides can count the jump) until the next statement is known.
+    pending_jumps: Vec<(u32, u32, Option<u32>)>,
     /// Start lines of `loop`/`while`/`for` statements.
     loops: std::collections::BTreeSet<u32>,
+    /// `while` statement → the statement before it, which always completes into it.
+    loop_entries: std::collections::BTreeMap<u32, u32>,
+    /// A bare jump in the `if` that ends a `while` body (whose other statements always complete)
+    /// → that `while` statement.
+    loop_exits: std::collections::BTreeMap<u32, u32>,
+    /// `macro_rules!` definitions: name and last line.
+    macro_definitions: Vec<(String, u32)>,
+    /// Macro invocations: name, line, whether the arguments mention `cfg`.
+    macro_calls: Vec<(String, u32, bool)>,
+    /// Functions in macro bodies: the definition (index into `macro_definitions`), first and last
+    /// line.
+    macro_functions: Vec<(usize, u32, u32)>,
 }
 
 /// The `#[path = "…"]` of a module declaration.
@@ -131,6 +148,11 @@ impl<'s> Walker<'s> {
             jumps: std::collections::BTreeMap::new(),
             pending_jumps: Vec::new(),
             loops: std::collections::BTreeSet::new(),
+            loop_entries: std::collections::BTreeMap::new(),
+            loop_exits: std::collections::BTreeMap::new(),
+            macro_definitions: Vec::new(),
+            macro_calls: Vec::new(),
+            macro_functions: Vec::new(),
         }
     }
 
@@ -138,14 +160,42 @@ impl<'s> Walker<'s> {
         // The count of a jump that is the whole then-branch of an `if` (or the `else` of a
         // `let … else`): the statement's runs less those of the next statement, which runs
         // exactly when the jump does not (a loop header runs more often: no such count then).
-        for (jump, statement) in std::mem::take(&mut self.pending_jumps) {
-            if let Some(&next) = self.next_in_block.get(&statement) {
-                if !self.loops.contains(&next) {
+        // Without one, the runs of the `while` the jump leaves, or the `if`'s branch, say how
+        // often its block was entered.
+        for (jump, statement, operands) in std::mem::take(&mut self.pending_jumps) {
+            let exit = self
+                .loop_exits
+                .get(&jump)
+                .and_then(|&header| Some((header, *self.loop_entries.get(&header)?)));
+            match (self.next_in_block.get(&statement), exit, operands) {
+                (Some(&next), _, _) if !self.loops.contains(&next) => {
                     self.jumps
                         .insert(jump, JumpCount::Difference(statement, next));
                 }
+                (None, Some((header, before)), _) => {
+                    self.jumps.insert(
+                        jump,
+                        JumpCount::LoopExit {
+                            before,
+                            condition: statement,
+                            header,
+                            operands,
+                        },
+                    );
+                }
+                (_, _, Some(operands)) => {
+                    self.jumps.insert(
+                        jump,
+                        JumpCount::Taken {
+                            condition: statement,
+                            operands,
+                        },
+                    );
+                }
+                _ => {}
             }
         }
+        self.gate_macro_functions();
         self.functions.sort_by_key(|f| f.line);
         self.test_ranges.sort_unstable();
         let mut test_ranges: Vec<(u32, u32)> = Vec::with_capacity(self.test_ranges.len());
@@ -287,7 +337,7 @@ impl<'s> Walker<'s> {
             Item::Macro(m) => {
                 self.scoped(&Attrs::of(&m.attrs), item, |w| {
                     if m.mac.path.is_ident("macro_rules") {
-                        w.macro_rules(&m.mac);
+                        w.macro_rules(&m.mac, m.ident.as_ref());
                     } else {
                         w.item_macro_call(&m.mac);
                     }
@@ -392,8 +442,9 @@ impl<'s> Walker<'s> {
     }
 
     /// No statement structure is known inside a macro_rules! body: every code line may or may not
-    /// expand to machine code, so the binary decides.
-    fn macro_rules(&mut self, mac: &Macro) {
+    /// expand to machine code, so the binary decides. Except in the functions the body defines
+    /// (see `macros`): they are walked as functions, compiled when the macro is invoked.
+    fn macro_rules(&mut self, mac: &Macro, name: Option<&syn::Ident>) {
         let span = delim_span(&mac.delimiter);
         let open = start_line(span.open());
         let close = start_line(span.close());
@@ -407,12 +458,86 @@ impl<'s> Walker<'s> {
                 );
             }
         }
+        let Some(name) = name else {
+            return;
+        };
+        let definition = self.macro_definitions.len();
+        self.macro_definitions.push((name.to_string(), close));
+        for found in macros::defined_functions(mac) {
+            let function = &found.function;
+            let (first, last) = full_range(function);
+            for line in first..=last {
+                self.set(line, LineKind::None);
+            }
+            let outer = std::mem::replace(&mut self.compiled_only, true);
+            let index = self.functions.len();
+            self.function(
+                &function.attrs,
+                &function.sig,
+                &function.block,
+                None,
+                function,
+            );
+            self.compiled_only = outer;
+            if found.named_by_invocation {
+                if let Some(info) = self.functions.get_mut(index) {
+                    info.name.insert(0, '$');
+                }
+            }
+            self.macro_functions.push((definition, first, last));
+        }
+    }
+
+    /// A function of a macro body is compiled when some invocation of the macro after its
+    /// definition is (its gates hold, and its arguments pass on no `cfg`): a gate of its own says
+    /// so. A name defined twice in the file leaves open which definition an invocation expands.
+    fn gate_macro_functions(&mut self) {
+        let mut gates = Vec::new();
+        for &(definition, first, last) in &self.macro_functions {
+            let (name, end) = &self.macro_definitions[definition];
+            let defined_once = self
+                .macro_definitions
+                .iter()
+                .filter(|(other, _)| other == name)
+                .count()
+                == 1;
+            let invocations = self
+                .macro_calls
+                .iter()
+                .filter(|(called, line, _)| defined_once && called == name && line > end)
+                .map(|&(_, line, cfg_argument)| {
+                    let mut all: Vec<super::Cfg> = self
+                        .gates
+                        .iter()
+                        .filter(|(first, last, _)| (*first..=*last).contains(&line))
+                        .map(|(_, _, gate)| gate.clone())
+                        .collect();
+                    if cfg_argument {
+                        all.push(super::Cfg::Unknown);
+                    }
+                    super::Cfg::All(all)
+                })
+                .collect();
+            gates.push((first, last, super::Cfg::Any(invocations)));
+        }
+        self.gates.extend(gates);
+    }
+
+    fn macro_call(&mut self, mac: &Macro, line: u32) {
+        if let Some(name) = mac.path.segments.last() {
+            self.macro_calls.push((
+                name.ident.to_string(),
+                line,
+                macros::mentions_cfg(&mac.tokens),
+            ));
+        }
     }
 
     /// An item-position macro may expand to functions or to nothing at run time.
     fn item_macro_call(&mut self, mac: &Macro) {
         let start = start_line(mac.path.span());
         let end = end_line(delim_span(&mac.delimiter).close());
+        self.macro_call(mac, start);
         let outer = std::mem::replace(&mut self.compiled_only, true);
         self.item_macros.insert(start);
         self.claim(start, end);
@@ -509,7 +634,7 @@ impl<'s> Walker<'s> {
             Stmt::Expr(Expr::If(e), _) if e.attrs.is_empty() => {
                 if e.else_branch.is_none() {
                     if let Some(jump) = bare_jump_first(&e.then_branch) {
-                        self.pending_jumps.push((jump, start));
+                        self.pending_jumps.push((jump, start, and_chain(&e.cond)));
                     }
                     return;
                 }
@@ -553,7 +678,7 @@ impl<'s> Walker<'s> {
                 if let Some((_, diverge)) = local.init.as_ref().and_then(|i| i.diverge.as_ref()) {
                     if let Expr::Block(other) = &**diverge {
                         if let Some(jump) = bare_jump_first(&other.block) {
-                            self.pending_jumps.push((jump, start));
+                            self.pending_jumps.push((jump, start, None));
                         }
                     }
                 }
@@ -642,11 +767,24 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             self.next_in_block.insert(pair[0], pair[1]);
         }
         if !self.const_context {
-            // A bare jump after a statement that always completes runs exactly as often.
             for pair in block.stmts.windows(2) {
-                if let (Some(jump), true) = (bare_jump(&pair[1]), completes(&pair[0])) {
+                if matches!(pair[1], Stmt::Expr(Expr::While(_), _)) && completes(&pair[0]) {
+                    self.loop_entries
+                        .insert(stmt_start(&pair[1]), stmt_start(&pair[0]));
+                }
+            }
+            // A bare jump after a statement that always completes runs exactly as often; after
+            // one that completes unless its `?` returns, as often as the `?` goes on.
+            for pair in block.stmts.windows(2) {
+                let Some(jump) = bare_jump(&pair[1]) else {
+                    continue;
+                };
+                if completes(&pair[0]) {
                     self.jumps
                         .insert(jump, JumpCount::After(stmt_start(&pair[0])));
+                } else if passes_one_try(&pair[0]) {
+                    self.jumps
+                        .insert(jump, JumpCount::Passed(stmt_start(&pair[0])));
                 }
             }
         }
@@ -680,33 +818,69 @@ impl<'ast> Visit<'ast> for Walker<'_> {
     fn visit_expr_match(&mut self, expr: &'ast ExprMatch) {
         visit::visit_expr_match(self, expr);
         // `match x { Some(v) => …, None => break }`: the jump arm runs whenever the match does
-        // and the other arm does not.
-        let [first, second] = expr.arms.as_slice() else {
-            return;
-        };
-        if self.const_context || first.guard.is_some() || second.guard.is_some() {
+        // and no other arm does (a guard could send a value on to a later arm: none then), as
+        // their lines count when their patterns are tested at the `match` (see `structural`).
+        let arms = &expr.arms;
+        if self.const_context
+            || arms.len() < 2
+            || arms.len() > MAX_OTHER_ARMS + 1
+            || arms.iter().any(|arm| arm.guard.is_some())
+        {
             return;
         }
-        for (jump, other) in [(first, second), (second, first)] {
+        let all = start_line(expr.match_token.span);
+        for (index, jump) in arms.iter().enumerate() {
             let line = match &*jump.body {
                 Expr::Block(block) => bare_jump_first(&block.block),
                 body => bare_jump_expr(body),
             };
-            if let Some(line) = line.filter(|_| !asserts_unreachable(&other.body)) {
-                self.jumps.insert(
-                    line,
-                    JumpCount::Difference(
-                        start_line(expr.match_token.span),
-                        start_line(other.pat.span()),
-                    ),
-                );
-            }
+            let others: Vec<&Arm> = arms
+                .iter()
+                .enumerate()
+                .filter(|&(other, _)| other != index)
+                .map(|(_, arm)| arm)
+                .collect();
+            let counted =
+                |other: &&Arm| !asserts_unreachable(&other.body) && structural(&other.pat);
+            let Some(line) = line.filter(|_| others.iter().all(counted)) else {
+                continue;
+            };
+            let count = match others.as_slice() {
+                [other] => JumpCount::Difference(all, start_line(other.pat.span())),
+                _ => {
+                    let mut rest = [None; MAX_OTHER_ARMS];
+                    for (slot, other) in rest.iter_mut().zip(&others) {
+                        *slot = Some(start_line(other.pat.span()));
+                    }
+                    JumpCount::Remainder { all, rest }
+                }
+            };
+            self.jumps.insert(line, count);
         }
     }
 
     fn visit_expr_while(&mut self, expr: &'ast ExprWhile) {
         self.visit_expr(&expr.cond);
         self.controlled(start_line(expr.cond.span()), |w| w.visit_block(&expr.body));
+        // Every pass reaches the `if` that ends the body; each one that does not leave there
+        // goes back to the condition.
+        let Some((Stmt::Expr(Expr::If(last), _), rest)) = expr.body.stmts.split_last() else {
+            return;
+        };
+        let label = expr.label.as_ref().map(|label| &label.name);
+        let leaves = last
+            .then_branch
+            .stmts
+            .first()
+            .and_then(|first| leaves_loop(first, label));
+        if let Some(jump) = leaves.filter(|_| {
+            last.else_branch.is_none()
+                && last.attrs.is_empty()
+                && !holds(&last.cond, jumps)
+                && rest.iter().all(completes)
+        }) {
+            self.loop_exits.insert(jump, start_line(expr.span()));
+        }
     }
 
     fn visit_expr_for_loop(&mut self, expr: &'ast ExprForLoop) {
@@ -798,6 +972,10 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 
     fn visit_expr_repeat(&mut self, repeat: &'ast ExprRepeat) {
         self.visit_expr(&repeat.expr);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast Macro) {
+        self.macro_call(mac, start_line(mac.path.span()));
     }
 
     fn visit_type(&mut self, _: &'ast Type) {}
@@ -1223,6 +1401,85 @@ mod tests {
     }
 
     #[test]
+    fn functions_in_macro_bodies_are_walked_and_gated_by_the_invocations() {
+        let source = r#"
+            macro_rules! impl_ref {
+                ($t:ty, $($attr:meta),*) => {
+                    impl<L: AsRef<$t>> AsRef<$t> for Wrap<L> {
+                        fn as_ref(&self) -> &$t {
+                            let inner = &self.0;
+                            inner
+                                .as_ref()
+                        }
+                    }
+                };
+            }
+            impl_ref!(str,);
+            macro_rules! unused {
+                () => { fn f<T>() { g::<T>(); } };
+            }
+            macro_rules! gated {
+                ($name:ident) => { fn $name<T>() { g::<T>(); } };
+            }
+            #[cfg(feature = "x")]
+            gated!(h);
+            fn body() {
+                gated!(k);
+            }
+            "#;
+        let analysis = check(
+            source,
+            r#"
+            -   macro_rules! impl_ref {
+            s       ($t:ty, $($attr:meta),*) => {
+            s           impl<L: AsRef<$t>> AsRef<$t> for Wrap<L> {
+            s               fn as_ref(&self) -> &$t {
+            s                   let inner = &self.0;
+            s                   inner
+            C6                      .as_ref()
+            C4              }
+            -           }
+            -       };
+            -   }
+            s   impl_ref!(str,);
+            -   macro_rules! unused {
+            s       () => { fn f<T>() { g::<T>(); } };
+            -   }
+            -   macro_rules! gated {
+            s       ($name:ident) => { fn $name<T>() { g::<T>(); } };
+            -   }
+            -   #[cfg(feature = "x")]
+            s   gated!(h);
+            S   fn body() {
+            S       gated!(k);
+            C21 }
+            "#,
+        );
+        let names: Vec<&str> = analysis
+            .functions()
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["as_ref", "f", "$name", "body"]);
+        let mut set = crate::analysis::CfgSet::default();
+        assert_eq!(analysis.compiled_in(5, &set), Some(true), "invoked");
+        assert_eq!(analysis.compiled_in(14, &set), Some(false), "never invoked");
+        // Invoked under a cfg the build leaves out, and in a function: either is enough.
+        assert_eq!(analysis.compiled_in(17, &set), Some(true));
+        set.add_feature("x");
+        assert_eq!(analysis.compiled_in(17, &set), Some(true));
+        let passed_on = analyze(
+            "macro_rules! m {\n    ($a:meta) => { #[$a] fn f<T>() {} };\n}\nm!(cfg(unix));\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            passed_on.compiled_in(2, &set),
+            None,
+            "the argument may be a cfg"
+        );
+    }
+
+    #[test]
     fn bare_jumps_count_from_the_lines_around_them() {
         let analysis = check(
             r#"
@@ -1310,7 +1567,14 @@ mod tests {
                 (7, JumpCount::Difference(6, 9)),
                 // Not line 12: `return 0;` has code of its own.
                 (15, JumpCount::After(14)),
-                // Not line 21: the next statement is a loop header, which runs more often.
+                // The next statement is a loop header, which runs more often: the `if`'s branch.
+                (
+                    21,
+                    JumpCount::Taken {
+                        condition: 20,
+                        operands: 1
+                    }
+                ),
                 (27, JumpCount::Difference(24, 25)),
                 (32, JumpCount::After(29)),
             ]
@@ -1352,6 +1616,169 @@ mod tests {
         .expect("parses");
         assert_eq!(arms.jump_count(5), Some(JumpCount::Difference(3, 4)));
         assert_eq!(arms.jump_count(9), None, "a guard decides too");
+        let larger = analyze(
+            "fn h(v: E, n: u8) {\n    loop {\n        match v {\n            E::A(x) => work(x),\n            \
+             E::B | E::C { .. } => work(0),\n            E::D => break,\n        }\n        match n {\n            \
+             1..=9 => work(n),\n            _ => break,\n        }\n    }\n}\n",
+        )
+        .expect("parses");
+        let mut rest = [None; crate::analysis::jumps::MAX_OTHER_ARMS];
+        rest[..2].copy_from_slice(&[Some(4), Some(5)]);
+        assert_eq!(
+            larger.jump_count(6),
+            Some(JumpCount::Remainder { all: 3, rest })
+        );
+        assert_eq!(
+            larger.jump_count(10),
+            None,
+            "a range is tested on its arm's line, also for values that go on"
+        );
+        let constant = analyze(
+            "fn k(n: u8) {\n    loop {\n        match n {\n            u8::MAX | LIMIT => work(n),\n            \
+             _ => break,\n        }\n    }\n}\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            constant.jump_count(5),
+            None,
+            "constants compare like literals"
+        );
+    }
+
+    #[test]
+    fn bare_jumps_without_neighbours_count_by_the_branch_entering_them() {
+        let analysis = analyze(
+            r#"fn f(values: &[u32], texts: &[&str]) -> Result<(), E> {
+    for &v in values {
+        work(v);
+        if big(v) && v > 3 {
+            break;
+        }
+    }
+    while let Some(x) = next() {
+        if big(x) || v > 3 {
+            continue;
+        }
+    }
+    match values.first() {
+        Some(v) => {
+            if values.iter().any(|x| if *x > 1 { true } else { false }) {
+                return Ok(());
+            }
+        }
+        None => {}
+    }
+    loop {
+        check(texts)?;
+        break;
+    }
+    loop {
+        let n = parse(texts[0]?)?;
+        break;
+    }
+}
+"#,
+        )
+        .expect("parses");
+        let jumps: Vec<(u32, JumpCount)> = (1..=27)
+            .filter_map(|line| Some((line, analysis.jump_count(line)?)))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                (
+                    5,
+                    JumpCount::Taken {
+                        condition: 4,
+                        operands: 2
+                    }
+                ),
+                // Not line 10 (`||`: either operand enters), nor 16 (a closure's branch on the
+                // line), nor 26 (two `?`s).
+                (23, JumpCount::Passed(22)),
+            ]
+        );
+    }
+
+    #[test]
+    fn jumps_leaving_a_while_count_by_its_passes() {
+        let analysis = analyze(
+            r#"fn f(values: &[u32]) -> u32 {
+    let mut at = 0;
+    while at < values.len() {
+        at += 1;
+        if values[at - 1] == 0 {
+            break;
+        }
+    }
+    'outer: while at > 0 {
+        while at > 1 {
+            at -= 1;
+            if at == 5 {
+                continue 'outer;
+            }
+        }
+        at -= 1;
+        'inner: while at > 2 {
+            if at == 3 {
+                continue 'inner;
+            }
+        }
+    }
+    work();
+    while at > 3 {
+        parse(at)?;
+        if at == 4 {
+            break;
+        }
+    }
+    at
+}
+"#,
+        )
+        .expect("parses");
+        let jumps: Vec<(u32, JumpCount)> = (1..=31)
+            .filter_map(|line| Some((line, analysis.jump_count(line)?)))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                (
+                    6,
+                    JumpCount::LoopExit {
+                        before: 2,
+                        condition: 5,
+                        header: 3,
+                        operands: Some(1)
+                    }
+                ),
+                // The inner `while` is the first statement of its block: nothing counts its
+                // entries, so only the branch can tell.
+                (
+                    13,
+                    JumpCount::Taken {
+                        condition: 12,
+                        operands: 1
+                    }
+                ),
+                // `continue 'inner` goes back to its own loop, and a `?` before the last loop's
+                // `if` may leave a pass early.
+                (
+                    19,
+                    JumpCount::Taken {
+                        condition: 18,
+                        operands: 1
+                    }
+                ),
+                (
+                    27,
+                    JumpCount::Taken {
+                        condition: 26,
+                        operands: 1
+                    }
+                ),
+            ]
+        );
     }
 
     #[test]

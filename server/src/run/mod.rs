@@ -2,7 +2,7 @@
 //! run every test executable under the engine (several at once), and merge the hits into `Coverage`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::{
-    Aggregate, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId, LineCounts,
-    LineKey, ShardSums, SourceId, Target, TestId,
+    Aggregate, BranchCounts, BranchKey, BranchTarget, BreakpointId, ExecutableCounts, InstanceId,
+    LineCounts, LineKey, ShardSums, SourceId, Target, TestId,
 };
-use crate::analysis::{CfgSet, JumpCount, LineKind, SourceAnalysis};
+use crate::analysis::{CfgSet, Construct, JumpCount, LineKind, SourceAnalysis};
 use crate::cache::{JsonCache, LineCache};
 use crate::cargo::{self, CargoError, TestExecutable, Workspace};
 use crate::coverage::{
@@ -1146,9 +1146,11 @@ fn merge(
                 .flatten();
             let is_coverable =
                 |file: &SourceFile, line: u32| is_coverable(file, line, cfg.as_ref());
+            let source = SourceId(id as u32);
             // A hoisted statement shows the count of the next statement of its block.
             // A later line of a statement with code shows the statement's count or its own.
-            // A bare jump shows what the counts around it say (see `JumpCount`).
+            // A bare jump shows what the counts around it, or the branch entering it, say (see
+            // `JumpCount`).
             let counted_as = |line: u32| {
                 if let Some(&statement) = file.aliases.get(&line) {
                     return is_coverable(file, statement).then_some(Shown::Line(statement));
@@ -1177,6 +1179,46 @@ fn merge(
                         return (ran_as_code(all) && ran_as_code(rest) && !options.first_hit)
                             .then_some(Shown::Difference(all, rest));
                     }
+                    Some(JumpCount::Remainder { all, rest }) if !is_coverable(file, line) => {
+                        let rest = rest.into_iter().flatten();
+                        return (ran_as_code(all)
+                            && rest.clone().all(ran_as_code)
+                            && !options.first_hit)
+                            .then_some(Shown::Remainder(all, rest.collect()));
+                    }
+                    Some(
+                        jump @ (JumpCount::Taken {
+                            condition: statement,
+                            ..
+                        }
+                        | JumpCount::Passed(statement)),
+                    ) if !is_coverable(file, line) => {
+                        return ran_as_code(statement)
+                            .then(|| branch_side(aggregate, source, jump))
+                            .flatten()
+                            .map(Shown::Counts);
+                    }
+                    Some(
+                        jump @ JumpCount::LoopExit {
+                            before,
+                            condition,
+                            header,
+                            ..
+                        },
+                    ) if !is_coverable(file, line) => {
+                        if !ran_as_code(condition) {
+                            return None;
+                        }
+                        if let Some(counts) = branch_side(aggregate, source, jump) {
+                            return Some(Shown::Counts(counts));
+                        }
+                        return (ran_as_code(before) && ran_as_code(header) && !options.first_hit)
+                            .then_some(Shown::LoopExit {
+                                before,
+                                condition,
+                                header,
+                            });
+                    }
                     _ => {}
                 }
                 if !file.hoisted.contains(&line) {
@@ -1186,7 +1228,6 @@ fn merge(
                 (is_coverable(file, next) && file.lines_with_code.contains(&next))
                     .then_some(Shown::Line(next))
             };
-            let source = SourceId(id as u32);
             let counts_of = |line: u32| aggregate.line(LineKey { source, line });
             let lines: Vec<LineCoverage> = (1..=file.analysis.line_count())
                 .filter(|&line| keep(line))
@@ -1198,6 +1239,28 @@ fn merge(
                         Shown::Difference(all, rest) => match (counts_of(all), counts_of(rest)) {
                             (Some(all), rest) => Some(Cow::Owned(difference(all, rest)?)),
                             (None, _) => None,
+                        },
+                        Shown::Counts(counts) => Some(Cow::Owned(counts)),
+                        Shown::Remainder(all, rest) => match counts_of(all) {
+                            Some(all) => {
+                                let mut left = all.clone();
+                                for line in rest {
+                                    left = difference(&left, counts_of(line))?;
+                                }
+                                Some(Cow::Owned(left))
+                            }
+                            None => None,
+                        },
+                        Shown::LoopExit {
+                            before,
+                            condition,
+                            header,
+                        } => match (counts_of(before), counts_of(condition)) {
+                            (Some(before), Some(condition)) => Some(Cow::Owned(difference(
+                                &sum(before, condition)?,
+                                counts_of(header),
+                            )?)),
+                            _ => None,
                         },
                     };
                     Some((line, counts))
@@ -1374,6 +1437,97 @@ enum Shown {
     Line(u32),
     /// The first line's less the second's (a bare jump's, see `JumpCount::Difference`).
     Difference(u32, u32),
+    /// A branch side's (a bare jump's, see `branch_side`).
+    Counts(LineCounts),
+    /// The first line's less each of the others' (see `JumpCount::Remainder`).
+    Remainder(u32, Vec<u32>),
+    /// `before`'s and `condition`'s less `header`'s (see `JumpCount::LoopExit`).
+    LoopExit {
+        before: u32,
+        condition: u32,
+        header: u32,
+    },
+}
+
+/// `a` and `b` added, per test too; `None` when either is a lower bound.
+fn sum(a: &LineCounts, b: &LineCounts) -> Option<LineCounts> {
+    if a.capped || b.capped {
+        return None;
+    }
+    let mut tests = a.tests.clone();
+    for (test, hits) in &b.tests {
+        *tests.entry(*test).or_default() += hits;
+    }
+    Some(LineCounts {
+        hits: a.hits + b.hits,
+        capped: false,
+        tests,
+    })
+}
+
+/// The counts of a bare jump that a branch side enters (`JumpCount::Taken`, `Passed` or
+/// `LoopExit`); `None`
+/// when the branches on the line cannot say: none was found there (branches not counted, or
+/// both ways shared with other code), one is of another construct or not oriented, or a side
+/// was counted by int3 (a lower bound, maybe a difference of one).
+fn branch_side(aggregate: &Aggregate, source: SourceId, jump: JumpCount) -> Option<LineCounts> {
+    let (line, wanted, operands): (u32, &[Construct], u32) = match jump {
+        JumpCount::Taken {
+            condition,
+            operands,
+        }
+        | JumpCount::LoopExit {
+            condition,
+            operands: Some(operands),
+            ..
+        } => (
+            condition,
+            &[Construct::If, Construct::ShortCircuit],
+            operands,
+        ),
+        JumpCount::Passed(line) => (line, &[Construct::Try], 1),
+        JumpCount::After(_)
+        | JumpCount::Difference(..)
+        | JumpCount::Remainder { .. }
+        | JumpCount::LoopExit { .. } => return None,
+    };
+    let branches: Vec<&BranchCounts> = aggregate
+        .branches()
+        .range(branch_key(source, line, 0)..=branch_key(source, line, u32::MAX))
+        .map(|(_, counts)| counts)
+        .collect();
+    // One branch per operand, or some operand's jump was left out (its sides shared with other
+    // code) and the others do not tell how often the block ran.
+    let usable = |b: &&BranchCounts| wanted.contains(&b.construct) && b.oriented && !b.capped;
+    if branches.len() != operands as usize || !branches.iter().all(usable) {
+        return None;
+    }
+    // The `?`'s way on is its false side. Along an `&&` chain each operand's true side counts
+    // the runs that got past it, so the block's count is the smallest.
+    let side = |sides: (u64, u64)| match jump {
+        JumpCount::Passed(_) => sides.1,
+        _ => sides.0,
+    };
+    let hits = branches
+        .iter()
+        .map(|b| side((b.taken, b.not_taken)))
+        .min()?;
+    let mut tests: BTreeMap<TestId, u64> = BTreeMap::new();
+    for (test, _) in branches.iter().flat_map(|b| &b.tests) {
+        let least = branches
+            .iter()
+            .map(|b| b.tests.get(test).map_or(0, |&sides| side(sides)))
+            .min()
+            .unwrap_or(0);
+        if least > 0 {
+            tests.insert(*test, least);
+        }
+    }
+    Some(LineCounts {
+        hits,
+        capped: false,
+        tests,
+    })
 }
 
 /// `all` less `rest`, per test too; `None` when either is a lower bound (counted by int3 up to
