@@ -200,7 +200,8 @@ pub struct FunctionCoverage {
     pub is_test: bool,
 }
 
-fn sides(branches: &[BranchCoverage], matches: &[MatchCoverage]) -> (usize, usize) {
+/// How many branch sides and `match` arms ran, of how many.
+pub fn sides(branches: &[BranchCoverage], matches: &[MatchCoverage]) -> (usize, usize) {
     let run = branches
         .iter()
         .map(BranchCoverage::sides_run)

@@ -433,12 +433,7 @@ fn row(
     };
     let (mut attributes, mut hits) = (attributes, hits);
     if line.is_some_and(|l| l.hits > 0) && (!branches.is_empty() || !matches.is_empty()) {
-        let run = branches
-            .iter()
-            .map(BranchCoverage::sides_run)
-            .sum::<usize>()
-            + matches.iter().map(MatchCoverage::arms_run).sum::<usize>();
-        let all = 2 * branches.len() + matches.iter().map(|m| m.arms.len()).sum::<usize>();
+        let (run, all) = crate::coverage::sides(branches, matches);
         if run < all {
             attributes = attributes.replacen("class=\"hit\"", "class=\"hit partial\"", 1);
         }

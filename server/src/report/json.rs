@@ -191,40 +191,41 @@ pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
     };
     let mut files = Vec::with_capacity(report.files.len());
     for f in report.files {
-        let mut lines = Vec::with_capacity(f.lines.len());
-        for l in f.lines {
-            let mut tests = Vec::with_capacity(l.tests.len());
-            for t in l.tests {
-                let test = number(t.id, &f.path, l.line)?;
-                tests.push(TestHits { test, hits: t.hits });
-            }
-            lines.push(LineCoverage {
+        // Lines and `match` arms share a shape: a line, its hits and its tests.
+        let line_of = |l: Line| -> Result<LineCoverage, ReadError> {
+            let tests = l
+                .tests
+                .into_iter()
+                .map(|t| {
+                    Ok(TestHits {
+                        test: number(t.id, &f.path, l.line)?,
+                        hits: t.hits,
+                    })
+                })
+                .collect::<Result<_, ReadError>>()?;
+            Ok(LineCoverage {
                 line: l.line,
                 hits: l.hits,
                 capped: l.capped,
                 tests,
-            });
-        }
+            })
+        };
+        let lines = f
+            .lines
+            .into_iter()
+            .map(line_of)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut branches = Vec::with_capacity(f.branches.len());
         let mut matches = Vec::new();
         for entry in f.branches {
             let b = match entry {
                 BranchEntry::Branch(b) => b,
                 BranchEntry::Match(m) => {
-                    let mut arms = Vec::with_capacity(m.arms.len());
-                    for arm in m.arms {
-                        let mut tests = Vec::with_capacity(arm.tests.len());
-                        for t in arm.tests {
-                            let test = number(t.id, &f.path, arm.line)?;
-                            tests.push(TestHits { test, hits: t.hits });
-                        }
-                        arms.push(LineCoverage {
-                            line: arm.line,
-                            hits: arm.hits,
-                            capped: arm.capped,
-                            tests,
-                        });
-                    }
+                    let arms = m
+                        .arms
+                        .into_iter()
+                        .map(line_of)
+                        .collect::<Result<Vec<_>, _>>()?;
                     matches.push(MatchCoverage {
                         line: m.line,
                         index: m.index,
