@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::calls::CallMap;
-use super::sites::{straight, ExeCode, Function, Site, MAX_COUNTED};
+use super::sites::{straight, ExeCode, Function, Site};
 
 /// Moves the count of each function entry with a trampoline of its own (and of the breakpoints
 /// that trampoline counts) to the trampolines that run straight on to its calls, where they have
@@ -46,33 +46,36 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
                 _ => break,
             }
         }
-        // One anchor may run into several calls (past calls that cannot unwind): it counts the
-        // group once per call.
-        let mut per_anchor: HashMap<usize, usize> = HashMap::new();
-        for &k in &anchors {
-            *per_anchor.entry(k).or_default() += group.len();
-        }
-        if anchors.len() != calls.len()
-            || anchors.iter().any(|k| group.contains(&(*k as u32)))
-            || !per_anchor
-                .iter()
-                .all(|(&k, &more)| has_room(&sites[k], more))
-        {
+        if anchors.len() != calls.len() || anchors.iter().any(|k| group.contains(&(*k as u32))) {
             continue;
         }
         for &k in &anchors {
             if let Site::Jump { also, .. } = &mut sites[k] {
-                also.extend(&group);
+                for &member in &group {
+                    if !also.contains(&member) {
+                        also.push(member);
+                    }
+                }
             }
         }
+        // One anchor may run into several calls (past calls that cannot unwind): it is listed
+        // once per call. A member already counted at callers (of a function `entry` calls) ran
+        // once per listing of `entry`'s trampoline, which now stands for all of `entry`'s callers.
+        let callers: Vec<u32> = anchors.iter().map(|&k| k as u32).collect();
         for &member in &group {
-            // A member already counted at callers (of a function `entry` calls) keeps its other
-            // counters; `entry`'s own trampoline is replaced by its callers'.
-            let mut by: Vec<u32> = match &sites[member as usize] {
-                Site::Called { by } => by.iter().copied().filter(|&k| k != e as u32).collect(),
-                _ => Vec::new(),
+            let by: Vec<u32> = match &sites[member as usize] {
+                Site::Called { by } => by
+                    .iter()
+                    .flat_map(|&k| {
+                        if k == e as u32 {
+                            callers.clone()
+                        } else {
+                            vec![k]
+                        }
+                    })
+                    .collect(),
+                _ => callers.clone(),
             };
-            by.extend(anchors.iter().map(|&k| k as u32));
             sites[member as usize] = Site::Called { by };
         }
     }
@@ -134,10 +137,6 @@ fn counted_by(sites: &[Site], e: usize) -> Vec<u32> {
     group
 }
 
-fn has_room(site: &Site, more: usize) -> bool {
-    matches!(site, Site::Jump { also, .. } if also.len() + 1 + more <= MAX_COUNTED)
-}
-
 /// The breakpoint with a trampoline of its own that control runs straight on from to the call at
 /// `call`: the nearest breakpoint at or before it in its function, or the trampoline that counts
 /// that one.
@@ -171,7 +170,7 @@ fn anchor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::sites::classify;
+    use crate::engine::sites::{classify, derive_counts};
 
     // 0x1000 caller: sub rsp,8 (4); mov [rsp],rdi (4); call 0x1020 (5); add rsp,8 (4); ret (1)
     // 0x1020 callee: push rax (1); mov [rsp],rdi (4); mov eax,1 (5); pop rcx (1); ret (1)
@@ -235,10 +234,43 @@ mod tests {
         .position_independent_for_test();
         let sites = classify(&code, &[0x1000, 0x1020], &[false; 2]);
         assert!(
-            matches!(&sites[0], Site::Jump { also, .. } if also == &[1, 1]),
+            matches!(&sites[0], Site::Jump { also, .. } if also == &[1]),
             "{sites:?}"
         );
         assert_eq!(sites[1], Site::Called { by: vec![0, 0] });
+    }
+
+    #[test]
+    fn a_function_called_twice_by_a_function_called_twice_runs_four_times_per_call() {
+        // 0x1000: sub rsp,8; mov [rsp],rdi; call 0x1020; call 0x1020; add rsp,8; ret
+        // 0x1020: call 0x1040; call 0x1040; ret
+        // 0x1040: mov eax,1; ret (cannot unwind); 0x1050: call 0x1000; ret
+        let mut bytes = vec![
+            0x48, 0x83, 0xEC, 0x08, 0x48, 0x89, 0x3C, 0x24, 0xE8, 0x13, 0, 0, 0, 0xE8, 0x0E, 0, 0,
+            0, 0x48, 0x83, 0xC4, 0x08, 0xC3,
+        ];
+        bytes.resize(0x20, 0xCC);
+        bytes.extend_from_slice(&[0xE8, 0x1B, 0, 0, 0, 0xE8, 0x16, 0, 0, 0, 0xC3]);
+        bytes.resize(0x40, 0xCC);
+        bytes.extend_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
+        bytes.resize(0x50, 0xCC);
+        bytes.extend_from_slice(&[0xE8, 0xAB, 0xFF, 0xFF, 0xFF, 0xC3]);
+        let code = ExeCode::for_test(
+            vec![(0x1000, bytes)],
+            vec![
+                (0x1000, 0x1017),
+                (0x1020, 0x102b),
+                (0x1040, 0x1046),
+                (0x1050, 0x1056),
+            ],
+            &[],
+        )
+        .position_independent_for_test();
+        let addresses = [0x1000, 0x1020, 0x1040, 0x1050];
+        let sites = classify(&code, &addresses, &[false; 4]);
+        let mut values = [0, 0, 0, 3];
+        derive_counts(&sites, &mut values);
+        assert_eq!(values, [3, 6, 12, 3], "{sites:?}");
     }
 
     #[test]

@@ -14,12 +14,10 @@ use super::calls::CallMap;
 
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 9;
+pub const CLASSIFIER_VERSION: u32 = 11;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
-/// Most breakpoints one trampoline counts (each adds an 8-byte `lock inc` to it).
-pub(crate) const MAX_COUNTED: usize = 8;
 /// Longest straight line of code, in instructions, from a counted breakpoint to one it counts.
 const MAX_STRAIGHT: usize = 256;
 /// Longest run of instructions moved into a trampoline.
@@ -34,10 +32,10 @@ pub(crate) type Window = [u8; MAX_BACK + MAX_WINDOW];
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Site {
     /// The `len` bytes from `back` bytes before the address (whole instructions, at least
-    /// [`JUMP_LEN`]) move into a trampoline that counts this breakpoint and those of `also`
-    /// (breakpoints inside those bytes, or on the straight line of code after them: they run
-    /// exactly when this one does). `moved` counts the instructions. `flags`: the status flags may
-    /// be read before they are next written, so the trampoline must keep them.
+    /// [`JUMP_LEN`]) move into a trampoline that counts this breakpoint. `also` are the
+    /// breakpoints whose counts derive from its count (see [`derive_counts`]), which must trap
+    /// if the trampoline cannot be built. `moved` counts the instructions. `flags`: the status
+    /// flags may be read before they are next written, so the trampoline must keep them.
     Jump {
         back: u8,
         len: u8,
@@ -45,12 +43,12 @@ pub enum Site {
         also: Vec<u32>,
         flags: bool,
     },
-    /// Counted by the trampoline of breakpoint `by`, whose bytes it lies in or whose straight line
-    /// of code it ends.
+    /// Runs exactly as often as breakpoint `by`: it lies in that one's moved bytes or on the
+    /// straight line of code after them.
     Covered { by: u32 },
-    /// A function entry (or a breakpoint its trampoline counted) counted by the trampolines of
-    /// `by` instead, each of which runs straight on to a call of the function; these are all the
-    /// ways into it.
+    /// A function entry (or a breakpoint that ran as often as it) that runs as often as the
+    /// breakpoints of `by` together, each of which runs straight on to a call of the function;
+    /// these are all the ways into it.
     Called { by: Vec<u32> },
     /// Counted by an int3 trap, up to the count cap.
     Trap,
@@ -484,7 +482,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         // dies) is the only way to reach the first and not the second.
         if let Some(k) = anchor.filter(|&k| {
             range.is_some_and(|(start, _)| addresses[k] >= start)
-                && matches!(&sites[k], Site::Jump { also, .. } if also.len() + 1 < MAX_COUNTED)
+                && matches!(sites[k], Site::Jump { .. })
                 && straight(code, function, addresses[k], address)
         }) {
             if let Site::Jump { also, .. } = &mut sites[k] {
@@ -532,10 +530,10 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
 }
 
 /// The length of the instruction at `address` when it ends a block and can join the run `site`
-/// that ends right before it (saving the trampoline's jump back): nothing jumps to it, the run's
-/// last instruction falls through to it, and the trampoline counts few enough breakpoints.
+/// that ends right before it (saving the trampoline's jump back): nothing jumps to it and the
+/// run's last instruction falls through to it.
 fn appendable(code: &ExeCode, function: &Function, address: u64, site: &Site) -> Option<u8> {
-    let Site::Jump { len, also, .. } = site else {
+    let Site::Jump { len, .. } = site else {
         return None;
     };
     let at = function.instructions.partition_point(|i| i.ip() < address);
@@ -546,7 +544,6 @@ fn appendable(code: &ExeCode, function: &Function, address: u64, site: &Site) ->
     let fits = usize::from(*len) + this.len() <= MAX_WINDOW;
     (this.ip() == address
         && fits
-        && also.len() + 1 < MAX_COUNTED
         && this.flow_control() != FlowControl::Next
         && before.flow_control() == FlowControl::Next
         && relocatable_last(this)
@@ -875,6 +872,19 @@ fn uleb128(table: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
+/// Fills in the counters no trampoline adds to: a `Covered` breakpoint ran as often as the one
+/// whose trampoline serves it, a `Called` one as often as all of `by` together (one anchor may be
+/// listed once per call it runs into). Every `by` has a trampoline of its own, so one pass does.
+pub(crate) fn derive_counts(sites: &[Site], values: &mut [u64]) {
+    for i in 0..sites.len().min(values.len()) {
+        match &sites[i] {
+            Site::Covered { by } => values[i] = values[*by as usize],
+            Site::Called { by } => values[i] = by.iter().map(|&k| values[k as usize]).sum(),
+            Site::Jump { .. } | Site::Trap => {}
+        }
+    }
+}
+
 /// How many breakpoints each kind of site serves: the share of counting done without traps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SiteCounts {
@@ -1075,7 +1085,21 @@ mod tests {
     }
 
     #[test]
-    fn one_trampoline_counts_at_most_a_few_breakpoints() {
+    fn derived_counts_copy_or_add_their_trampolines_counts() {
+        let sites = [
+            jump(0, 5, 1, &[1, 3]),
+            Site::Covered { by: 0 },
+            jump(0, 5, 1, &[3]),
+            Site::Called { by: vec![0, 2, 2] },
+            Site::Trap,
+        ];
+        let mut values = [5, 0, 7, 0, 3];
+        derive_counts(&sites, &mut values);
+        assert_eq!(values, [5, 5, 7, 19, 3]);
+    }
+
+    #[test]
+    fn a_long_straight_line_is_counted_by_one_trampoline() {
         // Ten `mov eax,1` in a row, each a breakpoint, then ret.
         let mut bytes: Vec<u8> = (0..10).flat_map(|_| [0xB8, 1, 0, 0, 0]).collect();
         bytes.push(0xC3);
@@ -1086,9 +1110,8 @@ mod tests {
         );
         let addresses: Vec<u64> = (0..10).map(|k| 0x7000 + 5 * k).collect();
         let sites = classify(&code, &addresses, &[false; 10]);
-        assert_eq!(sites[0], jump(0, 5, 1, &[1, 2, 3, 4, 5, 6, 7]));
-        assert_eq!(sites[8], jump(0, 5, 1, &[9]));
-        assert_eq!(sites[9], Site::Covered { by: 8 });
+        assert_eq!(sites[0], jump(0, 5, 1, &[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        assert!(sites[1..].iter().all(|s| *s == Site::Covered { by: 0 }));
     }
 
     #[test]

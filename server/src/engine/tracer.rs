@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use super::breakpoints::{Space, Table};
 use super::displaced::{self, Resume};
 use super::launch::{spawn_traced, OutputReaders, Watchdog};
-use super::sites::{Site, SiteCounts};
+use super::sites::{self, Site, SiteCounts};
 use super::trampoline::{self, Trampolines};
 use super::{
     Breakpoints, EngineError, Exit, Followed, FollowedTrace, Mode, Options, Program, Stats, Trace,
@@ -647,9 +647,10 @@ impl Session {
             return;
         };
         // A process that is already gone has nothing more to tell.
-        let Ok(values) = space.read_counters(address, self.table.len()) else {
+        let Ok(mut values) = space.read_counters(address, self.table.len()) else {
             return;
         };
+        sites::derive_counts(&self.sites, &mut values);
         for ((period, last), value) in self.period.iter_mut().zip(&mut space.last).zip(values) {
             *period += value.wrapping_sub(*last);
             *last = value;
@@ -722,7 +723,10 @@ impl Session {
                             // The child's counters start as a copy of the parent's at the fork:
                             // only what it adds after is its own.
                             if let Some(address) = self.counters {
-                                if let Ok(values) = space.read_counters(address, self.table.len()) {
+                                if let Ok(mut values) =
+                                    space.read_counters(address, self.table.len())
+                                {
+                                    sites::derive_counts(&self.sites, &mut values);
                                     space.last = values;
                                 }
                             }

@@ -1,10 +1,11 @@
 //! Counter trampolines: per jump site, code in scratch memory next to the executable that adds one
-//! to the counters of the breakpoints it serves, runs the moved instructions and jumps back.
+//! to its breakpoint's counter, runs the moved instructions and jumps back.
 //!
 //! Layout of one trampoline (the constant only when the last moved instruction is a call):
-//! `[return address: u64] lock inc qword [counter]…; <moved instructions>; jmp back`.
-//! Where the site's flags are live (see `sites::flags_live`; rare in compiled Rust), the
-//! increments are wrapped in `lea rsp,[rsp-128]; push rax; lahf; seto al` … `add al,0x7f; sahf;
+//! `[return address: u64] lock inc qword [counter]; <moved instructions>; jmp back`. The
+//! breakpoints it serves (`Site::Jump::also`) take their counts from that counter when it is read
+//! (`sites::derive_counts`). Where the site's flags are live (see `sites::flags_live`; rare in
+//! compiled Rust), the increment is wrapped in `lea rsp,[rsp-128]; push rax; lahf; seto al` … `add al,0x7f; sahf;
 //! pop rax; lea rsp,[rsp+128]`: the red zone below `rsp` is stepped over and all that `inc`
 //! changes is restored, cheaper than `pushfq`/`popfq`. A call is done as `push [return
 //! address]; jmp target`, so that callees return into the real code and unwinding never sees a
@@ -56,35 +57,6 @@ pub(super) fn build(
     counters: u64,
 ) -> Trampolines {
     let mut sites = sites.to_vec();
-    loop {
-        let built = build_once(&sites, addresses, windows, code_base, counters);
-        // A breakpoint counted by several trampolines, one of which failed, traps instead and
-        // leaves the others (which would add to its trap's count): build them again without it.
-        let lost: Vec<usize> = (0..sites.len())
-            .filter(|&j| matches!(sites[j], Site::Called { .. }) && built.sites[j] == Site::Trap)
-            .collect();
-        if lost.is_empty() {
-            return built;
-        }
-        for &j in &lost {
-            sites[j] = Site::Trap;
-        }
-        for site in &mut sites {
-            if let Site::Jump { also, .. } = site {
-                also.retain(|&j| !lost.contains(&(j as usize)));
-            }
-        }
-    }
-}
-
-fn build_once(
-    sites: &[Site],
-    addresses: &[u64],
-    windows: &[Window],
-    code_base: u64,
-    counters: u64,
-) -> Trampolines {
-    let mut sites = sites.to_vec();
     let mut code = Vec::new();
     let mut patches = Vec::new();
     for i in 0..sites.len() {
@@ -99,16 +71,13 @@ fn build_once(
             continue;
         };
         let slot = code_base + code.len() as u64;
-        let mut counted = vec![i];
-        counted.extend(also.iter().map(|&j| j as usize));
         let start = addresses[i] - u64::from(*back);
         let from = MAX_BACK - usize::from(*back);
         match trampoline(
             start,
             &windows[i][from..from + usize::from(*len)],
             slot,
-            &counted,
-            counters,
+            counters + 8 * i as u64,
             *flags,
         ) {
             Some((bytes, entry)) => {
@@ -122,9 +91,11 @@ fn build_once(
             }
             None => {
                 tracing::debug!("{:#x}: cannot build a trampoline; trapping", addresses[i]);
-                for j in counted {
-                    sites[j] = Site::Trap;
+                // What derives from its count needs counting of its own now.
+                for j in also.clone() {
+                    sites[j as usize] = Site::Trap;
                 }
+                sites[i] = Site::Trap;
             }
         }
     }
@@ -140,8 +111,7 @@ fn trampoline(
     address: u64,
     window: &[u8],
     slot: u64,
-    counted: &[usize],
-    counters: u64,
+    counter: u64,
     keep_flags: bool,
 ) -> Option<(Vec<u8>, u64)> {
     let mut decoder = Decoder::with_ip(64, window, address, DecoderOptions::NONE);
@@ -176,12 +146,9 @@ fn trampoline(
     if keep_flags {
         bytes.extend_from_slice(&ENTER);
     }
-    for &i in counted {
-        let at = slot + bytes.len() as u64;
-        let rel = (counters + 8 * i as u64) as i64 - (at + LOCK_INC_LEN) as i64;
-        bytes.extend_from_slice(&[0xF0, 0x48, 0xFF, 0x05]);
-        bytes.extend_from_slice(&i32::try_from(rel).ok()?.to_le_bytes());
-    }
+    let rel = counter as i64 - (slot + bytes.len() as u64 + LOCK_INC_LEN) as i64;
+    bytes.extend_from_slice(&[0xF0, 0x48, 0xFF, 0x05]);
+    bytes.extend_from_slice(&i32::try_from(rel).ok()?.to_le_bytes());
     if keep_flags {
         bytes.extend_from_slice(&LEAVE);
     }
@@ -326,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_counts_every_breakpoint_inside_and_calls_return_to_the_real_code() {
+    fn a_run_counts_its_breakpoint_and_calls_return_to_the_real_code() {
         // xor ecx,ecx (2) ; call rel32 (5): counts breakpoints 0 and 1.
         let sites = [
             Site::Jump {
@@ -352,8 +319,8 @@ mod tests {
             .filter(|i| i.has_lock_prefix())
             .map(|i| i.memory_displacement64())
             .collect();
-        assert_eq!(incs, [COUNTERS, COUNTERS + 8]);
-        let tail: Vec<&Instruction> = code.iter().skip(10).take(3).collect();
+        assert_eq!(incs, [COUNTERS], "breakpoint 1 takes its count from 0's");
+        let tail: Vec<&Instruction> = code.iter().skip(9).take(3).collect();
         assert_eq!(tail[0].code(), Code::Xor_rm32_r32);
         assert_eq!(tail[1].code(), Code::Push_rm64);
         assert_eq!(tail[1].memory_displacement64(), CODE);
@@ -364,8 +331,8 @@ mod tests {
     #[test]
     fn an_entry_counted_by_several_trampolines_traps_alone_when_one_cannot_be_built() {
         // Breakpoints 0 and 1 each run into a call of the function whose entry is 2. The window
-        // of 0 is not what its site says (a nop after the ret): 0 traps, and so must 2, which
-        // then no longer counts in 1's trampoline (its trap counts every entry already).
+        // of 0 is not what its site says (a nop after the ret): 0 traps, and so must 2 (its trap
+        // counts every entry; 1's counter is 1's alone).
         let long = |also: Vec<u32>| Site::Jump {
             back: 0,
             len: 5,
@@ -390,12 +357,8 @@ mod tests {
             CODE,
             COUNTERS,
         );
-        assert_eq!(t.sites, [Site::Trap, long(vec![]), Site::Trap]);
-        let incs = decode(&t.code, CODE)
-            .iter()
-            .filter(|i| i.has_lock_prefix())
-            .count();
-        assert_eq!(incs, 1, "1's trampoline counts only itself");
+        assert_eq!(t.sites, [Site::Trap, long(vec![2]), Site::Trap]);
+        assert_eq!(t.patches.len(), 1);
     }
 
     #[test]
