@@ -1,14 +1,14 @@
 //! Function entries counted at their callers: a function entered only by direct calls (or tail
-//! jumps), each run straight on from a counted breakpoint, is counted by those breakpoints' trampolines.
+//! jumps), each run straight on from a counted breakpoint, takes its count from those breakpoints.
 
 use std::collections::{HashMap, HashSet};
 
 use super::calls::CallMap;
 use super::sites::{straight, ExeCode, Function, Site};
 
-/// Moves the count of each function entry with a trampoline of its own (and of the breakpoints
-/// that trampoline counts) to the trampolines that run straight on to its calls, where they have
-/// room. Callees are taken before their callers, so that chains of small calls collapse into the
+/// Lets each function entry with a trampoline of its own (and the breakpoints that derive their
+/// counts from it) take its count from the breakpoints that run straight on to its calls instead.
+/// Callees are taken before their callers, so that chains of small calls collapse into the
 /// outermost caller's trampoline.
 pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [Site]) {
     if !code.position_independent() {

@@ -1,5 +1,6 @@
 //! The ptrace coverage engine: runs one test executable traced, counts every given address (a jump
-//! to a counter trampoline where the code allows, an int3 elsewhere) and reports the counts per test.
+//! to a counter trampoline where the code allows, a count derived from another address's where
+//! control allows, an int3 elsewhere) and reports the counts per test.
 //! It knows nothing of source lines; tests are only numbered entry addresses to it.
 
 pub mod branches;

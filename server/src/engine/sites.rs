@@ -1,5 +1,5 @@
 //! Decides how each breakpoint address is counted: by a `jmp rel32` to a counter trampoline written
-//! over its instruction (or over a short run of instructions nothing can jump into), or by int3.
+//! over its instruction (or a short run nothing can jump into), from another's count, or by int3.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -892,9 +892,9 @@ pub struct SiteCounts {
     pub alone: usize,
     /// A run of several instructions moved together.
     pub runs: usize,
-    /// Counted inside another breakpoint's run or straight on from it.
+    /// Derived from another breakpoint's count: inside its run or straight on from it.
     pub covered: usize,
-    /// Counted by the trampolines that run into the calls of its function.
+    /// Derived from the counts of the breakpoints that run into the calls of its function.
     pub called: usize,
     pub traps: usize,
 }
