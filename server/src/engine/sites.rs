@@ -291,7 +291,14 @@ impl ExeCode {
 
     /// The calls of the whole code; `None` when some function does not decode.
     pub(crate) fn call_map(&self) -> Option<&CallMap> {
-        self.call_map.get_or_init(|| CallMap::read(self)).as_ref()
+        self.call_map
+            .get_or_init(|| {
+                let started = std::time::Instant::now();
+                let map = CallMap::read(self);
+                tracing::debug!("calls of the whole code read in {:?}", started.elapsed());
+                map
+            })
+            .as_ref()
     }
 
     /// All the code, cut so that decoding starts afresh at each function: the functions and the

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::aggregate::{
@@ -418,11 +418,20 @@ pub fn run(
     // (`plan::branches::find`).
     let all: Vec<&TestExecutable> = executables.iter().chain(&followable).collect();
     let branch_cache = JsonCache::new(workspace.coverlay_dir().join("branches"));
-    let work: Vec<(&TestExecutable, &crate::dwarf::LineTable)> =
-        all.iter().copied().zip(&tables).collect();
-    let machine = crate::parallel::map(&work, options.jobs, |&(executable, table)| {
+    // Each executable's code is read at most once, by whichever of branch finding and counting
+    // sites misses its cache first.
+    let codes: Vec<OnceLock<Option<engine::ExeCode>>> =
+        all.iter().map(|_| OnceLock::new()).collect();
+    let work: Vec<(&TestExecutable, &crate::dwarf::LineTable, &OnceLock<_>)> = all
+        .iter()
+        .copied()
+        .zip(&tables)
+        .zip(&codes)
+        .map(|((executable, table), code)| (executable, table, code))
+        .collect();
+    let machine = crate::parallel::map(&work, options.jobs, |&(executable, table, code)| {
         (options.branches && !options.traps_only)
-            .then(|| machine_branches(&executable.path, table, &branch_cache))
+            .then(|| machine_branches(&executable.path, table, &branch_cache, code))
     });
     let plans: Vec<Plan> = all
         .iter()
@@ -460,20 +469,22 @@ pub fn run(
         .collect();
     drop(machine);
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
-    let work: Vec<(&Plan, &Path)> = plans
+    let work: Vec<(&Plan, &Path, &OnceLock<_>)> = plans
         .iter()
         .zip(executables.iter().chain(&followable))
-        .map(|(plan, executable)| (plan, executable.path.as_path()))
+        .zip(&codes)
+        .map(|((plan, executable), code)| (plan, executable.path.as_path(), code))
         .collect();
     let sites_cache = JsonCache::new(workspace.coverlay_dir().join("sites"));
     let counted = !options.first_hit && !options.traps_only;
-    let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe)| {
+    let sites = crate::parallel::map(&work, options.jobs, |&(plan, exe, code)| {
         if counted {
-            counting_sites(plan, exe, &sites_cache)
+            counting_sites(plan, exe, &sites_cache, code)
         } else {
             Vec::new()
         }
     });
+    drop(codes);
     let mut breakpoints: Vec<engine::Breakpoints> = plans
         .iter()
         .zip(&tables)
@@ -991,6 +1002,24 @@ fn branch_targets(plan: &Plan) -> Vec<BranchTarget> {
         .collect()
 }
 
+/// The code of `exe`, read the first time it is asked for; `None` (said once) when unreadable.
+fn exe_code<'a>(
+    cell: &'a OnceLock<Option<engine::ExeCode>>,
+    exe: &Path,
+) -> Option<&'a engine::ExeCode> {
+    cell.get_or_init(|| {
+        engine::ExeCode::read(exe)
+            .inspect_err(|error| {
+                tracing::warn!(
+                    "cannot read the code of {}: {error}; counting it with int3, without branches",
+                    exe.display()
+                )
+            })
+            .ok()
+    })
+    .as_ref()
+}
+
 /// The countable conditional jumps of each function of `table` in `exe` (aligned with
 /// `table.functions`), cached by the executable's identity: decoding every workspace function is
 /// the costly part of planning branches. Unreadable code: no branches.
@@ -998,17 +1027,14 @@ fn machine_branches(
     exe: &Path,
     table: &crate::dwarf::LineTable,
     cache: &JsonCache,
+    code: &OnceLock<Option<engine::ExeCode>>,
 ) -> Vec<Vec<engine::branches::MachineBranch>> {
-    let find = || match engine::ExeCode::read(exe) {
-        Ok(code) => {
+    let find = || match exe_code(code, exe) {
+        Some(code) => {
             let entries: Vec<u64> = table.functions.iter().map(|f| f.address).collect();
-            engine::branches::find_all(&code, &entries)
+            engine::branches::find_all(code, &entries)
         }
-        Err(error) => {
-            tracing::warn!(
-                "cannot read the code of {}: {error}; no branch coverage",
-                exe.display()
-            );
+        None => {
             vec![Vec::new(); table.functions.len()]
         }
     };
@@ -1030,20 +1056,19 @@ fn machine_branches(
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
 /// test start); the rest jump to trampolines where the code allows. Unreadable code: all trap.
 /// Cached by the executable's identity and the breakpoints asked for.
-fn counting_sites(plan: &Plan, exe: &Path, cache: &JsonCache) -> Vec<engine::Site> {
+fn counting_sites(
+    plan: &Plan,
+    exe: &Path,
+    cache: &JsonCache,
+    code: &OnceLock<Option<engine::ExeCode>>,
+) -> Vec<engine::Site> {
     let mut traps = vec![false; plan.addresses.len()];
     for &(index, _) in &plan.test_entries {
         traps[index] = true;
     }
-    let classify = || match engine::ExeCode::read(exe) {
-        Ok(code) => engine::sites::classify(&code, &plan.addresses, &traps),
-        Err(error) => {
-            tracing::warn!(
-                "cannot read the code of {}: {error}; counting with int3",
-                exe.display()
-            );
-            vec![engine::Site::Trap; plan.addresses.len()]
-        }
+    let classify = || match exe_code(code, exe) {
+        Some(code) => engine::sites::classify(code, &plan.addresses, &traps),
+        None => vec![engine::Site::Trap; plan.addresses.len()],
     };
     match crate::cache::file_identity(exe) {
         Some(identity) => cache.get_or_insert(
