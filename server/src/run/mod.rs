@@ -1032,7 +1032,14 @@ fn machine_branches(
     let find = || match exe_code(code, exe) {
         Some(code) => {
             let entries: Vec<u64> = table.functions.iter().map(|f| f.address).collect();
-            engine::branches::find_all(code, &entries)
+            // A new executable: its counting sites will need the calls of its whole code too,
+            // read meanwhile on another core.
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    code.call_map();
+                });
+                engine::branches::find_all(code, &entries)
+            })
         }
         None => {
             vec![Vec::new(); table.functions.len()]
