@@ -6,6 +6,9 @@ use std::collections::{HashMap, HashSet};
 use super::calls::CallMap;
 use super::sites::{straight, ExeCode, Function, Site};
 
+/// Most callers' counts one derived count sums (an anchor listed once per call).
+const MAX_CALLERS: usize = 64;
+
 /// Lets each function entry with a trampoline of its own (and the breakpoints that derive their
 /// counts from it) take its count from the breakpoints that run straight on to its calls instead.
 /// Callees are taken before their callers, so that chains of small calls collapse into the
@@ -62,6 +65,18 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
         // once per call. A member already counted at callers (of a function `entry` calls) ran
         // once per listing of `entry`'s trampoline, which now stands for all of `entry`'s callers.
         let callers: Vec<u32> = anchors.iter().map(|&k| k as u32).collect();
+        let listed = |member: u32| match &sites[member as usize] {
+            Site::Called { by } => {
+                let moved = by.iter().filter(|&&k| k == e as u32).count();
+                by.len() - moved + moved * callers.len()
+            }
+            _ => callers.len(),
+        };
+        // Lists multiply along a chain of repeated calls: past a bound the entry keeps its own
+        // trampoline rather than a list that grows with every level.
+        if group.iter().any(|&member| listed(member) > MAX_CALLERS) {
+            continue;
+        }
         for &member in &group {
             let by: Vec<u32> = match &sites[member as usize] {
                 Site::Called { by } => by
@@ -271,6 +286,38 @@ mod tests {
         let mut values = [0, 0, 0, 3];
         derive_counts(&sites, &mut values);
         assert_eq!(values, [3, 6, 12, 3], "{sites:?}");
+    }
+
+    #[test]
+    fn an_entry_called_more_often_than_a_list_holds_keeps_its_own_counter() {
+        // 0x1000: sub rsp,8; N × call 0x2000; ret. 0x2000: mov eax,1; ret (cannot unwind).
+        let code = |calls: usize| {
+            let mut bytes = vec![0x48, 0x83, 0xEC, 0x08];
+            for k in 0..calls {
+                let next = 0x1000 + 4 + 5 * (k as i64 + 1);
+                bytes.push(0xE8);
+                bytes.extend_from_slice(&((0x2000 - next) as i32).to_le_bytes());
+            }
+            bytes.push(0xC3);
+            let end = 0x1000 + bytes.len() as u64;
+            bytes.resize(0x1000, 0xCC);
+            bytes.extend_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
+            ExeCode::for_test(
+                vec![(0x1000, bytes)],
+                vec![(0x1000, end), (0x2000, 0x2006)],
+                &[],
+            )
+            .position_independent_for_test()
+        };
+        let sites = classify(&code(MAX_CALLERS), &[0x1000, 0x2000], &[false; 2]);
+        assert_eq!(
+            sites[1],
+            Site::Called {
+                by: vec![0; MAX_CALLERS]
+            }
+        );
+        let sites = classify(&code(MAX_CALLERS + 1), &[0x1000, 0x2000], &[false; 2]);
+        assert!(matches!(sites[1], Site::Jump { .. }), "{sites:?}");
     }
 
     #[test]
