@@ -445,16 +445,16 @@ fn branches_match_their_markers() {
         }
     }
     let source = std::fs::read_to_string(fixture("branches").join("src/lib.rs")).unwrap();
-    let line = 1 + source
-        .lines()
-        .position(|l| l.contains("if x > 0 {"))
-        .unwrap();
-    let sign = file["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["line"] == line)
-        .expect("a branch on `sign`'s `if`");
+    let line_of = |needle: &str| 1 + source.lines().position(|l| l.contains(needle)).unwrap();
+    let branch_at = |line: usize| {
+        file["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["line"] == line)
+    };
+    let line = line_of("if x > 0 {");
+    let sign = branch_at(line).expect("a branch on `sign`'s `if`");
     assert_eq!(
         sign["tests"],
         serde_json::json!([{"id": "branches::tests::signs", "taken": 1, "not_taken": 1}])
@@ -466,16 +466,8 @@ fn branches_match_their_markers() {
         "{lcov}"
     );
     // A `match` is one block, a branch per arm; `area`'s arms ran in `matches` only.
-    let area = 1 + source
-        .lines()
-        .position(|l| l.contains("match s {"))
-        .unwrap();
-    let entry = file["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["line"] == area)
-        .expect("`area`'s match");
+    let area = line_of("match s {");
+    let entry = branch_at(area).expect("`area`'s match");
     assert_eq!(entry["construct"], "match", "{entry}");
     assert_eq!(
         entry["arms"][1]["tests"],
@@ -488,10 +480,7 @@ fn branches_match_their_markers() {
         "{lcov}"
     );
     // After the line's two-way branches: `parsed_kind`'s match is its line's third block.
-    let parsed = 1 + source
-        .lines()
-        .position(|l| l.contains("Ok(match s.parse::<u32>()? {"))
-        .unwrap();
+    let parsed = line_of("Ok(match s.parse::<u32>()? {");
     assert!(
         lcov.contains(&format!("BRDA:{parsed},2,0,1\nBRDA:{parsed},2,1,0\n")),
         "{lcov}"

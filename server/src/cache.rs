@@ -50,6 +50,20 @@ impl JsonCache {
         }
         value
     }
+
+    /// [`JsonCache::get_or_insert`] for a value that depends on the file at `path` too: kept by
+    /// the file's identity, computed afresh each time when it has none.
+    pub fn get_or_insert_for<T: Serialize + DeserializeOwned>(
+        &self,
+        path: &Path,
+        key: impl Hash,
+        compute: impl FnOnce() -> T,
+    ) -> T {
+        match file_identity(path) {
+            Some(identity) => self.get_or_insert((key, path, identity), compute),
+            None => compute(),
+        }
+    }
 }
 
 /// What identifies a file's content without reading it: device, inode, size, modification time.

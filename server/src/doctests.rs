@@ -223,12 +223,9 @@ pub fn build(
             continue;
         };
         standalone_names.insert(name.clone());
-        doctests.executables.push(DoctestExecutable {
-            tests: vec![doctest(workspace, package, name)],
-            executable,
-            env,
-            merged: false,
-        });
+        doctests
+            .executables
+            .push(standalone(workspace, package, name, executable, env));
     }
     // A doctest with its own `fn main` keeps rustdoc's name out of its symbols (and its debug
     // info numbers the lines of the code block alone): the string literals of the code blocks
@@ -250,12 +247,9 @@ pub fn build(
         let (executable, env, package, _) = own_main.swap_remove(i);
         candidates.retain(|(candidate, _)| *candidate != name);
         standalone_names.insert(name.clone());
-        doctests.executables.push(DoctestExecutable {
-            tests: vec![doctest(workspace, package, name)],
-            executable,
-            env,
-            merged: false,
-        });
+        doctests
+            .executables
+            .push(standalone(workspace, package, name, executable, env));
     }
     for (executable, ..) in own_main {
         tracing::warn!(
@@ -532,6 +526,22 @@ fn mangle(path: &str) -> String {
     path.chars()
         .map(|c| if c.is_alphanumeric() { c } else { '_' })
         .collect()
+}
+
+/// The executable of one doctest (rustdoc builds one per doctest before edition 2024).
+fn standalone(
+    workspace: &Workspace,
+    package: &Package,
+    rustdoc_name: &str,
+    executable: TestExecutable,
+    env: TestEnv,
+) -> DoctestExecutable {
+    DoctestExecutable {
+        tests: vec![doctest(workspace, package, rustdoc_name)],
+        executable,
+        env,
+        merged: false,
+    }
 }
 
 fn doctest(workspace: &Workspace, package: &Package, rustdoc_name: &str) -> Doctest {

@@ -187,24 +187,42 @@ mod tests {
     use super::*;
     use crate::engine::sites::{classify, derive_counts};
 
+    /// Position-independent code of the functions given by (address, bytes), from 0x1000 on,
+    /// int3 between them.
+    fn code_at(functions: &[(u64, &[u8])]) -> ExeCode {
+        let mut bytes = Vec::new();
+        let mut ranges = Vec::new();
+        for &(address, code) in functions {
+            bytes.resize((address - 0x1000) as usize, 0xCC);
+            bytes.extend_from_slice(code);
+            ranges.push((address, address + code.len() as u64));
+        }
+        ExeCode::for_test(vec![(0x1000, bytes)], ranges, &[]).position_independent_for_test()
+    }
+
+    /// sub rsp,8; mov [rsp],rdi; call 0x1020; call 0x1020; add rsp,8; ret, at 0x1000.
+    const CALLS_TWICE: &[u8] = &[
+        0x48, 0x83, 0xEC, 0x08, 0x48, 0x89, 0x3C, 0x24, 0xE8, 0x13, 0, 0, 0, 0xE8, 0x0E, 0, 0, 0,
+        0x48, 0x83, 0xC4, 0x08, 0xC3,
+    ];
+    /// mov eax,1; ret: cannot unwind.
+    const LEAF: &[u8] = &[0xB8, 1, 0, 0, 0, 0xC3];
+
     // 0x1000 caller: sub rsp,8 (4); mov [rsp],rdi (4); call 0x1020 (5); add rsp,8 (4); ret (1)
     // 0x1020 callee: push rax (1); mov [rsp],rdi (4); mov eax,1 (5); pop rcx (1); ret (1)
+    // 0x1030, when given: call (5); ret (1)
     fn two_functions(extra_call: Option<[u8; 5]>) -> ExeCode {
-        let mut bytes = vec![
+        let caller = [
             0x48, 0x83, 0xEC, 0x08, 0x48, 0x89, 0x3C, 0x24, 0xE8, 0x13, 0, 0, 0, 0x48, 0x83, 0xC4,
             0x08, 0xC3,
         ];
-        bytes.resize(0x20, 0xCC);
-        bytes.extend_from_slice(&[0x50, 0x48, 0x89, 0x3C, 0x24, 0xB8, 1, 0, 0, 0, 0x59, 0xC3]);
-        bytes.resize(0x30, 0xCC);
-        let mut functions = vec![(0x1000, 0x1012), (0x1020, 0x102c)];
-        if let Some(call) = extra_call {
-            // 0x1030 third: call (5) ret (1)
-            bytes.extend_from_slice(&call);
-            bytes.push(0xC3);
-            functions.push((0x1030, 0x1036));
+        let callee = [0x50, 0x48, 0x89, 0x3C, 0x24, 0xB8, 1, 0, 0, 0, 0x59, 0xC3];
+        let third = extra_call.map(|call| [call[0], call[1], call[2], call[3], call[4], 0xC3]);
+        let mut functions: Vec<(u64, &[u8])> = vec![(0x1000, &caller), (0x1020, &callee)];
+        if let Some(third) = &third {
+            functions.push((0x1030, third));
         }
-        ExeCode::for_test(vec![(0x1000, bytes)], functions, &[]).position_independent_for_test()
+        code_at(&functions)
     }
 
     #[test]
@@ -233,20 +251,7 @@ mod tests {
 
     #[test]
     fn two_calls_past_a_call_that_cannot_unwind_count_twice() {
-        // 0x1000: sub rsp,8; mov [rsp],rdi; call 0x1020; call 0x1020; add rsp,8; ret
-        // 0x1020: mov eax,1; ret (cannot unwind)
-        let mut bytes = vec![
-            0x48, 0x83, 0xEC, 0x08, 0x48, 0x89, 0x3C, 0x24, 0xE8, 0x13, 0, 0, 0, 0xE8, 0x0E, 0, 0,
-            0, 0x48, 0x83, 0xC4, 0x08, 0xC3,
-        ];
-        bytes.resize(0x20, 0xCC);
-        bytes.extend_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
-        let code = ExeCode::for_test(
-            vec![(0x1000, bytes)],
-            vec![(0x1000, 0x1017), (0x1020, 0x1026)],
-            &[],
-        )
-        .position_independent_for_test();
+        let code = code_at(&[(0x1000, CALLS_TWICE), (0x1020, LEAF)]);
         let sites = classify(&code, &[0x1000, 0x1020], &[false; 2]);
         assert!(
             matches!(&sites[0], Site::Jump { also, .. } if also == &[1]),
@@ -257,30 +262,13 @@ mod tests {
 
     #[test]
     fn a_function_called_twice_by_a_function_called_twice_runs_four_times_per_call() {
-        // 0x1000: sub rsp,8; mov [rsp],rdi; call 0x1020; call 0x1020; add rsp,8; ret
-        // 0x1020: call 0x1040; call 0x1040; ret
-        // 0x1040: mov eax,1; ret (cannot unwind); 0x1050: call 0x1000; ret
-        let mut bytes = vec![
-            0x48, 0x83, 0xEC, 0x08, 0x48, 0x89, 0x3C, 0x24, 0xE8, 0x13, 0, 0, 0, 0xE8, 0x0E, 0, 0,
-            0, 0x48, 0x83, 0xC4, 0x08, 0xC3,
-        ];
-        bytes.resize(0x20, 0xCC);
-        bytes.extend_from_slice(&[0xE8, 0x1B, 0, 0, 0, 0xE8, 0x16, 0, 0, 0, 0xC3]);
-        bytes.resize(0x40, 0xCC);
-        bytes.extend_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
-        bytes.resize(0x50, 0xCC);
-        bytes.extend_from_slice(&[0xE8, 0xAB, 0xFF, 0xFF, 0xFF, 0xC3]);
-        let code = ExeCode::for_test(
-            vec![(0x1000, bytes)],
-            vec![
-                (0x1000, 0x1017),
-                (0x1020, 0x102b),
-                (0x1040, 0x1046),
-                (0x1050, 0x1056),
-            ],
-            &[],
-        )
-        .position_independent_for_test();
+        // 0x1020: call 0x1040; call 0x1040; ret. 0x1050: call 0x1000; ret.
+        let code = code_at(&[
+            (0x1000, CALLS_TWICE),
+            (0x1020, &[0xE8, 0x1B, 0, 0, 0, 0xE8, 0x16, 0, 0, 0, 0xC3]),
+            (0x1040, LEAF),
+            (0x1050, &[0xE8, 0xAB, 0xFF, 0xFF, 0xFF, 0xC3]),
+        ]);
         let addresses = [0x1000, 0x1020, 0x1040, 0x1050];
         let sites = classify(&code, &addresses, &[false; 4]);
         let mut values = [0, 0, 0, 3];
@@ -299,15 +287,7 @@ mod tests {
                 bytes.extend_from_slice(&((0x2000 - next) as i32).to_le_bytes());
             }
             bytes.push(0xC3);
-            let end = 0x1000 + bytes.len() as u64;
-            bytes.resize(0x1000, 0xCC);
-            bytes.extend_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
-            ExeCode::for_test(
-                vec![(0x1000, bytes)],
-                vec![(0x1000, end), (0x2000, 0x2006)],
-                &[],
-            )
-            .position_independent_for_test()
+            code_at(&[(0x1000, &bytes), (0x2000, LEAF)])
         };
         let sites = classify(&code(MAX_CALLERS), &[0x1000, 0x2000], &[false; 2]);
         assert_eq!(

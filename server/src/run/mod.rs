@@ -932,10 +932,7 @@ fn doctest_args(workspace: &Workspace, options: &RunOptions) -> Option<Vec<Strin
 /// identity (a process start saved per executable and run).
 fn list_tests(executable: &TestExecutable, cache: &JsonCache) -> Option<Vec<String>> {
     let list = || testrun::list(&program(executable, None));
-    match crate::cache::file_identity(&executable.path) {
-        Some(identity) => cache.get_or_insert(("listing", &executable.path, identity), list),
-        None => list(),
-    }
+    cache.get_or_insert_for(&executable.path, "listing", list)
 }
 
 /// What each breakpoint of a plan counts for, in the counting model's terms.
@@ -1045,19 +1042,15 @@ fn machine_branches(
             vec![Vec::new(); table.functions.len()]
         }
     };
-    match crate::cache::file_identity(exe) {
-        Some(identity) => cache.get_or_insert(
-            (
-                "branches",
-                engine::branches::FINDER_VERSION,
-                exe,
-                identity,
-                table.functions.len(),
-            ),
-            find,
+    cache.get_or_insert_for(
+        exe,
+        (
+            "branches",
+            engine::branches::FINDER_VERSION,
+            table.functions.len(),
         ),
-        None => find(),
-    }
+        find,
+    )
 }
 
 /// How each breakpoint of `exe` is counted: test entries always trap (the tracer must see each
@@ -1077,20 +1070,16 @@ fn counting_sites(
         Some(code) => engine::sites::classify(code, &plan.addresses, &traps),
         None => vec![engine::Site::Trap; plan.addresses.len()],
     };
-    match crate::cache::file_identity(exe) {
-        Some(identity) => cache.get_or_insert(
-            (
-                "sites",
-                engine::sites::CLASSIFIER_VERSION,
-                exe,
-                identity,
-                &plan.addresses,
-                &traps,
-            ),
-            classify,
+    cache.get_or_insert_for(
+        exe,
+        (
+            "sites",
+            engine::sites::CLASSIFIER_VERSION,
+            &plan.addresses,
+            &traps,
         ),
-        None => classify(),
-    }
+        classify,
+    )
 }
 
 /// An executable that is not a libtest harness runs once; its output is read as libtest's if it is.
