@@ -7,7 +7,7 @@ use super::calls::CallMap;
 use super::sites::{straight, ExeCode, Function, Site};
 
 /// Most callers' counts one derived count sums (an anchor listed once per call).
-const MAX_CALLERS: usize = 64;
+const MAX_CALLERS: usize = 1024;
 
 /// Lets each function entry with a trampoline of its own (and the breakpoints that derive their
 /// counts from it) take its count from the breakpoints that run straight on to its calls instead.
@@ -52,15 +52,6 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
         if anchors.len() != calls.len() || anchors.iter().any(|k| group.contains(&(*k as u32))) {
             continue;
         }
-        for &k in &anchors {
-            if let Site::Jump { also, .. } = &mut sites[k] {
-                for &member in &group {
-                    if !also.contains(&member) {
-                        also.push(member);
-                    }
-                }
-            }
-        }
         // One anchor may run into several calls (past calls that cannot unwind): it is listed
         // once per call. A member already counted at callers (of a function `entry` calls) ran
         // once per listing of `entry`'s trampoline, which now stands for all of `entry`'s callers.
@@ -76,6 +67,15 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
         // trampoline rather than a list that grows with every level.
         if group.iter().any(|&member| listed(member) > MAX_CALLERS) {
             continue;
+        }
+        for &k in &anchors {
+            if let Site::Jump { also, .. } = &mut sites[k] {
+                for &member in &group {
+                    if !also.contains(&member) {
+                        also.push(member);
+                    }
+                }
+            }
         }
         for &member in &group {
             let by: Vec<u32> = match &sites[member as usize] {
@@ -278,26 +278,40 @@ mod tests {
 
     #[test]
     fn an_entry_called_more_often_than_a_list_holds_keeps_its_own_counter() {
-        // 0x1000: sub rsp,8; N × call 0x2000; ret. 0x2000: mov eax,1; ret (cannot unwind).
-        let code = |calls: usize| {
+        // At `at`: sub rsp,8; n × call `target`; ret.
+        let calls = |at: u64, target: u64, n: usize| {
             let mut bytes = vec![0x48, 0x83, 0xEC, 0x08];
-            for k in 0..calls {
-                let next = 0x1000 + 4 + 5 * (k as i64 + 1);
+            for k in 0..n {
+                let next = at as i64 + 4 + 5 * (k as i64 + 1);
                 bytes.push(0xE8);
-                bytes.extend_from_slice(&((0x2000 - next) as i32).to_le_bytes());
+                bytes.extend_from_slice(&((target as i64 - next) as i32).to_le_bytes());
             }
             bytes.push(0xC3);
-            code_at(&[(0x1000, &bytes), (0x2000, LEAF)])
+            bytes
         };
-        let sites = classify(&code(MAX_CALLERS), &[0x1000, 0x2000], &[false; 2]);
+        // 0x1000 calls 0x2000 `outer` times, which calls the leaf at 0x3000 32 times: the leaf's
+        // count sums `outer` × 32 listings of 0x1000.
+        let code = |outer: usize| {
+            let (a, b) = (calls(0x1000, 0x2000, outer), calls(0x2000, 0x3000, 32));
+            code_at(&[(0x1000, &a), (0x2000, &b), (0x3000, LEAF)])
+        };
+        let addresses = [0x1000, 0x2000, 0x3000];
+        let fits = MAX_CALLERS / 32;
+        let sites = classify(&code(fits), &addresses, &[false; 3]);
         assert_eq!(
-            sites[1],
+            sites[2],
             Site::Called {
                 by: vec![0; MAX_CALLERS]
             }
         );
-        let sites = classify(&code(MAX_CALLERS + 1), &[0x1000, 0x2000], &[false; 2]);
+        let sites = classify(&code(fits + 1), &addresses, &[false; 3]);
         assert!(matches!(sites[1], Site::Jump { .. }), "{sites:?}");
+        assert_eq!(sites[2], Site::Called { by: vec![1; 32] });
+        // Nor does the outer caller serve them: moving it on would take them along.
+        assert!(
+            matches!(&sites[0], Site::Jump { also, .. } if also.is_empty()),
+            "{sites:?}"
+        );
     }
 
     #[test]
