@@ -9,7 +9,7 @@
 //! A branch's two sides come from its counted addresses (`engine::branches::Side`), summed over
 //! the function instances and executables that hold it; per test from that test's counts alike.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::analysis::Construct;
 use crate::engine::branches::Side;
@@ -135,41 +135,100 @@ pub struct Aggregate {
 
 impl Aggregate {
     pub fn add(&mut self, counts: ExecutableCounts<'_>) {
-        self.add_branches(&counts);
-        let mut busiest: HashMap<(LineKey, InstanceId), (u64, bool)> = HashMap::new();
-        for ((target, &hits), &capped) in counts.targets.iter().zip(counts.hits).zip(counts.capped)
-        {
-            let Some(target) = target else { continue };
-            let entry = busiest.entry((target.line, target.instance)).or_default();
-            entry.0 = entry.0.max(hits);
-            entry.1 |= capped;
+        // The (line, instance) pairs the breakpoints count for, numbered densely: the per-test
+        // pass below touches them hundreds of thousands of times on a large suite.
+        let mut slot_of = vec![NO_SLOT; counts.targets.len()];
+        let mut slots: Vec<LineKey> = Vec::new();
+        let mut numbered: HashMap<(LineKey, InstanceId), u32> = HashMap::new();
+        for (slot, target) in slot_of.iter_mut().zip(counts.targets) {
+            if let Some(target) = target {
+                *slot = *numbered
+                    .entry((target.line, target.instance))
+                    .or_insert_with(|| {
+                        slots.push(target.line);
+                        (slots.len() - 1) as u32
+                    });
+            }
         }
-        for ((line, _), (hits, capped)) in busiest {
-            let counts = self.lines.entry(line).or_default();
+        let mut busiest = vec![(0u64, false); slots.len()];
+        for ((&slot, &hits), &capped) in slot_of.iter().zip(counts.hits).zip(counts.capped) {
+            if slot != NO_SLOT {
+                let entry = &mut busiest[slot as usize];
+                entry.0 = entry.0.max(hits);
+                entry.1 |= capped;
+            }
+        }
+        for (line, (hits, capped)) in slots.iter().zip(busiest) {
+            let counts = self.lines.entry(*line).or_default();
             counts.hits += hits;
             counts.capped |= capped;
         }
+        let branch_entries = self.add_branches(&counts);
 
-        let mut per_test: HashMap<(TestId, LineKey, InstanceId), u64> = HashMap::new();
-        for &(test, breakpoint, hits) in counts.test_hits {
-            let Some(Some(target)) = counts.targets.get(breakpoint.0 as usize) else {
-                continue;
-            };
-            let max = per_test
-                .entry((test, target.line, target.instance))
-                .or_default();
-            *max = (*max).max(hits);
+        let mut branches_of: Vec<Vec<u32>> = vec![Vec::new(); counts.targets.len()];
+        for (n, branch) in counts.branches.iter().enumerate() {
+            for breakpoint in branch
+                .taken
+                .addresses()
+                .into_iter()
+                .chain(branch.not_taken.addresses())
+            {
+                if let Some(list) = branches_of.get_mut(breakpoint.0 as usize) {
+                    if list.last() != Some(&(n as u32)) {
+                        list.push(n as u32);
+                    }
+                }
+            }
         }
-        for ((test, line, _), hits) in per_test {
-            if hits > 0 {
+        let mut test = TestScratch::new(counts.targets.len(), slots.len(), counts.branches.len());
+        for (id, hits) in by_test(counts.test_hits) {
+            test.sum(&hits);
+            // A line's count for the test: its busiest address per instance, summed over them.
+            for &breakpoint in &test.breakpoints {
+                let slot = slot_of[breakpoint as usize];
+                if slot == NO_SLOT {
+                    continue;
+                }
+                let max = &mut test.slot_max[slot as usize];
+                if *max == 0 {
+                    test.slots.push(slot);
+                }
+                *max = (*max).max(test.sums[breakpoint as usize]);
+            }
+            for &slot in &test.slots {
+                let hits = std::mem::take(&mut test.slot_max[slot as usize]);
                 *self
                     .lines
-                    .entry(line)
+                    .entry(slots[slot as usize])
                     .or_default()
                     .tests
-                    .entry(test)
+                    .entry(id)
                     .or_default() += hits;
             }
+            // The branches whose addresses the test ran, each once.
+            for &breakpoint in &test.breakpoints {
+                for &branch in &branches_of[breakpoint as usize] {
+                    if !std::mem::replace(&mut test.branch_seen[branch as usize], true) {
+                        test.branches.push(branch);
+                    }
+                }
+            }
+            for &branch in &test.branches {
+                test.branch_seen[branch as usize] = false;
+                let target = &counts.branches[branch as usize];
+                let of_test = |b: BreakpointId| test.sums.get(b.0 as usize).copied().unwrap_or(0);
+                let sides = (target.taken.count(of_test), target.not_taken.count(of_test));
+                if sides != (0, 0) {
+                    let entry = self
+                        .branches
+                        .get_mut(&branch_entries[branch as usize])
+                        .expect("added above");
+                    let per_test = entry.tests.entry(id).or_default();
+                    per_test.0 += sides.0;
+                    per_test.1 += sides.1;
+                }
+            }
+            test.clear();
         }
     }
 
@@ -177,22 +236,10 @@ impl Aggregate {
         self.lines.get(&line)
     }
 
-    fn add_branches(&mut self, counts: &ExecutableCounts<'_>) {
-        if counts.branches.is_empty() {
-            return;
-        }
-        let mut by_test: HashMap<BreakpointId, Vec<(TestId, u64)>> = HashMap::new();
-        for &(test, breakpoint, hits) in counts.test_hits {
-            by_test.entry(breakpoint).or_default().push((test, hits));
-        }
+    /// Adds the branches' totals; their keys, aligned with `counts.branches`.
+    fn add_branches(&mut self, counts: &ExecutableCounts<'_>) -> Vec<BranchKey> {
         let total = |b: BreakpointId| counts.hits.get(b.0 as usize).copied().unwrap_or(0);
         for branch in counts.branches {
-            let breakpoints: Vec<BreakpointId> = branch
-                .taken
-                .addresses()
-                .into_iter()
-                .chain(branch.not_taken.addresses())
-                .collect();
             let entry = self
                 .branches
                 .entry(branch.key)
@@ -207,31 +254,14 @@ impl Aggregate {
             entry.oriented &= branch.oriented;
             entry.taken += branch.taken.count(total);
             entry.not_taken += branch.not_taken.count(total);
-            entry.capped |= breakpoints
-                .iter()
+            entry.capped |= branch
+                .taken
+                .addresses()
+                .into_iter()
+                .chain(branch.not_taken.addresses())
                 .any(|b| counts.capped.get(b.0 as usize).copied().unwrap_or(false));
-            let tests: BTreeSet<TestId> = breakpoints
-                .iter()
-                .flat_map(|b| by_test.get(b).into_iter().flatten())
-                .map(|&(test, _)| test)
-                .collect();
-            for test in tests {
-                let of_test = |b: BreakpointId| {
-                    by_test.get(&b).map_or(0, |hits| {
-                        hits.iter()
-                            .filter(|(t, _)| *t == test)
-                            .map(|(_, h)| h)
-                            .sum()
-                    })
-                };
-                let sides = (branch.taken.count(of_test), branch.not_taken.count(of_test));
-                if sides != (0, 0) {
-                    let per_test = entry.tests.entry(test).or_default();
-                    per_test.0 += sides.0;
-                    per_test.1 += sides.1;
-                }
-            }
         }
+        counts.branches.iter().map(|b| b.key).collect()
     }
 
     /// The branches of the run, by line and ordinal.
@@ -259,6 +289,72 @@ impl Aggregate {
                 counts.tests.entry(test).or_insert(1);
             }
         }
+    }
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// The per-test counts grouped by test: each test's entries, in order of first appearance. They
+/// arrive grouped (a process's counts are flushed test by test); a test seen again later (a
+/// binary it ran twice, a retried test) has its entries moved to its first group.
+fn by_test(test_hits: &[(TestId, BreakpointId, u64)]) -> Vec<(TestId, Vec<(BreakpointId, u64)>)> {
+    let mut groups: Vec<(TestId, Vec<(BreakpointId, u64)>)> = Vec::new();
+    let mut group_of: HashMap<TestId, usize> = HashMap::new();
+    for &(test, breakpoint, hits) in test_hits {
+        let at = match groups.last() {
+            Some((last, _)) if *last == test => groups.len() - 1,
+            _ => *group_of.entry(test).or_insert_with(|| {
+                groups.push((test, Vec::new()));
+                groups.len() - 1
+            }),
+        };
+        groups[at].1.push((breakpoint, hits));
+    }
+    groups
+}
+
+/// Dense working space for one test at a time, cleared between tests by what was touched.
+struct TestScratch {
+    /// Per breakpoint, the test's executions summed over its processes.
+    sums: Vec<u64>,
+    breakpoints: Vec<u32>,
+    slot_max: Vec<u64>,
+    slots: Vec<u32>,
+    branch_seen: Vec<bool>,
+    branches: Vec<u32>,
+}
+
+impl TestScratch {
+    fn new(breakpoints: usize, slots: usize, branches: usize) -> Self {
+        TestScratch {
+            sums: vec![0; breakpoints],
+            breakpoints: Vec::new(),
+            slot_max: vec![0; slots],
+            slots: Vec::new(),
+            branch_seen: vec![false; branches],
+            branches: Vec::new(),
+        }
+    }
+
+    fn sum(&mut self, hits: &[(BreakpointId, u64)]) {
+        for &(breakpoint, hits) in hits {
+            let Some(sum) = self.sums.get_mut(breakpoint.0 as usize) else {
+                continue;
+            };
+            if *sum == 0 && hits > 0 {
+                self.breakpoints.push(breakpoint.0);
+            }
+            *sum += hits;
+        }
+    }
+
+    fn clear(&mut self) {
+        for &breakpoint in &self.breakpoints {
+            self.sums[breakpoint as usize] = 0;
+        }
+        self.breakpoints.clear();
+        self.slots.clear();
+        self.branches.clear();
     }
 }
 

@@ -406,10 +406,11 @@ fn overlay(files: &Value, tests: &Value, id_of: impl Fn(&Value) -> String) -> Ov
     (lines, outcomes)
 }
 
-/// A saved store (a `Coverage`: per-line entries name tests by index).
+/// A saved store (a `Coverage` under `coverage`: per-line entries name tests by index).
 pub fn overlay_of_store(saved: &Value) -> Overlay {
-    let tests = &saved["tests"];
-    overlay(&saved["files"], tests, |t| {
+    let coverage = &saved["coverage"];
+    let tests = &coverage["tests"];
+    overlay(&coverage["files"], tests, |t| {
         tests[t["test"].as_u64().unwrap() as usize]["id"]
             .as_str()
             .unwrap()

@@ -280,7 +280,13 @@ fn write_reports(
         eprintln!("wrote HTML report to {}", dir.join("index.html").display());
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, report::json::render(coverage, info))
+        std::fs::File::create(path)
+            .map(std::io::BufWriter::new)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut out| {
+                report::json::write(coverage, info, &mut out)?;
+                Ok(std::io::Write::flush(&mut out)?)
+            })
             .with_context(|| format!("writing JSON to {}", path.display()))?;
         eprintln!("wrote JSON to {}", path.display());
     }

@@ -36,8 +36,10 @@ impl GlobalState {
         }
     }
 
-    /// Reads the workspace, shows the saved coverage, starts the first run and the watcher.
+    /// Reads the workspace, starts the first run and the watcher, and shows the saved coverage
+    /// until the run's results replace it.
     pub(crate) async fn start(self: Arc<Self>, root: PathBuf) {
+        let started = Instant::now();
         let loaded = {
             let root = root.clone();
             tokio::task::spawn_blocking(move || crate::cargo::load_workspace(&root)).await
@@ -55,52 +57,20 @@ impl GlobalState {
                 return;
             }
         };
+        tracing::debug!("workspace read after {:?}", started.elapsed());
         let saved = workspace.coverlay_dir().join("coverage.json");
         let root = workspace.root.clone();
         let target_dir = workspace.target_dir.clone();
-        let _ = self.workspace.set(workspace);
-        let shown = saved.clone();
-        match tokio::task::spawn_blocking(move || Store::load(&saved)).await {
-            Ok(Ok(loaded)) => {
-                let saved = Shown::new(1, loaded.coverage, loaded.sources, None);
-                if self.store.replace(saved).is_some() {
-                    // Files edited while the server was not running: their lines may have moved,
-                    // so they show nothing until the first run has measured them again.
-                    let this = self.clone();
-                    let changed = tokio::task::spawn_blocking(move || {
-                        this.store.mark_changed_sources(&|path| {
-                            std::fs::read(path)
-                                .ok()
-                                .map(|bytes| crate::selection::content_hash(&bytes))
-                        })
-                    })
-                    .await
-                    .unwrap_or_default();
-                    if !changed.is_empty() {
-                        tracing::info!("changed since the saved run: {changed:?}");
-                    }
-                    self.publish(self.store.shown().paths()).await;
-                    self.notify_coverage().await;
-                    self.refresh();
-                }
-            }
-            Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
-                tracing::debug!("no saved coverage at {}", shown.display());
-            }
-            // An older coverlay's format, or a damaged file: the first run replaces it.
-            Ok(Err(error)) => tracing::info!(
-                "starting without the saved coverage {}: {error}",
-                shown.display()
-            ),
-            Err(error) => tracing::warn!("loading the saved coverage panicked: {error}"),
-        }
+        let _ = self.workspace.set(workspace.clone());
         if self.stopped.load(Ordering::Acquire) {
             return;
         }
+        // The run starts first: reading the saved results takes a core while cargo checks the
+        // build, and a run that finishes first is newer than them (the store keeps the newer).
         let events = self.events.clone();
         let settings = self.settings();
         let scheduler = Scheduler::start(
-            root.clone(),
+            workspace,
             settings.run_options(),
             1,
             Box::new(move |event| {
@@ -135,6 +105,42 @@ impl GlobalState {
                 *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
             }
             Err(error) => tracing::warn!("cannot watch {}: {error}", root.display()),
+        }
+        let shown = saved.clone();
+        match tokio::task::spawn_blocking(move || Store::load(&saved)).await {
+            Ok(Ok(loaded)) => {
+                let saved = Shown::new(1, loaded.coverage, loaded.sources, None);
+                if self.store.replace(saved).is_some() {
+                    // Files edited while the server was not running: their lines may have moved,
+                    // so they show nothing until the first run has measured them again.
+                    let this = self.clone();
+                    let changed = tokio::task::spawn_blocking(move || {
+                        this.store.mark_changed_sources(&|path| {
+                            std::fs::read(path)
+                                .ok()
+                                .map(|bytes| crate::selection::content_hash(&bytes))
+                        })
+                    })
+                    .await
+                    .unwrap_or_default();
+                    if !changed.is_empty() {
+                        tracing::info!("changed since the saved run: {changed:?}");
+                    }
+                    self.publish(self.store.shown().paths()).await;
+                    self.notify_coverage().await;
+                    self.refresh();
+                    tracing::debug!("saved coverage shown after {:?}", started.elapsed());
+                }
+            }
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!("no saved coverage at {}", shown.display());
+            }
+            // An older coverlay's format, or a damaged file: the first run replaces it.
+            Ok(Err(error)) => tracing::info!(
+                "starting without the saved coverage {}: {error}",
+                shown.display()
+            ),
+            Err(error) => tracing::warn!("loading the saved coverage panicked: {error}"),
         }
     }
 

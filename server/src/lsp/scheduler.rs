@@ -3,12 +3,12 @@
 //! requests coalesce, and every run carries a generation number so that the store never takes an
 //! older result over a newer one. Knows nothing about LSP: it reports through `Event`s.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::cargo::Workspace;
 use crate::run::{self, Progress, RunError, RunOptions, RunReport};
 use crate::selection::TestFilter;
 
@@ -75,10 +75,25 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the worker thread for the workspace at `root`. `first_generation` must be larger
-    /// than the generation of anything already in the store.
-    pub fn start(root: PathBuf, options: RunOptions, first_generation: u64, sink: Sink) -> Self {
-        let runner: Runner = Box::new(move |options, progress| run::run(&root, options, progress));
+    /// Starts the worker thread for `workspace`. `first_generation` must be larger than the
+    /// generation of anything already in the store.
+    pub fn start(
+        workspace: Workspace,
+        options: RunOptions,
+        first_generation: u64,
+        sink: Sink,
+    ) -> Self {
+        let root = workspace.root.clone();
+        // The workspace the server has just read serves the first run; later runs read it again,
+        // as a manifest may have changed since.
+        let first = Mutex::new(Some(workspace));
+        let runner: Runner = Box::new(move |options, progress| {
+            let read = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match read {
+                Some(workspace) => run::run_in(workspace, Instant::now(), options, progress),
+                None => run::run(&root, options, progress),
+            }
+        });
         Self::with_runner(runner, options, first_generation, sink)
     }
 

@@ -146,7 +146,14 @@ pub enum ReadError {
     },
 }
 
-pub fn render(coverage: &Coverage, info: &RunInfo) -> String {
+/// The report, written compactly to `out` as it is serialised: a run's per-test lists make it
+/// large (15 MB indented on regex-syntax, half that without), and building it in memory first
+/// cost the CLI as much again.
+pub fn write(
+    coverage: &Coverage,
+    info: &RunInfo,
+    out: impl std::io::Write,
+) -> serde_json::Result<()> {
     let report = Report {
         version: SCHEMA_VERSION,
         workspace: info.root.clone(),
@@ -160,10 +167,10 @@ pub fn render(coverage: &Coverage, info: &RunInfo) -> String {
         tests: coverage.tests.clone(),
         executables: info.executables.clone(),
     };
-    serde_json::to_string_pretty(&report).expect("report serialises")
+    serde_json::to_writer(out, &report)
 }
 
-/// A report [`render`] wrote, back as what it was written from.
+/// A report [`write`] wrote, back as what it was written from.
 pub fn parse(text: &str) -> Result<(Coverage, RunInfo), ReadError> {
     #[derive(Deserialize)]
     struct Version {
@@ -359,6 +366,12 @@ fn file(f: &FileCoverage, coverage: &Coverage) -> File {
 mod tests {
     use super::*;
     use crate::libtest::Outcome;
+
+    fn render(coverage: &Coverage, info: &RunInfo) -> String {
+        let mut bytes = Vec::new();
+        write(coverage, info, &mut bytes).unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
 
     fn test(id: &str) -> TestInfo {
         TestInfo {

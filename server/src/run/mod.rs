@@ -242,6 +242,16 @@ pub fn run(
     let started = std::time::Instant::now();
     let workspace = cargo::load_workspace(path)?;
     tracing::debug!("workspace read after {:?}", started.elapsed());
+    run_in(workspace, started, options, on_progress)
+}
+
+/// [`run`] in a workspace already read (`started`: when the run began, for its phase times).
+pub fn run_in(
+    workspace: Workspace,
+    started: std::time::Instant,
+    options: &RunOptions,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> Result<RunReport, RunError> {
     // Sources are read before the build (see `selection::Texts`) and parsed while it runs.
     let fingerprinting = options.snapshot_sources.then(|| {
         let texts = selection::Texts::read(&workspace);
@@ -840,6 +850,7 @@ pub fn run(
             });
         }
     }
+    tracing::debug!("counts aggregated after {:?}", started.elapsed());
     runs.extend(verdict_runs);
     for run in &mut runs {
         run.tests.sort_by(|a, b| a.name.cmp(&b.name));
@@ -856,6 +867,7 @@ pub fn run(
         });
     }
     let mut coverage = merge(&sources, &aggregate, &workspace, &cfgs, options);
+    tracing::debug!("coverage merged after {:?}", started.elapsed());
     for (&(executable, n), &count) in &attempts {
         tests[(first_test[executable] + n) as usize].attempts = count;
     }
@@ -877,6 +889,7 @@ pub fn run(
                         .filter(|e| e.kind != "doctest"),
                 ),
             });
+    tracing::debug!("run reported after {:?}", started.elapsed());
     Ok(RunReport {
         workspace,
         coverage,
