@@ -412,6 +412,30 @@ mod tests {
     }
 
     #[test]
+    fn a_test_counted_in_two_processes_sums_them_like_the_totals() {
+        // Test 0 ran a binary twice (two processes, read apart, test 1's entries between): each
+        // address sums both before the line takes its busiest, as the totals do.
+        let targets = [target(10, 0), target(10, 0)];
+        let mut aggregate = Aggregate::default();
+        aggregate.add(ExecutableCounts {
+            targets: &targets,
+            hits: &[7, 6],
+            capped: &[false; 2],
+            test_hits: &[
+                (TestId(0), BreakpointId(0), 2),
+                (TestId(0), BreakpointId(1), 3),
+                (TestId(1), BreakpointId(0), 1),
+                (TestId(0), BreakpointId(0), 4),
+                (TestId(0), BreakpointId(1), 2),
+            ],
+            branches: &[],
+        });
+        let line = aggregate.line(key(10)).unwrap();
+        assert_eq!(line.hits, 7);
+        assert_eq!(line.tests, BTreeMap::from([(TestId(0), 6), (TestId(1), 1)]));
+    }
+
+    #[test]
     fn a_line_counts_the_same_however_the_tests_were_split_into_shards() {
         // Line 10 has two addresses; test 0 runs the first 4 times, test 1 the second 3 times.
         let targets = [target(10, 0), target(10, 0)];
