@@ -9,7 +9,9 @@
 //! A branch's two sides come from its counted addresses (`engine::branches::Side`), summed over
 //! the function instances and executables that hold it; per test from that test's counts alike.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use crate::analysis::Construct;
 use crate::engine::branches::Side;
@@ -181,8 +183,9 @@ impl Aggregate {
             }
         }
         let mut test = TestScratch::new(counts.targets.len(), slots.len(), counts.branches.len());
-        for (id, hits) in by_test(counts.test_hits) {
-            test.sum(&hits);
+        let (entries, groups) = by_test(counts.test_hits);
+        for (id, range) in groups {
+            test.sum(&entries[range]);
             // A line's count for the test: its busiest address per instance, summed over them.
             for &breakpoint in &test.breakpoints {
                 let slot = slot_of[breakpoint as usize];
@@ -294,23 +297,41 @@ impl Aggregate {
 
 const NO_SLOT: u32 = u32::MAX;
 
-/// The per-test counts grouped by test: each test's entries, in order of first appearance. They
-/// arrive grouped (a process's counts are flushed test by test); a test seen again later (a
-/// binary it ran twice, a retried test) has its entries moved to its first group.
-fn by_test(test_hits: &[(TestId, BreakpointId, u64)]) -> Vec<(TestId, Vec<(BreakpointId, u64)>)> {
-    let mut groups: Vec<(TestId, Vec<(BreakpointId, u64)>)> = Vec::new();
-    let mut group_of: HashMap<TestId, usize> = HashMap::new();
-    for &(test, breakpoint, hits) in test_hits {
-        let at = match groups.last() {
-            Some((last, _)) if *last == test => groups.len() - 1,
-            _ => *group_of.entry(test).or_insert_with(|| {
-                groups.push((test, Vec::new()));
-                groups.len() - 1
-            }),
-        };
-        groups[at].1.push((breakpoint, hits));
+/// A test's executions of a breakpoint, as the tracer reads them.
+type TestHit = (TestId, BreakpointId, u64);
+
+/// Where a test's entries are among the grouped [`TestHit`]s.
+type TestRange = (TestId, Range<usize>);
+
+/// The per-test counts with each test's entries together, in order of first appearance, and
+/// each test's range in them. They arrive grouped (a process's counts are flushed test by test)
+/// and are then used in place; a test seen again later (a binary it ran twice, a retried test)
+/// has its entries moved to its first group.
+fn by_test(test_hits: &[TestHit]) -> (Cow<'_, [TestHit]>, Vec<TestRange>) {
+    let mut order: HashMap<TestId, usize> = HashMap::new();
+    let mut grouped = true;
+    for (k, &(test, _, _)) in test_hits.iter().enumerate() {
+        if k == 0 || test_hits[k - 1].0 != test {
+            let groups = order.len();
+            grouped &= order.insert(test, groups).is_none();
+        }
     }
-    groups
+    let entries: Cow<'_, [TestHit]> = if grouped {
+        Cow::Borrowed(test_hits)
+    } else {
+        let mut moved = test_hits.to_vec();
+        moved.sort_by_key(|&(test, _, _)| order[&test]);
+        Cow::Owned(moved)
+    };
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for end in 1..=entries.len() {
+        if end == entries.len() || entries[end].0 != entries[start].0 {
+            groups.push((entries[start].0, start..end));
+            start = end;
+        }
+    }
+    (entries, groups)
 }
 
 /// Dense working space for one test at a time, cleared between tests by what was touched.
@@ -336,8 +357,8 @@ impl TestScratch {
         }
     }
 
-    fn sum(&mut self, hits: &[(BreakpointId, u64)]) {
-        for &(breakpoint, hits) in hits {
+    fn sum(&mut self, hits: &[TestHit]) {
+        for &(_, breakpoint, hits) in hits {
             let Some(sum) = self.sums.get_mut(breakpoint.0 as usize) else {
                 continue;
             };
