@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 
 use nix::unistd::Pid;
 
+use super::lanes::{self, Lanes};
 use super::sites::{Site, Window, MAX_BACK};
 use super::EngineError;
 
@@ -63,6 +64,8 @@ pub(super) struct Space {
     pub(super) last: Vec<u64>,
     /// Traps lifted at the count cap during the current test, put back when the next one starts.
     pub(super) lifted: Vec<usize>,
+    /// The threads' counter lanes, when trampolines count.
+    pub(super) lanes: Option<Lanes>,
 }
 
 impl Space {
@@ -84,14 +87,20 @@ impl Space {
             steppers: Vec::new(),
             last: Vec::new(),
             lifted: Vec::new(),
+            lanes: None,
         })
     }
 
-    /// A forked child: same breakpoints in the same state, its own copy of memory and counters.
-    pub(super) fn fork(&self, child: Pid) -> Result<Self, EngineError> {
+    /// A forked child: same breakpoints in the same state, its own copy of memory and counters,
+    /// where only the forking thread (on lane `running`) lives on.
+    pub(super) fn fork(&self, child: Pid, running: Option<u32>) -> Result<Self, EngineError> {
         let mut space = Self::open(child, self.bias, self.armed.clone())?;
         space.last = self.last.clone();
         space.lifted = self.lifted.clone();
+        space.lanes = match (&self.lanes, running) {
+            (Some(lanes), Some(running)) => Some(lanes.forked(running)),
+            _ => None,
+        };
         Ok(space)
     }
 
@@ -191,20 +200,18 @@ impl Space {
         Ok(())
     }
 
-    /// Current values of `count` counters at `address`, in one read.
-    pub(super) fn read_counters(
-        &self,
-        address: u64,
-        count: usize,
-    ) -> Result<Vec<u64>, EngineError> {
-        let mut bytes = vec![0u8; count * 8];
-        self.mem
-            .read_exact_at(&mut bytes, address)
-            .map_err(|source| self.error(source))?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect())
+    /// Current values of the `count` counters, summed over the threads' lanes, in one read;
+    /// `None` without lanes.
+    pub(super) fn read_counters(&self, count: usize) -> Option<Result<Vec<u64>, EngineError>> {
+        let lanes = self.lanes.as_ref()?;
+        let (address, len) = lanes.span();
+        let mut bytes = vec![0u8; len];
+        Some(
+            self.mem
+                .read_exact_at(&mut bytes, address)
+                .map_err(|source| self.error(source))
+                .map(|()| lanes::sum(&bytes, lanes.stride(), count)),
+        )
     }
 
     pub(super) fn disarm(&mut self, table: &Table, index: usize) -> Result<(), EngineError> {

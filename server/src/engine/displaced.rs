@@ -90,11 +90,12 @@ pub(super) fn plan(
 }
 
 /// Maps `len` bytes of scratch memory (`prot`: code or counters) in a stopped, single-threaded
-/// tracee at `hint` (near its code, so that rip-relative operands still reach), by making it run
-/// one `mmap`. The tracee is left exactly as it was.
+/// tracee, by making it run one `mmap`: at `hint` exactly (near its code, so that rip-relative
+/// operands still reach), or, without one, wherever the kernel likes and with pages committed
+/// only when written (counter lanes, mostly never touched). The tracee is left exactly as it was.
 pub(super) fn map_scratch(
     pid: Pid,
-    hint: u64,
+    hint: Option<u64>,
     len: u64,
     prot: libc::c_int,
     space: &Space,
@@ -105,10 +106,14 @@ pub(super) fn map_scratch(
         .replace(saved.rip, &[0x0F, 0x05, 0xCC])
         .map_err(|_| Errno::EIO)?;
     regs.rax = libc::SYS_mmap as u64;
-    regs.rdi = hint;
+    regs.rdi = hint.unwrap_or(0);
     regs.rsi = len;
     regs.rdx = prot as u64;
-    regs.r10 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    let placement = match hint {
+        Some(_) => libc::MAP_FIXED_NOREPLACE,
+        None => libc::MAP_NORESERVE,
+    };
+    regs.r10 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | placement) as u64;
     regs.r8 = u64::MAX;
     regs.r9 = 0;
     let result = ptrace::setregs(pid, regs)

@@ -8,6 +8,7 @@ mod breakpoints;
 mod calls;
 mod displaced;
 mod entries;
+mod lanes;
 mod launch;
 pub mod sites;
 mod tracer;
@@ -56,11 +57,11 @@ pub struct Breakpoints {
 }
 
 /// Trampoline code shared by the processes (shards, restarts) of one executable, with the
-/// (load bias, code address, counters address) it was built for.
+/// (load bias, code address) it was built for.
 #[derive(Clone, Debug, Default)]
 pub struct TrampolineCache(Arc<Mutex<Option<BuiltFor>>>);
 
-type BuiltFor = ((u64, u64, u64), Arc<trampoline::Trampolines>);
+type BuiltFor = ((u64, u64), Arc<trampoline::Trampolines>);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {

@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 
 use super::breakpoints::{Space, Table};
 use super::displaced::{self, Resume};
+use super::lanes::{self, Lanes};
 use super::launch::{spawn_traced, OutputReaders, Watchdog};
 use super::sites::{self, Site, SiteCounts};
 use super::trampoline::{self, Trampolines};
@@ -38,6 +39,26 @@ struct Task {
     stepping: Option<usize>,
     /// A new tracee starts with a SIGSTOP that belongs to the tracer, not to the program.
     awaiting_initial_stop: bool,
+    /// Its lane of counters (`None` without trampolines).
+    lane: Option<Lane>,
+}
+
+/// Whose lane a thread counts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Its own, handed back when it ends.
+    Own(u32),
+    /// Another thread's that cannot run meanwhile (a vfork child's parent), or, with every lane
+    /// taken, its creator's.
+    Shared(u32),
+}
+
+impl Lane {
+    fn number(self) -> u32 {
+        match self {
+            Lane::Own(k) | Lane::Shared(k) => k,
+        }
+    }
 }
 
 struct Session {
@@ -50,8 +71,10 @@ struct Session {
     cap: u32,
     /// How each breakpoint is counted in this session (all `Trap` without trampolines).
     sites: Vec<Site>,
-    /// Run-time address of the counters (`u64` per breakpoint), the same in every forked space.
-    counters: Option<u64>,
+    /// Lowest scratch memory mapped so far below the executable (trampoline code).
+    scratch_below: u64,
+    /// Threads beyond `lanes::LANES` ran at once, sharing lanes: warned once.
+    lanes_short: bool,
     /// Executions since the last test boundary, per breakpoint: counter increments read and traps.
     period: Vec<u64>,
     totals: Vec<u64>,
@@ -205,7 +228,8 @@ impl Session {
                 Mode::FirstHit => 1,
             },
             sites: vec![Site::Trap; n],
-            counters: None,
+            scratch_below: u64::MAX,
+            lanes_short: false,
             period: vec![0; n],
             totals: vec![0; n],
             capped: vec![false; n],
@@ -321,11 +345,14 @@ impl Session {
         let mut space = Space::open(self.root, bias, vec![false; self.table.len()])?;
         space.read_windows(&mut self.table)?;
         let mut patches = Vec::new();
+        let mut root_lane = None;
         if self.mode == Mode::Counts && breakpoints.sites.len() == self.table.len() {
-            if let Some(built) = self.prepare_trampolines(&space, exe_start, breakpoints) {
+            if let Some((built, lanes)) = self.prepare_trampolines(&space, exe_start, breakpoints) {
                 self.sites = built.sites.clone();
                 patches = built.patches.clone();
                 space.last = vec![0; self.table.len()];
+                root_lane = Some(0);
+                space.lanes = Some(lanes);
             }
         }
         self.site_counts = SiteCounts::of(&self.sites);
@@ -333,6 +360,11 @@ impl Session {
             self.prepare_displaced(&space, exe_start);
         }
         space.patch_all(&self.table, &self.sites, &patches)?;
+        tracing::debug!(
+            "{}: armed after {:?}",
+            exe.display(),
+            self.started.elapsed()
+        );
         self.spaces.push(Some(space));
         self.tasks.insert(
             self.root,
@@ -340,21 +372,23 @@ impl Session {
                 space: 0,
                 stepping: None,
                 awaiting_initial_stop: false,
+                lane: root_lane.map(Lane::Own),
             },
         );
         self.resume(self.root, None);
         Ok(())
     }
 
-    /// Maps the counters and the trampoline code below the executable (within ±2 GiB of it, for
-    /// rip-relative operands) and writes the code. The code is built once per executable and
-    /// address layout. `None` (counting falls back to traps) when no memory could be mapped there.
+    /// Maps the trampoline code below the executable (within ±2 GiB of it, for rip-relative
+    /// operands) and the counter lanes anywhere, writes the code and gives the root thread its
+    /// lane. The code is built once per executable and address layout. `None` (counting falls
+    /// back to traps) when no memory could be mapped or the lane not given.
     fn prepare_trampolines(
         &mut self,
         space: &Space,
         exe_start: u64,
         breakpoints: &Breakpoints,
-    ) -> Option<Arc<Trampolines>> {
+    ) -> Option<(Arc<Trampolines>, Lanes)> {
         let jumps = breakpoints
             .sites
             .iter()
@@ -364,23 +398,22 @@ impl Session {
             return None;
         }
         let code_len = (jumps * trampoline::SLOT).next_multiple_of(4096);
-        let counters_len = (self.table.len() as u64 * 8).next_multiple_of(4096);
+        let stride = (self.table.len() as u64 * 8).next_multiple_of(4096);
         let code_hint = exe_start.saturating_sub(code_len + (1 << 20)) & !4095;
-        let counters_hint = code_hint.saturating_sub(counters_len + (1 << 20)) & !4095;
-        let map = |hint, len, prot| {
+        let map = |hint: Option<u64>, len, prot| {
             displaced::map_scratch(self.root, hint, len, prot, space)
                 .inspect_err(|errno| {
-                    tracing::warn!("no scratch memory at {hint:#x}: {errno}; counting with int3")
+                    tracing::warn!("no scratch memory ({hint:x?}): {errno}; counting with int3")
                 })
                 .ok()
         };
-        let code_base = map(code_hint, code_len, libc::PROT_READ | libc::PROT_EXEC)?;
-        let counters = map(
-            counters_hint,
-            counters_len,
+        let code_base = map(Some(code_hint), code_len, libc::PROT_READ | libc::PROT_EXEC)?;
+        let lanes_base = map(
+            None,
+            stride * u64::from(lanes::LANES),
             libc::PROT_READ | libc::PROT_WRITE,
         )?;
-        let key = (space.bias, code_base, counters);
+        let key = (space.bias, code_base);
         let mut cache = breakpoints
             .built
             .0
@@ -397,7 +430,6 @@ impl Session {
                     &runtime,
                     self.table.windows(),
                     code_base,
-                    counters,
                 ));
                 *cache = Some((key, built.clone()));
                 built
@@ -407,12 +439,18 @@ impl Session {
         if built.code.len() as u64 > code_len {
             return None;
         }
+        let mut lanes = Lanes::new(lanes_base, stride);
+        let root_lane = lanes.take()?;
+        if let Err(errno) = lanes::assign(self.root, lanes.address(root_lane)) {
+            tracing::warn!("cannot give the test its counters: {errno}; counting with int3");
+            return None;
+        }
         if let Err(error) = space.replace(code_base, &built.code) {
             tracing::warn!("cannot write trampolines: {error}; counting with int3");
             return None;
         }
-        self.counters = Some(counters);
-        Some(built)
+        self.scratch_below = code_base;
+        Some((built, lanes))
     }
 
     /// Builds the out-of-line copies of the instructions under counting int3s in scratch memory
@@ -420,10 +458,10 @@ impl Session {
     /// memory, counting falls back to single steps.
     fn prepare_displaced(&mut self, space: &Space, exe_start: u64) {
         let len = (self.table.len() as u64 * displaced::SLOT).next_multiple_of(4096);
-        let below = self.counters.unwrap_or(exe_start);
+        let below = self.scratch_below.min(exe_start);
         let hint = below.saturating_sub(len + (1 << 20)) & !4095;
         let prot = libc::PROT_READ | libc::PROT_EXEC;
-        match displaced::map_scratch(self.root, hint, len, prot, space) {
+        match displaced::map_scratch(self.root, Some(hint), len, prot, space) {
             Ok(scratch) => {
                 let runtime: Vec<u64> = (0..self.table.len())
                     .map(|i| self.table.address(i) + space.bias)
@@ -466,6 +504,8 @@ impl Session {
     }
 
     fn gone(&mut self, pid: Pid, exit: Exit) {
+        // A thread killed outright has no exit event: its lane comes back here.
+        self.hand_back_lane(pid);
         self.tasks.remove(&pid);
         self.early.remove(&pid);
         if pid == self.root {
@@ -482,6 +522,7 @@ impl Session {
         };
         if task.awaiting_initial_stop && signal == Signal::SIGSTOP {
             task.awaiting_initial_stop = false;
+            self.enter_lane(pid);
             self.resume(pid, None);
             return Ok(());
         }
@@ -643,11 +684,11 @@ impl Session {
 
     /// Adds what the counters of space `id` gained since their last reading to the current period.
     fn read_counters(&mut self, id: usize) {
-        let (Some(address), Some(Some(space))) = (self.counters, self.spaces.get_mut(id)) else {
+        let Some(Some(space)) = self.spaces.get_mut(id) else {
             return;
         };
         // A process that is already gone has nothing more to tell.
-        let Ok(mut values) = space.read_counters(address, self.table.len()) else {
+        let Some(Ok(mut values)) = space.read_counters(self.table.len()) else {
             return;
         };
         sites::derive_counts(&self.sites, &mut values);
@@ -708,27 +749,36 @@ impl Session {
                 if let Some(space) = self.tasks.get(&pid).map(|t| t.space) {
                     self.read_counters(space);
                 }
+                self.hand_back_lane(pid);
             }
             CLONE | FORK | VFORK => {
                 let child = match ptrace::getevent(pid) {
                     Ok(child) => Pid::from_raw(child as i32),
                     Err(_) => return Ok(()),
                 };
-                let Some(parent_space) = self.tasks.get(&pid).map(|t| t.space) else {
+                let Some((parent_space, parent_lane)) =
+                    self.tasks.get(&pid).map(|t| (t.space, t.lane))
+                else {
                     return Ok(());
                 };
+                // A forked child keeps its parent thread's lane in its own copy of memory, a
+                // vfork child borrows it (its parent waits), a new thread needs a lane of its own.
+                let mut lane = parent_lane.map(|l| match event {
+                    FORK => Lane::Own(l.number()),
+                    _ => Lane::Shared(l.number()),
+                });
                 let space = if event == FORK {
-                    match self.spaces[parent_space].as_ref().map(|s| s.fork(child)) {
+                    let running = lane.map(Lane::number);
+                    match self.spaces[parent_space]
+                        .as_ref()
+                        .map(|s| s.fork(child, running))
+                    {
                         Some(Ok(mut space)) => {
                             // The child's counters start as a copy of the parent's at the fork:
                             // only what it adds after is its own.
-                            if let Some(address) = self.counters {
-                                if let Ok(mut values) =
-                                    space.read_counters(address, self.table.len())
-                                {
-                                    sites::derive_counts(&self.sites, &mut values);
-                                    space.last = values;
-                                }
+                            if let Some(Ok(mut values)) = space.read_counters(self.table.len()) {
+                                sites::derive_counts(&self.sites, &mut values);
+                                space.last = values;
                             }
                             self.spaces.push(Some(space));
                             self.spaces.len() - 1
@@ -739,6 +789,24 @@ impl Session {
                 } else {
                     parent_space
                 };
+                if event == CLONE && lane.is_some() {
+                    let taken = self.spaces[space]
+                        .as_mut()
+                        .and_then(|s| s.lanes.as_mut())
+                        .and_then(Lanes::take);
+                    match taken {
+                        Some(own) => lane = Some(Lane::Own(own)),
+                        None if !self.lanes_short => {
+                            self.lanes_short = true;
+                            tracing::warn!(
+                                "more than {} threads at once: some share counters, whose \
+                                 counts may come out low",
+                                lanes::LANES
+                            );
+                        }
+                        None => {}
+                    }
+                }
                 let seen = self.early.remove(&child);
                 self.tasks.insert(
                     child,
@@ -746,9 +814,11 @@ impl Session {
                         space,
                         stepping: None,
                         awaiting_initial_stop: !seen,
+                        lane,
                     },
                 );
                 if seen {
+                    self.enter_lane(child);
                     self.resume(child, None);
                 }
             }
@@ -780,6 +850,36 @@ impl Session {
         }
         self.resume(pid, None);
         Ok(())
+    }
+
+    /// Points a new thread, stopped before its first instruction, at its own lane (threads start
+    /// with their creator's `gs`).
+    fn enter_lane(&self, pid: Pid) {
+        let Some(task) = self.tasks.get(&pid) else {
+            return;
+        };
+        let (Some(Lane::Own(lane)), Some(Some(space))) = (task.lane, self.spaces.get(task.space))
+        else {
+            return;
+        };
+        if let Some(lanes) = &space.lanes {
+            // ESRCH: killed meanwhile, its exit event is still to come.
+            let _ = lanes::assign(pid, lanes.address(lane));
+        }
+    }
+
+    /// Takes back the lane of a thread that ends.
+    fn hand_back_lane(&mut self, pid: Pid) {
+        let Some(task) = self.tasks.get_mut(&pid) else {
+            return;
+        };
+        if let Some(Lane::Own(lane)) = task.lane.take() {
+            if let Some(Some(space)) = self.spaces.get_mut(task.space) {
+                if let Some(lanes) = space.lanes.as_mut() {
+                    lanes.give_back(lane);
+                }
+            }
+        }
     }
 
     /// Which of the binaries to follow `pid` now runs, by file identity.

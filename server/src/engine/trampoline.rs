@@ -2,7 +2,8 @@
 //! to its breakpoint's counter, runs the moved instructions and jumps back.
 //!
 //! Layout of one trampoline (the constant only when the last moved instruction is a call):
-//! `[return address: u64] lock inc qword [counter]; <moved instructions>; jmp back`. The
+//! `[return address: u64] inc qword gs:[8 × breakpoint]; <moved instructions>; jmp back`: each
+//! thread adds to its own lane of counters (see `lanes`). The
 //! breakpoints it serves (`Site::Jump::also`) take their counts from that counter when it is read
 //! (`sites::derive_counts`). Where the site's flags are live (see `sites::flags_live`; rare in
 //! compiled Rust), the increment is wrapped in `lea rsp,[rsp-128]; push rax; lahf; seto al` … `add al,0x7f; sahf;
@@ -33,7 +34,6 @@ const LEAVE: [u8; 12] = [
     0x58, // pop rax
     0x48, 0x8D, 0xA4, 0x24, 0x80, 0x00, 0x00, 0x00, // lea rsp,[rsp+128]
 ];
-const LOCK_INC_LEN: u64 = 8;
 
 /// Trampolines for one address space.
 #[derive(Debug)]
@@ -48,13 +48,12 @@ pub(super) struct Trampolines {
 }
 
 /// Builds the trampolines. `addresses` are run-time addresses; `windows[i]` holds the original
-/// bytes around them; counter `i` lives at `counters + 8 * i`.
+/// bytes around them; counter `i` lives at `gs:[8 * i]`.
 pub(super) fn build(
     sites: &[Site],
     addresses: &[u64],
     windows: &[Window],
     code_base: u64,
-    counters: u64,
 ) -> Trampolines {
     let mut sites = sites.to_vec();
     let mut code = Vec::new();
@@ -77,7 +76,7 @@ pub(super) fn build(
             start,
             &windows[i][from..from + usize::from(*len)],
             slot,
-            counters + 8 * i as u64,
+            8 * i as u64,
             *flags,
         ) {
             Some((bytes, entry)) => {
@@ -111,7 +110,7 @@ fn trampoline(
     address: u64,
     window: &[u8],
     slot: u64,
-    counter: u64,
+    offset: u64,
     keep_flags: bool,
 ) -> Option<(Vec<u8>, u64)> {
     let mut decoder = Decoder::with_ip(64, window, address, DecoderOptions::NONE);
@@ -146,9 +145,9 @@ fn trampoline(
     if keep_flags {
         bytes.extend_from_slice(&ENTER);
     }
-    let rel = counter as i64 - (slot + bytes.len() as u64 + LOCK_INC_LEN) as i64;
-    bytes.extend_from_slice(&[0xF0, 0x48, 0xFF, 0x05]);
-    bytes.extend_from_slice(&i32::try_from(rel).ok()?.to_le_bytes());
+    // inc qword gs:[offset]: gs, REX.W, FF /0 with an absolute 32-bit displacement.
+    bytes.extend_from_slice(&[0x65, 0x48, 0xFF, 0x04, 0x25]);
+    bytes.extend_from_slice(&i32::try_from(offset).ok()?.to_le_bytes());
     if keep_flags {
         bytes.extend_from_slice(&LEAVE);
     }
@@ -198,7 +197,6 @@ mod tests {
 
     const AT: u64 = 0x5555_5555_1000;
     const CODE: u64 = 0x5555_5000_0000;
-    const COUNTERS: u64 = 0x5555_4000_0000;
 
     fn window(bytes: &[u8]) -> Window {
         let mut w: Window = [0x90; std::mem::size_of::<Window>()];
@@ -223,7 +221,7 @@ mod tests {
             flags: true,
         }];
         let windows = [window(&[0x48, 0x8B, 0x05, 0x10, 0, 0, 0])];
-        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        let t = build(&sites, &[AT], &windows, CODE);
         assert_eq!(t.sites, sites);
         let (i, patch) = &t.patches[0];
         assert_eq!(*i, 0);
@@ -258,8 +256,14 @@ mod tests {
             -128,
             "steps over the red zone"
         );
-        assert!(code[4].has_lock_prefix());
-        assert_eq!(code[4].memory_displacement64(), COUNTERS);
+        assert_eq!(
+            code[4].segment_prefix(),
+            Register::GS,
+            "the thread's own lane"
+        );
+        assert!(!code[4].has_lock_prefix());
+        assert_eq!(code[4].memory_base(), Register::None);
+        assert_eq!(code[4].memory_displacement64(), 0, "counter 0");
         assert_eq!(code[8].memory_displacement64(), 128);
         // The moved load still reads the same absolute address, then control goes back.
         assert_eq!(code[9].memory_displacement64(), AT + 7 + 0x10);
@@ -278,7 +282,7 @@ mod tests {
             flags: false,
         }];
         let windows = [window(&[0x31, 0xC0, 0xC3, 0xCC, 0xCC])];
-        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        let t = build(&sites, &[AT], &windows, CODE);
         assert_eq!(t.sites, sites);
         let codes: Vec<Code> = decode(&t.code, CODE)
             .iter()
@@ -288,7 +292,7 @@ mod tests {
         assert_eq!(codes, [Code::Inc_rm64, Code::Xor_rm32_r32, Code::Retnq]);
         // Bytes after the ret that are not padding: the window is not what the site says.
         let windows = [window(&[0x31, 0xC0, 0xC3, 0x90, 0xCC])];
-        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        let t = build(&sites, &[AT], &windows, CODE);
         assert_eq!(t.sites, [Site::Trap]);
     }
 
@@ -306,7 +310,7 @@ mod tests {
             Site::Covered { by: 0 },
         ];
         let windows = [window(&[0x31, 0xC9, 0xE8, 0x00, 0x01, 0, 0]), window(&[])];
-        let t = build(&sites, &[AT, AT + 2], &windows, CODE, COUNTERS);
+        let t = build(&sites, &[AT, AT + 2], &windows, CODE);
         assert_eq!(t.patches.len(), 1);
         assert_eq!(
             u64::from_le_bytes(t.code[..8].try_into().unwrap()),
@@ -316,10 +320,10 @@ mod tests {
         let code = decode(&t.code[8..], CODE + 8);
         let incs: Vec<u64> = code
             .iter()
-            .filter(|i| i.has_lock_prefix())
+            .filter(|i| i.segment_prefix() == Register::GS)
             .map(|i| i.memory_displacement64())
             .collect();
-        assert_eq!(incs, [COUNTERS], "breakpoint 1 takes its count from 0's");
+        assert_eq!(incs, [0], "breakpoint 1 takes its count from 0's");
         let tail: Vec<&Instruction> = code.iter().skip(9).take(3).collect();
         assert_eq!(tail[0].code(), Code::Xor_rm32_r32);
         assert_eq!(tail[1].code(), Code::Push_rm64);
@@ -350,13 +354,7 @@ mod tests {
             window(&[0x31, 0xC0, 0xC3, 0xCC, 0xCC]),
             window(&[]),
         ];
-        let t = build(
-            &sites,
-            &[AT, AT + 0x100, AT + 0x200],
-            &windows,
-            CODE,
-            COUNTERS,
-        );
+        let t = build(&sites, &[AT, AT + 0x100, AT + 0x200], &windows, CODE);
         assert_eq!(t.sites, [Site::Trap, long(vec![2]), Site::Trap]);
         assert_eq!(t.patches.len(), 1);
     }
@@ -372,7 +370,7 @@ mod tests {
             flags: true,
         }];
         let windows = [window(&[0x90, 0xFF, 0x54, 0x24, 0x08])];
-        let t = build(&sites, &[AT], &windows, CODE, COUNTERS);
+        let t = build(&sites, &[AT], &windows, CODE);
         let code = decode(&t.code[8..], CODE + 8);
         let jump = code.iter().find(|i| i.code() == Code::Jmp_rm64).unwrap();
         assert_eq!(jump.memory_base(), Register::RSP);
