@@ -312,7 +312,8 @@ impl Run {
     }
 
     /// Every way `elements` match tokens of `input` from `at`: where each ends, with its
-    /// bindings. rustc follows all of them at once, token by token; so does this, depth first.
+    /// bindings. rustc follows all ways at once, token by token, and never backtracks into a
+    /// fragment it parsed; neither does this, which follows them one after another.
     fn sequence(
         &mut self,
         elements: &[Element],
