@@ -7,6 +7,7 @@
 //! this cannot tell like rustc is [`Undecided`], never a guess.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
@@ -28,7 +29,8 @@ pub(super) type Bindings = BTreeMap<String, Bound>;
 pub(super) struct Undecided;
 
 /// Matching may branch at each repetition; a pathological matcher could take exponential time,
-/// and a fragment is parsed from a copy of the tokens after it. Units: states and tokens copied.
+/// a long repetition copies its passes for each way on, and a fragment is parsed from a copy of
+/// the tokens after it. Units: states, passes and tokens copied.
 const BUDGET: usize = 2_000_000;
 
 /// One rustc token, or a delimited group.
@@ -207,6 +209,25 @@ struct Repetition {
     names: Vec<String>,
 }
 
+/// The passes of a repetition so far, the last first: the ways on from them share them.
+struct Passes {
+    last: Bindings,
+    before: Option<Rc<Passes>>,
+    count: usize,
+}
+
+/// One pass after another, not recursively: a repetition may have many thousands.
+impl Drop for Passes {
+    fn drop(&mut self) {
+        let mut next = self.before.take();
+        while let Some(shared) = next {
+            next = Rc::try_unwrap(shared)
+                .ok()
+                .and_then(|mut pass| pass.before.take());
+        }
+    }
+}
+
 /// The matcher of one rule (`(…)` before its `=>`).
 #[derive(Clone, Debug)]
 pub(super) struct Matcher(Vec<Element>);
@@ -375,17 +396,18 @@ impl Run {
         at: usize,
     ) -> Result<Vec<(usize, Bindings)>, Undecided> {
         let mut done = Vec::new();
-        let mut open: Vec<(usize, Vec<Bindings>)> = vec![(at, Vec::new())];
+        let mut open: Vec<(usize, Option<Rc<Passes>>)> = vec![(at, None)];
         while let Some((at, passes)) = open.pop() {
             self.spend(1)?;
-            if repetition.operator != '+' || !passes.is_empty() {
+            let count = passes.as_ref().map_or(0, |p| p.count);
+            if repetition.operator != '+' || count > 0 {
                 done.push((at, passes.clone()));
             }
-            if repetition.operator == '?' && !passes.is_empty() {
+            if repetition.operator == '?' && count > 0 {
                 continue;
             }
             let start = match &repetition.separator {
-                Some(separator) if !passes.is_empty() => {
+                Some(separator) if count > 0 => {
                     if !input.is(at, separator) {
                         continue;
                     }
@@ -396,26 +418,37 @@ impl Run {
             for (end, bindings) in self.sequence(&repetition.elements, input, start)? {
                 // A pass that takes no token would repeat forever (rustc rejects such matchers).
                 if end > at {
-                    let mut more = passes.clone();
-                    more.push(bindings);
-                    open.push((end, more));
+                    let more = Passes {
+                        last: bindings,
+                        before: passes.clone(),
+                        count: count + 1,
+                    };
+                    open.push((end, Some(Rc::new(more))));
                 }
             }
         }
-        Ok(done
-            .into_iter()
-            .map(|(end, passes)| {
-                let bindings = repetition
-                    .names
-                    .iter()
-                    .map(|name| {
-                        let each = passes.iter().filter_map(|pass| pass.get(name).cloned());
-                        (name.clone(), Bound::Repeated(each.collect()))
-                    })
-                    .collect();
-                (end, bindings)
-            })
-            .collect())
+        let mut ways = Vec::with_capacity(done.len());
+        for (end, passes) in done {
+            let mut each: Vec<&Bindings> = Vec::new();
+            let mut next = passes.as_deref();
+            while let Some(pass) = next {
+                each.push(&pass.last);
+                next = pass.before.as_deref();
+            }
+            // Each way lists all its passes: quadratic in a long repetition.
+            self.spend(each.len())?;
+            each.reverse();
+            let bindings = repetition
+                .names
+                .iter()
+                .map(|name| {
+                    let bound = each.iter().filter_map(|pass| pass.get(name).cloned());
+                    (name.clone(), Bound::Repeated(bound.collect()))
+                })
+                .collect();
+            ways.push((end, bindings));
+        }
+        Ok(ways)
     }
 
     /// Where the fragment starting at token `at` ends, `None` when none starts there.
@@ -650,5 +683,13 @@ mod tests {
         assert!(Matcher::parse("$crate".parse().expect("tokens")).is_none());
         assert!(Matcher::parse("$x:unknown".parse().expect("tokens")).is_none());
         assert!(Matcher::parse("$($x:ident)(,)*".parse().expect("tokens")).is_none());
+        // A repetition of thousands of passes costs more than the budget allows.
+        let long = vec!["x"; 200_000].join(", ");
+        assert_eq!(matches("$($x:ident),*", &long), Err(Undecided));
+        let shorter = vec!["x"; 500].join(", ");
+        assert_eq!(
+            matches("$($x:ident),*", &shorter).map(|b| b.is_some()),
+            Ok(true)
+        );
     }
 }
