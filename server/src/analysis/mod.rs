@@ -5,7 +5,8 @@
 //! `#[cfg]`, `#[test]` and `#[coverage(off)]` say, `cfg` keeps `#[cfg]` predicates to decide them
 //! against the build's cfg set, `ignore` applies `// coverlay: ignore` markers, `jumps` says how a
 //! bare `break;`/`continue;`/`return;` is counted, `macros` finds the functions a `macro_rules!`
-//! body defines, and `walker` holds the rules for each syntax construct.
+//! body defines and which invocations expand them (`macro_match` matches an invocation against
+//! the rules), and `walker` holds the rules for each syntax construct.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ mod cfg;
 mod ignore;
 mod jumps;
 mod lexer;
+mod macro_match;
 mod macros;
 mod walker;
 
@@ -36,8 +38,9 @@ use walker::Walker;
 /// constructs and their operators; 18: `match` arms counted by their lines, and functions in
 /// `macro_rules!` bodies; 19: bare jumps counted by branch sides, by `while` passes and against the
 /// other arms of larger matches; 20: not against arms with constant patterns; 21: both of 18's
-/// rule sets together).
-pub const RULES_VERSION: u32 = 21;
+/// rule sets together; 22: functions of macros with several rules and in repetitions, by macro
+/// matching).
+pub const RULES_VERSION: u32 = 22;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -98,13 +98,14 @@ pub(super) struct Walker<'s> {
     /// A bare jump in the `if` that ends a `while` body (whose other statements always complete)
     /// → that `while` statement.
     loop_exits: std::collections::BTreeMap<u32, u32>,
-    /// `macro_rules!` definitions: name and last line.
-    macro_definitions: Vec<(String, u32)>,
-    /// Macro invocations: name, line, whether the arguments mention `cfg`.
-    macro_calls: Vec<(String, u32, bool)>,
+    /// `macro_rules!` definitions: name, last line, rules.
+    macro_definitions: Vec<(String, u32, macros::MacroRules)>,
+    /// Macro invocations: name, line, whether the arguments mention `cfg`, the arguments (`None`
+    /// when invoked through a path).
+    macro_calls: Vec<(String, u32, bool, Option<proc_macro2::TokenStream>)>,
     /// Functions in macro bodies: the definition (index into `macro_definitions`), first and last
-    /// line.
-    macro_functions: Vec<(usize, u32, u32)>,
+    /// line, place in the macro.
+    macro_functions: Vec<(usize, u32, u32, macros::Place)>,
 }
 
 /// The `#[path = "…"]` of a module declaration.
@@ -443,7 +444,7 @@ impl<'s> Walker<'s> {
 
     /// No statement structure is known inside a macro_rules! body: every code line may or may not
     /// expand to machine code, so the binary decides. Except in the functions the body defines
-    /// (see `macros`): they are walked as functions, compiled when the macro is invoked.
+    /// (see `macros`): they are walked as functions, compiled when an invocation expands them.
     fn macro_rules(&mut self, mac: &Macro, name: Option<&syn::Ident>) {
         let span = delim_span(&mac.delimiter);
         let open = start_line(span.open());
@@ -462,8 +463,10 @@ impl<'s> Walker<'s> {
             return;
         };
         let definition = self.macro_definitions.len();
-        self.macro_definitions.push((name.to_string(), close));
-        for found in macros::defined_functions(mac) {
+        let (rules, functions) = macros::definition(mac, name);
+        self.macro_definitions
+            .push((name.to_string(), close, rules));
+        for found in functions {
             let function = &found.function;
             let (first, last) = full_range(function);
             for line in first..=last {
@@ -484,51 +487,81 @@ impl<'s> Walker<'s> {
                     info.name.insert(0, '$');
                 }
             }
-            self.macro_functions.push((definition, first, last));
+            self.macro_functions
+                .push((definition, first, last, found.place));
         }
     }
 
     /// A function of a macro body is compiled when some invocation of the macro after its
-    /// definition is (its gates hold, and its arguments pass on no `cfg`): a gate of its own says
-    /// so. A name defined twice in the file leaves open which definition an invocation expands.
+    /// definition expands it (see `MacroRules::expands`) and is compiled (its gates hold, and its
+    /// arguments pass on no `cfg`): a gate of its own says so. A name defined twice in the file
+    /// leaves open which definition an invocation expands.
     fn gate_macro_functions(&mut self) {
         let mut gates = Vec::new();
-        for &(definition, first, last) in &self.macro_functions {
-            let (name, end) = &self.macro_definitions[definition];
+        for (definition, (name, end, rules)) in self.macro_definitions.iter().enumerate() {
+            let functions: Vec<&(usize, u32, u32, macros::Place)> = self
+                .macro_functions
+                .iter()
+                .filter(|function| function.0 == definition)
+                .collect();
+            let matching = functions
+                .iter()
+                .any(|function| !rules.unconditional(&function.3));
             let defined_once = self
                 .macro_definitions
                 .iter()
-                .filter(|(other, _)| other == name)
+                .filter(|(other, _, _)| other == name)
                 .count()
                 == 1;
-            let invocations = self
+            let invocations: Vec<(Vec<super::Cfg>, Option<macros::Taken>)> = self
                 .macro_calls
                 .iter()
-                .filter(|(called, line, _)| defined_once && called == name && line > end)
-                .map(|&(_, line, cfg_argument)| {
+                .filter(|(called, line, _, _)| defined_once && called == name && line > end)
+                .map(|(_, line, cfg_argument, arguments)| {
                     let mut all: Vec<super::Cfg> = self
                         .gates
                         .iter()
-                        .filter(|(first, last, _)| (*first..=*last).contains(&line))
+                        .filter(|(first, last, _)| (*first..=*last).contains(line))
                         .map(|(_, _, gate)| gate.clone())
                         .collect();
-                    if cfg_argument {
+                    if *cfg_argument {
                         all.push(super::Cfg::Unknown);
                     }
-                    super::Cfg::All(all)
+                    let taken = if matching {
+                        rules.take(arguments.as_ref())
+                    } else {
+                        None
+                    };
+                    (all, taken)
                 })
                 .collect();
-            gates.push((first, last, super::Cfg::Any(invocations)));
+            for (_, first, last, place) in functions {
+                let expanded_by = invocations
+                    .iter()
+                    .filter_map(|(all, taken)| {
+                        let mut all = all.clone();
+                        match rules.expands(place, taken.as_ref()) {
+                            Some(true) => {}
+                            Some(false) => return None,
+                            None => all.push(super::Cfg::Unknown),
+                        }
+                        Some(super::Cfg::All(all))
+                    })
+                    .collect();
+                gates.push((*first, *last, super::Cfg::Any(expanded_by)));
+            }
         }
         self.gates.extend(gates);
     }
 
     fn macro_call(&mut self, mac: &Macro, line: u32) {
         if let Some(name) = mac.path.segments.last() {
+            let arguments = (mac.path.segments.len() == 1).then(|| mac.tokens.clone());
             self.macro_calls.push((
                 name.ident.to_string(),
                 line,
                 macros::mentions_cfg(&mac.tokens),
+                arguments,
             ));
         }
     }
@@ -1475,6 +1508,50 @@ mod tests {
             None,
             "the argument may be a cfg"
         );
+    }
+
+    #[test]
+    fn functions_of_other_rules_and_repetitions_are_gated_by_the_invocations_expanding_them() {
+        let source = r#"
+            macro_rules! rules {
+                (ref $t:ty) => { fn by_ref<T: AsRef<$t>>() {} };
+                (into $t:ty) => { fn by_into<T: Into<$t>>() {} };
+                (never) => { fn never<T>() {} };
+            }
+            rules!(ref str);
+            macro_rules! each {
+                ($($n:ident),*) => { $(fn $n<T>() {})* };
+            }
+            each!();
+            #[cfg(feature = "x")]
+            each!(a, b);
+            macro_rules! two {
+                (a) => { fn a<T>() {} };
+                (b) => { fn b<T>() {} };
+            }
+            crate::two!(a);
+            "#;
+        let analysis = analyze(source).expect("parses");
+        let names: Vec<&str> = analysis
+            .functions()
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["by_ref", "by_into", "never", "$n", "a", "b"]);
+        let mut set = crate::analysis::CfgSet::default();
+        assert_eq!(analysis.compiled_in(3, &set), Some(true), "its rule taken");
+        assert_eq!(
+            analysis.compiled_in(4, &set),
+            Some(false),
+            "rule never taken"
+        );
+        assert_eq!(analysis.compiled_in(5, &set), Some(false));
+        assert_eq!(analysis.compiled_in(9, &set), Some(false), "none repeated");
+        set.add_feature("x");
+        assert_eq!(analysis.compiled_in(9, &set), Some(true), "repeated twice");
+        // Through a path, another module's macro of the same name may be meant.
+        assert_eq!(analysis.compiled_in(15, &set), None);
+        assert_eq!(analysis.compiled_in(16, &set), None);
     }
 
     #[test]
