@@ -1573,6 +1573,57 @@ fn a_missing_workspace_gets_a_clear_error() {
     assert!(stderr.contains("/nonexistent/crate"), "{stderr}");
 }
 
+#[test]
+fn a_moved_workspace_whose_build_names_the_old_paths_gets_a_clear_warning() {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let (source, dest) = (entry.path(), to.join(entry.file_name()));
+            if entry.file_name() == "target" {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                copy(&source, &dest);
+            } else {
+                std::fs::copy(&source, &dest).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = (dir.path().join("before"), dir.path().join("after"));
+    copy(&fixture("twocrates"), &before);
+    let run = |root: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_coverlay"))
+            .args(["run", "--no-doctests", "-q"])
+            .arg(root)
+            .output()
+            .unwrap()
+    };
+    let first = run(&before);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(!text(&first).contains("no source file"), "{}", text(&first));
+    // Moved with its target directory: cargo finds the build fresh, its debug information
+    // still names the old paths.
+    std::fs::rename(&before, &after).unwrap();
+    let moved = run(&after);
+    let stderr = String::from_utf8_lossy(&moved.stderr);
+    assert!(
+        stderr.contains("names no source file of this workspace"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("twocrates"),
+        "names the executables: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "remove {}",
+            after.join("target/coverlay").display()
+        )),
+        "{stderr}"
+    );
+}
+
 /// Processes whose executable lies under `dir`.
 fn processes_under(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();

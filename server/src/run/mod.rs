@@ -358,6 +358,26 @@ pub fn run_in(
         tables.push(table?);
         listings.push(listing);
     }
+    // A test executable with tests holds their code, in files of its package. None at all: its
+    // debug information names them at another path, and cargo saw no reason to rebuild it (the
+    // workspace was moved or copied with its target directory).
+    let elsewhere: Vec<String> = executables
+        .iter()
+        .zip(&tables)
+        .zip(&listings)
+        .filter(|((_, table), listing)| {
+            table.files.is_empty() && listing.as_ref().is_some_and(|tests| !tests.is_empty())
+        })
+        .map(|((executable, _), _)| executable.path.display().to_string())
+        .collect();
+    if !elsewhere.is_empty() {
+        tracing::warn!(
+            "not measured, as their debug information names no source file of this workspace \
+             (built before the workspace was moved or copied?): {}; remove {} to rebuild them",
+            elsewhere.join(", "),
+            workspace.coverlay_dir().display()
+        );
+    }
     // Doctest executables join the test executables (after cargo's): their tests are known.
     // An unchanged doctest is the same file as before (`doctests::record_runner`): cached.
     let cargo_executables = executables.len();
