@@ -4,12 +4,14 @@ plain `cargo test --tests`, on published crates, measured in one run on this mac
 
     python3 bench/liveloop.py                    # regex-syntax and semver, 3 rounds
     python3 bench/liveloop.py --rounds 5 semver
+    python3 bench/liveloop.py --rounds 0 --first-runs 7   # only the first full runs
 
 For each crate, a real `coverlay lsp` is started on it (as an editor would: initialize, open the
 edited file) and its first full run is awaited. Then, `--rounds` times, a scripted trace of saves:
 a body edit in one function, a comment added to it, and both undone (a body edit), for each
 function of the crate's trace. The first row compares the server's first full run (from
-`initialize` to its `run 1 done` message, saved results and caches warm) with `coverlay run`. After each save the
+`initialize` to its first `run N done` message, saved results and caches warm) with
+`coverlay run`, in `--first-runs` interleaved pairs (a fresh server each). After each save the
 script waits for the server's selection message and, when tests rerun, for its "run N done"
 message (sent after the results are merged and published), then runs `cargo test --tests -q` on
 the same sources (interleaved: both see the same series of edits, each builds incrementally in
@@ -152,37 +154,43 @@ def cargo_test(path):
     return time.perf_counter() - start
 
 
-def bench(name, rounds):
+def bench(name, rounds, first_runs):
     path = overhead.fetch(name, overhead.REGISTRY_CRATES[name])
     subprocess.run(["cargo", "test", "--tests", "-q", "--no-run"], cwd=path,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The server's first run against `coverlay run`, both on a warm build and warm caches.
+    # The server's first run against `coverlay run`, both on a warm build and warm caches, in
+    # `first_runs` interleaved pairs; the last server stays for the saves.
     cli_run = [COVERLAY, "run", path, "--no-doctests"]
     subprocess.run(cli_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    start = time.perf_counter()
-    subprocess.run(cli_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cli = time.perf_counter() - start
-    client = Client(path)
     rows = {}
     originals = {}
+    for _, relative, _, _ in TRACES[name]:
+        file = os.path.join(path, relative)
+        with open(file) as f:
+            originals[file] = f.read()
+    version = 1
+    pairs = []
+    client = None
     try:
-        start = time.perf_counter()
-        client.request("initialize", {"processId": os.getpid(), "rootUri": uri(path),
-                                      "initializationOptions": {"doctests": False},
-                                      "capabilities": {"window": {"workDoneProgress": True}}})
-        client.notify("initialized", {})
-        version = 1
-        for _, relative, _, _ in TRACES[name]:
-            file = os.path.join(path, relative)
-            with open(file) as f:
-                originals[file] = f.read()
-            client.notify("textDocument/didOpen", {"textDocument": {
-                "uri": uri(file), "languageId": "rust", "version": version,
-                "text": originals[file]}})
-        first_at, first = client.log_containing("done:")
-        rows[("(first full run)", "server vs `coverlay run`")] = [
-            (first["params"]["message"], first_at - start, parse_run(first["params"]["message"]),
-             cli)]
+        for _ in range(first_runs):
+            if client:
+                client.stop()
+            start = time.perf_counter()
+            subprocess.run(cli_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cli = time.perf_counter() - start
+            client = Client(path)
+            start = time.perf_counter()
+            client.request("initialize", {"processId": os.getpid(), "rootUri": uri(path),
+                                          "initializationOptions": {"doctests": False},
+                                          "capabilities": {"window": {"workDoneProgress": True}}})
+            client.notify("initialized", {})
+            for file, text in originals.items():
+                client.notify("textDocument/didOpen", {"textDocument": {
+                    "uri": uri(file), "languageId": "rust", "version": version, "text": text}})
+            first_at, first = client.log_containing("done:")
+            message = first["params"]["message"]
+            pairs.append((message, first_at - start, parse_run(message), cli))
+        rows[("(first full run)", "server vs `coverlay run`")] = pairs
         for function, relative, anchor, added in TRACES[name]:
             file = os.path.join(path, relative)
             original = originals[file]
@@ -201,7 +209,8 @@ def bench(name, rounds):
                           f"({message.split(': ', 1)[1]}); cargo test {plain:.2f} s",
                           file=sys.stderr)
     finally:
-        client.stop()
+        if client:
+            client.stop()
         for file, original in originals.items():
             with open(file, "w") as f:
                 f.write(original)
@@ -211,6 +220,8 @@ def bench(name, rounds):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--first-runs", type=int, default=3,
+                        help="pairs of the server's first full run and `coverlay run`")
     parser.add_argument("crates", nargs="*")
     args = parser.parse_args()
     os.makedirs(overhead.WORK, exist_ok=True)
@@ -219,7 +230,7 @@ def main():
           "report | merge | publish | `cargo test --tests` | ratio |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.crates or list(TRACES):
-        for (function, kind), samples in bench(name, args.rounds).items():
+        for (function, kind), samples in bench(name, args.rounds, args.first_runs).items():
             message = samples[-1][0]
             match = re.search(r"rerunning (\d+ of \d+) tests", message)
             rerun = match.group(1) if match else (
