@@ -15,8 +15,10 @@ use nix::sys::ptrace;
 use nix::unistd::Pid;
 
 /// Lanes mapped per process: threads running at once beyond this share their creator's lane
-/// (and may lose counts; the session warns). Unused lanes cost address space only.
+/// (and may lose counts; the session warns). Unused lanes cost address space only; where even
+/// that is short (a limit on it), [`FEWER_LANES`] are tried.
 pub(super) const LANES: u32 = 256;
+pub(super) const FEWER_LANES: u32 = 16;
 
 /// The lanes of one address space.
 #[derive(Clone, Debug)]
@@ -24,16 +26,19 @@ pub(super) struct Lanes {
     /// Run-time address of lane 0; lane `k` starts `k * stride` bytes after it.
     base: u64,
     stride: u64,
+    /// Lanes mapped.
+    count: u32,
     /// Lanes `0..used` have been handed out at some time and may hold counts.
     used: u32,
     free: Vec<u32>,
 }
 
 impl Lanes {
-    pub(super) fn new(base: u64, stride: u64) -> Self {
+    pub(super) fn new(base: u64, stride: u64, count: u32) -> Self {
         Lanes {
             base,
             stride,
+            count,
             used: 0,
             free: Vec::new(),
         }
@@ -44,7 +49,7 @@ impl Lanes {
         if let Some(lane) = self.free.pop() {
             return Some(lane);
         }
-        (self.used < LANES).then(|| {
+        (self.used < self.count).then(|| {
             self.used += 1;
             self.used - 1
         })
@@ -55,6 +60,10 @@ impl Lanes {
         if lane < self.used && !self.free.contains(&lane) {
             self.free.push(lane);
         }
+    }
+
+    pub(super) fn count(&self) -> u32 {
+        self.count
     }
 
     pub(super) fn stride(&self) -> usize {
@@ -76,6 +85,7 @@ impl Lanes {
         Lanes {
             base: self.base,
             stride: self.stride,
+            count: self.count,
             used: self.used,
             free: (0..self.used).filter(|&k| k != running).collect(),
         }
@@ -107,7 +117,7 @@ mod tests {
 
     #[test]
     fn lanes_are_reused_after_their_threads_end() {
-        let mut lanes = Lanes::new(0x1000, 0x100);
+        let mut lanes = Lanes::new(0x1000, 0x100, LANES);
         assert_eq!(lanes.take(), Some(0));
         assert_eq!(lanes.take(), Some(1));
         lanes.give_back(0);
@@ -119,7 +129,7 @@ mod tests {
 
     #[test]
     fn no_lane_is_shared_while_lanes_last() {
-        let mut lanes = Lanes::new(0, 8);
+        let mut lanes = Lanes::new(0, 8, LANES);
         for k in 0..LANES {
             assert_eq!(lanes.take(), Some(k));
         }
@@ -136,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_forked_child_keeps_the_forking_threads_lane() {
-        let mut parent = Lanes::new(0, 8);
+        let mut parent = Lanes::new(0, 8, LANES);
         for _ in 0..3 {
             parent.take();
         }

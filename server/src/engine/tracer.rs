@@ -73,7 +73,7 @@ struct Session {
     sites: Vec<Site>,
     /// Lowest scratch memory mapped so far below the executable (trampoline code).
     scratch_below: u64,
-    /// Threads beyond `lanes::LANES` ran at once, sharing lanes: warned once.
+    /// More threads ran at once than there are lanes, sharing some: warned once.
     lanes_short: bool,
     /// Executions since the last test boundary, per breakpoint: counter increments read and traps.
     period: Vec<u64>,
@@ -408,11 +408,19 @@ impl Session {
                 .ok()
         };
         let code_base = map(Some(code_hint), code_len, libc::PROT_READ | libc::PROT_EXEC)?;
-        let lanes_base = map(
-            None,
-            stride * u64::from(lanes::LANES),
-            libc::PROT_READ | libc::PROT_WRITE,
-        )?;
+        let (lanes_base, lanes_count) = [lanes::LANES, lanes::FEWER_LANES]
+            .into_iter()
+            .find_map(|count| {
+                let len = stride * u64::from(count);
+                let prot = libc::PROT_READ | libc::PROT_WRITE;
+                displaced::map_scratch(self.root, None, len, prot, space)
+                    .ok()
+                    .map(|base| (base, count))
+            })
+            .or_else(|| {
+                tracing::warn!("no memory for the counters; counting with int3");
+                None
+            })?;
         let key = (space.bias, code_base);
         let mut cache = breakpoints
             .built
@@ -439,7 +447,7 @@ impl Session {
         if built.code.len() as u64 > code_len {
             return None;
         }
-        let mut lanes = Lanes::new(lanes_base, stride);
+        let mut lanes = Lanes::new(lanes_base, stride, lanes_count);
         let root_lane = lanes.take()?;
         if let Err(errno) = lanes::assign(self.root, lanes.address(root_lane)) {
             tracing::warn!("cannot give the test its counters: {errno}; counting with int3");
@@ -799,9 +807,12 @@ impl Session {
                         None if !self.lanes_short => {
                             self.lanes_short = true;
                             tracing::warn!(
-                                "more than {} threads at once: some share counters, whose \
-                                 counts may come out low",
-                                lanes::LANES
+                                "more threads at once than counter lanes ({}): some share \
+                                 their creator's, whose counts may come out low",
+                                self.spaces[space]
+                                    .as_ref()
+                                    .and_then(|s| s.lanes.as_ref())
+                                    .map_or(0, Lanes::count)
                             );
                         }
                         None => {}
