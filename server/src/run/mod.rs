@@ -441,7 +441,9 @@ pub fn run_in(
         .filter(|p| workspace.owns_source(p) && !with_code.contains(p))
         .collect();
     paths.extend(without_code.iter().map(PathBuf::as_path));
+    tracing::debug!("line tables read after {:?}", started.elapsed());
     sources.add_all(&paths, options.jobs);
+    tracing::debug!("sources analysed after {:?}", started.elapsed());
     let no_tests = None;
     // Branch sides come out of exact counts (one side may be a difference of two), with
     // trampolines; with first hits only, of the jumps whose sides have addresses of their own
@@ -463,6 +465,7 @@ pub fn run_in(
         (options.branches && !options.traps_only)
             .then(|| machine_branches(&executable.path, table, &branch_cache, code))
     });
+    tracing::debug!("branches found after {:?}", started.elapsed());
     let plans: Vec<Plan> = all
         .iter()
         .zip(&tables)
