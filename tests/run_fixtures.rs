@@ -1574,7 +1574,7 @@ fn a_missing_workspace_gets_a_clear_error() {
 }
 
 #[test]
-fn a_moved_workspace_whose_build_names_the_old_paths_gets_a_clear_warning() {
+fn a_moved_workspace_whose_build_names_the_old_paths_is_rebuilt() {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -1593,35 +1593,40 @@ fn a_moved_workspace_whose_build_names_the_old_paths_gets_a_clear_warning() {
     let (before, after) = (dir.path().join("before"), dir.path().join("after"));
     copy(&fixture("twocrates"), &before);
     let run = |root: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_coverlay"))
-            .args(["run", "--no-doctests", "-q"])
+        let json = root.join("target/report.json");
+        let output = Command::new(env!("CARGO_BIN_EXE_coverlay"))
+            .args(["run", "--no-doctests", "-q", "--json"])
+            .arg(&json)
             .arg(root)
             .output()
-            .unwrap()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (output, report["covered"].as_u64().unwrap())
     };
-    let first = run(&before);
-    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let (first, covered) = run(&before);
     assert!(!text(&first).contains("no source file"), "{}", text(&first));
-    // Moved with its target directory: cargo finds the build fresh, its debug information
-    // still names the old paths.
+    assert!(covered > 0);
+    // Moved with its target directory: cargo finds the build fresh, while its debug information
+    // still names the old paths. coverlay cleans the workspace's crates and builds them again.
     std::fs::rename(&before, &after).unwrap();
-    let moved = run(&after);
+    let (moved, covered_after) = run(&after);
     let stderr = String::from_utf8_lossy(&moved.stderr);
     assert!(
-        stderr.contains("names no source file of this workspace"),
+        stderr.contains("rebuilding the workspace's crates"),
         "{stderr}"
     );
     assert!(
         stderr.contains("deps/mathx-"),
         "names the executables: {stderr}"
     );
-    assert!(
-        stderr.contains(&format!(
-            "remove {}",
-            after.join("target/coverlay").display()
-        )),
-        "{stderr}"
+    assert!(!stderr.contains("not measured"), "{stderr}");
+    assert_eq!(
+        covered_after, covered,
+        "the same coverage as before the move"
     );
+    let (again, _) = run(&after);
+    assert!(!text(&again).contains("no source file"), "{}", text(&again));
 }
 
 /// Processes whose executable lies under `dir`.

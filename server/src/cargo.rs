@@ -97,6 +97,8 @@ pub enum CargoError {
     BuildFailed { rendered: String },
     #[error("the build was cancelled")]
     Cancelled,
+    #[error("cargo clean failed: {message}")]
+    Clean { message: String },
 }
 
 /// Reads the workspace that contains `path`.
@@ -456,6 +458,26 @@ fn target_cfgs(root: &Path) -> Option<Vec<String>> {
             );
             None
         }
+    }
+}
+
+/// Removes what coverlay's builds made of the workspace's own crates (not of their registry
+/// dependencies), so that the next build compiles them again.
+pub fn clean_workspace(workspace: &Workspace) -> Result<(), CargoError> {
+    let mut args = vec!["clean"];
+    for package in &workspace.packages {
+        args.extend(["-p", package.name.as_str()]);
+    }
+    let output = command(workspace, &args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(CargoError::Spawn)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(CargoError::Clean {
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
     }
 }
 

@@ -252,6 +252,18 @@ pub fn run_in(
     options: &RunOptions,
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<RunReport, RunError> {
+    run_once(workspace, started, options, on_progress, true)
+}
+
+/// [`run_in`]; `rebuild_moved`: whether a build made before the workspace was moved may be
+/// cleaned and the run started again.
+fn run_once(
+    workspace: Workspace,
+    started: std::time::Instant,
+    options: &RunOptions,
+    on_progress: &(dyn Fn(Progress) + Sync),
+    rebuild_moved: bool,
+) -> Result<RunReport, RunError> {
     // Sources are read before the build (see `selection::Texts`) and parsed while it runs.
     let fingerprinting = options.snapshot_sources.then(|| {
         let texts = selection::Texts::read(&workspace);
@@ -371,6 +383,17 @@ pub fn run_in(
         .map(|((executable, _), _)| executable.path.display().to_string())
         .collect();
     if !elsewhere.is_empty() {
+        if rebuild_moved {
+            tracing::warn!(
+                "rebuilding the workspace's crates: their debug information names no source \
+                 file of this workspace (built before it was moved or copied): {}",
+                elsewhere.join(", ")
+            );
+            match cargo::clean_workspace(&workspace) {
+                Ok(()) => return run_once(workspace, started, options, on_progress, false),
+                Err(error) => tracing::warn!("cannot clean the old build: {error}"),
+            }
+        }
         tracing::warn!(
             "not measured, as their debug information names no source file of this workspace \
              (built before the workspace was moved or copied?): {}; remove {} to rebuild them",
