@@ -370,15 +370,22 @@ fn run_once(
         tables.push(table?);
         listings.push(listing);
     }
-    // A test executable with tests holds their code, in files of its package. None at all: its
-    // debug information names them at another path, and cargo saw no reason to rebuild it (the
-    // workspace was moved or copied with its target directory).
+    // A test executable with tests holds their code, in files of its package. None at all, and
+    // the workspace's path nowhere in it: its debug information names them at another path, and
+    // cargo saw no reason to rebuild it (the workspace was moved or copied with its target
+    // directory).
+    let built_elsewhere = |path: &Path| {
+        let root = workspace.root.as_os_str().as_encoded_bytes();
+        std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, root).is_none())
+    };
     let elsewhere: Vec<String> = executables
         .iter()
         .zip(&tables)
         .zip(&listings)
-        .filter(|((_, table), listing)| {
-            table.files.is_empty() && listing.as_ref().is_some_and(|tests| !tests.is_empty())
+        .filter(|((executable, table), listing)| {
+            table.files.is_empty()
+                && listing.as_ref().is_some_and(|tests| !tests.is_empty())
+                && built_elsewhere(&executable.path)
         })
         .map(|((executable, _), _)| executable.path.display().to_string())
         .collect();
