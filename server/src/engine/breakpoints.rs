@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 
 use nix::unistd::Pid;
 
-use super::lanes::{self, Lanes};
+use super::lanes::Lanes;
 use super::sites::{Site, Window, MAX_BACK};
 use super::EngineError;
 
@@ -200,18 +200,27 @@ impl Space {
         Ok(())
     }
 
-    /// Current values of the `count` counters, summed over the threads' lanes, in one read;
-    /// `None` without lanes.
-    pub(super) fn read_counters(&self, count: usize) -> Option<Result<Vec<u64>, EngineError>> {
-        let lanes = self.lanes.as_ref()?;
-        let (address, len) = lanes.span();
-        let mut bytes = vec![0u8; len];
-        Some(
-            self.mem
-                .read_exact_at(&mut bytes, address)
-                .map_err(|source| self.error(source))
-                .map(|()| lanes::sum(&bytes, lanes.stride(), count)),
-        )
+    /// Current values of the `count` counters, summed over the threads' lanes (reading those a
+    /// thread held since the last reading); `None` without lanes.
+    pub(super) fn read_counters(&mut self, count: usize) -> Option<Result<Vec<u64>, EngineError>> {
+        let lanes = self.lanes.as_mut()?;
+        for lane in lanes.take_changed() {
+            let mut bytes = vec![0u8; count * 8];
+            if let Err(source) = self.mem.read_exact_at(&mut bytes, lanes.address(lane)) {
+                return Some(Err(EngineError::Memory {
+                    pid: self.pid.as_raw(),
+                    source,
+                }));
+            }
+            let values = bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            lanes.update(lane, values);
+        }
+        let mut totals = lanes.totals().to_vec();
+        totals.resize(count, 0);
+        Some(Ok(totals))
     }
 
     pub(super) fn disarm(&mut self, table: &Table, index: usize) -> Result<(), EngineError> {

@@ -5,10 +5,9 @@
 //! is the sum over its lanes.
 //!
 //! Lanes are handed out when threads start and taken back when they end: a lane then holds the
-//! counts of every thread that had it, which is all a sum needs. The lanes of a process lie one
-//! after another, so one read gets them all. x86_64 Linux programs leave `gs` to us: glibc and
-//! Rust's std keep thread-locals at `fs`, and a program that set `gs` itself would not be counted
-//! right.
+//! counts of every thread that had it, which is all a sum needs. A reading reads only the lanes
+//! a thread held since the one before. x86_64 Linux programs leave `gs` to us: glibc and Rust's
+//! std keep thread-locals at `fs`, and a program that set `gs` itself would not be counted right.
 
 use nix::errno::Errno;
 use nix::sys::ptrace;
@@ -20,7 +19,7 @@ use nix::unistd::Pid;
 pub(super) const LANES: u32 = 256;
 pub(super) const FEWER_LANES: u32 = 16;
 
-/// The lanes of one address space.
+/// The lanes of one address space, and what was read of them.
 #[derive(Clone, Debug)]
 pub(super) struct Lanes {
     /// Run-time address of lane 0; lane `k` starts `k * stride` bytes after it.
@@ -28,9 +27,15 @@ pub(super) struct Lanes {
     stride: u64,
     /// Lanes mapped.
     count: u32,
-    /// Lanes `0..used` have been handed out at some time and may hold counts.
-    used: u32,
     free: Vec<u32>,
+    /// Per lane handed out so far: whether a thread holds it now, and whether one held it since
+    /// the last reading. Only those lanes can have changed, so only they are read: a suite that
+    /// once ran many threads at once does not pay for all their lanes at every reading.
+    held: Vec<bool>,
+    touched: Vec<bool>,
+    /// Per lane, its counters as last read; `totals` their sums.
+    seen: Vec<Vec<u64>>,
+    totals: Vec<u64>,
 }
 
 impl Lanes {
@@ -39,25 +44,37 @@ impl Lanes {
             base,
             stride,
             count,
-            used: 0,
             free: Vec::new(),
+            held: Vec::new(),
+            touched: Vec::new(),
+            seen: Vec::new(),
+            totals: Vec::new(),
         }
     }
 
     /// A lane for a thread that starts, `None` when all are running.
     pub(super) fn take(&mut self) -> Option<u32> {
-        if let Some(lane) = self.free.pop() {
-            return Some(lane);
-        }
-        (self.used < self.count).then(|| {
-            self.used += 1;
-            self.used - 1
-        })
+        let lane = match self.free.pop() {
+            Some(lane) => lane,
+            None if (self.held.len() as u32) < self.count => {
+                self.held.push(false);
+                self.touched.push(false);
+                self.seen.push(Vec::new());
+                self.held.len() as u32 - 1
+            }
+            None => return None,
+        };
+        self.held[lane as usize] = true;
+        self.touched[lane as usize] = true;
+        Some(lane)
     }
 
-    /// The lane of a thread that ended.
+    /// The lane of a thread that ended: read once more, for what it counted since the last
+    /// reading.
     pub(super) fn give_back(&mut self, lane: u32) {
-        if lane < self.used && !self.free.contains(&lane) {
+        if self.held.get(lane as usize) == Some(&true) {
+            self.held[lane as usize] = false;
+            self.touched[lane as usize] = true;
             self.free.push(lane);
         }
     }
@@ -66,42 +83,54 @@ impl Lanes {
         self.count
     }
 
-    pub(super) fn stride(&self) -> usize {
-        self.stride as usize
-    }
-
     pub(super) fn address(&self, lane: u32) -> u64 {
         self.base + u64::from(lane) * self.stride
     }
 
-    /// Where the lanes that may hold counts are: their start and length in bytes.
-    pub(super) fn span(&self) -> (u64, usize) {
-        (self.base, (u64::from(self.used) * self.stride) as usize)
+    /// The lanes whose counters may have changed since the last reading (from then on, only
+    /// those still held).
+    pub(super) fn take_changed(&mut self) -> Vec<u32> {
+        let lanes = (0..self.held.len())
+            .filter(|&k| self.held[k] || self.touched[k])
+            .map(|k| k as u32)
+            .collect();
+        self.touched.fill(false);
+        lanes
+    }
+
+    /// Lane `lane`'s counters as just read.
+    pub(super) fn update(&mut self, lane: u32, values: Vec<u64>) {
+        if self.totals.len() < values.len() {
+            self.totals.resize(values.len(), 0);
+        }
+        let seen = &self.seen[lane as usize];
+        for (k, (total, &value)) in self.totals.iter_mut().zip(&values).enumerate() {
+            let before = seen.get(k).copied().unwrap_or(0);
+            *total = total.wrapping_add(value.wrapping_sub(before));
+        }
+        self.seen[lane as usize] = values;
+    }
+
+    /// The counters summed over the lanes, as of the readings so far.
+    pub(super) fn totals(&self) -> &[u64] {
+        &self.totals
     }
 
     /// A forked child's lanes: a copy of its parent's memory, where only the forking thread (on
-    /// lane `running`) lives on.
+    /// lane `running`) lives on; all of them are read at its first reading.
     pub(super) fn forked(&self, running: u32) -> Self {
+        let used = self.held.len();
+        let mut held = vec![false; used];
+        if let Some(h) = held.get_mut(running as usize) {
+            *h = true;
+        }
         Lanes {
-            base: self.base,
-            stride: self.stride,
-            count: self.count,
-            used: self.used,
-            free: (0..self.used).filter(|&k| k != running).collect(),
+            free: (0..used as u32).filter(|&k| k != running).collect(),
+            held,
+            touched: vec![true; used],
+            ..self.clone()
         }
     }
-}
-
-/// The per-breakpoint sums of `lanes`, laid out one after another `stride` bytes apart (`count`
-/// counters of 8 bytes each at the start of each).
-pub(super) fn sum(bytes: &[u8], stride: usize, count: usize) -> Vec<u64> {
-    let mut sums = vec![0u64; count];
-    for lane in bytes.chunks(stride) {
-        for (sum, value) in sums.iter_mut().zip(lane.chunks_exact(8)) {
-            *sum = sum.wrapping_add(u64::from_le_bytes(value.try_into().expect("8 bytes")));
-        }
-    }
-    sums
 }
 
 /// Points the `gs` base of stopped thread `pid` at `address`.
@@ -124,7 +153,6 @@ mod tests {
         assert_eq!(lanes.take(), Some(0), "the ended thread's lane");
         assert_eq!(lanes.take(), Some(2));
         assert_eq!(lanes.address(2), 0x1200);
-        assert_eq!(lanes.span(), (0x1000, 0x300));
     }
 
     #[test]
@@ -145,28 +173,60 @@ mod tests {
     }
 
     #[test]
-    fn a_forked_child_keeps_the_forking_threads_lane() {
-        let mut parent = Lanes::new(0, 8, LANES);
-        for _ in 0..3 {
-            parent.take();
+    fn only_lanes_a_thread_held_since_the_last_reading_are_read() {
+        let mut lanes = Lanes::new(0, 8, LANES);
+        for _ in 0..4 {
+            lanes.take();
         }
-        let mut child = parent.forked(1);
-        let mut handed = vec![child.take().unwrap(), child.take().unwrap()];
-        handed.sort_unstable();
-        assert_eq!(handed, [0, 2], "all but lane 1, before new ones");
-        assert_eq!(child.take(), Some(3));
+        lanes.give_back(1);
+        lanes.give_back(2);
+        assert_eq!(lanes.take_changed(), [0, 1, 2, 3]);
+        assert_eq!(lanes.take_changed(), [0, 3], "1 and 2 have not run since");
+        lanes.take();
+        assert_eq!(lanes.take_changed(), [0, 2, 3], "2 handed out again");
+        // A thread that ends after a reading: its lane is read once more, then no longer.
+        lanes.give_back(3);
+        assert_eq!(lanes.take_changed(), [0, 2, 3]);
+        assert_eq!(lanes.take_changed(), [0, 2]);
     }
 
     #[test]
     fn a_process_counts_the_sum_of_its_lanes() {
-        // Two lanes of 3 counters, each lane padded to 32 bytes.
-        let mut bytes = vec![0u8; 64];
-        for (k, value) in [(0, 5u64), (1, 1), (2, 7)] {
-            bytes[8 * k..8 * k + 8].copy_from_slice(&value.to_le_bytes());
+        let mut lanes = Lanes::new(0, 8, LANES);
+        lanes.take();
+        lanes.take();
+        lanes.update(0, vec![5, 1, 7]);
+        lanes.update(1, vec![2, 0, 3]);
+        assert_eq!(lanes.totals(), [7, 1, 10]);
+        // Lane 1 read again later: only what it gained is added.
+        lanes.update(1, vec![4, 0, 3]);
+        assert_eq!(lanes.totals(), [9, 1, 10]);
+    }
+
+    #[test]
+    fn a_forked_child_keeps_the_forking_threads_lane_and_reads_all_at_first() {
+        let mut parent = Lanes::new(0, 8, LANES);
+        for _ in 0..3 {
+            parent.take();
         }
-        bytes[32..40].copy_from_slice(&2u64.to_le_bytes());
-        bytes[48..56].copy_from_slice(&3u64.to_le_bytes());
-        assert_eq!(sum(&bytes, 32, 3), [7, 1, 10]);
-        assert_eq!(sum(&[], 32, 3), [0, 0, 0]);
+        parent.update(0, vec![1]);
+        let mut child = parent.forked(1);
+        assert_eq!(
+            child.take_changed(),
+            [0, 1, 2],
+            "its memory is a copy: everything may differ"
+        );
+        assert_eq!(
+            child.take_changed(),
+            [1],
+            "only the forking thread lives on"
+        );
+        // Its counters at the fork were the parent's: 3 in lane 0 (read as 1 before).
+        child.update(0, vec![3]);
+        assert_eq!(child.totals(), [3]);
+        let mut handed = vec![child.take().unwrap(), child.take().unwrap()];
+        handed.sort_unstable();
+        assert_eq!(handed, [0, 2], "all but lane 1, before new ones");
+        assert_eq!(child.take(), Some(3));
     }
 }

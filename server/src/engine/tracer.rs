@@ -41,6 +41,8 @@ struct Task {
     awaiting_initial_stop: bool,
     /// Its lane of counters (`None` without trampolines).
     lane: Option<Lane>,
+    /// Its exit event has come.
+    exiting: bool,
 }
 
 /// Whose lane a thread counts in.
@@ -373,6 +375,7 @@ impl Session {
                 stepping: None,
                 awaiting_initial_stop: false,
                 lane: root_lane.map(Lane::Own),
+                exiting: false,
             },
         );
         self.resume(self.root, None);
@@ -752,10 +755,16 @@ impl Session {
         const EXIT: i32 = Event::PTRACE_EVENT_EXIT as i32;
         match event {
             EXIT => {
-                // The last moment the exiting thread's memory can be read: a process's counters
-                // are read when each of its threads ends, so the last reading is at its exit.
-                if let Some(space) = self.tasks.get(&pid).map(|t| t.space) {
-                    self.read_counters(space);
+                // The last thread of a process to end is the last moment its counters can be
+                // read (the lanes of the others stay in its memory until then). The leader's end
+                // is read too: threads killed by a group exit need not stop to say so.
+                if let Some(task) = self.tasks.get_mut(&pid) {
+                    task.exiting = true;
+                    let space = task.space;
+                    let leader = self.spaces[space].as_ref().is_some_and(|s| s.pid == pid);
+                    if leader || !self.tasks.values().any(|t| t.space == space && !t.exiting) {
+                        self.read_counters(space);
+                    }
                 }
                 self.hand_back_lane(pid);
             }
@@ -826,6 +835,7 @@ impl Session {
                         stepping: None,
                         awaiting_initial_stop: !seen,
                         lane,
+                        exiting: false,
                     },
                 );
                 if seen {
