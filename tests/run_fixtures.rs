@@ -1629,6 +1629,25 @@ fn a_moved_workspace_whose_build_names_the_old_paths_is_rebuilt() {
     assert!(!text(&again).contains("no source file"), "{}", text(&again));
 }
 
+#[test]
+fn more_threads_at_once_than_counter_lanes_finish_and_say_so() {
+    let run = coverlay_run("crowd", &["--no-doctests"], &[]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", text(&run.output));
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    assert!(
+        stderr.contains("more threads at once than counter lanes (256)"),
+        "{stderr}"
+    );
+    let json = run.json.as_ref().unwrap();
+    let lines = json["files"][0]["lines"].as_array().unwrap();
+    // `touch`'s body ran in every thread: the threads beyond the lanes share one, whose count
+    // may come out low, but never zero.
+    let touch = lines.iter().find(|l| l["line"] == 21).unwrap();
+    let hits = touch["hits"].as_u64().unwrap();
+    assert!((1..=300).contains(&hits), "{touch}");
+    assert_eq!(json["tests"][0]["outcome"], "passed");
+}
+
 /// Processes whose executable lies under `dir`.
 fn processes_under(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
