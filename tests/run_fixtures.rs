@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+mod lsp_support;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
@@ -1575,23 +1577,9 @@ fn a_missing_workspace_gets_a_clear_error() {
 
 #[test]
 fn a_moved_workspace_whose_build_names_the_old_paths_is_rebuilt() {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let (source, dest) = (entry.path(), to.join(entry.file_name()));
-            if entry.file_name() == "target" {
-                continue;
-            }
-            if entry.file_type().unwrap().is_dir() {
-                copy(&source, &dest);
-            } else {
-                std::fs::copy(&source, &dest).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     let (before, after) = (dir.path().join("before"), dir.path().join("after"));
-    copy(&fixture("twocrates"), &before);
+    lsp_support::copy_tree(&fixture("twocrates"), &before);
     let run = |root: &Path| {
         let json = root.join("target/report.json");
         let output = Command::new(env!("CARGO_BIN_EXE_coverlay"))

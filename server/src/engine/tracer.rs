@@ -403,14 +403,12 @@ impl Session {
         let code_len = (jumps * trampoline::SLOT).next_multiple_of(4096);
         let stride = (self.table.len() as u64 * 8).next_multiple_of(4096);
         let code_hint = exe_start.saturating_sub(code_len + (1 << 20)) & !4095;
-        let map = |hint: Option<u64>, len, prot| {
-            displaced::map_scratch(self.root, hint, len, prot, space)
-                .inspect_err(|errno| {
-                    tracing::warn!("no scratch memory ({hint:x?}): {errno}; counting with int3")
-                })
-                .ok()
-        };
-        let code_base = map(Some(code_hint), code_len, libc::PROT_READ | libc::PROT_EXEC)?;
+        let prot = libc::PROT_READ | libc::PROT_EXEC;
+        let code_base = displaced::map_scratch(self.root, Some(code_hint), code_len, prot, space)
+            .inspect_err(|errno| {
+                tracing::warn!("no scratch memory at {code_hint:#x}: {errno}; counting with int3")
+            })
+            .ok()?;
         let (lanes_base, lanes_count) = [lanes::LANES, lanes::FEWER_LANES]
             .into_iter()
             .find_map(|count| {
