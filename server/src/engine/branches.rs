@@ -1,12 +1,13 @@
 //! Finds the conditional jumps of a function that can stand for source branches, and the addresses
 //! whose counts give how often each jump was taken and not taken.
 //!
-//! The engine counts addresses, not edges. A successor that only its jump can reach (the
-//! fall-through of a jump nothing else targets, or a target that one jump alone reaches) runs
-//! exactly as often as that side of the jump is taken. When only one side is like that, the other
-//! side is the jump's own count minus it, and the jump's count is that of the first instruction of
-//! the straight run of code that ends with the jump (no call, no branch, no entry inside it). A jump
-//! whose two successors both have other ways in is left out: its sides cannot be told apart.
+//! The engine counts addresses. A successor that only its jump can reach (the fall-through of a
+//! jump nothing else targets, or a target that one jump alone reaches) runs exactly as often as
+//! that side of the jump is taken. When only one side is like that, the other side is the jump's
+//! own count minus it, and the jump's count is that of the first instruction of the straight run of
+//! code that ends with the jump (no call, no branch, no entry inside it). A jump whose two
+//! successors both have other ways in is counted on its taken edge: [`edge`] names a counter that
+//! the trampoline moving the jump adds to when it is taken (see `sites::Site::Taken`).
 //!
 //! Jumps the compiler adds with no source construct behind them are left out here:
 //! - checks: a successor that goes straight (through unconditional jumps only, before any other
@@ -29,7 +30,13 @@ use super::sites::{ExeCode, Function};
 
 /// Changes whenever [`find`] may find other jumps or count them otherwise in the same code, so that
 /// cached results of an older finder are not reused.
-pub const FINDER_VERSION: u32 = 3;
+pub const FINDER_VERSION: u32 = 4;
+
+/// The pseudo-address that names the taken edge of the conditional jump at `jump`: one byte into
+/// the jump instruction, so never a line-table row, an instruction or a place for a trap.
+pub fn edge(jump: u64) -> u64 {
+    jump + 1
+}
 
 /// How one side of a conditional jump is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -178,6 +185,23 @@ pub struct MachineBranch {
     /// Every address that counts the jump itself exactly (the instructions of the straight run
     /// that ends with it where a jump fits), for [`MachineBranch::cheapest`].
     pub wholes: Vec<u64>,
+}
+
+impl MachineBranch {
+    /// A jump counted on its taken edge ([`edge`]): the fall-through is the jump's count less it.
+    fn on_edge(jump: &Instruction, whole: u64, wholes: Vec<u64>, test: Test) -> MachineBranch {
+        let taken = edge(jump.ip());
+        MachineBranch {
+            jump: jump.ip(),
+            test,
+            taken: Side::At(taken),
+            not_taken: Side::Rest {
+                whole,
+                other: taken,
+            },
+            wholes,
+        }
+    }
 }
 
 impl MachineBranch {
@@ -355,13 +379,18 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             let only_jumps = !function.table_targets.contains(&target)
                 && !code.is_landing_pad(target)
                 && t.checked_sub(1).is_none_or(|before| !falls_into(before));
-            if let (true, Some(whole)) = (only_jumps && patchable(target), whole) {
+            let Some(whole) = whole else {
+                continue;
+            };
+            if only_jumps && patchable(target) {
                 shared.push(Shared {
                     jump: i,
                     whole,
                     wholes,
                     test,
                 });
+            } else if jump.is_jcc_short_or_near() {
+                branches.push(MachineBranch::on_edge(jump, whole, wholes, test));
             }
             continue;
         };
@@ -374,9 +403,14 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         });
     }
     // A jump's taken side is its target's count less the taken sides of the other jumps there,
-    // when every one of those is known; the fall-through is the jump's count less that.
+    // when every one of those is known; the fall-through is the jump's count less that. Else the
+    // jump is counted on its taken edge.
     for pending in shared {
         let jump = &instructions[pending.jump];
+        let on_edge = |pending: Shared| {
+            jump.is_jcc_short_or_near()
+                .then(|| MachineBranch::on_edge(jump, pending.whole, pending.wholes, pending.test))
+        };
         let target = jump.near_branch_target();
         let others: Vec<&MachineBranch> = instructions
             .iter()
@@ -388,6 +422,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             .filter_map(|k| branches.iter().find(|b| b.jump == k.ip()))
             .collect();
         if others.len() + 1 != jumps_to.get(&target).copied().unwrap_or(0) as usize {
+            branches.extend(on_edge(pending));
             continue;
         }
         let mut taken = vec![(target, true)];
@@ -398,6 +433,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         not_taken.extend(taken.iter().map(|&(a, add)| (a, !add)));
         let (Some(taken), Some(not_taken)) = (Side::of_terms(&taken), Side::of_terms(&not_taken))
         else {
+            branches.extend(on_edge(pending));
             continue;
         };
         branches.push(MachineBranch {
@@ -799,10 +835,22 @@ mod tests {
         assert_eq!(found[1].taken.count(counts), 1);
         assert_eq!(found[1].not_taken.count(counts), 1);
         assert_eq!(found[1].taken.addresses(), [0x100e, 0x1000, 0x1006]);
-        // A fall-through into the body too: its count is no longer the jumps' alone.
+        // A fall-through into the body too: its count is no longer the jumps' alone, so the
+        // second jump is counted on its taken edge, the fall-through as the jump's count less it.
         let mut fall = OR_BODY.to_vec();
         fall[12..14].copy_from_slice(&[0x90, 0x90]); // the jmp becomes two nops
-        assert_eq!(find(&code(&fall, &[]), BASE).len(), 1);
+        let found = find(&code(&fall, &[]), BASE);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1].jump, 0x100a);
+        assert_eq!(found[1].taken, Side::At(edge(0x100a)));
+        assert_eq!(
+            found[1].not_taken,
+            Side::Rest {
+                whole: 0x1006,
+                other: edge(0x100a)
+            }
+        );
+        assert_eq!(found[1].own_sides(), None, "no first hits on an edge");
     }
 
     #[test]

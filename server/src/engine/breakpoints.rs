@@ -169,7 +169,7 @@ impl Space {
                         buf[offset] = INT3;
                         self.armed[index] = true;
                     }
-                    Site::Jump { back, .. } => {
+                    Site::Jump { back, .. } | Site::Edge { back, .. } => {
                         while patches.get(next_patch).is_some_and(|(i, _)| *i < index) {
                             next_patch += 1;
                         }
@@ -185,7 +185,10 @@ impl Space {
                             crossing.push((start, bytes));
                         }
                     }
-                    Site::Covered { .. } | Site::Called { .. } => {}
+                    Site::Covered { .. }
+                    | Site::Called { .. }
+                    | Site::Taken { .. }
+                    | Site::Lost => {}
                 }
             }
             self.mem

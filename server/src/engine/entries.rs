@@ -170,7 +170,9 @@ fn anchor(
     let root = match &sites[nearest] {
         Site::Jump { .. } => nearest,
         Site::Covered { by } => *by as usize,
-        Site::Called { .. } | Site::Trap => return None,
+        Site::Called { .. } | Site::Taken { .. } | Site::Edge { .. } | Site::Lost | Site::Trap => {
+            return None
+        }
     };
     if !matches!(sites[root], Site::Jump { .. }) {
         return None;

@@ -14,7 +14,7 @@ use super::calls::CallMap;
 
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 13;
+pub const CLASSIFIER_VERSION: u32 = 14;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
@@ -36,13 +36,32 @@ pub enum Site {
     /// breakpoints whose counts derive from its count (see [`derive_counts`]), which must trap
     /// if the trampoline cannot be built. `moved` counts the instructions. `flags`: the status
     /// flags may be read before they are next written, so the trampoline must keep them.
+    /// `taken`: the breakpoint whose counter the trampoline adds to when the last moved
+    /// instruction, a conditional jump, is taken (its site is [`Site::Taken`]).
     Jump {
         back: u8,
         len: u8,
         moved: u8,
         also: Vec<u32>,
         flags: bool,
+        taken: Option<u32>,
     },
+    /// The taken edge of a conditional jump (see `branches::edge`: the breakpoint's address is
+    /// one byte into the jump), counted by the trampoline of breakpoint `by`, whose run ends with
+    /// the jump. `flags`: the status flags may be read at the jump's target.
+    Taken { by: u32, flags: bool },
+    /// The same, by a trampoline of its own that moves the `len` bytes from `back` bytes before
+    /// the breakpoint's address (the jump and whole instructions before it) and counts only
+    /// when the jump is taken.
+    Edge {
+        back: u8,
+        len: u8,
+        moved: u8,
+        flags: bool,
+    },
+    /// A taken edge no trampoline can count: it is never counted and reads as a lower bound of 0
+    /// (an edge's address must never hold an int3).
+    Lost,
     /// Runs exactly as often as breakpoint `by`: it lies in that one's moved bytes or on the
     /// straight line of code after them.
     Covered { by: u32 },
@@ -52,6 +71,13 @@ pub enum Site {
     Called { by: Vec<u32> },
     /// Counted by an int3 trap, up to the count cap.
     Trap,
+}
+
+impl Site {
+    /// Whether the breakpoint is a conditional jump's taken edge.
+    pub fn is_edge(&self) -> bool {
+        matches!(self, Site::Taken { .. } | Site::Edge { .. } | Site::Lost)
+    }
 }
 
 /// What is known of an executable's code for deciding where a jump may be written.
@@ -439,7 +465,9 @@ fn table_entries(code: &ExeCode, table: u64, starts: &HashSet<u64>) -> Option<Ve
 }
 
 /// Chooses a site for each breakpoint (`addresses` sorted, link-time). `traps[i]` forces int3
-/// (test entries: the tracer must stop there).
+/// (test entries: the tracer must stop there). An address one byte into a conditional jump is
+/// that jump's taken edge (`branches::edge`): counted by the trampoline of the run that ends with
+/// the jump, or by one of its own, else lost; never by a trap.
 pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> {
     let mut sites = vec![Site::Trap; addresses.len()];
     let mut current: Option<((u64, u64), Option<Function>)> = None;
@@ -449,7 +477,8 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
     // The last breakpoint given a trampoline of its own.
     let mut anchor: Option<usize> = None;
     for i in 0..addresses.len() {
-        if traps[i] || matches!(sites[i], Site::Covered { .. }) {
+        // Decided already: inside an earlier run, or the taken edge of the jump that ends one.
+        if traps[i] || sites[i] != Site::Trap {
             continue;
         }
         let address = addresses[i];
@@ -463,10 +492,31 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         let Some(function) = range.and(current.as_ref()).and_then(|(_, f)| f.as_ref()) else {
             if let Some(site) = alone(code, address) {
                 patched_until = address + u64::from(site_len(&site));
+                last_jump = None;
                 sites[i] = site;
             }
             continue;
         };
+        if let Some(jump) = conditional_jump_before(function, address) {
+            let ends_last_run =
+                last_jump.filter(|&k| run_end(addresses[k], &sites[k]) == Some(jump.next_ip()));
+            sites[i] = match ends_last_run {
+                Some(k) => take_edge(&mut sites, k, i, function, &jump),
+                None if jump.ip() < patched_until => Site::Lost,
+                None => {
+                    let is_breakpoint = |a: u64| addresses.binary_search(&a).is_ok();
+                    match own_edge(code, function, &jump, patched_until, &is_breakpoint) {
+                        Some(site) => {
+                            patched_until = jump.next_ip();
+                            last_jump = None;
+                            site
+                        }
+                        None => Site::Lost,
+                    }
+                }
+            };
+            continue;
+        }
         // The run just before may take this instruction too (a loop's `jmp` back right after
         // the last statement of its body): no jump back from the trampoline.
         if let Some(k) = last_jump.filter(|_| patched_until == address) {
@@ -518,9 +568,6 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         if inside.iter().any(|&j| traps[j]) {
             continue;
         }
-        for &j in &inside {
-            sites[j] = Site::Covered { by: i as u32 };
-        }
         patched_until = end;
         last_jump = Some(i);
         anchor = Some(i);
@@ -528,12 +575,132 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
             back,
             len,
             moved,
-            also: inside.into_iter().map(|j| j as u32).collect(),
+            also: Vec::new(),
             flags,
+            taken: None,
         };
+        for j in inside {
+            // Only the run's last instruction can be a conditional jump.
+            sites[j] = match conditional_jump_before(function, addresses[j]) {
+                Some(jump) => take_edge(&mut sites, i, j, function, &jump),
+                None => {
+                    if let Site::Jump { also, .. } = &mut sites[i] {
+                        also.push(j as u32);
+                    }
+                    Site::Covered { by: i as u32 }
+                }
+            };
+        }
     }
     super::entries::count_at_callers(code, addresses, &mut sites);
     sites
+}
+
+/// The conditional jump whose taken edge `address` names (`branches::edge`), if it is one.
+fn conditional_jump_before(function: &Function, address: u64) -> Option<Instruction> {
+    let start = address.checked_sub(1)?;
+    let at = function.instructions.partition_point(|i| i.ip() < start);
+    let jump = function.instructions.get(at)?;
+    (jump.ip() == start && jump.is_jcc_short_or_near()).then_some(*jump)
+}
+
+/// Where the run of jump site `site` at breakpoint address `address` ends.
+fn run_end(address: u64, site: &Site) -> Option<u64> {
+    match site {
+        Site::Jump { back, len, .. } => Some(address - u64::from(*back) + u64::from(*len)),
+        _ => None,
+    }
+}
+
+/// Lets the trampoline of jump site `k`, whose run ends with `jump`, count that jump's taken edge
+/// (breakpoint `edge`): the edge's site.
+fn take_edge(
+    sites: &mut [Site],
+    k: usize,
+    edge: usize,
+    function: &Function,
+    jump: &Instruction,
+) -> Site {
+    if let Site::Jump { taken, .. } = &mut sites[k] {
+        *taken = Some(edge as u32);
+    }
+    Site::Taken {
+        by: k as u32,
+        flags: flags_live(function, jump.near_branch_target()),
+    }
+}
+
+/// A trampoline of its own for the taken edge of `jump`: a run of whole instructions that holds
+/// the jump, from it or from plain instructions before it (at or after `not_before`) to the first
+/// instruction after which the run is long enough for a jump. Nothing may enter the run after its
+/// start, no other breakpoint lie in it, and only its last instruction may leave it otherwise
+/// than by falling through (the jump's taken side goes through the trampoline's counting stub).
+fn own_edge(
+    code: &ExeCode,
+    function: &Function,
+    jump: &Instruction,
+    not_before: u64,
+    is_breakpoint: &dyn Fn(u64) -> bool,
+) -> Option<Site> {
+    let instructions = &function.instructions;
+    let at = instructions.partition_point(|i| i.ip() < jump.ip());
+    let edge = jump.ip() + 1;
+    let mut start = at;
+    loop {
+        if let Some(site) = edge_run(code, function, start, at, edge, is_breakpoint) {
+            return Some(site);
+        }
+        // Start one instruction earlier: plain code that falls into the next.
+        start = start.checked_sub(1)?;
+        let before = &instructions[start];
+        if before.flow_control() != FlowControl::Next
+            || before.ip() < not_before
+            || edge - before.ip() > MAX_BACK as u64
+        {
+            return None;
+        }
+    }
+}
+
+/// The run for [`own_edge`] from instruction `start` that holds the jump at `at`, if one fits.
+fn edge_run(
+    code: &ExeCode,
+    function: &Function,
+    start: usize,
+    at: usize,
+    edge: u64,
+    is_breakpoint: &dyn Fn(u64) -> bool,
+) -> Option<Site> {
+    let instructions = &function.instructions;
+    let mut len = 0;
+    for (k, instruction) in instructions.iter().enumerate().skip(start) {
+        let ip = instruction.ip();
+        if (k > start && enterable(code, function, ip)) || is_breakpoint(ip) {
+            return None;
+        }
+        len += instruction.len();
+        if len > MAX_WINDOW {
+            return None;
+        }
+        let moved = (k - start + 1) as u8;
+        let site = |len: usize| Site::Edge {
+            back: (edge - instructions[start].ip()) as u8,
+            len: len as u8,
+            moved,
+            flags: flags_live(function, instructions[at].near_branch_target()),
+        };
+        if k >= at && len >= JUMP_LEN && relocatable_last(instruction) {
+            return Some(site(len));
+        }
+        if k != at && instruction.flow_control() != FlowControl::Next {
+            let padded = k > at
+                && !falls_through(instruction)
+                && relocatable_last(instruction)
+                && padding(code, instruction.next_ip(), JUMP_LEN - len);
+            return padded.then(|| site(JUMP_LEN));
+        }
+    }
+    None
 }
 
 /// The length of the instruction at `address` when it ends a block and can join the run `site`
@@ -609,6 +776,7 @@ fn alone(code: &ExeCode, address: u64) -> Option<Site> {
         moved: 1,
         also: Vec::new(),
         flags: true,
+        taken: None,
     })
 }
 
@@ -644,6 +812,7 @@ fn forward(code: &ExeCode, function: &Function, address: u64) -> Option<Site> {
             moved: k as u8 + 1,
             also: Vec::new(),
             flags: true,
+            taken: None,
         };
         if len >= JUMP_LEN {
             return (len <= MAX_WINDOW && relocatable_last(instruction)).then(|| run(len));
@@ -754,6 +923,7 @@ fn backward(
         moved: (at - k + 1) as u8,
         also: Vec::new(),
         flags: true,
+        taken: None,
     })
 }
 
@@ -887,7 +1057,11 @@ pub(crate) fn derive_counts(sites: &[Site], values: &mut [u64]) {
         match &sites[i] {
             Site::Covered { by } => values[i] = values[*by as usize],
             Site::Called { by } => values[i] = by.iter().map(|&k| values[k as usize]).sum(),
-            Site::Jump { .. } | Site::Trap => {}
+            Site::Jump { .. }
+            | Site::Taken { .. }
+            | Site::Edge { .. }
+            | Site::Lost
+            | Site::Trap => {}
         }
     }
 }
@@ -903,6 +1077,10 @@ pub struct SiteCounts {
     pub covered: usize,
     /// Derived from the counts of the breakpoints that run into the calls of its function.
     pub called: usize,
+    /// Taken edges of conditional jumps, counted by trampolines.
+    pub edges: usize,
+    /// Taken edges no trampoline counts (never counted).
+    pub lost: usize,
     pub traps: usize,
 }
 
@@ -915,6 +1093,8 @@ impl SiteCounts {
                 Site::Jump { .. } => counts.runs += 1,
                 Site::Covered { .. } => counts.covered += 1,
                 Site::Called { .. } => counts.called += 1,
+                Site::Taken { .. } | Site::Edge { .. } => counts.edges += 1,
+                Site::Lost => counts.lost += 1,
                 Site::Trap => counts.traps += 1,
             }
         }
@@ -936,6 +1116,7 @@ mod tests {
             moved,
             also: also.to_vec(),
             flags: false,
+            taken: None,
         }
     }
 
@@ -947,12 +1128,14 @@ mod tests {
                 len,
                 moved,
                 also,
+                taken,
             } => Site::Jump {
                 back,
                 len,
                 moved,
                 also,
                 flags: true,
+                taken,
             },
             other => other,
         }
@@ -1053,6 +1236,80 @@ mod tests {
             sites,
             [keeping_flags(jump(0, 7, 2, &[1])), Site::Covered { by: 0 }]
         );
+    }
+
+    // `if a || b { … }` with the body reached otherwise too:
+    // 0x1000 test dil,1 (4); 0x1004 jne 0x100e (2); 0x1006 test sil,1 (4); 0x100a jne 0x100e (2);
+    // 0x100c jmp 0x1013 (2); 0x100e mov eax,1 (5); 0x1013 ret.
+    const OR_BODY: &[u8] = &[
+        0x40, 0xF6, 0xC7, 0x01, 0x75, 0x08, 0x40, 0xF6, 0xC6, 0x01, 0x75, 0x02, 0xEB, 0x05, 0xB8,
+        0x01, 0, 0, 0, 0xC3,
+    ];
+
+    #[test]
+    fn a_taken_edge_is_counted_by_the_run_that_ends_with_its_jump() {
+        let edge = super::super::branches::edge;
+        // The run from 0x1000 (test + jne) ends with the first jump: its trampoline counts it.
+        let sites = classify(&code(OR_BODY, &[]), &[0x1000, edge(0x1004)], &[false; 2]);
+        let Site::Jump { taken, len: 6, .. } = &sites[0] else {
+            panic!("{sites:?}");
+        };
+        assert_eq!(*taken, Some(1));
+        assert_eq!(
+            sites[1],
+            Site::Taken {
+                by: 0,
+                flags: false
+            }
+        );
+        // Alone, the second jump moves with the test before it; no entry count.
+        let sites = classify(&code(OR_BODY, &[]), &[edge(0x100a)], &[false]);
+        assert_eq!(
+            sites,
+            [Site::Edge {
+                back: 5,
+                len: 6,
+                moved: 2,
+                flags: false
+            }]
+        );
+        // Nor with a breakpoint in the way: the test at 0x1006 has a run of its own, which
+        // then takes the edge.
+        let sites = classify(&code(OR_BODY, &[]), &[0x1006, edge(0x100a)], &[false; 2]);
+        assert!(
+            matches!(sites[0], Site::Jump { taken: Some(1), .. }),
+            "{sites:?}"
+        );
+        // A forced trap there: the edge cannot be counted, and never traps.
+        let sites = classify(&code(OR_BODY, &[]), &[0x1006, edge(0x100a)], &[true, false]);
+        assert_eq!(sites, [Site::Trap, Site::Lost]);
+        assert!(Site::Lost.is_edge() && !Site::Trap.is_edge());
+    }
+
+    #[test]
+    fn a_jump_after_a_call_moves_with_what_follows_it() {
+        let edge = super::super::branches::edge;
+        // 0x1000 call 0x1100 (5); 0x1005 test al,1 (2); 0x1007 jne 0x100b (2);
+        // 0x1009 jmp 0x1000 (2); 0x100b ret: the return lands on the run's start, and the
+        // fall-through's jmp ends the run.
+        let bytes = [
+            0xE8, 0xFB, 0x00, 0, 0, 0xA8, 0x01, 0x75, 0x02, 0xEB, 0xF5, 0xC3,
+        ];
+        let sites = classify(&code(&bytes, &[]), &[edge(0x1007)], &[false]);
+        assert_eq!(
+            sites,
+            [Site::Edge {
+                back: 3,
+                len: 6,
+                moved: 3,
+                flags: false
+            }]
+        );
+        // The fall-through a target too: nothing fits.
+        let mut entered = bytes.to_vec();
+        entered.extend_from_slice(&[0xEB, 0xFB]); // 0x100c jmp 0x1009
+        let sites = classify(&code(&entered, &[]), &[edge(0x1007)], &[false]);
+        assert_eq!(sites, [Site::Lost]);
     }
 
     #[test]

@@ -348,6 +348,18 @@ impl Session {
         space.read_windows(&mut self.table)?;
         let mut patches = Vec::new();
         let mut root_lane = None;
+        if breakpoints.sites.len() == self.table.len() {
+            // Without trampolines everything traps but taken edges, which lie inside
+            // instructions.
+            self.sites = breakpoints
+                .sites
+                .iter()
+                .map(|site| match site.is_edge() {
+                    true => Site::Lost,
+                    false => Site::Trap,
+                })
+                .collect();
+        }
         if self.mode == Mode::Counts && breakpoints.sites.len() == self.table.len() {
             if let Some((built, lanes)) = self.prepare_trampolines(&space, exe_start, breakpoints) {
                 self.sites = built.sites.clone();
@@ -358,6 +370,9 @@ impl Session {
             }
         }
         self.site_counts = SiteCounts::of(&self.sites);
+        for (capped, site) in self.capped.iter_mut().zip(&self.sites) {
+            *capped |= *site == Site::Lost;
+        }
         if self.cap > 1 && self.sites.contains(&Site::Trap) {
             self.prepare_displaced(&space, exe_start);
         }
@@ -395,7 +410,7 @@ impl Session {
         let jumps = breakpoints
             .sites
             .iter()
-            .filter(|s| matches!(s, Site::Jump { .. }))
+            .filter(|s| matches!(s, Site::Jump { .. } | Site::Edge { .. }))
             .count() as u64;
         if jumps == 0 {
             return None;

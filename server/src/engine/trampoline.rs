@@ -59,30 +59,51 @@ pub(super) fn build(
     let mut code = Vec::new();
     let mut patches = Vec::new();
     for i in 0..sites.len() {
-        let Site::Jump {
-            back,
-            len,
-            also,
+        let counter = |k: usize, flags: bool| Counter {
+            offset: 8 * k as u64,
             flags,
-            ..
-        } = &sites[i]
-        else {
-            continue;
+        };
+        let (back, len, entry, taken) = match &sites[i] {
+            Site::Jump {
+                back,
+                len,
+                flags,
+                taken,
+                ..
+            } => {
+                let taken = taken.map(|e| {
+                    let flags = match sites[e as usize] {
+                        Site::Taken { flags, .. } => flags,
+                        _ => true,
+                    };
+                    (addresses[e as usize] - 1, counter(e as usize, flags))
+                });
+                (*back, *len, Some(counter(i, *flags)), taken)
+            }
+            Site::Edge {
+                back, len, flags, ..
+            } => (
+                *back,
+                *len,
+                None,
+                Some((addresses[i] - 1, counter(i, *flags))),
+            ),
+            _ => continue,
         };
         let slot = code_base + code.len() as u64;
-        let start = addresses[i] - u64::from(*back);
-        let from = MAX_BACK - usize::from(*back);
+        let start = addresses[i] - u64::from(back);
+        let from = MAX_BACK - usize::from(back);
         match trampoline(
             start,
-            &windows[i][from..from + usize::from(*len)],
+            &windows[i][from..from + usize::from(len)],
             slot,
-            8 * i as u64,
-            *flags,
+            entry,
+            taken,
         ) {
             Some((bytes, entry)) => {
                 code.extend_from_slice(&bytes);
                 code.resize(((code.len() as u64).next_multiple_of(16)) as usize, 0xCC);
-                let mut patch = vec![0xCC; usize::from(*len)];
+                let mut patch = vec![0xCC; usize::from(len)];
                 patch[0] = 0xE9;
                 let rel = entry as i64 - (start + JUMP_LEN as u64) as i64;
                 patch[1..5].copy_from_slice(&(rel as i32).to_le_bytes());
@@ -90,11 +111,18 @@ pub(super) fn build(
             }
             None => {
                 tracing::debug!("{:#x}: cannot build a trampoline; trapping", addresses[i]);
-                // What derives from its count needs counting of its own now.
-                for j in also.clone() {
-                    sites[j as usize] = Site::Trap;
+                // What derives from its count needs counting of its own now; an edge cannot
+                // trap (its address is inside an instruction).
+                if let Site::Jump { also, taken, .. } = std::mem::replace(&mut sites[i], Site::Lost)
+                {
+                    for j in also {
+                        sites[j as usize] = Site::Trap;
+                    }
+                    if let Some(e) = taken {
+                        sites[e as usize] = Site::Lost;
+                    }
+                    sites[i] = Site::Trap;
                 }
-                sites[i] = Site::Trap;
             }
         }
     }
@@ -105,13 +133,37 @@ pub(super) fn build(
     }
 }
 
-/// One trampoline at `slot`: its bytes and the address of its entry.
+/// A counter a trampoline adds to: `gs:[offset]`, keeping the status flags when they are live.
+#[derive(Clone, Copy)]
+struct Counter {
+    offset: u64,
+    flags: bool,
+}
+
+impl Counter {
+    fn increment(self, bytes: &mut Vec<u8>) -> Option<()> {
+        if self.flags {
+            bytes.extend_from_slice(&ENTER);
+        }
+        // inc qword gs:[offset]: gs, REX.W, FF /0 with an absolute 32-bit displacement.
+        bytes.extend_from_slice(&[0x65, 0x48, 0xFF, 0x04, 0x25]);
+        bytes.extend_from_slice(&i32::try_from(self.offset).ok()?.to_le_bytes());
+        if self.flags {
+            bytes.extend_from_slice(&LEAVE);
+        }
+        Some(())
+    }
+}
+
+/// One trampoline at `slot`: its bytes and the address of its entry. `entry` counts every pass;
+/// `taken = (address, counter)` only those in which the moved conditional jump at that address is
+/// taken: the moved jump goes to a stub before the entry that counts and jumps on to its target.
 fn trampoline(
     address: u64,
     window: &[u8],
     slot: u64,
-    offset: u64,
-    keep_flags: bool,
+    entry: Option<Counter>,
+    taken: Option<(u64, Counter)>,
 ) -> Option<(Vec<u8>, u64)> {
     let mut decoder = Decoder::with_ip(64, window, address, DecoderOptions::NONE);
     let mut moved: Vec<Instruction> = Vec::new();
@@ -131,25 +183,31 @@ fn trampoline(
     if !window[rest..].iter().all(|&b| b == 0xCC) {
         return None;
     }
-    let last = moved.pop()?;
     let mut bytes = Vec::new();
+    if let Some((at, counter)) = taken {
+        let jump = moved
+            .iter_mut()
+            .find(|i| i.ip() == at && i.is_jcc_short_or_near())?;
+        let stub = slot;
+        counter.increment(&mut bytes)?;
+        let after = slot + bytes.len() as u64 + JUMP_LEN as u64;
+        let rel = i32::try_from(jump.near_branch_target() as i64 - after as i64).ok()?;
+        bytes.push(0xE9);
+        bytes.extend_from_slice(&rel.to_le_bytes());
+        jump.set_near_branch64(stub);
+    }
+    let last = moved.pop()?;
     let mut return_slot = None;
     if matches!(
         last.flow_control(),
         FlowControl::Call | FlowControl::IndirectCall
     ) {
-        return_slot = Some(slot);
+        return_slot = Some(slot + bytes.len() as u64);
         bytes.extend_from_slice(&end.to_le_bytes());
     }
-    let entry = slot + bytes.len() as u64;
-    if keep_flags {
-        bytes.extend_from_slice(&ENTER);
-    }
-    // inc qword gs:[offset]: gs, REX.W, FF /0 with an absolute 32-bit displacement.
-    bytes.extend_from_slice(&[0x65, 0x48, 0xFF, 0x04, 0x25]);
-    bytes.extend_from_slice(&i32::try_from(offset).ok()?.to_le_bytes());
-    if keep_flags {
-        bytes.extend_from_slice(&LEAVE);
+    let entry_at = slot + bytes.len() as u64;
+    if let Some(entry) = entry {
+        entry.increment(&mut bytes)?;
     }
 
     match return_slot {
@@ -188,7 +246,7 @@ fn trampoline(
     )
     .ok()?;
     bytes.extend_from_slice(&encoded.code_buffer);
-    (bytes.len() as u64 <= SLOT).then_some((bytes, entry))
+    (bytes.len() as u64 <= SLOT).then_some((bytes, entry_at))
 }
 
 #[cfg(test)]
@@ -219,6 +277,7 @@ mod tests {
             moved: 1,
             also: vec![],
             flags: true,
+            taken: None,
         }];
         let windows = [window(&[0x48, 0x8B, 0x05, 0x10, 0, 0, 0])];
         let t = build(&sites, &[AT], &windows, CODE);
@@ -280,6 +339,7 @@ mod tests {
             moved: 2,
             also: vec![],
             flags: false,
+            taken: None,
         }];
         let windows = [window(&[0x31, 0xC0, 0xC3, 0xCC, 0xCC])];
         let t = build(&sites, &[AT], &windows, CODE);
@@ -306,6 +366,7 @@ mod tests {
                 moved: 2,
                 also: vec![1],
                 flags: true,
+                taken: None,
             },
             Site::Covered { by: 0 },
         ];
@@ -343,6 +404,7 @@ mod tests {
             moved: 2,
             also,
             flags: false,
+            taken: None,
         };
         let sites = [
             long(vec![2]),
@@ -360,6 +422,86 @@ mod tests {
     }
 
     #[test]
+    fn a_taken_edge_counts_in_a_stub_on_the_way_to_the_target() {
+        // test al,1 (2); jne +2 (2); jmp -11 (2): an edge of its own (breakpoint 0, one byte into
+        // the jne), whose flags are live at the target.
+        let sites = [Site::Edge {
+            back: 3,
+            len: 6,
+            moved: 3,
+            flags: true,
+        }];
+        let start = AT - 3;
+        let mut w: Window = [0x90; std::mem::size_of::<Window>()];
+        w[MAX_BACK - 3..MAX_BACK + 3].copy_from_slice(&[0xA8, 0x01, 0x75, 0x02, 0xEB, 0xF5]);
+        let t = build(&sites, &[AT], &[w], CODE);
+        assert_eq!(t.sites, sites);
+        let (_, patch) = &t.patches[0];
+        let rel = i32::from_le_bytes(patch[1..5].try_into().unwrap());
+        let entry = (start as i64 + 5 + i64::from(rel)) as u64;
+        let code = decode(&t.code, CODE);
+        // The stub: the increment wrapped to keep the flags, then on to the jne's target.
+        let stub: Vec<Code> = code.iter().take(10).map(|i| i.code()).collect();
+        assert_eq!(stub[4], Code::Inc_rm64);
+        assert_eq!(code[4].memory_displacement64(), 0, "counter 0");
+        assert_eq!(stub[9], Code::Jmp_rel32_64);
+        assert_eq!(code[9].near_branch_target(), start + 6);
+        // The entry counts nothing: the moved test, the jne to the stub, the jmp back to -11.
+        let moved: Vec<&Instruction> = code.iter().filter(|i| i.ip() >= entry).take(3).collect();
+        assert_eq!(moved[0].ip(), entry);
+        assert_eq!(moved[0].code(), Code::Test_AL_imm8);
+        assert!(moved[1].is_jcc_short_or_near());
+        assert_eq!(
+            moved[1].near_branch_target(),
+            CODE,
+            "taken: through the stub"
+        );
+        assert_eq!(moved[2].flow_control(), FlowControl::UnconditionalBranch);
+        assert_eq!(moved[2].near_branch_target(), start + 6 - 11);
+
+        // Bytes after the jmp that are not padding: no trampoline, and the edge is lost (never
+        // a trap: its address is inside the jne).
+        let long = [Site::Edge {
+            back: 3,
+            len: 7,
+            moved: 3,
+            flags: true,
+        }];
+        assert_eq!(build(&long, &[AT], &[w], CODE).sites, [Site::Lost]);
+
+        // test al,1 (2); jne rel32 +0x40 (6): the run of breakpoint 1 at the test ends with the
+        // jne, so its trampoline counts the edge (breakpoint 0) too.
+        let sites = [
+            Site::Taken {
+                by: 1,
+                flags: false,
+            },
+            Site::Jump {
+                back: 0,
+                len: 8,
+                moved: 2,
+                also: vec![],
+                flags: false,
+                taken: Some(0),
+            },
+        ];
+        let runtime = [AT + 3, AT];
+        let run = [0xA8, 0x01, 0x0F, 0x85, 0x40, 0, 0, 0];
+        let t = build(&sites, &runtime, &[window(&[]), window(&run)], CODE);
+        assert_eq!(t.sites, sites);
+        let code = decode(&t.code, CODE);
+        let incs: Vec<u64> = code
+            .iter()
+            .filter(|i| i.segment_prefix() == Register::GS)
+            .map(|i| i.memory_displacement64())
+            .collect();
+        let jne = code.iter().find(|i| i.is_jcc_short_or_near()).unwrap();
+        assert_eq!(jne.near_branch_target(), CODE, "taken: through the stub");
+        assert_eq!(code[1].near_branch_target(), AT + 8 + 0x40);
+        assert_eq!(incs, [0, 8], "the edge's stub, then the run's own entry");
+    }
+
+    #[test]
     fn indirect_calls_through_the_stack_see_the_same_slot() {
         // call qword ptr [rsp+8] (FF 54 24 08), padded to a run with a nop before it.
         let sites = [Site::Jump {
@@ -368,6 +510,7 @@ mod tests {
             moved: 2,
             also: vec![],
             flags: true,
+            taken: None,
         }];
         let windows = [window(&[0x90, 0xFF, 0x54, 0x24, 0x08])];
         let t = build(&sites, &[AT], &windows, CODE);

@@ -74,7 +74,11 @@ impl RunInfo {
                         kind: run.executable.kind.clone(),
                         exits: run.exits.iter().map(|e| format!("{e:?}")).collect(),
                         counting: Counting {
-                            trampolines: sites.alone + sites.runs + sites.covered + sites.called,
+                            trampolines: sites.alone
+                                + sites.runs
+                                + sites.covered
+                                + sites.called
+                                + sites.edges,
                             int3: sites.traps,
                             traps: run.counting.traps,
                         },

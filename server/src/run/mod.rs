@@ -548,6 +548,16 @@ fn run_once(
         }
     });
     drop(codes);
+    // A branch counted on a taken edge that no trampoline can move is left out, as are those
+    // whose sides cannot be told apart at all.
+    let mut plans = plans;
+    for (plan, sites) in plans.iter_mut().zip(&sites) {
+        plan.branches.retain(|branch| {
+            branch
+                .addresses()
+                .all(|i| sites.get(i) != Some(&engine::Site::Lost))
+        });
+    }
     let mut breakpoints: Vec<engine::Breakpoints> = plans
         .iter()
         .zip(&tables)
