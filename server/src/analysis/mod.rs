@@ -40,7 +40,7 @@ use walker::Walker;
 /// other arms of larger matches; 20: not against arms with constant patterns; 21: both of 18's
 /// rule sets together; 22: functions of macros with several rules and in repetitions, by macro
 /// matching).
-pub const RULES_VERSION: u32 = 22;
+pub const RULES_VERSION: u32 = 23;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -953,7 +953,25 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             match &arm.guard {
                 Some((_, guard)) => {
                     w.visit_expr(guard);
-                    w.controlled(start_line(guard.span()), |w| w.visit_expr(&arm.body));
+                    let condition = start_line(guard.span());
+                    w.controlled(condition, |w| w.visit_expr(&arm.body));
+                    // A bare jump that is the whole body runs as often as the guard held (its
+                    // branch's true side): the guard decides alone, so no neighbour can say.
+                    let jump = match &*arm.body {
+                        Expr::Block(block) => bare_jump_first(&block.block),
+                        body => bare_jump_expr(body),
+                    };
+                    if let (Some(jump), Some(operands)) = (jump, and_chain(guard)) {
+                        if jump > condition {
+                            w.jumps.insert(
+                                jump,
+                                JumpCount::Taken {
+                                    condition,
+                                    operands,
+                                },
+                            );
+                        }
+                    }
                 }
                 None => w.visit_expr(&arm.body),
             }
@@ -1691,6 +1709,20 @@ mod tests {
         .expect("parses");
         assert_eq!(arms.jump_count(5), Some(JumpCount::Difference(3, 4)));
         assert_eq!(arms.jump_count(9), None, "a guard decides too");
+        // A guarded arm whose whole body is a bare jump runs as often as its guard held.
+        let guarded = analyze(
+            "fn k(v: Option<u8>) {\n    match v {\n        Some(x) if x > 1 && x < 9 => {\n            \
+             return\n        }\n        Some(x) if x > 0 => return,\n        _ => {}\n    }\n    work(0);\n}\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            guarded.jump_count(4),
+            Some(JumpCount::Taken {
+                condition: 3,
+                operands: 2
+            })
+        );
+        assert_eq!(guarded.jump_count(6), None, "on the guard's own line");
         let larger = analyze(
             "fn h(v: E, n: u8) {\n    loop {\n        match v {\n            E::A(x) => work(x),\n            \
              E::B | E::C { .. } => work(0),\n            E::D => break,\n        }\n        match n {\n            \

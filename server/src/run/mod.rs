@@ -1579,7 +1579,7 @@ fn branch_side(aggregate: &Aggregate, source: SourceId, jump: JumpCount) -> Opti
             ..
         } => (
             condition,
-            &[Construct::If, Construct::ShortCircuit],
+            &[Construct::If, Construct::ShortCircuit, Construct::Guard],
             operands,
         ),
         JumpCount::Passed(line) => (line, &[Construct::Try], 1),
