@@ -187,6 +187,7 @@ impl Space {
                     }
                     Site::Covered { .. }
                     | Site::Called { .. }
+                    | Site::Rest { .. }
                     | Site::Taken { .. }
                     | Site::Lost => {}
                 }

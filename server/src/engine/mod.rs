@@ -6,6 +6,7 @@
 pub mod branches;
 mod breakpoints;
 mod calls;
+mod differences;
 mod displaced;
 mod entries;
 mod lanes;
