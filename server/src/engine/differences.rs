@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use iced_x86::{FlowControl, OpKind};
 
+use super::branches::is_check_call;
 use super::sites::{falls_through, straight, ExeCode, Function, Site};
 
 /// The decoded function that holds the breakpoints being looked at, with what was found in it.
@@ -87,9 +88,11 @@ impl<'f> Ways<'f> {
             return None;
         }
         let k = self.index(ip)?;
-        let falls_in = k
-            .checked_sub(1)
-            .is_some_and(|before| falls_through(&self.function.instructions[before]));
+        // A check's panic never returns: the code after its call is no way in.
+        let instructions = &self.function.instructions;
+        let falls_in = k.checked_sub(1).is_some_and(|before| {
+            falls_through(&instructions[before]) && !is_check_call(self.code, instructions, before)
+        });
         Some(self.jumps(ip) + u32::from(falls_in))
     }
 }

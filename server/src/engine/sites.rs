@@ -14,7 +14,7 @@ use super::calls::CallMap;
 
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 19;
+pub const CLASSIFIER_VERSION: u32 = 20;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
