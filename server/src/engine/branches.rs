@@ -460,7 +460,7 @@ struct Shared {
 
 /// Whether instruction `k` calls one of rustc's check panics, directly, through a GOT slot or
 /// through a register loaded from one by the instruction before.
-pub(crate) fn is_check_call(code: &ExeCode, instructions: &[Instruction], k: usize) -> bool {
+fn is_check_call(code: &ExeCode, instructions: &[Instruction], k: usize) -> bool {
     let call = &instructions[k];
     if !matches!(
         call.flow_control(),

@@ -187,7 +187,6 @@ impl Space {
                     }
                     Site::Covered { .. }
                     | Site::Called { .. }
-                    | Site::Rest { .. }
                     | Site::Taken { .. }
                     | Site::Lost => {}
                 }

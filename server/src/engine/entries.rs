@@ -170,12 +170,9 @@ fn anchor(
     let root = match &sites[nearest] {
         Site::Jump { .. } => nearest,
         Site::Covered { by } => *by as usize,
-        Site::Called { .. }
-        | Site::Rest { .. }
-        | Site::Taken { .. }
-        | Site::Edge { .. }
-        | Site::Lost
-        | Site::Trap => return None,
+        Site::Called { .. } | Site::Taken { .. } | Site::Edge { .. } | Site::Lost | Site::Trap => {
+            return None
+        }
     };
     if !matches!(sites[root], Site::Jump { .. }) {
         return None;
@@ -190,7 +187,7 @@ fn anchor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::sites::{classify, derivation_order, derive_counts};
+    use crate::engine::sites::{classify, derive_counts};
 
     /// Position-independent code of the functions given by (address, bytes), from 0x1000 on,
     /// int3 between them.
@@ -277,7 +274,7 @@ mod tests {
         let addresses = [0x1000, 0x1020, 0x1040, 0x1050];
         let sites = classify(&code, &addresses, &[false; 4]);
         let mut values = [0, 0, 0, 3];
-        derive_counts(&sites, &derivation_order(&sites), &mut values);
+        derive_counts(&sites, &mut values);
         assert_eq!(values, [3, 6, 12, 3], "{sites:?}");
     }
 

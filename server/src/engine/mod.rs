@@ -6,7 +6,6 @@
 pub mod branches;
 mod breakpoints;
 mod calls;
-mod differences;
 mod displaced;
 mod entries;
 mod lanes;

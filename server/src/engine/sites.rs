@@ -14,7 +14,7 @@ use super::calls::CallMap;
 
 /// Changes whenever [`classify`] may choose differently for the same code, so that cached sites
 /// of an older classifier are not reused.
-pub const CLASSIFIER_VERSION: u32 = 20;
+pub const CLASSIFIER_VERSION: u32 = 14;
 
 /// Bytes a `jmp rel32` takes.
 pub(crate) const JUMP_LEN: usize = 5;
@@ -62,10 +62,6 @@ pub enum Site {
     /// A taken edge no trampoline can count: it is never counted and reads as a lower bound of 0
     /// (an edge's address must never hold an int3).
     Lost,
-    /// One side of a conditional jump that only the jump enters: as often as breakpoint `whole`
-    /// (which runs straight on to the jump) less breakpoint `minus` (the other side, which only
-    /// the jump enters too). See `differences`.
-    Rest { whole: u32, minus: u32 },
     /// Runs exactly as often as breakpoint `by`: it lies in that one's moved bytes or on the
     /// straight line of code after them.
     Covered { by: u32 },
@@ -81,34 +77,6 @@ impl Site {
     /// Whether the breakpoint is a conditional jump's taken edge.
     pub fn is_edge(&self) -> bool {
         matches!(self, Site::Taken { .. } | Site::Edge { .. } | Site::Lost)
-    }
-
-    /// Makes a count derived from breakpoint `from` derive from `to` instead (they are equal).
-    pub(crate) fn rename_input(&mut self, from: u32, to: u32) {
-        let rename = |k: &mut u32| {
-            if *k == from {
-                *k = to;
-            }
-        };
-        match self {
-            Site::Covered { by } => rename(by),
-            Site::Rest { whole, minus } => {
-                rename(whole);
-                rename(minus);
-            }
-            Site::Called { by } => by.iter_mut().for_each(rename),
-            _ => {}
-        }
-    }
-
-    /// The breakpoints whose counts this one's is derived from (none: counted itself).
-    pub(crate) fn inputs(&self) -> Vec<u32> {
-        match self {
-            Site::Covered { by } => vec![*by],
-            Site::Rest { whole, minus } => vec![*whole, *minus],
-            Site::Called { by } => by.clone(),
-            _ => Vec::new(),
-        }
     }
 }
 
@@ -624,9 +592,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
             };
         }
     }
-    super::differences::count_joins(code, addresses, &mut sites);
     super::entries::count_at_callers(code, addresses, &mut sites);
-    super::differences::count_by_difference(code, addresses, &mut sites);
     sites
 }
 
@@ -815,7 +781,7 @@ fn alone(code: &ExeCode, address: u64) -> Option<Site> {
 }
 
 /// Whether a branch or the unwinder may enter the function at `ip`.
-pub(crate) fn enterable(code: &ExeCode, function: &Function, ip: u64) -> bool {
+fn enterable(code: &ExeCode, function: &Function, ip: u64) -> bool {
     function.targets.as_ref().is_none_or(|t| t.contains(&ip))
         || code.landing_pads.as_ref().is_none_or(|p| p.contains(&ip))
 }
@@ -1084,54 +1050,20 @@ fn uleb128(table: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// Fills in the counters no trampoline adds to: a `Covered` breakpoint ran as often as the one
-/// it is counted with, a `Called` one as often as all of `by` together (one anchor may be listed
-/// once per call it runs into), a `Rest` one as often as `whole` less `minus` (saturating: a
-/// thread between the two may be read half way). `order` is [`derivation_order`]'s.
-pub(crate) fn derive_counts(sites: &[Site], order: &[u32], values: &mut [u64]) {
-    for &i in order {
-        let i = i as usize;
-        if i >= values.len() {
-            continue;
-        }
-        values[i] = match &sites[i] {
-            Site::Covered { by } => values[*by as usize],
-            Site::Called { by } => by.iter().map(|&k| values[k as usize]).sum(),
-            Site::Rest { whole, minus } => {
-                values[*whole as usize].saturating_sub(values[*minus as usize])
-            }
-            _ => continue,
-        };
-    }
-}
-
-/// The derived breakpoints, each after those its count is derived from.
-pub(crate) fn derivation_order(sites: &[Site]) -> Vec<u32> {
-    let mut order = Vec::new();
-    let mut state = vec![0u8; sites.len()]; // 0 new, 1 on the stack, 2 done
-    for root in 0..sites.len() {
-        if state[root] != 0 || sites[root].inputs().is_empty() {
-            continue;
-        }
-        let mut stack = vec![(root, false)];
-        while let Some((i, expanded)) = stack.pop() {
-            if expanded {
-                state[i] = 2;
-                order.push(i as u32);
-                continue;
-            }
-            if state[i] != 0 {
-                continue;
-            }
-            state[i] = 1;
-            stack.push((i, true));
-            for k in sites[i].inputs() {
-                if state[k as usize] == 0 && !sites[k as usize].inputs().is_empty() {
-                    stack.push((k as usize, false));
-                }
-            }
+/// whose trampoline serves it, a `Called` one as often as all of `by` together (one anchor may be
+/// listed once per call it runs into). Every `by` has a trampoline of its own, so one pass does.
+pub(crate) fn derive_counts(sites: &[Site], values: &mut [u64]) {
+    for i in 0..sites.len().min(values.len()) {
+        match &sites[i] {
+            Site::Covered { by } => values[i] = values[*by as usize],
+            Site::Called { by } => values[i] = by.iter().map(|&k| values[k as usize]).sum(),
+            Site::Jump { .. }
+            | Site::Taken { .. }
+            | Site::Edge { .. }
+            | Site::Lost
+            | Site::Trap => {}
         }
     }
-    order
 }
 
 /// How many breakpoints each kind of site serves: the share of counting done without traps.
@@ -1145,8 +1077,6 @@ pub struct SiteCounts {
     pub covered: usize,
     /// Derived from the counts of the breakpoints that run into the calls of its function.
     pub called: usize,
-    /// One side of a conditional jump, as its block's count less the other side's.
-    pub differences: usize,
     /// Taken edges of conditional jumps, counted by trampolines.
     pub edges: usize,
     /// Taken edges no trampoline counts (never counted).
@@ -1165,7 +1095,6 @@ impl SiteCounts {
                 Site::Called { .. } => counts.called += 1,
                 Site::Taken { .. } | Site::Edge { .. } => counts.edges += 1,
                 Site::Lost => counts.lost += 1,
-                Site::Rest { .. } => counts.differences += 1,
                 Site::Trap => counts.traps += 1,
             }
         }
@@ -1429,7 +1358,7 @@ mod tests {
             Site::Trap,
         ];
         let mut values = [5, 0, 7, 0, 3];
-        derive_counts(&sites, &derivation_order(&sites), &mut values);
+        derive_counts(&sites, &mut values);
         assert_eq!(values, [5, 5, 7, 19, 3]);
     }
 

@@ -73,8 +73,6 @@ struct Session {
     cap: u32,
     /// How each breakpoint is counted in this session (all `Trap` without trampolines).
     sites: Vec<Site>,
-    /// The derived breakpoints of `sites`, in the order their counts are filled in.
-    derived: Vec<u32>,
     /// Lowest scratch memory mapped so far below the executable (trampoline code).
     scratch_below: u64,
     /// More threads ran at once than there are lanes, sharing some: warned once.
@@ -252,7 +250,6 @@ impl Session {
             resume_plan: Vec::new(),
             same_line: breakpoints.same_line.clone(),
             site_counts: SiteCounts::default(),
-            derived: Vec::new(),
             options: options.clone(),
             followers: Vec::new(),
         }
@@ -373,7 +370,6 @@ impl Session {
             }
         }
         self.site_counts = SiteCounts::of(&self.sites);
-        self.derived = sites::derivation_order(&self.sites);
         for (capped, site) in self.capped.iter_mut().zip(&self.sites) {
             *capped |= *site == Site::Lost;
         }
@@ -719,14 +715,10 @@ impl Session {
         let Some(Ok(mut values)) = space.read_counters(self.table.len()) else {
             return;
         };
-        sites::derive_counts(&self.sites, &self.derived, &mut values);
-        // A difference of counters (`Site::Rest`) read while a thread is between its two may be
-        // one too high and fall back at the next reading: counts only ever grow.
+        sites::derive_counts(&self.sites, &mut values);
         for ((period, last), value) in self.period.iter_mut().zip(&mut space.last).zip(values) {
-            if value > *last {
-                *period += value - *last;
-                *last = value;
-            }
+            *period += value.wrapping_sub(*last);
+            *last = value;
         }
     }
 
@@ -815,7 +807,7 @@ impl Session {
                             // The child's counters start as a copy of the parent's at the fork:
                             // only what it adds after is its own.
                             if let Some(Ok(mut values)) = space.read_counters(self.table.len()) {
-                                sites::derive_counts(&self.sites, &self.derived, &mut values);
+                                sites::derive_counts(&self.sites, &mut values);
                                 space.last = values;
                             }
                             self.spaces.push(Some(space));

@@ -126,22 +126,6 @@ pub(super) fn build(
             }
         }
     }
-    // A count derived from one that now traps (or is lost) must trap itself: trap counts are
-    // kept apart from the counters.
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for i in 0..sites.len() {
-            let broken = sites[i]
-                .inputs()
-                .iter()
-                .any(|&k| matches!(sites[k as usize], Site::Trap | Site::Lost));
-            if broken {
-                sites[i] = Site::Trap;
-                changed = true;
-            }
-        }
-    }
     Trampolines {
         code,
         sites,
@@ -515,35 +499,6 @@ mod tests {
         assert_eq!(jne.near_branch_target(), CODE, "taken: through the stub");
         assert_eq!(code[1].near_branch_target(), AT + 8 + 0x40);
         assert_eq!(incs, [0, 8], "the edge's stub, then the run's own entry");
-    }
-
-    #[test]
-    fn a_difference_traps_when_a_trampoline_it_needs_cannot_be_built() {
-        // Breakpoint 2 is 0's count less 1's, and 3 is counted with 2. 0's window is not what its
-        // site says (a nop after the ret): 0 traps, so 2 and 3 must too; 1 keeps its trampoline.
-        let long = Site::Jump {
-            back: 0,
-            len: 5,
-            moved: 2,
-            also: vec![],
-            flags: false,
-            taken: None,
-        };
-        let sites = [
-            long.clone(),
-            long.clone(),
-            Site::Rest { whole: 0, minus: 1 },
-            Site::Covered { by: 2 },
-        ];
-        let windows = [
-            window(&[0x31, 0xC0, 0xC3, 0x90, 0xCC]),
-            window(&[0x31, 0xC0, 0xC3, 0xCC, 0xCC]),
-            window(&[]),
-            window(&[]),
-        ];
-        let addresses = [AT, AT + 0x100, AT + 0x200, AT + 0x300];
-        let t = build(&sites, &addresses, &windows, CODE);
-        assert_eq!(t.sites, [Site::Trap, long, Site::Trap, Site::Trap]);
     }
 
     #[test]
