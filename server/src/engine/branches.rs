@@ -30,7 +30,7 @@ use super::sites::{ExeCode, Function};
 
 /// Changes whenever [`find`] may find other jumps or count them otherwise in the same code, so that
 /// cached results of an older finder are not reused.
-pub const FINDER_VERSION: u32 = 4;
+pub const FINDER_VERSION: u32 = 5;
 
 /// The pseudo-address that names the taken edge of the conditional jump at `jump`: one byte into
 /// the jump instruction, so never a line-table row, an instruction or a place for a trap.
@@ -402,9 +402,11 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             wholes,
         });
     }
-    // A jump's taken side is its target's count less the taken sides of the other jumps there,
-    // when every one of those is known; the fall-through is the jump's count less that. Else the
-    // jump is counted on its taken edge.
+    // A jump's taken side is its target's count less what the other jumps there bring, when
+    // every one of those is known (a conditional jump's taken side, an unconditional jump's own
+    // count: that of the straight run that ends with it); the fall-through is the jump's count
+    // less that. Else the jump is counted on its taken edge.
+    let patchable = |ip: u64| super::sites::patchable(code, &function, ip);
     for pending in shared {
         let jump = &instructions[pending.jump];
         let on_edge = |pending: Shared| {
@@ -412,14 +414,32 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
                 .then(|| MachineBranch::on_edge(jump, pending.whole, pending.wholes, pending.test))
         };
         let target = jump.near_branch_target();
-        let others: Vec<&MachineBranch> = instructions
+        let others: Vec<Vec<(u64, bool)>> = instructions
             .iter()
-            .filter(|k| {
+            .enumerate()
+            .filter(|(_, k)| {
                 k.ip() != jump.ip()
-                    && k.flow_control() == FlowControl::ConditionalBranch
+                    && matches!(
+                        k.flow_control(),
+                        FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch
+                    )
                     && k.near_branch_target() == target
             })
-            .filter_map(|k| branches.iter().find(|b| b.jump == k.ip()))
+            .filter_map(|(at, k)| match k.flow_control() {
+                FlowControl::ConditionalBranch => branches
+                    .iter()
+                    .find(|b| b.jump == k.ip())
+                    .map(|b| b.taken.terms()),
+                _ => {
+                    let start = straight_run_start(instructions, at, &entered);
+                    let own = instructions[start..=at]
+                        .iter()
+                        .map(Instruction::ip)
+                        .find(|&ip| patchable(ip));
+                    own.or_else(|| before_calls(instructions, start, &entered, &patchable))
+                        .map(|whole| vec![(whole, true)])
+                }
+            })
             .collect();
         if others.len() + 1 != jumps_to.get(&target).copied().unwrap_or(0) as usize {
             branches.extend(on_edge(pending));
@@ -427,7 +447,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         }
         let mut taken = vec![(target, true)];
         for other in &others {
-            taken.extend(other.taken.terms().into_iter().map(|(a, add)| (a, !add)));
+            taken.extend(other.iter().map(|&(a, add)| (a, !add)));
         }
         let mut not_taken = vec![(pending.whole, true)];
         not_taken.extend(taken.iter().map(|&(a, add)| (a, !add)));
@@ -851,6 +871,29 @@ mod tests {
             }
         );
         assert_eq!(found[1].own_sides(), None, "no first hits on an edge");
+    }
+
+    #[test]
+    fn an_unconditional_jump_into_the_target_brings_its_runs_count() {
+        // 0x1000 test dil,1; 0x1004 jne 0x100d; 0x1006 mov eax,2; 0x100b jmp 0x1012;
+        // 0x100d mov eax,1; 0x1012 ret; 0x1013 mov ecx,3; 0x1018 nop; 0x1019 jmp 0x100d;
+        // 0x101b jmp 0x1006: both sides of the jne have another way in.
+        let body: &[u8] = &[
+            0x40, 0xF6, 0xC7, 0x01, 0x75, 0x07, 0xB8, 0x02, 0, 0, 0, 0xEB, 0x05, 0xB8, 0x01, 0, 0,
+            0, 0xC3, 0xB9, 0x03, 0, 0, 0, 0x90, 0xEB, 0xF2, 0xEB, 0xE9,
+        ];
+        let found = find(&code(body, &[]), BASE);
+        let jne = found.iter().find(|b| b.jump == 0x1004).unwrap();
+        // The target ran 5 times, 2 of them from the run that ends with the jmp at 0x1019.
+        assert_eq!(jne.taken.addresses(), [0x100d, 0x1013]);
+        let counts = |a: u64| match a {
+            0x1000 => 7,
+            0x100d => 5,
+            0x1013 => 2,
+            _ => 0,
+        };
+        assert_eq!(jne.taken.count(counts), 3);
+        assert_eq!(jne.not_taken.count(counts), 4);
     }
 
     #[test]
