@@ -1,6 +1,7 @@
 //! The ptrace coverage engine: runs one test executable traced, counts every given address (a jump
 //! to a counter trampoline where the code allows, a count derived from another address's where
-//! control allows, an int3 elsewhere) and reports the counts per test.
+//! control allows, an int3 elsewhere; a conditional jump's taken edge in the trampoline that moves
+//! the jump) and reports the counts per test.
 //! It knows nothing of source lines; tests are only numbered entry addresses to it.
 
 pub mod branches;

@@ -1,5 +1,7 @@
 //! Decides how each breakpoint address is counted: by a `jmp rel32` to a counter trampoline written
-//! over its instruction (or a short run nothing can jump into), from another's count, or by int3.
+//! over its instruction (or a short run nothing can jump into), from another's count, or by int3;
+//! and how each taken edge (a pseudo-address inside a conditional jump) is: by a trampoline that
+//! moves the jump, or not at all.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,9 +1,11 @@
 //! Counter trampolines: per jump site, code in scratch memory next to the executable that adds one
 //! to its breakpoint's counter, runs the moved instructions and jumps back.
 //!
-//! Layout of one trampoline (the constant only when the last moved instruction is a call):
-//! `[return address: u64] inc qword gs:[8 × breakpoint]; <moved instructions>; jmp back`: each
-//! thread adds to its own lane of counters (see `lanes`). The
+//! Layout of one trampoline (the stub only when it counts a taken edge, the constant only when the
+//! last moved instruction is a call): `[inc qword gs:[8 × edge]; jmp target] [return address:
+//! u64] inc qword gs:[8 × breakpoint]; <moved instructions>; jmp back`: each thread adds to its
+//! own lane of counters (see `lanes`). The moved conditional jump whose taken edge is counted
+//! goes to the stub; a site of an edge alone (`Site::Edge`) has no increment at its entry. The
 //! breakpoints it serves (`Site::Jump::also`) take their counts from that counter when it is read
 //! (`sites::derive_counts`). Where the site's flags are live (see `sites::flags_live`; rare in
 //! compiled Rust), the increment is wrapped in `lea rsp,[rsp-128]; push rax; lahf; seto al` … `add al,0x7f; sahf;
