@@ -1617,6 +1617,65 @@ fn a_moved_workspace_whose_build_names_the_old_paths_is_rebuilt() {
     assert!(!text(&again).contains("no source file"), "{}", text(&again));
 }
 
+/// The workspace the last run read is used to start the build while `cargo metadata` runs; when
+/// the workspace has changed since (a member more), the run starts over with the one read now.
+#[test]
+fn a_workspace_changed_since_the_last_run_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    lsp_support::copy_tree(&fixture("twocrates"), &root);
+    let run = || {
+        let json = root.join("target/report.json");
+        let output = Command::new(env!("CARGO_BIN_EXE_coverlay"))
+            .args(["run", "--no-doctests", "-q", "--json"])
+            .arg(&json)
+            .arg(&root)
+            .env("COVERLAY_LOG", "coverlay=debug")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let mut packages: Vec<String> = report["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        packages.sort();
+        (
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            packages,
+        )
+    };
+    let (_, first) = run();
+    assert_eq!(first, ["app", "mathx"]);
+    assert!(root.join("target/coverlay/workspace.json").exists());
+    let (again, same) = run();
+    assert_eq!(same, first);
+    assert!(!again.contains("workspace changed"), "{again}");
+    // A third member: the remembered workspace is not the one cargo reads now.
+    std::fs::create_dir_all(root.join("extra/src")).unwrap();
+    std::fs::write(
+        root.join("extra/Cargo.toml"),
+        "[package]\nname = \"extra\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("extra/src/lib.rs"),
+        "pub fn one() -> u32 {\n    1\n}\n\n#[test]\nfn is_one() {\n    assert_eq!(one(), 1);\n}\n",
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        manifest.replace(r#"["mathx", "app"]"#, r#"["mathx", "app", "extra"]"#),
+    )
+    .unwrap();
+    let (changed, more) = run();
+    assert!(changed.contains("workspace changed"), "{changed}");
+    assert_eq!(more, ["app", "extra", "mathx"]);
+}
+
 #[test]
 fn more_threads_at_once_than_counter_lanes_finish_and_say_so() {
     let run = coverlay_run("crowd", &["--no-doctests"], &[]);

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cargo_metadata::{Message, MetadataCommand, TargetKind};
+use serde::{Deserialize, Serialize};
 
 /// Flags every coverlay build adds: full line tables, functions nobody calls kept in the binary
 /// (so they show as uncovered rather than absent), the code of every macro expansion placed on the
@@ -27,7 +28,7 @@ pub const COVERLAY_RUSTFLAGS: &[&str] = &[
 /// How often a build checks whether it was cancelled.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     pub root: PathBuf,
     /// The user's target directory; coverlay builds in `coverlay/` below it.
@@ -35,7 +36,7 @@ pub struct Workspace {
     pub packages: Vec<Package>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     pub name: String,
     pub version: String,
@@ -99,6 +100,40 @@ pub enum CargoError {
     Cancelled,
     #[error("cargo clean failed: {message}")]
     Clean { message: String },
+}
+
+/// Where the workspace read for `path` is remembered: coverlay's directory in the default target
+/// directory of `path`, only used when that is where the workspace's own is.
+fn remembered_at(path: &Path) -> Option<PathBuf> {
+    Some(
+        path.canonicalize()
+            .ok()?
+            .join("target")
+            .join("coverlay")
+            .join("workspace.json"),
+    )
+}
+
+/// The workspace the last run read for `path` (see [`remember_workspace`]), if any.
+pub fn remembered_workspace(path: &Path) -> Option<Workspace> {
+    let text = std::fs::read_to_string(remembered_at(path)?).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Keeps `workspace`, read for `path`, for the next run's [`remembered_workspace`], when coverlay's
+/// directory of it is the one `path` implies (a workspace read from a member's directory or with
+/// a target directory elsewhere is not kept: nothing would find it).
+pub fn remember_workspace(path: &Path, workspace: &Workspace) {
+    let Some(at) = remembered_at(path) else {
+        return;
+    };
+    if at.parent() != Some(workspace.coverlay_dir().as_path()) {
+        return;
+    }
+    if let Ok(text) = serde_json::to_string(workspace) {
+        let _ = std::fs::create_dir_all(workspace.coverlay_dir());
+        let _ = std::fs::write(at, text);
+    }
 }
 
 /// Reads the workspace that contains `path`.

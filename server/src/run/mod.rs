@@ -232,6 +232,10 @@ pub enum RunError {
     },
     #[error("the run was cancelled")]
     Cancelled,
+    /// The workspace a run started with, remembered from the last run, is not the one `cargo
+    /// metadata` reads now (this one): the run starts over with it.
+    #[error("the workspace changed since the last run")]
+    WorkspaceChanged(Box<Workspace>),
 }
 
 pub fn run(
@@ -240,8 +244,44 @@ pub fn run(
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<RunReport, RunError> {
     let started = std::time::Instant::now();
+    // `cargo metadata` (20–30 ms) need not hold up cargo's check of the build: with the
+    // workspace the last run read, the build starts at once and the two run side by side; the
+    // run starts over if the workspace is not that one any more.
+    if let Some(guess) = cargo::remembered_workspace(path) {
+        let reading = {
+            let path = path.to_path_buf();
+            std::thread::spawn(move || cargo::load_workspace(&path))
+        };
+        let guessed = guess.clone();
+        let confirm = move || -> Result<Option<Workspace>, RunError> {
+            let workspace = reading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            tracing::debug!("workspace read after {:?}", started.elapsed());
+            if workspace == guess {
+                return Ok(None);
+            }
+            cargo::remember_workspace(path, &workspace);
+            Ok(Some(workspace))
+        };
+        return match run_once(
+            guessed,
+            started,
+            options,
+            on_progress,
+            true,
+            Some(Box::new(confirm)),
+        ) {
+            Err(RunError::WorkspaceChanged(workspace)) => {
+                tracing::debug!("the workspace changed since the last run: building it again");
+                run_in(*workspace, started, options, on_progress)
+            }
+            other => other,
+        };
+    }
     let workspace = cargo::load_workspace(path)?;
     tracing::debug!("workspace read after {:?}", started.elapsed());
+    cargo::remember_workspace(path, &workspace);
     run_in(workspace, started, options, on_progress)
 }
 
@@ -252,17 +292,22 @@ pub fn run_in(
     options: &RunOptions,
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<RunReport, RunError> {
-    run_once(workspace, started, options, on_progress, true)
+    run_once(workspace, started, options, on_progress, true, None)
 }
 
+/// Confirms a remembered workspace once the build is done (see [`run_once`]).
+type Confirm<'a> = Box<dyn FnOnce() -> Result<Option<Workspace>, RunError> + 'a>;
+
 /// [`run_in`]; `rebuild_moved`: whether a build made before the workspace was moved may be
-/// cleaned and the run started again.
+/// cleaned and the run started again. `confirm`: `workspace` is a guess, confirmed (`None`) or
+/// replaced once the build is done; the run then ends with [`RunError::WorkspaceChanged`].
 fn run_once(
     workspace: Workspace,
     started: std::time::Instant,
     options: &RunOptions,
     on_progress: &(dyn Fn(Progress) + Sync),
     rebuild_moved: bool,
+    confirm: Option<Confirm<'_>>,
 ) -> Result<RunReport, RunError> {
     // Sources are read before the build (see `selection::Texts`) and parsed while it runs.
     let fingerprinting = options.snapshot_sources.then(|| {
@@ -300,6 +345,9 @@ fn run_once(
             on_progress(Progress::Building { crates_compiled });
         },
     );
+    if let Some(read) = confirm.map(|confirm| confirm()).transpose()?.flatten() {
+        return Err(RunError::WorkspaceChanged(Box::new(read)));
+    }
     let cargo::Built {
         tests: mut executables,
         bins,
@@ -397,7 +445,7 @@ fn run_once(
                 elsewhere.join(", ")
             );
             match cargo::clean_workspace(&workspace) {
-                Ok(()) => return run_once(workspace, started, options, on_progress, false),
+                Ok(()) => return run_once(workspace, started, options, on_progress, false, None),
                 Err(error) => tracing::warn!("cannot clean the old build: {error}"),
             }
         }
