@@ -1624,15 +1624,19 @@ fn a_workspace_changed_since_the_last_run_is_read_again() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("ws");
     lsp_support::copy_tree(&fixture("twocrates"), &root);
-    let run = || {
-        let json = root.join("target/report.json");
-        let output = Command::new(env!("CARGO_BIN_EXE_coverlay"))
+    let elsewhere = dir.path().join("elsewhere");
+    let run_with = |target_dir: Option<&Path>| {
+        let json = dir.path().join("report.json");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coverlay"));
+        command
             .args(["run", "--no-doctests", "-q", "--json"])
             .arg(&json)
             .arg(&root)
-            .env("COVERLAY_LOG", "coverlay=debug")
-            .output()
-            .unwrap();
+            .env("COVERLAY_LOG", "coverlay=debug");
+        if let Some(target_dir) = target_dir {
+            command.env("CARGO_TARGET_DIR", target_dir);
+        }
+        let output = command.output().unwrap();
         assert_eq!(output.status.code(), Some(0), "{}", text(&output));
         let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let mut packages: Vec<String> = report["packages"]
@@ -1647,6 +1651,7 @@ fn a_workspace_changed_since_the_last_run_is_read_again() {
             packages,
         )
     };
+    let run = || run_with(None);
     let (_, first) = run();
     assert_eq!(first, ["app", "mathx"]);
     assert!(root.join("target/coverlay/workspace.json").exists());
@@ -1674,6 +1679,14 @@ fn a_workspace_changed_since_the_last_run_is_read_again() {
     let (changed, more) = run();
     assert!(changed.contains("workspace changed"), "{changed}");
     assert_eq!(more, ["app", "extra", "mathx"]);
+    // A target directory elsewhere: nothing there to remember the workspace by, and the
+    // workspace kept under `target/` would be wrong at every run, so it goes.
+    let (moved, _) = run_with(Some(&elsewhere));
+    assert!(moved.contains("workspace changed"), "{moved}");
+    assert!(!root.join("target/coverlay/workspace.json").exists());
+    let (again, _) = run_with(Some(&elsewhere));
+    assert!(!again.contains("workspace changed"), "{again}");
+    assert!(elsewhere.join("coverlay").is_dir());
 }
 
 #[test]

@@ -122,12 +122,14 @@ pub fn remembered_workspace(path: &Path) -> Option<Workspace> {
 
 /// Keeps `workspace`, read for `path`, for the next run's [`remembered_workspace`], when coverlay's
 /// directory of it is the one `path` implies (a workspace read from a member's directory or with
-/// a target directory elsewhere is not kept: nothing would find it).
+/// a target directory elsewhere is not kept: nothing would find it, and what an earlier run kept
+/// there is removed, or every run would start with it).
 pub fn remember_workspace(path: &Path, workspace: &Workspace) {
     let Some(at) = remembered_at(path) else {
         return;
     };
     if at.parent() != Some(workspace.coverlay_dir().as_path()) {
+        let _ = std::fs::remove_file(at);
         return;
     }
     if let Ok(text) = serde_json::to_string(workspace) {
