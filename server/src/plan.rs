@@ -136,6 +136,9 @@ pub struct Plan {
     pub test_locations: Vec<Option<(PathBuf, u32)>>,
     /// Source branches, their sides counted by breakpoints (indexes into `addresses`).
     pub branches: Vec<SourceBranch<usize>>,
+    /// Breakpoints that are conditional jumps' taken edges (`engine::branches::edge`): addresses
+    /// inside an instruction, which only a trampoline may count, never an int3.
+    pub edges: Vec<usize>,
 }
 
 impl Plan {
@@ -489,8 +492,17 @@ pub fn plan(
         .iter()
         .map(|b| b.map(|a| index_of(a).expect("a branch's address is planned")))
         .collect();
+    let edges = machine
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|b| (b, crate::engine::branches::edge(b.jump)))
+        .filter(|(b, edge)| b.taken == crate::engine::branches::Side::At(*edge))
+        .filter_map(|(_, edge)| index_of(edge))
+        .collect();
     Plan {
         branches,
+        edges,
         targets: pairs.into_iter().map(|(_, t)| t).collect(),
         instances,
         addresses,

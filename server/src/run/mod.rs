@@ -1192,7 +1192,13 @@ fn counting_sites(
     }
     let classify = || match exe_code(code, exe) {
         Some(code) => engine::sites::classify(code, &plan.addresses, &traps),
-        None => vec![engine::Site::Trap; plan.addresses.len()],
+        None => {
+            let mut sites = vec![engine::Site::Trap; plan.addresses.len()];
+            for &edge in &plan.edges {
+                sites[edge] = engine::Site::Lost;
+            }
+            sites
+        }
     };
     cache.get_or_insert_for(
         exe,
