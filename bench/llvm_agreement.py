@@ -75,15 +75,23 @@ REPORTS = os.path.join(WORK, "llvm-agreement")
 TARGET_REPORTED, TARGET_AGREEMENT = 95.0, 99.5
 
 
-def llvm_tool(name):
-    for path in (os.path.join(LLVM_BIN, name), f"/usr/bin/{name}-22"):
+def llvm_tool(name, llvm_bin=None):
+    candidates = [os.path.join(llvm_bin, name)] if llvm_bin else [
+        os.path.join(LLVM_BIN, name), f"/usr/bin/{name}-22"]
+    for path in candidates:
         if os.access(path, os.X_OK):
             return path
     return None
 
 
-def ensure_llvm():
-    """(llvm-profdata, llvm-cov) of LLVM 22, installing Debian's llvm-22 when they are missing."""
+def ensure_llvm(llvm_bin=None):
+    """(llvm-profdata, llvm-cov) of LLVM 22, installing Debian's llvm-22 when they are missing;
+    or those in `llvm_bin` (another LLVM that reads rustc's profiles: Debian 12's llvm-19 does)."""
+    if llvm_bin:
+        tools = llvm_tool("llvm-profdata", llvm_bin), llvm_tool("llvm-cov", llvm_bin)
+        if not all(tools):
+            sys.exit(f"no llvm-profdata and llvm-cov in {llvm_bin}")
+        return tools
     if not (llvm_tool("llvm-profdata") and llvm_tool("llvm-cov")):
         print("llvm-profdata-22/llvm-cov-22 missing: apt-get install -y llvm-22", file=sys.stderr)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -279,12 +287,15 @@ def main():
                         help="use the reports of the last run in bench/work/llvm-agreement/")
     parser.add_argument("--coverlay", default=COVERLAY, metavar="BIN",
                         help="the coverlay binary (default: target/release/coverlay)")
+    parser.add_argument("--llvm-bin", metavar="DIR",
+                        help="take llvm-profdata and llvm-cov from DIR instead of LLVM 22's "
+                             "(e.g. /usr/lib/llvm-19/bin where llvm-22 cannot be installed)")
     parser.add_argument("crates", nargs="*")
     args = parser.parse_args()
     for name in args.crates:
         if name not in CRATES:
             sys.exit(f"unknown crate {name}: one of {', '.join(CRATES)}")
-    tools = None if args.reuse else ensure_llvm()
+    tools = None if args.reuse else ensure_llvm(args.llvm_bin)
     if not os.access(args.coverlay, os.X_OK):
         sys.exit(f"{args.coverlay} missing: build coverlay with `cargo build --release` first")
     os.makedirs(REPORTS, exist_ok=True)
@@ -299,7 +310,7 @@ def main():
         if not args.reuse or not os.path.exists(llvm_json):
             start = time.perf_counter()
             print(f"{name}: LLVM (instrument-coverage build and tests)…", file=sys.stderr)
-            run_llvm(path, llvm_json, tools or ensure_llvm())
+            run_llvm(path, llvm_json, tools or ensure_llvm(args.llvm_bin))
             print(f"{name}: LLVM {time.perf_counter() - start:.0f} s", file=sys.stderr)
         if not args.reuse or not os.path.exists(cov_json):
             start = time.perf_counter()
