@@ -221,6 +221,8 @@ def main():
     parser.add_argument("--cost", action="store_true")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--coverlay", default=COVERLAY, metavar="BIN")
+    parser.add_argument("--llvm-bin", metavar="DIR",
+                        help="llvm-profdata and llvm-cov from DIR (see llvm_agreement.py)")
     parser.add_argument("crates", nargs="*")
     args = parser.parse_args()
     crates = args.crates or list(CRATES)
@@ -236,7 +238,7 @@ def main():
         llvm_json, cov_json = os.path.join(out, "llvm.json"), os.path.join(out, "coverlay.json")
         if not args.reuse or not os.path.exists(llvm_json):
             start = time.perf_counter()
-            run_llvm(path, llvm_json, ensure_llvm())
+            run_llvm(path, llvm_json, ensure_llvm(args.llvm_bin))
             print(f"{name}: LLVM {time.perf_counter() - start:.0f} s", file=sys.stderr)
         if not args.reuse or not os.path.exists(cov_json):
             run_coverlay(path, cov_json, args.coverlay)
