@@ -202,9 +202,7 @@ impl MachineBranch {
             wholes,
         }
     }
-}
 
-impl MachineBranch {
     /// The two sides for first hits only (a trap lifted at its first hit says whether an address
     /// ran, not how often): at their own addresses, or none when a side is a difference.
     pub fn own_sides(&self) -> Option<(Side<u64>, Side<u64>)> {
@@ -274,6 +272,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         }
     }
     let entered = |ip: u64| targets.contains(&ip) || code.is_landing_pad(ip);
+    let patchable = |ip: u64| super::sites::patchable(code, &function, ip);
     let reachable = reachable(&function, &index);
     let mut branches = Vec::new();
     // Jumps whose target others reach too and whose sides have no address of their own: kept for
@@ -336,19 +335,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
             let &k = index.get(&onward)?;
             (alone(onward, k) && super::sites::patchable(code, &function, onward)).then_some(onward)
         };
-        // Any instruction of the straight run that ends with the jump runs as often as the jump:
-        // the first one a jump can be written at counts the jump exactly.
-        let start = straight_run_start(instructions, i, &entered);
-        let patchable = |ip: u64| super::sites::patchable(code, &function, ip);
-        let wholes: Vec<u64> = instructions[start..=i]
-            .iter()
-            .map(Instruction::ip)
-            .filter(|&ip| patchable(ip))
-            .collect();
-        let whole = wholes
-            .first()
-            .copied()
-            .or_else(|| before_calls(instructions, start, &entered, &patchable));
+        let (wholes, whole) = run_counted_at(instructions, i, &entered, &patchable);
         let (taken_exact, not_taken_exact) = (
             counter(target, t, target_alone),
             counter(next, n, fall_through_alone),
@@ -406,7 +393,6 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
     // every one of those is known (a conditional jump's taken side, an unconditional jump's own
     // count: that of the straight run that ends with it); the fall-through is the jump's count
     // less that. Else the jump is counted on its taken edge.
-    let patchable = |ip: u64| super::sites::patchable(code, &function, ip);
     for pending in shared {
         let jump = &instructions[pending.jump];
         let on_edge = |pending: Shared| {
@@ -430,15 +416,9 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
                     .iter()
                     .find(|b| b.jump == k.ip())
                     .map(|b| b.taken.terms()),
-                _ => {
-                    let start = straight_run_start(instructions, at, &entered);
-                    let own = instructions[start..=at]
-                        .iter()
-                        .map(Instruction::ip)
-                        .find(|&ip| patchable(ip));
-                    own.or_else(|| before_calls(instructions, start, &entered, &patchable))
-                        .map(|whole| vec![(whole, true)])
-                }
+                _ => run_counted_at(instructions, at, &entered, &patchable)
+                    .1
+                    .map(|whole| vec![(whole, true)]),
             })
             .collect();
         if others.len() + 1 != jumps_to.get(&target).copied().unwrap_or(0) as usize {
@@ -531,6 +511,28 @@ fn reachable(function: &Function, index: &HashMap<u64, usize>) -> HashSet<usize>
         }
     }
     seen
+}
+
+/// Where the straight run of code that ends with instruction `end` is counted: every instruction
+/// of it a jump can be written at (each runs as often as `end`), and the one to count at (the
+/// first of those; when there is none, the nearest such before the calls that lead into the run).
+fn run_counted_at(
+    instructions: &[Instruction],
+    end: usize,
+    entered: &dyn Fn(u64) -> bool,
+    patchable: &dyn Fn(u64) -> bool,
+) -> (Vec<u64>, Option<u64>) {
+    let start = straight_run_start(instructions, end, entered);
+    let wholes: Vec<u64> = instructions[start..=end]
+        .iter()
+        .map(Instruction::ip)
+        .filter(|&ip| patchable(ip))
+        .collect();
+    let whole = wholes
+        .first()
+        .copied()
+        .or_else(|| before_calls(instructions, start, entered, patchable));
+    (wholes, whole)
 }
 
 /// The first instruction (its index) of the straight run of code that ends with instruction `end`:

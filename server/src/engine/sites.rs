@@ -53,14 +53,10 @@ pub enum Site {
     /// the jump. `flags`: the status flags may be read at the jump's target.
     Taken { by: u32, flags: bool },
     /// The same, by a trampoline of its own that moves the `len` bytes from `back` bytes before
-    /// the breakpoint's address (the jump and whole instructions before it) and counts only
-    /// when the jump is taken.
-    Edge {
-        back: u8,
-        len: u8,
-        moved: u8,
-        flags: bool,
-    },
+    /// the breakpoint's address (whole instructions around the jump: plain ones before it, and
+    /// after it up to where a block ends) and counts only when the jump is taken. `flags`: as
+    /// for `Taken`.
+    Edge { back: u8, len: u8, flags: bool },
     /// A taken edge no trampoline can count: it is never counted and reads as a lower bound of 0
     /// (an edge's address must never hold an int3).
     Lost,
@@ -684,11 +680,9 @@ fn edge_run(
         if len > MAX_WINDOW {
             return None;
         }
-        let moved = (k - start + 1) as u8;
         let site = |len: usize| Site::Edge {
             back: (edge - instructions[start].ip()) as u8,
             len: len as u8,
-            moved,
             flags: flags_live(function, instructions[at].near_branch_target()),
         };
         if k >= at && len >= JUMP_LEN && relocatable_last(instruction) {
@@ -1271,7 +1265,6 @@ mod tests {
             [Site::Edge {
                 back: 5,
                 len: 6,
-                moved: 2,
                 flags: false
             }]
         );
@@ -1303,7 +1296,6 @@ mod tests {
             [Site::Edge {
                 back: 3,
                 len: 6,
-                moved: 3,
                 flags: false
             }]
         );

@@ -430,7 +430,6 @@ mod tests {
         let sites = [Site::Edge {
             back: 3,
             len: 6,
-            moved: 3,
             flags: true,
         }];
         let start = AT - 3;
@@ -466,7 +465,6 @@ mod tests {
         let long = [Site::Edge {
             back: 3,
             len: 7,
-            moved: 3,
             flags: true,
         }];
         assert_eq!(build(&long, &[AT], &[w], CODE).sites, [Site::Lost]);
