@@ -10,9 +10,11 @@
 //! (`sites::derive_counts`). Where the site's flags are live (see `sites::flags_live`; rare in
 //! compiled Rust), the increment is wrapped in `lea rsp,[rsp-128]; push rax; lahf; seto al` … `add al,0x7f; sahf;
 //! pop rax; lea rsp,[rsp+128]`: the red zone below `rsp` is stepped over and all that `inc`
-//! changes is restored, cheaper than `pushfq`/`popfq`. A call is done as `push [return
-//! address]; jmp target`, so that callees return into the real code and unwinding never sees a
-//! trampoline.
+//! changes is restored, cheaper than `pushfq`/`popfq`. A run that ends with a call of five bytes
+//! or more moves nothing: the call itself is rewritten to call a stub (`inc qword gs:[8 ×
+//! breakpoint]; jmp callee`), so the return address and the processor's return predictions stay
+//! the real ones. A shorter call is moved and done as `push [return address]; jmp target`, so that
+//! callees return into the real code and unwinding never sees a trampoline.
 
 use iced_x86::{
     BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Instruction,
@@ -95,20 +97,23 @@ pub(super) fn build(
         let slot = code_base + code.len() as u64;
         let start = addresses[i] - u64::from(back);
         let from = MAX_BACK - usize::from(back);
-        match trampoline(
-            start,
-            &windows[i][from..from + usize::from(len)],
-            slot,
-            entry,
-            taken,
-        ) {
-            Some((bytes, entry)) => {
+        let window = &windows[i][from..from + usize::from(len)];
+        let built = match (entry, taken) {
+            (Some(entry), None) => call_stub(start, window, slot, entry),
+            _ => None,
+        }
+        .or_else(|| {
+            let (bytes, entry) = trampoline(start, window, slot, entry, taken)?;
+            let mut patch = vec![0xCC; usize::from(len)];
+            patch[0] = 0xE9;
+            let rel = entry as i64 - (start + JUMP_LEN as u64) as i64;
+            patch[1..5].copy_from_slice(&(rel as i32).to_le_bytes());
+            Some((bytes, patch))
+        });
+        match built {
+            Some((bytes, patch)) => {
                 code.extend_from_slice(&bytes);
                 code.resize(((code.len() as u64).next_multiple_of(16)) as usize, 0xCC);
-                let mut patch = vec![0xCC; usize::from(len)];
-                patch[0] = 0xE9;
-                let rel = entry as i64 - (start + JUMP_LEN as u64) as i64;
-                patch[1..5].copy_from_slice(&(rel as i32).to_le_bytes());
                 patches.push((i, patch));
             }
             None => {
@@ -156,6 +161,83 @@ impl Counter {
         Some(())
     }
 }
+
+/// For a run that ends with a call of at least five bytes: a stub at `slot` that counts and jumps
+/// to the callee, and the run's bytes with the call turned into a call of the stub (after nops
+/// that keep its end, and so the return address, where it was). The instructions before the call
+/// stay in place; the run is straight, so the call runs exactly as often as its first byte. A
+/// real `call` keeps the processor's return predictions paired: the `push`/`jmp` of
+/// [`trampoline`] makes the callee's `ret`, and the ones after it, mispredict.
+fn call_stub(start: u64, window: &[u8], slot: u64, entry: Counter) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut decoder = Decoder::with_ip(64, window, start, DecoderOptions::NONE);
+    let mut last = None;
+    while decoder.can_decode() {
+        let instruction = decoder.decode();
+        if instruction.is_invalid() {
+            return None;
+        }
+        last = Some(instruction);
+        if instruction.flow_control() != FlowControl::Next {
+            break;
+        }
+    }
+    let call = last?;
+    let end = start + window.len() as u64;
+    let direct = call.code() == Code::Call_rel32_64;
+    let through_memory = call.code() == Code::Call_rm64 && call.op0_kind() == OpKind::Memory;
+    if call.next_ip() != end || call.len() < JUMP_LEN || !(direct || through_memory) {
+        return None;
+    }
+    let mut stub = Vec::new();
+    // Flags are dead at a call (the ABI keeps none across one).
+    Counter {
+        flags: false,
+        ..entry
+    }
+    .increment(&mut stub)?;
+    let jump = if direct {
+        Instruction::with_branch(Code::Jmp_rel32_64, call.near_branch_target()).ok()?
+    } else {
+        let mut jump = call;
+        jump.set_code(Code::Jmp_rm64);
+        if jump.memory_base() == Register::RSP {
+            // The call to the stub pushed the return address: rsp is 8 lower.
+            jump.set_memory_displacement64(jump.memory_displacement64().wrapping_add(8));
+        }
+        jump
+    };
+    let at = slot + stub.len() as u64;
+    let encoded = BlockEncoder::encode(
+        64,
+        InstructionBlock::new(&[jump], at),
+        BlockEncoderOptions::NONE,
+    )
+    .ok()?;
+    stub.extend_from_slice(&encoded.code_buffer);
+    let call_at = (call.ip() - start) as usize;
+    let mut patch = window.to_vec();
+    let pad = call.len() - JUMP_LEN;
+    patch[call_at..call_at + pad].copy_from_slice(NOPS.get(pad)?);
+    let rel = i32::try_from(slot as i64 - end as i64).ok()?;
+    patch[call_at + pad] = 0xE8;
+    patch[call_at + pad + 1..].copy_from_slice(&rel.to_le_bytes());
+    (stub.len() as u64 <= SLOT).then_some((stub, patch))
+}
+
+/// Nops of each length up to 10, one instruction each (Intel's recommended forms).
+const NOPS: [&[u8]; 11] = [
+    &[],
+    &[0x90],
+    &[0x66, 0x90],
+    &[0x0F, 0x1F, 0x00],
+    &[0x0F, 0x1F, 0x40, 0x00],
+    &[0x0F, 0x1F, 0x44, 0x00, 0x00],
+    &[0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00],
+    &[0x0F, 0x1F, 0x80, 0x00, 0x00, 0x00, 0x00],
+    &[0x0F, 0x1F, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+    &[0x66, 0x0F, 0x1F, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+    &[0x66, 0x2E, 0x0F, 0x1F, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+];
 
 /// One trampoline at `slot`: its bytes and the address of its entry. `entry` counts every pass;
 /// `taken = (address, counter)` only those in which the moved conditional jump at that address is
@@ -360,24 +442,25 @@ mod tests {
 
     #[test]
     fn a_run_counts_its_breakpoint_and_calls_return_to_the_real_code() {
-        // xor ecx,ecx (2) ; call rel32 (5): counts breakpoints 0 and 1.
+        // xor ecx,ecx (2); xor edx,edx (2); call rax (2): counts breakpoints 0 and 1. The call is
+        // too short to call a stub instead, so it is done by hand.
         let sites = [
             Site::Jump {
                 back: 0,
-                len: 7,
-                moved: 2,
+                len: 6,
+                moved: 3,
                 also: vec![1],
                 flags: true,
                 taken: None,
             },
             Site::Covered { by: 0 },
         ];
-        let windows = [window(&[0x31, 0xC9, 0xE8, 0x00, 0x01, 0, 0]), window(&[])];
+        let windows = [window(&[0x31, 0xC9, 0x31, 0xD2, 0xFF, 0xD0]), window(&[])];
         let t = build(&sites, &[AT, AT + 2], &windows, CODE);
         assert_eq!(t.patches.len(), 1);
         assert_eq!(
             u64::from_le_bytes(t.code[..8].try_into().unwrap()),
-            AT + 7,
+            AT + 6,
             "the return address is the instruction after the call"
         );
         let code = decode(&t.code[8..], CODE + 8);
@@ -387,12 +470,64 @@ mod tests {
             .map(|i| i.memory_displacement64())
             .collect();
         assert_eq!(incs, [0], "breakpoint 1 takes its count from 0's");
-        let tail: Vec<&Instruction> = code.iter().skip(9).take(3).collect();
+        let tail: Vec<&Instruction> = code.iter().skip(9).take(4).collect();
         assert_eq!(tail[0].code(), Code::Xor_rm32_r32);
-        assert_eq!(tail[1].code(), Code::Push_rm64);
-        assert_eq!(tail[1].memory_displacement64(), CODE);
-        assert_eq!(tail[2].code(), Code::Jmp_rel32_64);
-        assert_eq!(tail[2].near_branch_target(), AT + 7 + 0x100);
+        assert_eq!(tail[1].code(), Code::Xor_rm32_r32);
+        assert_eq!(tail[2].code(), Code::Push_rm64);
+        assert_eq!(tail[2].memory_displacement64(), CODE);
+        assert_eq!(tail[3].code(), Code::Jmp_rm64);
+        assert_eq!(tail[3].op0_register(), Register::RAX);
+    }
+
+    /// The patch and stub `build` makes for one run that ends with a call.
+    fn call_patch(bytes: &[u8]) -> (Vec<u8>, Vec<Instruction>) {
+        let sites = [Site::Jump {
+            back: 0,
+            len: bytes.len() as u8,
+            moved: 2,
+            also: vec![],
+            flags: true,
+            taken: None,
+        }];
+        let t = build(&sites, &[AT], &[window(bytes)], CODE);
+        assert_eq!(t.sites, sites);
+        let (_, patch) = t.patches.into_iter().next().unwrap();
+        (patch, decode(&t.code, CODE))
+    }
+
+    #[test]
+    fn a_long_call_calls_a_stub_from_where_it_was() {
+        // xor ecx,ecx; call rel32: the xor stays, the call now calls the stub, which counts and
+        // jumps to the callee. The return address and the return prediction are the real ones.
+        let (patch, stub) = call_patch(&[0x31, 0xC9, 0xE8, 0x00, 0x01, 0, 0]);
+        assert_eq!(&patch[..3], &[0x31, 0xC9, 0xE8]);
+        let rel = i32::from_le_bytes(patch[3..7].try_into().unwrap());
+        assert_eq!(
+            (AT as i64 + 7 + i64::from(rel)) as u64,
+            CODE,
+            "calls the stub"
+        );
+        assert_eq!(stub[0].code(), Code::Inc_rm64, "no flags kept at a call");
+        assert_eq!(stub[0].segment_prefix(), Register::GS);
+        assert_eq!(stub[1].code(), Code::Jmp_rel32_64);
+        assert_eq!(stub[1].near_branch_target(), AT + 7 + 0x100);
+    }
+
+    #[test]
+    fn a_call_through_memory_keeps_its_end_and_reads_the_same_slot() {
+        // call qword ptr [rip+0x10] (6 bytes): a nop, then the 5-byte call of the stub.
+        let (patch, stub) = call_patch(&[0xFF, 0x15, 0x10, 0, 0, 0]);
+        assert_eq!(patch[0], 0x90);
+        assert_eq!(patch[1], 0xE8);
+        assert_eq!(stub[1].code(), Code::Jmp_rm64);
+        assert_eq!(stub[1].memory_displacement64(), AT + 6 + 0x10);
+        // call qword ptr [rsp+8] with a 32-bit displacement (7 bytes): the stub's jump reads 8
+        // bytes higher, past the return address the call pushed.
+        let (patch, stub) = call_patch(&[0xFF, 0x94, 0x24, 0x08, 0, 0, 0]);
+        assert_eq!(&patch[..3], &[0x66, 0x90, 0xE8]);
+        assert_eq!(decode(&patch, AT).len(), 2, "one nop, one call");
+        assert_eq!(stub[1].memory_base(), Register::RSP);
+        assert_eq!(stub[1].memory_displacement64(), 16);
     }
 
     #[test]
