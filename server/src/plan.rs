@@ -142,6 +142,72 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Per breakpoint, the group whose busiest breakpoint gives its count (its line in its
+    /// function instance), for leaving out breakpoints that another of the group bounds (see
+    /// `engine::bounded`). `None` for one that counts on its own: for no line, or for more than
+    /// its line (a test's or function's entry, an inlined copy's, a branch side, a taken edge).
+    pub fn groups(&self) -> Vec<Option<u32>> {
+        let mut own: HashSet<usize> = self
+            .branches
+            .iter()
+            .flat_map(SourceBranch::addresses)
+            .collect();
+        own.extend(&self.edges);
+        own.extend(&self.function_entries);
+        own.extend(self.test_entries.iter().map(|&(i, _)| i));
+        own.extend(self.inlined_entries.iter().map(|&(i, _, _)| i));
+        let mut ids: HashMap<((usize, u32), u32), u32> = HashMap::new();
+        self.targets
+            .iter()
+            .zip(&self.instances)
+            .enumerate()
+            .map(|(i, (target, &instance))| {
+                let target = target.filter(|_| !own.contains(&i))?;
+                let next = ids.len() as u32;
+                Some(*ids.entry((target, instance)).or_insert(next))
+            })
+            .collect()
+    }
+
+    /// Keeps the breakpoints whose `keep` is true, renumbering what refers to them. A breakpoint
+    /// left out must not be in [`Plan::groups`]' `None`s.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let mut new_index = vec![usize::MAX; keep.len()];
+        let mut next = 0;
+        for (i, &k) in keep.iter().enumerate() {
+            if k {
+                new_index[i] = next;
+                next += 1;
+            }
+        }
+        fn filter<T>(items: &mut Vec<T>, keep: &[bool]) {
+            let mut keep = keep.iter();
+            items.retain(|_| keep.next().copied().unwrap_or(true));
+        }
+        filter(&mut self.addresses, keep);
+        filter(&mut self.targets, keep);
+        filter(&mut self.instances, keep);
+        let renumber = |i: usize| {
+            debug_assert!(keep[i], "a breakpoint others refer to is kept");
+            new_index[i]
+        };
+        for e in &mut self.function_entries {
+            *e = renumber(*e);
+        }
+        for e in &mut self.edges {
+            *e = renumber(*e);
+        }
+        for (e, _, _) in &mut self.inlined_entries {
+            *e = renumber(*e);
+        }
+        for (e, _) in &mut self.test_entries {
+            *e = renumber(*e);
+        }
+        for branch in &mut self.branches {
+            *branch = branch.map(renumber);
+        }
+    }
+
     /// For each breakpoint, the next one that counts for the same line, as a cycle (first hits
     /// lift a line's traps together). A branch side's breakpoint is a cycle of its own: lifted
     /// with its line, it would say the side ran when the line did.
@@ -590,6 +656,91 @@ mod tests {
             ..Plan::default()
         };
         assert_eq!(plan.same_line(), [2, 1, 0, 3]);
+    }
+
+    #[test]
+    fn breakpoints_group_by_line_and_instance_unless_they_count_for_more() {
+        // 0-2 line 5 in instance 0 (1 a branch side, 3 its other side), 4 line 5 in instance 1,
+        // 5 a test's entry on line 5, 6 a function entry, 7 an inlined copy's entry, 8 an edge.
+        let plan = Plan {
+            addresses: vec![0x10, 0x14, 0x18, 0x20, 0x30, 0x40, 0x50, 0x60, 0x61],
+            targets: vec![
+                Some((0, 5)),
+                Some((0, 5)),
+                Some((0, 5)),
+                None,
+                Some((0, 5)),
+                Some((0, 5)),
+                Some((0, 6)),
+                Some((0, 7)),
+                Some((0, 7)),
+            ],
+            instances: vec![0, 0, 0, 0, 1, 0, 0, 0, 0],
+            branches: vec![SourceBranch {
+                source: 0,
+                line: 5,
+                ordinal: 0,
+                construct: Construct::If,
+                oriented: true,
+                taken: Side::At(1),
+                not_taken: Side::At(3),
+            }],
+            test_entries: vec![(5, 0)],
+            function_entries: vec![6],
+            inlined_entries: vec![(7, (0, 2), 1)],
+            edges: vec![8],
+            ..Plan::default()
+        };
+        let groups = plan.groups();
+        assert_eq!(groups[0], groups[2]);
+        assert!(groups[0].is_some());
+        assert!(groups[4].is_some() && groups[4] != groups[0]);
+        for own in [1, 3, 5, 6, 7, 8] {
+            assert_eq!(groups[own], None, "breakpoint {own}");
+        }
+    }
+
+    #[test]
+    fn leaving_breakpoints_out_renumbers_what_refers_to_them() {
+        let mut plan = Plan {
+            addresses: vec![0x10, 0x14, 0x18, 0x20, 0x30, 0x31],
+            targets: vec![
+                Some((0, 5)),
+                Some((0, 5)),
+                Some((0, 6)),
+                None,
+                Some((0, 7)),
+                None,
+            ],
+            instances: vec![0, 0, 0, 0, 0, 0],
+            branches: vec![SourceBranch {
+                source: 0,
+                line: 6,
+                ordinal: 0,
+                construct: Construct::If,
+                oriented: true,
+                taken: Side::At(2),
+                not_taken: Side::Rest { whole: 4, other: 5 },
+            }],
+            test_entries: vec![(3, 0)],
+            function_entries: vec![2],
+            inlined_entries: vec![(4, (0, 2), 1)],
+            edges: vec![5],
+            ..Plan::default()
+        };
+        plan.retain(&[true, false, true, true, true, true]);
+        assert_eq!(plan.addresses, [0x10, 0x18, 0x20, 0x30, 0x31]);
+        assert_eq!(plan.targets[1], Some((0, 6)));
+        assert_eq!(plan.instances.len(), 5);
+        assert_eq!(plan.branches[0].taken, Side::At(1));
+        assert_eq!(
+            plan.branches[0].not_taken,
+            Side::Rest { whole: 3, other: 4 }
+        );
+        assert_eq!(plan.test_entries, [(2, 0)]);
+        assert_eq!(plan.function_entries, [1]);
+        assert_eq!(plan.inlined_entries, [(3, (0, 2), 1)]);
+        assert_eq!(plan.edges, [4]);
     }
 
     #[test]

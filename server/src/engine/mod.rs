@@ -4,6 +4,7 @@
 //! the jump) and reports the counts per test.
 //! It knows nothing of source lines; tests are only numbered entry addresses to it.
 
+pub mod bounded;
 pub mod branches;
 mod breakpoints;
 mod calls;

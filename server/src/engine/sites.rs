@@ -348,6 +348,19 @@ impl ExeCode {
     }
 
     /// The function symbol `[start, end)` that holds `address`.
+    /// The landing pads in `[start, end)`, sorted; `None` when they are not known.
+    pub(crate) fn landing_pads_within(&self, start: u64, end: u64) -> Option<Vec<u64>> {
+        let mut pads: Vec<u64> = self
+            .landing_pads
+            .as_ref()?
+            .iter()
+            .copied()
+            .filter(|p| (start..end).contains(p))
+            .collect();
+        pads.sort_unstable();
+        Some(pads)
+    }
+
     pub(crate) fn function(&self, address: u64) -> Option<(u64, u64)> {
         let i = self.functions.partition_point(|f| f.0 <= address);
         let f = *self.functions.get(i.checked_sub(1)?)?;

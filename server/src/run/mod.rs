@@ -579,6 +579,21 @@ fn run_once(
         )
         .collect();
     drop(machine);
+    // A breakpoint that another of its line always runs before needs no counter of its own.
+    let bounded_cache = JsonCache::new(workspace.coverlay_dir().join("bounded"));
+    let mut plans = plans;
+    let work: Vec<(&mut Plan, &Path, &OnceLock<_>)> = plans
+        .iter_mut()
+        .zip(executables.iter().chain(&followable))
+        .zip(&codes)
+        .map(|((plan, executable), code)| (plan, executable.path.as_path(), code))
+        .collect();
+    let left_out = crate::parallel::map(&work, options.jobs, |(plan, exe, code)| {
+        leave_out_bounded(plan, exe, &bounded_cache, code)
+    });
+    for ((plan, _, _), left_out) in work.into_iter().zip(left_out) {
+        plan.retain(&left_out.iter().map(|&out| !out).collect::<Vec<bool>>());
+    }
     tracing::debug!("breakpoints planned after {:?}", started.elapsed());
     let work: Vec<(&Plan, &Path, &OnceLock<_>)> = plans
         .iter()
@@ -598,7 +613,6 @@ fn run_once(
     drop(codes);
     // A branch counted on a taken edge that no trampoline can move is left out, as are those
     // whose sides cannot be told apart at all.
-    let mut plans = plans;
     for (plan, sites) in plans.iter_mut().zip(&sites) {
         plan.branches.retain(|branch| {
             branch
@@ -1209,6 +1223,31 @@ fn counting_sites(
             &traps,
         ),
         classify,
+    )
+}
+
+/// Which of a plan's breakpoints another of their line bounds (`engine::bounded`), kept by the
+/// executable's identity; none when its code cannot be read.
+fn leave_out_bounded(
+    plan: &Plan,
+    exe: &Path,
+    cache: &JsonCache,
+    code: &OnceLock<Option<engine::ExeCode>>,
+) -> Vec<bool> {
+    let groups = plan.groups();
+    let find = || match exe_code(code, exe) {
+        Some(code) => engine::bounded::bounded(code, &plan.addresses, &groups),
+        None => vec![false; plan.addresses.len()],
+    };
+    cache.get_or_insert_for(
+        exe,
+        (
+            "bounded",
+            engine::bounded::VERSION,
+            &plan.addresses,
+            &groups,
+        ),
+        find,
     )
 }
 
