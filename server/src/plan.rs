@@ -638,21 +638,26 @@ mod tests {
     use crate::analysis::Construct;
     use crate::engine::branches::Side;
 
+    /// An `if` on `line` of source 0 whose sides are counted so.
+    fn if_branch(line: u32, taken: Side<usize>, not_taken: Side<usize>) -> SourceBranch<usize> {
+        SourceBranch {
+            source: 0,
+            line,
+            ordinal: 0,
+            construct: Construct::If,
+            oriented: true,
+            taken,
+            not_taken,
+        }
+    }
+
     #[test]
     fn a_lines_traps_are_lifted_together_but_not_its_branch_sides() {
         // Breakpoints 0-2 count for line 5, 1 is also a branch's taken side; 3 its other side.
         let plan = Plan {
             addresses: vec![0x10, 0x14, 0x18, 0x20],
             targets: vec![Some((0, 5)), Some((0, 5)), Some((0, 5)), None],
-            branches: vec![SourceBranch {
-                source: 0,
-                line: 5,
-                ordinal: 0,
-                construct: Construct::If,
-                oriented: true,
-                taken: Side::At(1),
-                not_taken: Side::At(3),
-            }],
+            branches: vec![if_branch(5, Side::At(1), Side::At(3))],
             ..Plan::default()
         };
         assert_eq!(plan.same_line(), [2, 1, 0, 3]);
@@ -676,15 +681,7 @@ mod tests {
                 Some((0, 7)),
             ],
             instances: vec![0, 0, 0, 0, 1, 0, 0, 0, 0],
-            branches: vec![SourceBranch {
-                source: 0,
-                line: 5,
-                ordinal: 0,
-                construct: Construct::If,
-                oriented: true,
-                taken: Side::At(1),
-                not_taken: Side::At(3),
-            }],
+            branches: vec![if_branch(5, Side::At(1), Side::At(3))],
             test_entries: vec![(5, 0)],
             function_entries: vec![6],
             inlined_entries: vec![(7, (0, 2), 1)],
@@ -713,15 +710,7 @@ mod tests {
                 None,
             ],
             instances: vec![0, 0, 0, 0, 0, 0],
-            branches: vec![SourceBranch {
-                source: 0,
-                line: 6,
-                ordinal: 0,
-                construct: Construct::If,
-                oriented: true,
-                taken: Side::At(2),
-                not_taken: Side::Rest { whole: 4, other: 5 },
-            }],
+            branches: vec![if_branch(6, Side::At(2), Side::Rest { whole: 4, other: 5 })],
             test_entries: vec![(3, 0)],
             function_entries: vec![2],
             inlined_entries: vec![(4, (0, 2), 1)],

@@ -255,11 +255,7 @@ mod tests {
     const BASE: u64 = 0x1000;
 
     fn code(bytes: &[u8], pads: &[u64]) -> ExeCode {
-        ExeCode::for_test(
-            vec![(BASE, bytes.to_vec())],
-            vec![(BASE, BASE + bytes.len() as u64)],
-            pads,
-        )
+        ExeCode::one_function(BASE, bytes, pads)
     }
 
     // A loop: the head (0x1000) calls, then tests twice for the same line (0x100a and 0x1011,

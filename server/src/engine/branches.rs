@@ -676,11 +676,7 @@ mod tests {
     const BASE: u64 = 0x1000;
 
     fn code(bytes: &[u8], pads: &[u64]) -> ExeCode {
-        ExeCode::for_test(
-            vec![(BASE, bytes.to_vec())],
-            vec![(BASE, BASE + bytes.len() as u64)],
-            pads,
-        )
+        ExeCode::one_function(BASE, bytes, pads)
     }
 
     // 0x1000 cmp edi,0 (3); 0x1003 jg 0x100c (2); 0x1005 mov eax,2 (5); 0x100a jmp 0x1011 (2);

@@ -249,6 +249,16 @@ impl ExeCode {
         self
     }
 
+    /// One function of `bytes` at `base`, with these landing pads.
+    #[cfg(test)]
+    pub(crate) fn one_function(base: u64, bytes: &[u8], landing_pads: &[u64]) -> ExeCode {
+        ExeCode::for_test(
+            vec![(base, bytes.to_vec())],
+            vec![(base, base + bytes.len() as u64)],
+            landing_pads,
+        )
+    }
+
     #[cfg(test)]
     pub(crate) fn for_test(
         sections: Vec<(u64, Vec<u8>)>,
