@@ -20,9 +20,13 @@ pub const VERSION: u32 = 1;
 /// For each breakpoint, whether another of its group (`groups[i]`; `None`: in no group, always
 /// counted) runs at least as often, so that the group's busiest count needs no counter of its own.
 /// A breakpoint kept for its group is one a trampoline can count, so the group keeps exact counts.
-/// `addresses` are link-time and sorted.
-pub fn bounded(code: &ExeCode, addresses: &[u64], groups: &[Option<u32>]) -> Vec<bool> {
-    let mut result = vec![false; addresses.len()];
+/// `addresses` are link-time and sorted; functions are looked at `jobs` at a time.
+pub fn bounded(
+    code: &ExeCode,
+    addresses: &[u64],
+    groups: &[Option<u32>],
+    jobs: usize,
+) -> Vec<bool> {
     let mut by_function: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
     for (i, &address) in addresses.iter().enumerate() {
         if groups[i].is_some() {
@@ -31,36 +35,71 @@ pub fn bounded(code: &ExeCode, addresses: &[u64], groups: &[Option<u32>]) -> Vec
             }
         }
     }
-    for (range, members) in by_function {
-        let mut by_group: HashMap<u32, Vec<usize>> = HashMap::new();
-        for &i in &members {
-            by_group
-                .entry(groups[i].expect("grouped"))
-                .or_default()
-                .push(i);
+    // Only a function with two breakpoints of one group can leave one out.
+    let work: Vec<((u64, u64), Vec<usize>)> = by_function
+        .into_iter()
+        .filter(|(_, members)| {
+            let mut seen = HashSet::new();
+            !members.iter().all(|&i| seen.insert(groups[i]))
+        })
+        .collect();
+    let found = crate::parallel::map(&work, jobs, |(range, members)| {
+        bounded_in(code, *range, members, addresses, groups)
+    });
+    let mut result = vec![false; addresses.len()];
+    for i in found.into_iter().flatten() {
+        result[i] = true;
+    }
+    result
+}
+
+/// The breakpoints of one function (`members`) that another of their group bounds.
+fn bounded_in(
+    code: &ExeCode,
+    range: (u64, u64),
+    members: &[usize],
+    addresses: &[u64],
+    groups: &[Option<u32>],
+) -> Vec<usize> {
+    let Some(function) = Function::decode(code, range) else {
+        return Vec::new();
+    };
+    let Some(graph) = Graph::new(code, &function, range, members, addresses) else {
+        return Vec::new();
+    };
+    let mut at_node: Vec<Option<usize>> = vec![None; graph.successors.len()];
+    for &i in members {
+        if let Some(node) = graph.node(addresses[i]) {
+            at_node[node] = Some(i);
         }
-        by_group.retain(|_, m| m.len() > 1);
-        if by_group.is_empty() {
-            continue;
-        }
-        let Some(function) = Function::decode(code, range) else {
+    }
+    let mut movable: HashMap<usize, bool> = HashMap::new();
+    let mut found = Vec::new();
+    for &x in members {
+        let Some(x_node) = graph.node(addresses[x]) else {
             continue;
         };
-        let Some(graph) = Graph::new(code, &function, range, &members, addresses) else {
-            continue;
-        };
-        for group in by_group.values() {
-            for &x in group {
-                let bounded_by = |&y: &usize| {
-                    y != x
-                        && graph.bounds(addresses[y], addresses[x])
-                        && patchable(code, &function, addresses[y])
-                };
-                result[x] = group.iter().any(bounded_by);
+        // Only the nearest dominator of the group can do: a cycle that avoids it avoids every
+        // dominator above it too (all of the cycle lies below it). One a trampoline cannot serve
+        // is passed over for the next.
+        let mut n = x_node;
+        while let Some(up) = graph.idom(n) {
+            n = up;
+            let Some(y) = at_node[n].filter(|&y| groups[y] == groups[x]) else {
+                continue;
+            };
+            if *movable
+                .entry(y)
+                .or_insert_with(|| patchable(code, &function, addresses[y]))
+            {
+                if !graph.cycles_around(x_node, n) {
+                    found.push(x);
+                }
+                break;
             }
         }
     }
-    result
+    found
 }
 
 /// A function's flow graph: blocks, each starting at a leader, with node 0 standing before the
@@ -69,8 +108,11 @@ struct Graph {
     /// Block starts, sorted; node `k + 1` is the block at `starts[k]`.
     starts: Vec<u64>,
     successors: Vec<Vec<usize>>,
-    /// Immediate dominator per node (node 0 is its own).
+    /// Immediate dominator per node (node 0 is its own; `usize::MAX` for unreachable nodes).
     idom: Vec<usize>,
+    /// Per node, its interval in a preorder walk of the dominator tree: `a` dominates `b` when
+    /// `b`'s interval lies within `a`'s.
+    order: Vec<(u32, u32)>,
 }
 
 impl Graph {
@@ -84,7 +126,7 @@ impl Graph {
     ) -> Option<Graph> {
         let targets = function.targets.as_ref()?;
         let instructions = &function.instructions;
-        let is_start: HashSet<u64> = instructions.iter().map(|i| i.ip()).collect();
+        let is_start = |a: &u64| instructions.binary_search_by_key(a, |i| i.ip()).is_ok();
         let pads: Vec<u64> = code.landing_pads_within(start, end)?;
         let mut leaders: Vec<u64> = vec![start];
         leaders.extend(targets.iter().copied());
@@ -95,7 +137,7 @@ impl Graph {
                 leaders.push(instruction.next_ip());
             }
         }
-        leaders.retain(|a| is_start.contains(a));
+        leaders.retain(is_start);
         leaders.sort_unstable();
         leaders.dedup();
         let node = |address: u64| leaders.binary_search(&address).ok().map(|k| k + 1);
@@ -130,10 +172,12 @@ impl Graph {
             }
         }
         let idom = dominators(&successors);
+        let order = tree_order(&idom);
         Some(Graph {
             starts: leaders,
             successors,
             idom,
+            order,
         })
     }
 
@@ -141,29 +185,18 @@ impl Graph {
         self.starts.binary_search(&address).ok().map(|k| k + 1)
     }
 
-    /// Whether the block at `x` runs at most as often as the one at `y`.
-    fn bounds(&self, y: u64, x: u64) -> bool {
-        let (Some(y), Some(x)) = (self.node(y), self.node(x)) else {
-            return false;
-        };
-        self.dominates(y, x) && !self.cycles_around(x, y)
+    /// The immediate dominator of a reachable node other than node 0.
+    fn idom(&self, node: usize) -> Option<usize> {
+        Some(self.idom[node]).filter(|&d| node != 0 && d != usize::MAX)
     }
 
-    fn dominates(&self, y: usize, mut x: usize) -> bool {
-        // Unreachable nodes have no dominator chain: say no.
-        if self.idom[x] == usize::MAX {
-            return false;
-        }
-        while x != 0 {
-            if x == y {
-                return true;
-            }
-            x = self.idom[x];
-        }
-        false
+    fn dominates(&self, a: usize, b: usize) -> bool {
+        let ((a_in, a_out), (b_in, b_out)) = (self.order[a], self.order[b]);
+        a_in <= b_in && b_out <= a_out && b_out != 0
     }
 
-    /// Whether control can leave `x` and come back to it without passing `y`.
+    /// Whether control can leave `x` and come back to it without passing `y`, which dominates
+    /// it: such a cycle lies among the nodes `y` dominates, so only those are searched.
     fn cycles_around(&self, x: usize, y: usize) -> bool {
         let mut seen = vec![false; self.successors.len()];
         let mut stack: Vec<usize> = self.successors[x].clone();
@@ -171,7 +204,7 @@ impl Graph {
             if n == x {
                 return true;
             }
-            if n == y || seen[n] {
+            if n == y || seen[n] || !self.dominates(y, n) {
                 continue;
             }
             seen[n] = true;
@@ -179,6 +212,30 @@ impl Graph {
         }
         false
     }
+}
+
+/// Preorder intervals of the dominator tree (`Graph::order`); `(0, 0)` for unreachable nodes.
+fn tree_order(idom: &[usize]) -> Vec<(u32, u32)> {
+    let mut children = vec![Vec::new(); idom.len()];
+    for (node, &parent) in idom.iter().enumerate().skip(1) {
+        if parent != usize::MAX {
+            children[parent].push(node);
+        }
+    }
+    let mut order = vec![(0, 0); idom.len()];
+    let mut clock = 0;
+    let mut stack = vec![(0usize, false)];
+    while let Some((node, done)) = stack.pop() {
+        clock += 1;
+        if done {
+            order[node].1 = clock;
+            continue;
+        }
+        order[node].0 = clock;
+        stack.push((node, true));
+        stack.extend(children[node].iter().map(|&c| (c, false)));
+    }
+    order
 }
 
 /// Immediate dominators from node 0 (Cooper, Harvey and Kennedy's iteration over reverse
@@ -291,7 +348,7 @@ mod tests {
         let addresses = [0x1000, 0x100a, 0x100f, 0x1011];
         let groups = [Some(0), Some(0), Some(1), Some(0)];
         assert_eq!(
-            bounded(&code, &addresses, &groups),
+            bounded(&code, &addresses, &groups, 1),
             [false, true, false, true]
         );
     }
@@ -303,10 +360,10 @@ mod tests {
         let code = code(&LOOP, &[]);
         let addresses = [0x1000, 0x100a, 0x1011];
         let groups = [Some(1), Some(0), Some(0)];
-        assert_eq!(bounded(&code, &addresses, &groups), [false, false, true]);
+        assert_eq!(bounded(&code, &addresses, &groups, 1), [false, false, true]);
         // Without a group nothing is left uncounted.
         assert_eq!(
-            bounded(&code, &addresses, &[None, None, Some(0)]),
+            bounded(&code, &addresses, &[None, None, Some(0)], 2),
             [false; 3]
         );
     }
@@ -319,7 +376,7 @@ mod tests {
         let addresses = [0x1000, 0x100a, 0x100f, 0x1011];
         let groups = [Some(1), Some(0), Some(0), Some(0)];
         assert_eq!(
-            bounded(&code, &addresses, &groups),
+            bounded(&code, &addresses, &groups, 1),
             [false, false, false, true]
         );
     }
@@ -331,7 +388,7 @@ mod tests {
         let code = code(&LOOP, &[]);
         let addresses = [0x1000, 0x100f];
         assert_eq!(
-            bounded(&code, &addresses, &[Some(0), Some(0)]),
+            bounded(&code, &addresses, &[Some(0), Some(0)], 1),
             [false, true]
         );
         // A loop inside the group's later row: 0x1011's jne goes back to 0x1011 itself
@@ -341,7 +398,7 @@ mod tests {
         let code = super::tests::code(&inner, &[]);
         let addresses = [0x100a, 0x1011];
         assert_eq!(
-            bounded(&code, &addresses, &[Some(0), Some(0)]),
+            bounded(&code, &addresses, &[Some(0), Some(0)], 1),
             [false, false]
         );
     }

@@ -90,6 +90,8 @@ pub struct ExeCode {
     /// Exception landing pads (entered by the unwinder, not by a branch); `None` when some
     /// function's table could not be read, so that no run of instructions is ever moved.
     landing_pads: Option<HashSet<u64>>,
+    /// The same, sorted, made when first asked for.
+    sorted_pads: std::sync::OnceLock<Vec<u64>>,
     /// Entries of the panics rustc calls for its own checks (overflow, bounds, division by zero,
     /// misalignment, unwinding out of a `nounwind` function): a branch to one is no source branch.
     checks: HashSet<u64>,
@@ -199,6 +201,7 @@ impl ExeCode {
             position_independent: file.kind() == object::ObjectKind::Dynamic,
             referenced,
             call_map: std::sync::OnceLock::new(),
+            sorted_pads: std::sync::OnceLock::new(),
         })
     }
 
@@ -360,15 +363,15 @@ impl ExeCode {
     /// The function symbol `[start, end)` that holds `address`.
     /// The landing pads in `[start, end)`, sorted; `None` when they are not known.
     pub(crate) fn landing_pads_within(&self, start: u64, end: u64) -> Option<Vec<u64>> {
-        let mut pads: Vec<u64> = self
-            .landing_pads
-            .as_ref()?
-            .iter()
-            .copied()
-            .filter(|p| (start..end).contains(p))
-            .collect();
-        pads.sort_unstable();
-        Some(pads)
+        let pads = self.landing_pads.as_ref()?;
+        let sorted = self.sorted_pads.get_or_init(|| {
+            let mut sorted: Vec<u64> = pads.iter().copied().collect();
+            sorted.sort_unstable();
+            sorted
+        });
+        let from = sorted.partition_point(|&p| p < start);
+        let to = sorted.partition_point(|&p| p < end);
+        Some(sorted[from..to].to_vec())
     }
 
     pub(crate) fn function(&self, address: u64) -> Option<(u64, u64)> {

@@ -589,7 +589,7 @@ fn run_once(
         .map(|((plan, executable), code)| (plan, executable.path.as_path(), code))
         .collect();
     let left_out = crate::parallel::map(&work, options.jobs, |(plan, exe, code)| {
-        leave_out_bounded(plan, exe, &bounded_cache, code)
+        leave_out_bounded(plan, exe, &bounded_cache, code, options.jobs)
     });
     for ((plan, _, _), left_out) in work.into_iter().zip(left_out) {
         plan.retain(&left_out.iter().map(|&out| !out).collect::<Vec<bool>>());
@@ -1233,10 +1233,11 @@ fn leave_out_bounded(
     exe: &Path,
     cache: &JsonCache,
     code: &OnceLock<Option<engine::ExeCode>>,
+    jobs: usize,
 ) -> Vec<bool> {
     let groups = plan.groups();
     let find = || match exe_code(code, exe) {
-        Some(code) => engine::bounded::bounded(code, &plan.addresses, &groups),
+        Some(code) => engine::bounded::bounded(code, &plan.addresses, &groups, jobs),
         None => vec![false; plan.addresses.len()],
     };
     cache.get_or_insert_for(
