@@ -119,6 +119,11 @@ impl LineCache {
         Ok(table)
     }
 
+    /// Whether `exe`'s line table is cached (an executable cargo did not rebuild since).
+    pub fn has(&self, exe: &Path) -> bool {
+        self.entry(exe).is_some_and(|entry| entry.exists())
+    }
+
     fn entry(&self, exe: &Path) -> Option<PathBuf> {
         let meta = std::fs::metadata(exe).ok()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();

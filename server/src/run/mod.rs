@@ -407,6 +407,17 @@ fn run_once(
         return Err(RunError::Cancelled);
     }
     let cache = LineCache::new(workspace.coverlay_dir().join("line-tables"));
+    // An executable cargo rebuilt has nothing cached: its code will be read to find its branches
+    // and counting sites, so it is read on another core while the line tables are.
+    let prefetched: Vec<Option<std::thread::JoinHandle<std::io::Result<engine::ExeCode>>>> =
+        executables
+            .iter()
+            .map(|executable| {
+                let path = executable.path.clone();
+                (!cache.has(&path))
+                    .then(|| std::thread::spawn(move || engine::ExeCode::read(&path)))
+            })
+            .collect();
     let listings = JsonCache::new(workspace.coverlay_dir().join("listings"));
     let listed = crate::parallel::map(&executables, options.jobs, |executable| {
         let tables = cache.read(&executable.path, &|p| workspace.owns_source(p));
@@ -532,6 +543,14 @@ fn run_once(
     // sites misses its cache first.
     let codes: Vec<OnceLock<Option<engine::ExeCode>>> =
         all.iter().map(|_| OnceLock::new()).collect();
+    for ((code, executable), read) in codes.iter().zip(&all).zip(prefetched) {
+        if let Some(Ok(read)) = read.map(std::thread::JoinHandle::join) {
+            let _ = code.set(
+                read.inspect_err(|error| warn_unreadable(&executable.path, error))
+                    .ok(),
+            );
+        }
+    }
     let work: Vec<(&TestExecutable, &crate::dwarf::LineTable, &OnceLock<_>)> = all
         .iter()
         .copied()
@@ -1144,15 +1163,17 @@ fn exe_code<'a>(
 ) -> Option<&'a engine::ExeCode> {
     cell.get_or_init(|| {
         engine::ExeCode::read(exe)
-            .inspect_err(|error| {
-                tracing::warn!(
-                    "cannot read the code of {}: {error}; counting it with int3, without branches",
-                    exe.display()
-                )
-            })
+            .inspect_err(|error| warn_unreadable(exe, error))
             .ok()
     })
     .as_ref()
+}
+
+fn warn_unreadable(exe: &Path, error: &std::io::Error) {
+    tracing::warn!(
+        "cannot read the code of {}: {error}; counting it with int3, without branches",
+        exe.display()
+    )
 }
 
 /// The countable conditional jumps of each function of `table` in `exe` (aligned with
