@@ -21,7 +21,7 @@
 //! Which remaining jumps belong to a source construct is the planner's call (by line), and so is
 //! which side is the condition's true one: this module says what the jump tests ([`Test`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use iced_x86::{Code, FlowControl, Instruction, Mnemonic, OpKind, Register};
 use serde::{Deserialize, Serialize};
@@ -255,11 +255,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
         return Vec::new();
     };
     let instructions = &function.instructions;
-    let index: HashMap<u64, usize> = instructions
-        .iter()
-        .enumerate()
-        .map(|(i, instruction)| (instruction.ip(), i))
-        .collect();
+    let index = Index(instructions);
     let mut jumps_to: HashMap<u64, u32> = HashMap::new();
     for instruction in instructions {
         if matches!(
@@ -281,12 +277,12 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
     for (i, jump) in instructions.iter().enumerate() {
         if jump.flow_control() != FlowControl::ConditionalBranch
             || jump.op0_kind() != OpKind::NearBranch64
-            || !reachable.contains(&i)
+            || !reachable[i]
         {
             continue;
         }
         let (target, next) = (jump.near_branch_target(), jump.next_ip());
-        let (Some(&t), Some(&n)) = (index.get(&target), index.get(&next)) else {
+        let (Some(t), Some(n)) = (index.get(target), index.get(next)) else {
             continue;
         };
         if target == next {
@@ -332,7 +328,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
                 return None;
             }
             let onward = jump.near_branch_target();
-            let &k = index.get(&onward)?;
+            let k = index.get(onward)?;
             (alone(onward, k) && super::sites::patchable(code, &function, onward)).then_some(onward)
         };
         let (wholes, whole) = run_counted_at(instructions, i, &entered, &patchable);
@@ -483,28 +479,34 @@ fn is_check_call(code: &ExeCode, instructions: &[Instruction], k: usize) -> bool
 
 /// The instructions normal control flow reaches from the function's entry (calls return; landing
 /// pads are not entries).
-fn reachable(function: &Function, index: &HashMap<u64, usize>) -> HashSet<usize> {
+/// Instruction indexes by address, in a function's instructions (sorted by address).
+struct Index<'a>(&'a [Instruction]);
+
+impl Index<'_> {
+    fn get(&self, ip: u64) -> Option<usize> {
+        self.0.binary_search_by_key(&ip, Instruction::ip).ok()
+    }
+}
+
+fn reachable(function: &Function, index: &Index) -> Vec<bool> {
     let instructions = &function.instructions;
-    let mut seen = HashSet::new();
+    let mut seen = vec![false; instructions.len()];
     let mut work = vec![0usize];
     while let Some(i) = work.pop() {
-        if i >= instructions.len() || !seen.insert(i) {
+        if i >= instructions.len() || std::mem::replace(&mut seen[i], true) {
             continue;
         }
         let instruction = &instructions[i];
-        let direct = || index.get(&instruction.near_branch_target()).copied();
+        let direct = || index.get(instruction.near_branch_target());
         match instruction.flow_control() {
             FlowControl::ConditionalBranch => {
                 work.push(i + 1);
                 work.extend(direct());
             }
             FlowControl::UnconditionalBranch => work.extend(direct()),
-            FlowControl::IndirectBranch => work.extend(
-                function
-                    .table_targets
-                    .iter()
-                    .filter_map(|t| index.get(t).copied()),
-            ),
+            FlowControl::IndirectBranch => {
+                work.extend(function.table_targets.iter().filter_map(|&t| index.get(t)))
+            }
             FlowControl::Return | FlowControl::Exception => {}
             FlowControl::Interrupt if instruction.code() == Code::Int3 => {}
             _ => work.push(i + 1),
@@ -619,7 +621,7 @@ struct FirstCall {
 fn first_call(
     code: &ExeCode,
     instructions: &[Instruction],
-    index: &HashMap<u64, usize>,
+    index: &Index,
     mut at: usize,
 ) -> FirstCall {
     let mut loaded: Option<(Register, u64)> = None;
@@ -645,8 +647,8 @@ fn first_call(
                 at += 1;
             }
             FlowControl::UnconditionalBranch if instruction.op0_kind() == OpKind::NearBranch64 => {
-                match index.get(&instruction.near_branch_target()) {
-                    Some(&next) => at = next,
+                match index.get(instruction.near_branch_target()) {
+                    Some(next) => at = next,
                     None => break,
                 }
             }

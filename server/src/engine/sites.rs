@@ -428,9 +428,13 @@ impl Function {
         }
         let mut table_targets = HashSet::new();
         if targets.is_some() {
-            let starts: HashSet<u64> = instructions.iter().map(|i| i.ip()).collect();
+            let is_start = |a: u64| {
+                instructions
+                    .binary_search_by_key(&a, Instruction::ip)
+                    .is_ok()
+            };
             for table in tables {
-                match (table_entries(code, table, &starts), targets.as_mut()) {
+                match (table_entries(code, table, &is_start), targets.as_mut()) {
                     (Some(entries), Some(t)) => {
                         t.extend(&entries);
                         table_targets.extend(entries);
@@ -476,14 +480,14 @@ pub(crate) fn jump_table(before: &[Instruction], jmp: &Instruction) -> Option<u6
 /// of the function. The table's length is not known, so reading may run past its end into other
 /// data; such extra "targets" only make fewer runs movable, never a wrong one. `None` when the
 /// table is not in read-only data or its first entry is no instruction of the function.
-fn table_entries(code: &ExeCode, table: u64, starts: &HashSet<u64>) -> Option<Vec<u64>> {
+fn table_entries(code: &ExeCode, table: u64, is_start: &dyn Fn(u64) -> bool) -> Option<Vec<u64>> {
     const MAX_ENTRIES: u64 = 4096;
     let data = within(&code.rodata, table, table + 4 * MAX_ENTRIES)?;
     let entries: Vec<u64> = data
         .chunks_exact(4)
         .map(|e| i32::from_le_bytes([e[0], e[1], e[2], e[3]]))
         .map(|offset| table.wrapping_add_signed(i64::from(offset)))
-        .take_while(|target| starts.contains(target))
+        .take_while(|&target| is_start(target))
         .collect();
     (!entries.is_empty()).then_some(entries)
 }
