@@ -566,6 +566,36 @@ fn files_changed_while_the_server_was_down_show_nothing_until_rerun() {
 }
 
 #[test]
+fn a_target_directory_moved_while_the_server_was_down_is_followed_and_said() {
+    let dir = copy_fixture("ledger");
+    let root = dir.path();
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), full_capabilities());
+    end_of_run(&mut client);
+    assert!(client.shutdown().success());
+    // The next server starts its first run with the workspace this one read.
+    assert!(root.join("target/coverlay/workspace.json").exists());
+
+    std::fs::create_dir_all(root.join(".cargo")).unwrap();
+    std::fs::write(
+        root.join(".cargo/config.toml"),
+        "[build]\ntarget-dir = \"elsewhere\"\n",
+    )
+    .unwrap();
+    let mut client = Client::start(BIN, root);
+    client.initialize(root, json!({}), full_capabilities());
+    let message = client.wait_for("a warning about the target directory", RUN_TIMEOUT, |m| {
+        m["method"] == "window/showMessage"
+    });
+    assert_eq!(message["params"]["type"], 2, "{message}");
+    let text = message["params"]["message"].as_str().unwrap();
+    assert!(text.contains("elsewhere"), "{text}");
+    // The run found cargo's new directory and built there.
+    assert!(root.join("elsewhere/coverlay").is_dir());
+    assert!(client.shutdown().success());
+}
+
+#[test]
 fn bad_input_gets_errors_and_no_crash() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

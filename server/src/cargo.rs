@@ -114,10 +114,16 @@ fn remembered_at(path: &Path) -> Option<PathBuf> {
     )
 }
 
-/// The workspace the last run read for `path` (see [`remember_workspace`]), if any.
+/// The workspace the last run read for `path` (see [`remember_workspace`]), if any, and if its
+/// directories are `path`'s (a workspace copied with its target directory remembers where it was
+/// read).
 pub fn remembered_workspace(path: &Path) -> Option<Workspace> {
-    let text = std::fs::read_to_string(remembered_at(path)?).ok()?;
-    serde_json::from_str(&text).ok()
+    let at = remembered_at(path)?;
+    let text = std::fs::read_to_string(&at).ok()?;
+    let workspace: Workspace = serde_json::from_str(&text).ok()?;
+    let here = at.parent() == Some(workspace.coverlay_dir().as_path())
+        && path.canonicalize().is_ok_and(|path| path == workspace.root);
+    here.then_some(workspace)
 }
 
 /// Keeps `workspace`, read for `path`, for the next run's [`remembered_workspace`], when coverlay's

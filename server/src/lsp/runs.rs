@@ -40,45 +40,60 @@ impl GlobalState {
     /// until the run's results replace it.
     pub(crate) async fn start(self: Arc<Self>, root: PathBuf) {
         let started = Instant::now();
-        let loaded = {
-            let root = root.clone();
-            tokio::task::spawn_blocking(move || crate::cargo::load_workspace(&root)).await
-        };
-        let workspace = match loaded {
-            Ok(Ok(workspace)) => workspace,
-            Ok(Err(error)) => {
-                self.client
-                    .show_message(MessageType::ERROR, format!("coverlay: {error}"))
-                    .await;
-                return;
+        // The workspace the last run read, if kept: then its directories are this one's (it is
+        // kept only where coverlay's directory is `target/coverlay` of `root`), which is all the
+        // server takes from it, and the first run need not wait for `cargo metadata`: it builds
+        // with that workspace and checks it beside the build, as `coverlay run` does.
+        let workspace = match crate::cargo::remembered_workspace(&root) {
+            Some(remembered) => {
+                self.start_runs(Scheduler::start_at(
+                    root,
+                    self.settings().run_options(),
+                    1,
+                    self.sink(),
+                ));
+                remembered
             }
-            Err(error) => {
-                tracing::error!("reading the workspace panicked: {error}");
-                return;
+            None => {
+                let loaded = {
+                    let root = root.clone();
+                    tokio::task::spawn_blocking(move || crate::cargo::load_workspace(&root)).await
+                };
+                let workspace = match loaded {
+                    Ok(Ok(workspace)) => workspace,
+                    Ok(Err(error)) => {
+                        self.client
+                            .show_message(MessageType::ERROR, format!("coverlay: {error}"))
+                            .await;
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::error!("reading the workspace panicked: {error}");
+                        return;
+                    }
+                };
+                tracing::debug!("workspace read after {:?}", started.elapsed());
+                crate::cargo::remember_workspace(&root, &workspace);
+                // The run starts first: reading the saved results takes a core while cargo
+                // checks the build, and a run that finishes first is newer than them (the store
+                // keeps the newer).
+                self.start_runs(Scheduler::start(
+                    workspace.clone(),
+                    self.settings().run_options(),
+                    1,
+                    self.sink(),
+                ));
+                workspace
             }
         };
-        tracing::debug!("workspace read after {:?}", started.elapsed());
         let saved = workspace.coverlay_dir().join("coverage.json");
         let root = workspace.root.clone();
         let target_dir = workspace.target_dir.clone();
-        let _ = self.workspace.set(workspace.clone());
+        let _ = self.workspace.set(workspace);
         if self.stopped.load(Ordering::Acquire) {
             return;
         }
-        // The run starts first: reading the saved results takes a core while cargo checks the
-        // build, and a run that finishes first is newer than them (the store keeps the newer).
-        let events = self.events.clone();
         let settings = self.settings();
-        let scheduler = Scheduler::start(
-            workspace,
-            settings.run_options(),
-            1,
-            Box::new(move |event| {
-                let _ = events.send(event);
-            }),
-        );
-        scheduler.request(Scope::All);
-        let _ = self.scheduler.set(scheduler);
 
         let this = Arc::downgrade(&self);
         let watcher = watch::start(
@@ -142,6 +157,54 @@ impl GlobalState {
             ),
             Err(error) => tracing::warn!("loading the saved coverage panicked: {error}"),
         }
+    }
+
+    /// A server that started with the workspace the last run read (see `start`) watches the
+    /// files outside that target directory. When a run finds cargo building elsewhere now (a
+    /// `target-dir` set while no server ran), the watcher would take build outputs for edits:
+    /// it is stopped, and the user told why.
+    async fn check_target_dir(&self, read: &crate::cargo::Workspace) {
+        let Some(known) = self.workspace.get() else {
+            return;
+        };
+        if known.target_dir == read.target_dir {
+            return;
+        }
+        let stopped = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if stopped.is_some() {
+            self.client
+                .show_message(
+                    MessageType::WARNING,
+                    format!(
+                        "coverlay: cargo's target directory is now {} (it was {}); restart the \
+                         language server to follow files changed outside the editor again",
+                        read.target_dir.display(),
+                        known.target_dir.display()
+                    ),
+                )
+                .await;
+        }
+    }
+
+    /// Where the scheduler's events go: to `consume_events`, in order.
+    fn sink(&self) -> crate::lsp::scheduler::Sink {
+        let events = self.events.clone();
+        Box::new(move |event| {
+            let _ = events.send(event);
+        })
+    }
+
+    /// Makes `scheduler` the server's and has it run everything, unless the server has stopped.
+    fn start_runs(&self, scheduler: Scheduler) {
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        scheduler.request(Scope::All);
+        let _ = self.scheduler.set(scheduler);
     }
 
     /// Reruns what files changed outside the editor can affect. A Rust source or a build input
@@ -231,6 +294,7 @@ impl GlobalState {
                 return text;
             }
         };
+        self.check_target_dir(&report.workspace).await;
         let failed = report
             .coverage
             .tests

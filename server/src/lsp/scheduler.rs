@@ -3,6 +3,7 @@
 //! requests coalesce, and every run carries a generation number so that the store never takes an
 //! older result over a newer one. Knows nothing about LSP: it reports through `Event`s.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -84,9 +85,25 @@ impl Scheduler {
         sink: Sink,
     ) -> Self {
         let root = workspace.root.clone();
+        Self::starting_with(root, Some(workspace), options, first_generation, sink)
+    }
+
+    /// [`Scheduler::start`] without a workspace read: every run reads it (`run::run`, which
+    /// starts the build with the workspace the last run read and checks it beside the build).
+    pub fn start_at(root: PathBuf, options: RunOptions, first_generation: u64, sink: Sink) -> Self {
+        Self::starting_with(root, None, options, first_generation, sink)
+    }
+
+    fn starting_with(
+        root: PathBuf,
+        workspace: Option<Workspace>,
+        options: RunOptions,
+        first_generation: u64,
+        sink: Sink,
+    ) -> Self {
         // The workspace the server has just read serves the first run; later runs read it again,
         // as a manifest may have changed since.
-        let first = Mutex::new(Some(workspace));
+        let first = Mutex::new(workspace);
         let runner: Runner = Box::new(move |options, progress| {
             let read = first.lock().unwrap_or_else(|e| e.into_inner()).take();
             match read {
