@@ -1576,6 +1576,37 @@ fn a_missing_workspace_gets_a_clear_error() {
 }
 
 #[test]
+fn a_manifest_cargo_cannot_read_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |path: &Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_coverlay"))
+            .arg("run")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run(dir.path());
+    assert!(stderr.contains("has no Cargo.toml"), "{stderr}");
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"x\"\ngarbage [[[\n",
+    )
+    .unwrap();
+    let stderr = run(dir.path());
+    assert!(
+        stderr.contains("cargo cannot read the workspace"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Cargo.toml:3"),
+        "cargo's own words: {stderr}"
+    );
+    assert!(!stderr.contains("has no Cargo.toml"), "{stderr}");
+}
+
+#[test]
 fn a_moved_workspace_whose_build_names_the_old_paths_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let (before, after) = (dir.path().join("before"), dir.path().join("after"));

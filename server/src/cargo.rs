@@ -91,6 +91,8 @@ impl TestExecutable {
 #[derive(Debug, thiserror::Error)]
 pub enum CargoError {
     #[error("{} has no Cargo.toml (coverlay needs a cargo package or workspace): {message}", path.display())]
+    NoManifest { path: PathBuf, message: String },
+    #[error("cargo cannot read the workspace of {}: {message}", path.display())]
     Metadata { path: PathBuf, message: String },
     #[error("cannot run cargo: {0}. Is cargo on PATH?")]
     Spawn(std::io::Error),
@@ -146,9 +148,17 @@ pub fn remember_workspace(path: &Path, workspace: &Workspace) {
 
 /// Reads the workspace that contains `path`.
 pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
-    let metadata_error = |message: String| CargoError::Metadata {
-        path: path.to_path_buf(),
-        message,
+    // A manifest in `path` or above it that cargo cannot read is not a missing one.
+    let metadata_error = |message: String| {
+        let path = path.to_path_buf();
+        let absolute = path.canonicalize().unwrap_or_else(|_| path.clone());
+        match absolute
+            .ancestors()
+            .any(|dir| dir.join("Cargo.toml").is_file())
+        {
+            true => CargoError::Metadata { path, message },
+            false => CargoError::NoManifest { path, message },
+        }
     };
     let dir = path
         .canonicalize()

@@ -435,9 +435,11 @@ pub(crate) fn explain(error: &RunError) -> (bool, String) {
                 format!("coverlay: the tests do not compile:\n{first}"),
             )
         }
-        RunError::Cargo(error @ (CargoError::Metadata { .. } | CargoError::Spawn(_))) => {
-            (true, format!("coverlay: {error}"))
-        }
+        RunError::Cargo(
+            error @ (CargoError::Metadata { .. }
+            | CargoError::NoManifest { .. }
+            | CargoError::Spawn(_)),
+        ) => (true, format!("coverlay: {error}")),
         RunError::Engine { source, .. } => {
             let text = source.to_string();
             if text.contains("ermission")
