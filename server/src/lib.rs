@@ -11,11 +11,9 @@ pub mod coverage;
 pub mod depinfo;
 pub mod doctests;
 pub mod dwarf;
-pub mod engine;
 pub mod libtest;
 pub mod lsp;
 pub mod merge;
-pub mod parallel;
 pub mod partition;
 pub mod plan;
 pub mod report;
@@ -23,3 +21,8 @@ pub mod run;
 pub mod selection;
 pub mod test_env;
 pub mod testrun;
+
+/// The ptrace coverage engine, a crate of its own (`server/engine`) whose tests need none of the
+/// server's dependencies.
+pub use coverlay_engine as engine;
+pub use coverlay_engine::parallel;

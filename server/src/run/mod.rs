@@ -1192,7 +1192,7 @@ fn machine_branches(
             // read meanwhile on another core.
             std::thread::scope(|scope| {
                 scope.spawn(|| {
-                    code.call_map();
+                    code.read_calls();
                 });
                 engine::branches::find_all(code, &entries)
             })

@@ -163,7 +163,7 @@ mod tests {
             (0x1030, 0x1036),
             (0x1040, 0x104b),
         ];
-        ExeCode::for_test(vec![(0x1000, bytes)], functions, &[])
+        ExeCode::from_sections(vec![(0x1000, bytes)], functions, &[])
     }
 
     #[test]
@@ -188,13 +188,13 @@ mod tests {
         let mut bytes = vec![0xCC; 0x30];
         bytes[0x20] = 0xC3;
         bytes.extend_from_slice(&[0x48, 0x8D, 0x05, 0xE9, 0xFF, 0xFF, 0xFF, 0xC3]);
-        let code = ExeCode::for_test(
+        let code = ExeCode::from_sections(
             vec![(0x1000, bytes)],
             vec![(0x1020, 0x1021), (0x1030, 0x1038)],
             &[],
         );
         assert!(CallMap::read(&code).unwrap().is_taken(0x1020));
-        let code = ExeCode::for_test(vec![(0x1000, vec![0xC3])], vec![(0x1000, 0x1001)], &[])
+        let code = ExeCode::from_sections(vec![(0x1000, vec![0xC3])], vec![(0x1000, 0x1001)], &[])
             .with_reference(0x1000);
         assert!(CallMap::read(&code).unwrap().is_taken(0x1000));
     }
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn a_call_to_unknown_code_may_unwind() {
         // call 0x2000 (not a function of this code): it may be a library's.
-        let code = ExeCode::for_test(
+        let code = ExeCode::from_sections(
             vec![(0x1000, vec![0xE8, 0xFB, 0x0F, 0, 0, 0xC3])],
             vec![(0x1000, 0x1006)],
             &[],

@@ -187,7 +187,7 @@ fn anchor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::sites::{classify, derive_counts};
+    use crate::sites::{classify, derive_counts};
 
     /// Position-independent code of the functions given by (address, bytes), from 0x1000 on,
     /// int3 between them.
@@ -199,7 +199,7 @@ mod tests {
             bytes.extend_from_slice(code);
             ranges.push((address, address + code.len() as u64));
         }
-        ExeCode::for_test(vec![(0x1000, bytes)], ranges, &[]).position_independent_for_test()
+        ExeCode::from_sections(vec![(0x1000, bytes)], ranges, &[]).position_independent_for_test()
     }
 
     /// sub rsp,8; mov [rsp],rdi; call 0x1020; call 0x1020; add rsp,8; ret, at 0x1000.

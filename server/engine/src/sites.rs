@@ -205,7 +205,6 @@ impl ExeCode {
         })
     }
 
-    #[cfg(test)]
     fn from_parts(
         sections: Vec<(u64, Vec<u8>)>,
         functions: Vec<(u64, u64)>,
@@ -255,15 +254,16 @@ impl ExeCode {
     /// One function of `bytes` at `base`, with these landing pads.
     #[cfg(test)]
     pub(crate) fn one_function(base: u64, bytes: &[u8], landing_pads: &[u64]) -> ExeCode {
-        ExeCode::for_test(
+        ExeCode::from_sections(
             vec![(base, bytes.to_vec())],
             vec![(base, base + bytes.len() as u64)],
             landing_pads,
         )
     }
 
-    #[cfg(test)]
-    pub(crate) fn for_test(
+    /// Code given as bytes at link addresses, with its function ranges and landing pads: what
+    /// [`ExeCode::read`] takes from an executable (for tests of the engine and its users).
+    pub fn from_sections(
         sections: Vec<(u64, Vec<u8>)>,
         functions: Vec<(u64, u64)>,
         landing_pads: &[u64],
@@ -324,6 +324,12 @@ impl ExeCode {
     /// Addresses that dynamic relocations store in data, and exported symbols.
     pub(crate) fn referenced(&self) -> &HashSet<u64> {
         &self.referenced
+    }
+
+    /// Reads the calls of the whole code now, rather than when counting sites first need them
+    /// (on another core while something else runs).
+    pub fn read_calls(&self) {
+        self.call_map();
     }
 
     /// The calls of the whole code; `None` when some function does not decode.

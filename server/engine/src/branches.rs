@@ -673,7 +673,7 @@ fn first_call(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::sites::Callee;
+    use crate::sites::Callee;
 
     const BASE: u64 = 0x1000;
 

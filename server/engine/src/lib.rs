@@ -12,6 +12,7 @@ mod displaced;
 mod entries;
 mod lanes;
 mod launch;
+pub mod parallel;
 pub mod sites;
 mod tracer;
 mod trampoline;
