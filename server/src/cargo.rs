@@ -123,8 +123,9 @@ pub fn remembered_workspace(path: &Path) -> Option<Workspace> {
     let at = remembered_at(path)?;
     let text = std::fs::read_to_string(&at).ok()?;
     let workspace: Workspace = serde_json::from_str(&text).ok()?;
+    // `at` is `<path>/target/coverlay/workspace.json`, `path` canonical.
     let here = at.parent() == Some(workspace.coverlay_dir().as_path())
-        && path.canonicalize().is_ok_and(|path| path == workspace.root);
+        && at.ancestors().nth(3) == Some(workspace.root.as_path());
     here.then_some(workspace)
 }
 

@@ -61,7 +61,7 @@ fn bounded_in(
     addresses: &[u64],
     groups: &[Option<u32>],
 ) -> Vec<usize> {
-    let Some(function) = Function::decode(code, range) else {
+    let Some(function) = code.decoded(range) else {
         return Vec::new();
     };
     let Some(graph) = Graph::new(code, &function, range, members, addresses) else {

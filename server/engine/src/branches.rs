@@ -248,7 +248,7 @@ pub fn find(code: &ExeCode, address: u64) -> Vec<MachineBranch> {
     let Some(range) = code.function(address) else {
         return Vec::new();
     };
-    let Some(function) = Function::decode(code, range) else {
+    let Some(function) = code.decoded(range) else {
         return Vec::new();
     };
     let Some(targets) = &function.targets else {

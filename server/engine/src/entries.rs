@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::calls::CallMap;
-use super::sites::{straight, ExeCode, Function, Site};
+use super::sites::{straight, ExeCode, Site};
 
 /// Most callers' counts one derived count sums (an anchor listed once per call).
 const MAX_CALLERS: usize = 1024;
@@ -34,7 +34,6 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
         tracing::debug!("some code does not decode: every function entry keeps its counter");
         return;
     };
-    let mut decoded: HashMap<(u64, u64), Option<Function>> = HashMap::new();
     for entry in callees_first(code, map, &entry_index) {
         let e = entry_index[&entry];
         let calls = map.calls(entry);
@@ -44,7 +43,7 @@ pub(crate) fn count_at_callers(code: &ExeCode, addresses: &[u64], sites: &mut [S
         let group = counted_by(sites, e);
         let mut anchors = Vec::with_capacity(calls.len());
         for &call in calls {
-            match anchor(code, addresses, sites, &mut decoded, call) {
+            match anchor(code, addresses, sites, call) {
                 Some(k) if k != e => anchors.push(k),
                 _ => break,
             }
@@ -155,13 +154,7 @@ fn counted_by(sites: &[Site], e: usize) -> Vec<u32> {
 /// The breakpoint with a trampoline of its own that control runs straight on from to the call at
 /// `call`: the nearest breakpoint at or before it in its function, or the trampoline that counts
 /// that one.
-fn anchor(
-    code: &ExeCode,
-    addresses: &[u64],
-    sites: &[Site],
-    decoded: &mut HashMap<(u64, u64), Option<Function>>,
-    call: u64,
-) -> Option<usize> {
+fn anchor(code: &ExeCode, addresses: &[u64], sites: &[Site], call: u64) -> Option<usize> {
     let range = code.function(call)?;
     let nearest = addresses.partition_point(|&a| a <= call).checked_sub(1)?;
     if addresses[nearest] < range.0 {
@@ -177,11 +170,8 @@ fn anchor(
     if !matches!(sites[root], Site::Jump { .. }) {
         return None;
     }
-    let function = decoded
-        .entry(range)
-        .or_insert_with(|| Function::decode(code, range))
-        .as_ref()?;
-    (addresses[root] == call || straight(code, function, addresses[root], call)).then_some(root)
+    let function = code.decoded(range)?;
+    (addresses[root] == call || straight(code, &function, addresses[root], call)).then_some(root)
 }
 
 #[cfg(test)]

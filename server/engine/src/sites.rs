@@ -92,6 +92,9 @@ pub struct ExeCode {
     landing_pads: Option<HashSet<u64>>,
     /// The same, sorted, made when first asked for.
     sorted_pads: std::sync::OnceLock<Vec<u64>>,
+    /// Functions decoded so far (`None`: undecodable), shared by branch finding, the bounds of
+    /// lines' rows and the choice of counting sites, which look at the same functions.
+    decoded: std::sync::Mutex<HashMap<(u64, u64), Decoded>>,
     /// Entries of the panics rustc calls for its own checks (overflow, bounds, division by zero,
     /// misalignment, unwinding out of a `nounwind` function): a branch to one is no source branch.
     checks: HashSet<u64>,
@@ -202,6 +205,7 @@ impl ExeCode {
             referenced,
             call_map: std::sync::OnceLock::new(),
             sorted_pads: std::sync::OnceLock::new(),
+            decoded: Default::default(),
         })
     }
 
@@ -380,6 +384,26 @@ impl ExeCode {
         Some(sorted[from..to].to_vec())
     }
 
+    /// The function `range` decoded, once per executable; `None` when it does not decode.
+    pub(crate) fn decoded(&self, range: (u64, u64)) -> Decoded {
+        let known = |code: &Self| {
+            code.decoded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&range)
+                .cloned()
+        };
+        if let Some(function) = known(self) {
+            return function;
+        }
+        let function = Function::decode(self, range).map(std::sync::Arc::new);
+        self.decoded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(range, function.clone());
+        function
+    }
+
     pub(crate) fn function(&self, address: u64) -> Option<(u64, u64)> {
         let i = self.functions.partition_point(|f| f.0 <= address);
         let f = *self.functions.get(i.checked_sub(1)?)?;
@@ -395,7 +419,11 @@ fn within(sections: &[(u64, Vec<u8>)], start: u64, end: u64) -> Option<&[u8]> {
     })
 }
 
+/// A function decoded once and shared; `None` when it does not decode.
+pub(crate) type Decoded = Option<std::sync::Arc<Function>>;
+
 /// One function, decoded: instruction starts and what may be jumped to.
+#[derive(Debug)]
 pub(crate) struct Function {
     pub(crate) instructions: Vec<Instruction>,
     /// Branch targets (direct ones and the entries of its jump tables); `None` when the function
@@ -504,7 +532,7 @@ fn table_entries(code: &ExeCode, table: u64, is_start: &dyn Fn(u64) -> bool) -> 
 /// the jump, or by one of its own, else lost; never by a trap.
 pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> {
     let mut sites = vec![Site::Trap; addresses.len()];
-    let mut current: Option<((u64, u64), Option<Function>)> = None;
+    let mut current: Option<((u64, u64), Decoded)> = None;
     // End of the last moved run (runs never overlap), and the breakpoint it belongs to.
     let mut patched_until = 0;
     let mut last_jump: Option<usize> = None;
@@ -519,7 +547,7 @@ pub fn classify(code: &ExeCode, addresses: &[u64], traps: &[bool]) -> Vec<Site> 
         let range = code.function(address);
         if let Some(range) = range {
             if current.as_ref().is_none_or(|(r, _)| *r != range) {
-                current = Some((range, Function::decode(code, range)));
+                current = Some((range, code.decoded(range)));
             }
         }
         // Outside a known, decodable function only a long instruction can take the jump alone.
