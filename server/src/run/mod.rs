@@ -408,16 +408,18 @@ fn run_once(
     }
     let cache = LineCache::new(workspace.coverlay_dir().join("line-tables"));
     // An executable cargo rebuilt has nothing cached: its code will be read to find its branches
-    // and counting sites, so it is read on another core while the line tables are.
-    let prefetched: Vec<Option<std::thread::JoinHandle<std::io::Result<engine::ExeCode>>>> =
-        executables
-            .iter()
-            .map(|executable| {
-                let path = executable.path.clone();
-                (!cache.has(&path))
-                    .then(|| std::thread::spawn(move || engine::ExeCode::read(&path)))
-            })
-            .collect();
+    // and counting sites, so it is read on another core while the line tables are (one at a
+    // time: each read holds the whole file).
+    let rebuilt: Vec<Option<PathBuf>> = executables
+        .iter()
+        .map(|executable| (!cache.has(&executable.path)).then(|| executable.path.clone()))
+        .collect();
+    let prefetched = std::thread::spawn(move || {
+        rebuilt
+            .into_iter()
+            .map(|path| path.map(|path| engine::ExeCode::read(&path)))
+            .collect::<Vec<_>>()
+    });
     let listings = JsonCache::new(workspace.coverlay_dir().join("listings"));
     let listed = crate::parallel::map(&executables, options.jobs, |executable| {
         let tables = cache.read(&executable.path, &|p| workspace.owns_source(p));
@@ -543,8 +545,9 @@ fn run_once(
     // sites misses its cache first.
     let codes: Vec<OnceLock<Option<engine::ExeCode>>> =
         all.iter().map(|_| OnceLock::new()).collect();
+    let prefetched = prefetched.join().unwrap_or_default();
     for ((code, executable), read) in codes.iter().zip(&all).zip(prefetched) {
-        if let Some(Ok(read)) = read.map(std::thread::JoinHandle::join) {
+        if let Some(read) = read {
             let _ = code.set(
                 read.inspect_err(|error| warn_unreadable(&executable.path, error))
                     .ok(),
