@@ -455,11 +455,22 @@ impl BuildCfgs {
     /// The cfg set the package holding `path` is compiled with; `None` when the file is no
     /// package's that was built, or rustc cannot say what the target's cfgs are.
     pub fn for_file(&self, path: &Path) -> Option<crate::analysis::CfgSet> {
-        let package = self
-            .packages
+        self.for_package(self.package_of(path)?)
+    }
+
+    /// The built package holding `path`, for [`BuildCfgs::for_package`].
+    pub fn package_of(&self, path: &Path) -> Option<usize> {
+        self.packages
             .iter()
-            .filter(|p| path.starts_with(&p.manifest_dir))
-            .max_by_key(|p| p.manifest_dir.as_os_str().len())?;
+            .enumerate()
+            .filter(|(_, p)| path.starts_with(&p.manifest_dir))
+            .max_by_key(|(_, p)| p.manifest_dir.as_os_str().len())
+            .map(|(i, _)| i)
+    }
+
+    /// The cfg set of a package of [`BuildCfgs::package_of`].
+    pub fn for_package(&self, package: usize) -> Option<crate::analysis::CfgSet> {
+        let package = &self.packages[package];
         let target = self
             .target
             .get_or_init(|| {

@@ -21,6 +21,10 @@ pub enum Cfg {
     Not(Box<Cfg>),
     /// A form rustc would reject (or a newer one): never decided.
     Unknown,
+    /// Not a cfg: another file of the package invokes the macro of this name, defined in this
+    /// file only (see `macros`). Kept here because a function a macro body defines is compiled
+    /// exactly when an invocation and the invocation's own gates say so.
+    InvokedElsewhere(String),
 }
 
 impl Cfg {
@@ -70,6 +74,7 @@ impl Cfg {
             Cfg::Any(operands) => decide(operands, set, true),
             Cfg::Not(operand) => operand.holds(set).map(|holds| !holds),
             Cfg::Unknown => None,
+            Cfg::InvokedElsewhere(name) => Some(set.invoked_elsewhere.contains(name)),
         }
     }
 }
@@ -87,11 +92,13 @@ fn decide(operands: &[Cfg], set: &CfgSet, decisive: bool) -> Option<bool> {
     }
 }
 
-/// The cfg names and `key="value"` pairs set when a package is compiled.
+/// The cfg names and `key="value"` pairs set when a package is compiled, and for one file of
+/// it, the macros the package's other files invoke.
 #[derive(Clone, Debug, Default)]
 pub struct CfgSet {
     names: HashSet<String>,
     values: HashSet<(String, String)>,
+    invoked_elsewhere: HashSet<String>,
 }
 
 impl CfgSet {
@@ -118,6 +125,55 @@ impl CfgSet {
         self.values
             .insert(("feature".to_owned(), feature.to_owned()));
     }
+
+    /// The macros (see [`invoked_elsewhere`]) that files of the package other than the one this
+    /// set decides for invoke.
+    pub fn set_invoked_elsewhere(&mut self, names: HashSet<String>) {
+        self.invoked_elsewhere = names;
+    }
+}
+
+/// For each of one package's files (with the cfg set that decides its gates, when known): the
+/// names of the macros that its other files invoke in code the build compiles, among those
+/// defined by one file of the package alone (a name two files define leaves open which one an
+/// invocation expands). Textual order between files is not followed: a `#[macro_use]` module is
+/// declared before the modules that invoke its macros.
+pub fn invoked_elsewhere(
+    files: &[(&super::SourceAnalysis, Option<&CfgSet>)],
+) -> Vec<HashSet<String>> {
+    let mut definers: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+    for (i, (analysis, _)) in files.iter().enumerate() {
+        for name in analysis.macro_names() {
+            definers.entry(name).or_default().push(i);
+        }
+    }
+    let invoking: Vec<HashSet<&str>> = files
+        .iter()
+        .map(|(analysis, set)| {
+            analysis
+                .macro_invocations()
+                .filter(|&(_, line)| {
+                    set.and_then(|set| analysis.gates_hold(line, set)) != Some(false)
+                })
+                .map(|(name, _)| name)
+                .collect()
+        })
+        .collect();
+    (0..files.len())
+        .map(|i| {
+            definers
+                .iter()
+                .filter(|(_, by)| by.as_slice() == [i])
+                .filter(|(name, _)| {
+                    invoking
+                        .iter()
+                        .enumerate()
+                        .any(|(k, names)| k != i && names.contains(**name))
+                })
+                .map(|(name, _)| (*name).to_owned())
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,6 +247,43 @@ mod tests {
         assert_eq!(
             Cfg::Name("debug_assertions".into()).holds(&set),
             Some(false)
+        );
+    }
+
+    #[test]
+    fn a_macro_counts_as_invoked_elsewhere_when_another_file_of_the_package_compiles_a_call() {
+        let analyse = |source: &str| crate::analysis::analyze(source).expect("parses");
+        let defines =
+            analyse("macro_rules! once { () => {} }\nmacro_rules! twice { () => {} }\nonce!();\n");
+        let calls = analyse(
+            "fn f() { once!(); twice!(); }\n#[cfg(feature = \"off\")]\nmod gated { fn g() { never!(); } }\n",
+        );
+        let defines_too =
+            analyse("macro_rules! twice { () => {} }\nmacro_rules! never { () => {} }\n");
+        let set = set();
+        let names = |files: &[(&crate::analysis::SourceAnalysis, Option<&CfgSet>)]| {
+            invoked_elsewhere(files)
+                .into_iter()
+                .map(|names| {
+                    let mut names: Vec<String> = names.into_iter().collect();
+                    names.sort();
+                    names
+                })
+                .collect::<Vec<_>>()
+        };
+        // `twice` has two definitions; `never` is called only where the build compiles nothing.
+        assert_eq!(
+            names(&[
+                (&defines, Some(&set)),
+                (&calls, Some(&set)),
+                (&defines_too, Some(&set))
+            ]),
+            [vec!["once".to_owned()], vec![], vec![]]
+        );
+        // Without a cfg set, a gated call is taken as compiled; one's own calls never count.
+        assert_eq!(
+            names(&[(&defines_too, None), (&calls, None), (&defines, None)]),
+            [vec!["never".to_owned()], vec![], vec!["once".to_owned()]]
         );
     }
 }

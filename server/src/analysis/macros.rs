@@ -10,7 +10,9 @@
 //! are matched against the rules ([`Matcher`]): the function is expanded when the rule taken is
 //! its own and each repetition around it repeats at least once. When that cannot be told (an
 //! unsupported matcher, an invocation through a path, a macro that invokes itself) the
-//! invocation is not counted as expanding it.
+//! invocation is not counted as expanding it. Invocations in the package's other files are known
+//! only by name, once every file is analysed (`cfg::invoked_elsewhere`): they count for the
+//! functions any invocation expands.
 //!
 //! Left out: a function with a repetition inside (`fn f() { $(g($x);)* }`, no plain Rust), one
 //! in a `macro_rules!` the transcriber defines (expanded by that macro's invocations), and

@@ -23,7 +23,7 @@ mod macros;
 mod walker;
 
 pub use branches::{Arm, BranchLine, Construct, MatchArms, Operator};
-pub use cfg::{Cfg, CfgSet};
+pub use cfg::{invoked_elsewhere, Cfg, CfgSet};
 pub use jumps::JumpCount;
 use lexer::{classify_text, split_lines, TextClass};
 use walker::Walker;
@@ -39,8 +39,8 @@ use walker::Walker;
 /// `macro_rules!` bodies; 19: bare jumps counted by branch sides, by `while` passes and against the
 /// other arms of larger matches; 20: not against arms with constant patterns; 21: both of 18's
 /// rule sets together; 22: functions of macros with several rules and in repetitions, by macro
-/// matching).
-pub const RULES_VERSION: u32 = 23;
+/// matching); 23: guarded arms that are bare jumps; 24: macros invoked from other files).
+pub const RULES_VERSION: u32 = 24;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +142,12 @@ pub struct SourceAnalysis {
     /// The `match`es whose arms can be counted by their lines, in source order.
     #[serde(default)]
     matches: Vec<MatchArms>,
+    /// Names of the `macro_rules!` this file defines.
+    #[serde(default)]
+    macro_names: std::collections::BTreeSet<String>,
+    /// Macro invocations: the macro's name (the last segment of its path) and the line.
+    #[serde(default)]
+    macro_invocations: Vec<(String, u32)>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -217,6 +223,8 @@ impl SourceAnalysis {
             opens: Default::default(),
             branches: Default::default(),
             matches: Default::default(),
+            macro_names: Default::default(),
+            macro_invocations: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -296,6 +304,12 @@ impl SourceAnalysis {
         if self.item_macros.contains(&line) {
             return None;
         }
+        self.gates_hold(line, set)
+    }
+
+    /// Whether every `#[cfg(…)]` around `line` holds in `set` (`None`: none around it, or
+    /// undecided).
+    fn gates_hold(&self, line: u32, set: &CfgSet) -> Option<bool> {
         let mut gates = self
             .gates
             .iter()
@@ -344,6 +358,18 @@ impl SourceAnalysis {
     /// For a bare `break;`/`continue;`/`return;` line: the lines its count follows from.
     pub fn jump_count(&self, line: u32) -> Option<JumpCount> {
         self.jumps.get(&line).copied()
+    }
+
+    /// The names of the `macro_rules!` this file defines.
+    pub fn macro_names(&self) -> impl Iterator<Item = &str> {
+        self.macro_names.iter().map(String::as_str)
+    }
+
+    /// The macros this file invokes, by name, each with its line.
+    pub fn macro_invocations(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.macro_invocations
+            .iter()
+            .map(|(name, line)| (name.as_str(), *line))
     }
 
     /// Some `#[cfg(…)]` predicate applies to code of this file.

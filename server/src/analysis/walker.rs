@@ -223,6 +223,16 @@ impl<'s> Walker<'s> {
             opens: self.opens,
             branches: Default::default(),
             matches: Default::default(),
+            macro_names: self
+                .macro_definitions
+                .iter()
+                .map(|(name, _, _)| name.clone())
+                .collect(),
+            macro_invocations: self
+                .macro_calls
+                .into_iter()
+                .map(|(name, line, _, _)| (name, line))
+                .collect(),
         }
     }
 
@@ -494,7 +504,8 @@ impl<'s> Walker<'s> {
 
     /// A function of a macro body is compiled when some invocation of the macro after its
     /// definition expands it (see `MacroRules::expands`) and is compiled (its gates hold, and its
-    /// arguments pass on no `cfg`): a gate of its own says so. A name defined twice in the file
+    /// arguments pass on no `cfg`), or, when every invocation expands it, when another file of
+    /// the package invokes the macro: a gate of its own says so. A name defined twice in the file
     /// leaves open which definition an invocation expands.
     fn gate_macro_functions(&mut self) {
         let mut gates = Vec::new();
@@ -536,7 +547,7 @@ impl<'s> Walker<'s> {
                 })
                 .collect();
             for (_, first, last, place) in functions {
-                let expanded_by = invocations
+                let mut expanded_by: Vec<super::Cfg> = invocations
                     .iter()
                     .filter_map(|(all, taken)| {
                         let mut all = all.clone();
@@ -548,6 +559,11 @@ impl<'s> Walker<'s> {
                         Some(super::Cfg::All(all))
                     })
                     .collect();
+                // Invocations in the package's other files are known only by name (see
+                // `cfg::invoked_elsewhere`): enough for a function every invocation expands.
+                if defined_once && rules.unconditional(place) {
+                    expanded_by.push(super::Cfg::InvokedElsewhere(name.clone()));
+                }
                 gates.push((*first, *last, super::Cfg::Any(expanded_by)));
             }
         }
@@ -1513,6 +1529,13 @@ mod tests {
         let mut set = crate::analysis::CfgSet::default();
         assert_eq!(analysis.compiled_in(5, &set), Some(true), "invoked");
         assert_eq!(analysis.compiled_in(14, &set), Some(false), "never invoked");
+        set.set_invoked_elsewhere(["unused".to_owned()].into());
+        assert_eq!(
+            analysis.compiled_in(14, &set),
+            Some(true),
+            "invoked by another file of the package"
+        );
+        set.set_invoked_elsewhere(Default::default());
         // Invoked under a cfg the build leaves out, and in a function: either is enough.
         assert_eq!(analysis.compiled_in(17, &set), Some(true));
         set.add_feature("x");
@@ -1570,6 +1593,9 @@ mod tests {
         // Through a path, another module's macro of the same name may be meant.
         assert_eq!(analysis.compiled_in(15, &set), None);
         assert_eq!(analysis.compiled_in(16, &set), None);
+        // Another file's invocations are known by name only: they cannot choose a rule.
+        set.set_invoked_elsewhere(["rules".to_owned()].into());
+        assert_eq!(analysis.compiled_in(5, &set), Some(false));
     }
 
     #[test]

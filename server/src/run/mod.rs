@@ -1344,6 +1344,7 @@ fn merge(
     } else {
         HashSet::new()
     };
+    let elsewhere = macros_invoked_elsewhere(sources, cfgs);
     let mut files: Vec<FileCoverage> = sources
         .files
         .iter()
@@ -1358,7 +1359,11 @@ fn merge(
                 .analysis
                 .has_gates()
                 .then(|| cfgs.for_file(&file.path))
-                .flatten();
+                .flatten()
+                .map(|mut set| {
+                    set.set_invoked_elsewhere(elsewhere[id].clone());
+                    set
+                });
             let is_coverable =
                 |file: &SourceFile, line: u32| is_coverable(file, line, cfg.as_ref());
             let source = SourceId(id as u32);
@@ -1796,6 +1801,33 @@ fn test_module_files(sources: &Sources) -> HashSet<PathBuf> {
         }
     }
     tests
+}
+
+/// Per source file: the macros other files of its package invoke (see
+/// `analysis::invoked_elsewhere`), which decide whether the functions its macros define are
+/// compiled.
+fn macros_invoked_elsewhere(sources: &Sources, cfgs: &cargo::BuildCfgs) -> Vec<HashSet<String>> {
+    let mut by_package: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (id, file) in sources.files.iter().enumerate() {
+        if let Some(package) = cfgs.package_of(&file.path) {
+            by_package.entry(package).or_default().push(id);
+        }
+    }
+    let mut elsewhere = vec![HashSet::new(); sources.files.len()];
+    for (package, ids) in by_package {
+        let set = cfgs.for_package(package);
+        let files: Vec<(&SourceAnalysis, Option<&CfgSet>)> = ids
+            .iter()
+            .map(|&id| (&sources.files[id].analysis, set.as_ref()))
+            .collect();
+        for (id, names) in ids
+            .into_iter()
+            .zip(crate::analysis::invoked_elsewhere(&files))
+        {
+            elsewhere[id] = names;
+        }
+    }
+    elsewhere
 }
 
 /// `cfg`: the set the file's package is built with, when it has `#[cfg(…)]`s to decide.
