@@ -60,8 +60,8 @@ pub(super) struct Space {
     pub(super) armed: Vec<bool>,
     /// Threads of this space currently single-stepping over breakpoint `index`, by index.
     pub(super) steppers: Vec<(usize, u32)>,
-    /// Counter values at the last reading (a forked child starts from its parent's).
-    pub(super) last: Vec<u64>,
+    /// The bytes of one lane's counters, kept from reading to reading.
+    scratch: Vec<u8>,
     /// Traps lifted at the count cap during the current test, put back when the next one starts.
     pub(super) lifted: Vec<usize>,
     /// The threads' counter lanes, when trampolines count.
@@ -85,7 +85,7 @@ impl Space {
             bias,
             armed,
             steppers: Vec::new(),
-            last: Vec::new(),
+            scratch: Vec::new(),
             lifted: Vec::new(),
             lanes: None,
         })
@@ -95,7 +95,6 @@ impl Space {
     /// where only the forking thread (on lane `running`) lives on.
     pub(super) fn fork(&self, child: Pid, running: Option<u32>) -> Result<Self, EngineError> {
         let mut space = Self::open(child, self.bias, self.armed.clone())?;
-        space.last = self.last.clone();
         space.lifted = self.lifted.clone();
         space.lanes = match (&self.lanes, running) {
             (Some(lanes), Some(running)) => Some(lanes.forked(running)),
@@ -203,27 +202,25 @@ impl Space {
         Ok(())
     }
 
-    /// Current values of the `count` counters, summed over the threads' lanes (reading those a
-    /// thread held since the last reading); `None` without lanes.
-    pub(super) fn read_counters(&mut self, count: usize) -> Option<Result<Vec<u64>, EngineError>> {
+    /// Adds to `gained` (one entry per breakpoint) what the counters gained since the last
+    /// reading, summed over the threads' lanes (reading those a thread held since then); `None`
+    /// without lanes.
+    pub(super) fn read_counters(&mut self, gained: &mut [u64]) -> Option<Result<(), EngineError>> {
         let lanes = self.lanes.as_mut()?;
+        self.scratch.resize(gained.len() * 8, 0);
         for lane in lanes.take_changed() {
-            let mut bytes = vec![0u8; count * 8];
-            if let Err(source) = self.mem.read_exact_at(&mut bytes, lanes.address(lane)) {
+            if let Err(source) = self
+                .mem
+                .read_exact_at(&mut self.scratch, lanes.address(lane))
+            {
                 return Some(Err(EngineError::Memory {
                     pid: self.pid.as_raw(),
                     source,
                 }));
             }
-            let values = bytes
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect();
-            lanes.update(lane, values);
+            lanes.update(lane, &self.scratch, gained);
         }
-        let mut totals = lanes.totals().to_vec();
-        totals.resize(count, 0);
-        Some(Ok(totals))
+        Some(Ok(()))
     }
 
     pub(super) fn disarm(&mut self, table: &Table, index: usize) -> Result<(), EngineError> {

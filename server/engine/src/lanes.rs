@@ -33,9 +33,8 @@ pub(super) struct Lanes {
     /// once ran many threads at once does not pay for all their lanes at every reading.
     held: Vec<bool>,
     touched: Vec<bool>,
-    /// Per lane, its counters as last read; `totals` their sums.
+    /// Per lane, its counters as last read.
     seen: Vec<Vec<u64>>,
-    totals: Vec<u64>,
 }
 
 impl Lanes {
@@ -48,7 +47,6 @@ impl Lanes {
             held: Vec::new(),
             touched: Vec::new(),
             seen: Vec::new(),
-            totals: Vec::new(),
         }
     }
 
@@ -98,22 +96,19 @@ impl Lanes {
         lanes
     }
 
-    /// Lane `lane`'s counters as just read.
-    pub(super) fn update(&mut self, lane: u32, values: Vec<u64>) {
-        if self.totals.len() < values.len() {
-            self.totals.resize(values.len(), 0);
+    /// Adds to `gained` what lane `lane` counted since its last reading, from its counters as
+    /// just read (`bytes`, 8 little-endian bytes each). Done in place: a reading happens at every
+    /// test start, while the process waits, over every breakpoint.
+    pub(super) fn update(&mut self, lane: u32, bytes: &[u8], gained: &mut [u64]) {
+        let seen = &mut self.seen[lane as usize];
+        if seen.len() < bytes.len() / 8 {
+            seen.resize(bytes.len() / 8, 0);
         }
-        let seen = &self.seen[lane as usize];
-        for (k, (total, &value)) in self.totals.iter_mut().zip(&values).enumerate() {
-            let before = seen.get(k).copied().unwrap_or(0);
-            *total = total.wrapping_add(value.wrapping_sub(before));
+        for ((chunk, seen), gained) in bytes.chunks_exact(8).zip(seen).zip(gained) {
+            let value = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            *gained = gained.wrapping_add(value.wrapping_sub(*seen));
+            *seen = value;
         }
-        self.seen[lane as usize] = values;
-    }
-
-    /// The counters summed over the lanes, as of the readings so far.
-    pub(super) fn totals(&self) -> &[u64] {
-        &self.totals
     }
 
     /// A forked child's lanes: a copy of its parent's memory, where only the forking thread (on
@@ -190,17 +185,23 @@ mod tests {
         assert_eq!(lanes.take_changed(), [0, 2]);
     }
 
+    fn bytes(values: &[u64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
     #[test]
     fn a_process_counts_the_sum_of_its_lanes() {
         let mut lanes = Lanes::new(0, 8, LANES);
         lanes.take();
         lanes.take();
-        lanes.update(0, vec![5, 1, 7]);
-        lanes.update(1, vec![2, 0, 3]);
-        assert_eq!(lanes.totals(), [7, 1, 10]);
-        // Lane 1 read again later: only what it gained is added.
-        lanes.update(1, vec![4, 0, 3]);
-        assert_eq!(lanes.totals(), [9, 1, 10]);
+        let mut gained = vec![0; 3];
+        lanes.update(0, &bytes(&[5, 1, 7]), &mut gained);
+        lanes.update(1, &bytes(&[2, 0, 3]), &mut gained);
+        assert_eq!(gained, [7, 1, 10]);
+        // Lane 1 read again later: only what it gained since is added.
+        let mut gained = vec![0; 3];
+        lanes.update(1, &bytes(&[4, 0, 3]), &mut gained);
+        assert_eq!(gained, [2, 0, 0]);
     }
 
     #[test]
@@ -209,7 +210,7 @@ mod tests {
         for _ in 0..3 {
             parent.take();
         }
-        parent.update(0, vec![1]);
+        parent.update(0, &bytes(&[1]), &mut [0]);
         let mut child = parent.forked(1);
         assert_eq!(
             child.take_changed(),
@@ -221,9 +222,13 @@ mod tests {
             [1],
             "only the forking thread lives on"
         );
-        // Its counters at the fork were the parent's: 3 in lane 0 (read as 1 before).
-        child.update(0, vec![3]);
-        assert_eq!(child.totals(), [3]);
+        // Its counters at the fork were the parent's: 3 in lane 0 (read as 1 before), of which
+        // the child's first reading gains 2, the parent's part, which the child leaves out.
+        let mut gained = [0];
+        child.update(0, &bytes(&[3]), &mut gained);
+        assert_eq!(gained, [2]);
+        child.update(0, &bytes(&[4]), &mut gained);
+        assert_eq!(gained, [3], "then only its own");
         let mut handed = vec![child.take().unwrap(), child.take().unwrap()];
         handed.sort_unstable();
         assert_eq!(handed, [0, 2], "all but lane 1, before new ones");

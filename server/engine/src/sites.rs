@@ -1109,19 +1109,54 @@ fn uleb128(table: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// Fills in the counters no trampoline adds to: a `Covered` breakpoint ran as often as the one
-/// whose trampoline serves it, a `Called` one as often as all of `by` together (one anchor may be
-/// listed once per call it runs into). Every `by` has a trampoline of its own, so one pass does.
+/// Fills in the counters no trampoline adds to (see [`Derivations`]).
+#[cfg(test)]
 pub(crate) fn derive_counts(sites: &[Site], values: &mut [u64]) {
-    for i in 0..sites.len().min(values.len()) {
-        match &sites[i] {
-            Site::Covered { by } => values[i] = values[*by as usize],
-            Site::Called { by } => values[i] = by.iter().map(|&k| values[k as usize]).sum(),
-            Site::Jump { .. }
-            | Site::Taken { .. }
-            | Site::Edge { .. }
-            | Site::Lost
-            | Site::Trap => {}
+    Derivations::of(sites).apply(values);
+}
+
+/// How the counters no trampoline adds to follow from the others: a `Covered` breakpoint ran as
+/// often as the one whose trampoline serves it, a `Called` one as often as all of `by` together
+/// (one anchor may be listed once per call it runs into). Every `by` has a trampoline of its
+/// own, so one pass does. The counts are sums, so they derive from what a reading gained as
+/// from totals. Kept apart from the sites: a reading at every test start walks only these.
+#[derive(Debug, Default)]
+pub(crate) struct Derivations {
+    /// Derived breakpoint and the range of `from` it sums.
+    steps: Vec<(u32, std::ops::Range<u32>)>,
+    from: Vec<u32>,
+}
+
+impl Derivations {
+    pub(crate) fn of(sites: &[Site]) -> Self {
+        let mut derivations = Derivations::default();
+        for (i, site) in sites.iter().enumerate() {
+            let by = match site {
+                Site::Covered { by } => std::slice::from_ref(by),
+                Site::Called { by } => by.as_slice(),
+                Site::Jump { .. }
+                | Site::Taken { .. }
+                | Site::Edge { .. }
+                | Site::Lost
+                | Site::Trap => continue,
+            };
+            let start = derivations.from.len() as u32;
+            derivations.from.extend_from_slice(by);
+            let end = derivations.from.len() as u32;
+            derivations.steps.push((i as u32, start..end));
+        }
+        derivations
+    }
+
+    pub(crate) fn apply(&self, values: &mut [u64]) {
+        for (i, range) in &self.steps {
+            let sum = self.from[range.start as usize..range.end as usize]
+                .iter()
+                .map(|&k| values.get(k as usize).copied().unwrap_or(0))
+                .fold(0u64, u64::wrapping_add);
+            if let Some(value) = values.get_mut(*i as usize) {
+                *value = sum;
+            }
         }
     }
 }

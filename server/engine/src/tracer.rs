@@ -73,12 +73,16 @@ struct Session {
     cap: u32,
     /// How each breakpoint is counted in this session (all `Trap` without trampolines).
     sites: Vec<Site>,
+    /// The counts of `sites` that follow from others'.
+    derivations: sites::Derivations,
     /// Lowest scratch memory mapped so far below the executable (trampoline code).
     scratch_below: u64,
     /// More threads ran at once than there are lanes, sharing some: warned once.
     lanes_short: bool,
     /// Executions since the last test boundary, per breakpoint: counter increments read and traps.
     period: Vec<u64>,
+    /// What one reading of the counters gained, per breakpoint (kept to spare an allocation).
+    gained: Vec<u64>,
     totals: Vec<u64>,
     capped: Vec<bool>,
     /// Traps per breakpoint during the current test (the fallback's cap is per test).
@@ -230,9 +234,11 @@ impl Session {
                 Mode::FirstHit => 1,
             },
             sites: vec![Site::Trap; n],
+            derivations: sites::Derivations::default(),
             scratch_below: u64::MAX,
             lanes_short: false,
             period: vec![0; n],
+            gained: vec![0; n],
             totals: vec![0; n],
             capped: vec![false; n],
             test_traps: vec![0; n],
@@ -364,12 +370,12 @@ impl Session {
             if let Some((built, lanes)) = self.prepare_trampolines(&space, exe_start, breakpoints) {
                 self.sites = built.sites.clone();
                 patches = built.patches.clone();
-                space.last = vec![0; self.table.len()];
                 root_lane = Some(0);
                 space.lanes = Some(lanes);
             }
         }
         self.site_counts = SiteCounts::of(&self.sites);
+        self.derivations = sites::Derivations::of(&self.sites);
         for (capped, site) in self.capped.iter_mut().zip(&self.sites) {
             *capped |= *site == Site::Lost;
         }
@@ -711,14 +717,16 @@ impl Session {
         let Some(Some(space)) = self.spaces.get_mut(id) else {
             return;
         };
+        self.gained.fill(0);
         // A process that is already gone has nothing more to tell.
-        let Some(Ok(mut values)) = space.read_counters(self.table.len()) else {
+        let Some(Ok(())) = space.read_counters(&mut self.gained) else {
             return;
         };
-        sites::derive_counts(&self.sites, &mut values);
-        for ((period, last), value) in self.period.iter_mut().zip(&mut space.last).zip(values) {
-            *period += value.wrapping_sub(*last);
-            *last = value;
+        // Derived counts are sums of counted ones: derived from what was gained, they are what
+        // the derived counts gained.
+        self.derivations.apply(&mut self.gained);
+        for (period, gained) in self.period.iter_mut().zip(&self.gained) {
+            *period = period.wrapping_add(*gained);
         }
     }
 
@@ -806,10 +814,7 @@ impl Session {
                         Some(Ok(mut space)) => {
                             // The child's counters start as a copy of the parent's at the fork:
                             // only what it adds after is its own.
-                            if let Some(Ok(mut values)) = space.read_counters(self.table.len()) {
-                                sites::derive_counts(&self.sites, &mut values);
-                                space.last = values;
-                            }
+                            let _ = space.read_counters(&mut vec![0; self.table.len()]);
                             self.spaces.push(Some(space));
                             self.spaces.len() - 1
                         }
