@@ -134,7 +134,8 @@ impl CfgSet {
 }
 
 /// For each of one package's files (with the cfg set that decides its gates, when known): the
-/// names of the macros that its other files invoke in code the build compiles, among those
+/// names of the macros that its other files invoke in code the build compiles, directly or
+/// through a macro they define that always invokes it and that some file invokes, among those
 /// defined by one file of the package alone (a name two files define leaves open which one an
 /// invocation expands). Textual order between files is not followed: a `#[macro_use]` module is
 /// declared before the modules that invoke its macros.
@@ -159,6 +160,14 @@ pub fn invoked_elsewhere(
                 .collect()
         })
         .collect();
+    let invoked_anywhere: HashSet<&str> = invoking.iter().flatten().copied().collect();
+    let through = |k: usize, name: &str| {
+        files[k].0.nested_invocations().any(|(inner, outer)| {
+            inner == name
+                && invoked_anywhere.contains(outer)
+                && definers.get(outer).is_some_and(|by| by.as_slice() == [k])
+        })
+    };
     (0..files.len())
         .map(|i| {
             definers
@@ -168,7 +177,7 @@ pub fn invoked_elsewhere(
                     invoking
                         .iter()
                         .enumerate()
-                        .any(|(k, names)| k != i && names.contains(**name))
+                        .any(|(k, names)| k != i && (names.contains(**name) || through(k, name)))
                 })
                 .map(|(name, _)| (*name).to_owned())
                 .collect()
@@ -284,6 +293,26 @@ mod tests {
         assert_eq!(
             names(&[(&defines_too, None), (&calls, None), (&defines, None)]),
             [vec!["never".to_owned()], vec![], vec!["once".to_owned()]]
+        );
+    }
+
+    #[test]
+    fn a_macro_that_another_files_macro_always_invokes_counts_when_that_one_is_invoked() {
+        let analyse = |source: &str| crate::analysis::analyze(source).expect("parses");
+        let inner = analyse("macro_rules! inner { () => { fn g<T>() {} } }\n");
+        let outer = analyse("macro_rules! outer { () => { inner!(); } }\n");
+        let caller = analyse("outer!();\n");
+        let unused = analyse("fn f() {}\n");
+        let first = |files: &[(&crate::analysis::SourceAnalysis, Option<&CfgSet>)]| {
+            invoked_elsewhere(files).swap_remove(0)
+        };
+        assert_eq!(
+            first(&[(&inner, None), (&outer, None), (&caller, None)]),
+            ["inner".to_owned()].into()
+        );
+        assert!(
+            first(&[(&inner, None), (&outer, None), (&unused, None)]).is_empty(),
+            "`outer` itself is never invoked"
         );
     }
 }

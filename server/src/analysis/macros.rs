@@ -12,7 +12,8 @@
 //! unsupported matcher, an invocation through a path, a macro that invokes itself) the
 //! invocation is not counted as expanding it. Invocations in the package's other files are known
 //! only by name, once every file is analysed (`cfg::invoked_elsewhere`): they count for the
-//! functions any invocation expands.
+//! functions any invocation expands. So do invocations in another macro's rules, when that
+//! macro makes them in every expansion ([`MacroRules::calls`]) and is invoked itself.
 //!
 //! Left out: a function with a repetition inside (`fn f() { $(g($x);)* }`, no plain Rust), one
 //! in a `macro_rules!` the transcriber defines (expanded by that macro's invocations), and
@@ -49,6 +50,8 @@ pub(super) struct MacroRules {
     /// A transcriber invokes the macro itself: those invocations, and the rules they take, are
     /// not in the file's syntax.
     recursive: bool,
+    /// The other macros every invocation invokes (see [`always_invoked`]).
+    calls: std::collections::BTreeSet<String>,
 }
 
 /// The rule an invocation takes, with its bindings.
@@ -93,15 +96,28 @@ pub(super) fn definition(mac: &Macro, name: &syn::Ident) -> (MacroRules, Vec<Mac
         .iter()
         .map(|(matcher, _)| Matcher::parse(matcher.clone()))
         .collect();
+    let mut calls = std::collections::BTreeSet::new();
+    if let [(_, transcriber)] = rules.as_slice() {
+        let trees: Vec<TokenTree> = transcriber.clone().into_iter().collect();
+        always_invoked(&trees, &mut calls);
+        calls.remove(&name.to_string());
+    }
     let definition = MacroRules {
         rules: rules.len(),
         matchers,
         recursive,
+        calls,
     };
     (definition, found)
 }
 
 impl MacroRules {
+    /// The other macros every invocation of this one invokes by name: the functions they always
+    /// define are defined whenever this one is invoked.
+    pub(super) fn calls(&self) -> impl Iterator<Item = &str> {
+        self.calls.iter().map(String::as_str)
+    }
+
     /// Every invocation rustc accepts expands the function at `place`: the macro has one rule
     /// and the function is outside repetitions.
     pub(super) fn unconditional(&self, place: &Place) -> bool {
@@ -179,6 +195,35 @@ fn invokes(tokens: &TokenStream, name: &syn::Ident) -> bool {
         TokenTree::Group(group) => invokes(&group.stream(), name),
         _ => false,
     })
+}
+
+/// The macros a transcriber (`trees`) invokes in every expansion: `name!` outside `$(…)`
+/// repetitions (which may repeat zero times) and outside the `macro_rules!` it defines (whose
+/// own invocations say when). A name in a metavariable (`$m!`) is no macro's.
+fn always_invoked(trees: &[TokenTree], names: &mut std::collections::BTreeSet<String>) {
+    let mut i = 0;
+    while i < trees.len() {
+        let dollar = i > 0 && is_punct(&trees[i - 1], '$');
+        match &trees[i] {
+            TokenTree::Group(_) if dollar => {}
+            TokenTree::Group(group) => {
+                let inner: Vec<TokenTree> = group.stream().into_iter().collect();
+                always_invoked(&inner, names);
+            }
+            TokenTree::Ident(ident) if trees.get(i + 1).is_some_and(|t| is_punct(t, '!')) => {
+                if ident == "macro_rules" {
+                    // `macro_rules! name { … }`
+                    i += 4;
+                    continue;
+                }
+                if !dollar {
+                    names.insert(ident.to_string());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
 }
 
 /// An invocation's arguments name `cfg` (passed on as `#[$attr]`): the functions of its
@@ -452,6 +497,34 @@ mod tests {
         functions(&format!(
             "macro_rules! m {{ ($($n:ident),*) => {{ {transcriber} }}; }}"
         ))
+    }
+
+    #[test]
+    fn the_macros_every_expansion_invokes_are_known_by_name() {
+        let calls = |source: &str| {
+            parse(source)
+                .0
+                .calls()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            calls(
+                "macro_rules! all { ($t:ty) => {
+                    one!($t);
+                    mod m { $crate::two!(); fn f() { three!(); } }
+                    $(never!($x);)*
+                    $m!();
+                    macro_rules! inner { () => { four!(); } }
+                    all!(u8);
+                }; }"
+            ),
+            ["one", "three", "two"]
+        );
+        assert!(
+            calls("macro_rules! m { (a) => { one!(); }; (b) => {}; }").is_empty(),
+            "an invocation may take the rule without it"
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ use walker::Walker;
 /// `macro_rules!` bodies; 19: bare jumps counted by branch sides, by `while` passes and against the
 /// other arms of larger matches; 20: not against arms with constant patterns; 21: both of 18's
 /// rule sets together; 22: functions of macros with several rules and in repetitions, by macro
-/// matching); 23: guarded arms that are bare jumps; 24: macros invoked from other files).
+/// matching); 23: guarded arms that are bare jumps; 24: macros invoked from other files and
+/// from other macros).
 pub const RULES_VERSION: u32 = 24;
 
 /// What one source line is, as far as coverage is concerned.
@@ -148,6 +149,9 @@ pub struct SourceAnalysis {
     /// Macro invocations: the macro's name (the last segment of its path) and the line.
     #[serde(default)]
     macro_invocations: Vec<(String, u32)>,
+    /// (inner, outer): the macro `outer` this file defines invokes `inner` in every expansion.
+    #[serde(default)]
+    nested_invocations: Vec<(String, String)>,
 }
 
 /// Parses `source` with syn and classifies every line.
@@ -225,6 +229,7 @@ impl SourceAnalysis {
             matches: Default::default(),
             macro_names: Default::default(),
             macro_invocations: Default::default(),
+            nested_invocations: Default::default(),
         };
         ignore::apply(&mut analysis, &lines);
         analysis
@@ -370,6 +375,13 @@ impl SourceAnalysis {
         self.macro_invocations
             .iter()
             .map(|(name, line)| (name.as_str(), *line))
+    }
+
+    /// (inner, outer): a macro this file defines (`outer`) invokes `inner` whenever it is invoked.
+    pub fn nested_invocations(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.nested_invocations
+            .iter()
+            .map(|(inner, outer)| (inner.as_str(), outer.as_str()))
     }
 
     /// Some `#[cfg(…)]` predicate applies to code of this file.

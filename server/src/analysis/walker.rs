@@ -233,6 +233,13 @@ impl<'s> Walker<'s> {
                 .into_iter()
                 .map(|(name, line, _, _)| (name, line))
                 .collect(),
+            nested_invocations: self
+                .macro_definitions
+                .iter()
+                .flat_map(|(outer, _, rules)| {
+                    rules.calls().map(|inner| (inner.to_owned(), outer.clone()))
+                })
+                .collect(),
         }
     }
 
@@ -505,10 +512,45 @@ impl<'s> Walker<'s> {
     /// A function of a macro body is compiled when some invocation of the macro after its
     /// definition expands it (see `MacroRules::expands`) and is compiled (its gates hold, and its
     /// arguments pass on no `cfg`), or, when every invocation expands it, when another file of
-    /// the package invokes the macro: a gate of its own says so. A name defined twice in the file
+    /// the package invokes the macro or another macro of this file that always invokes it is
+    /// invoked (here or elsewhere): a gate of its own says so. A name defined twice in the file
     /// leaves open which definition an invocation expands.
     fn gate_macro_functions(&mut self) {
         let mut gates = Vec::new();
+        let once = |name: &str| {
+            self.macro_definitions
+                .iter()
+                .filter(|(other, _, _)| other == name)
+                .count()
+                == 1
+        };
+        // The gates of an invocation on `line`: its cfgs, and whether its arguments pass one on.
+        let invocation_gates = |line: u32, cfg_argument: bool| {
+            let mut all: Vec<super::Cfg> = self
+                .gates
+                .iter()
+                .filter(|(first, last, _)| (*first..=*last).contains(&line))
+                .map(|(_, _, gate)| gate.clone())
+                .collect();
+            if cfg_argument {
+                all.push(super::Cfg::Unknown);
+            }
+            all
+        };
+        // Whether some invocation expands the macro `name` (defined once, ending on `end`) at
+        // all, from its invocations after it here or elsewhere.
+        let invoked = |name: &str, end: u32| {
+            let mut any: Vec<super::Cfg> = self
+                .macro_calls
+                .iter()
+                .filter(|(called, line, _, _)| called == name && *line > end)
+                .map(|(_, line, cfg_argument, _)| {
+                    super::Cfg::All(invocation_gates(*line, *cfg_argument))
+                })
+                .collect();
+            any.push(super::Cfg::InvokedElsewhere(name.to_owned()));
+            super::Cfg::Any(any)
+        };
         for (definition, (name, end, rules)) in self.macro_definitions.iter().enumerate() {
             let functions: Vec<&(usize, u32, u32, macros::Place)> = self
                 .macro_functions
@@ -518,26 +560,13 @@ impl<'s> Walker<'s> {
             let matching = functions
                 .iter()
                 .any(|function| !rules.unconditional(&function.3));
-            let defined_once = self
-                .macro_definitions
-                .iter()
-                .filter(|(other, _, _)| other == name)
-                .count()
-                == 1;
+            let defined_once = once(name);
             let invocations: Vec<(Vec<super::Cfg>, Option<macros::Taken>)> = self
                 .macro_calls
                 .iter()
                 .filter(|(called, line, _, _)| defined_once && called == name && line > end)
                 .map(|(_, line, cfg_argument, arguments)| {
-                    let mut all: Vec<super::Cfg> = self
-                        .gates
-                        .iter()
-                        .filter(|(first, last, _)| (*first..=*last).contains(line))
-                        .map(|(_, _, gate)| gate.clone())
-                        .collect();
-                    if *cfg_argument {
-                        all.push(super::Cfg::Unknown);
-                    }
+                    let all = invocation_gates(*line, *cfg_argument);
                     let taken = if matching {
                         rules.take(arguments.as_ref())
                     } else {
@@ -563,6 +592,14 @@ impl<'s> Walker<'s> {
                 // `cfg::invoked_elsewhere`): enough for a function every invocation expands.
                 if defined_once && rules.unconditional(place) {
                     expanded_by.push(super::Cfg::InvokedElsewhere(name.clone()));
+                    for (outer, outer_end, outer_rules) in &self.macro_definitions {
+                        if outer != name
+                            && once(outer)
+                            && outer_rules.calls().any(|called| called == name)
+                        {
+                            expanded_by.push(invoked(outer, *outer_end));
+                        }
+                    }
                 }
                 gates.push((*first, *last, super::Cfg::Any(expanded_by)));
             }
@@ -1596,6 +1633,39 @@ mod tests {
         // Another file's invocations are known by name only: they cannot choose a rule.
         set.set_invoked_elsewhere(["rules".to_owned()].into());
         assert_eq!(analysis.compiled_in(5, &set), Some(false));
+    }
+
+    #[test]
+    fn functions_of_a_macro_another_macro_always_invokes_count_when_that_one_is_invoked() {
+        let source = "macro_rules! inner {\n    () => { fn g<T>() {} };\n}\n\
+                      macro_rules! outer {\n    () => { inner!(); };\n}\n\
+                      macro_rules! sometimes {\n    ($($x:ident)*) => { $(inner!();)* };\n}\n";
+        let analysis = analyze(source).expect("parses");
+        let mut set = crate::analysis::CfgSet::default();
+        assert_eq!(
+            analysis.compiled_in(2, &set),
+            Some(false),
+            "nothing invoked"
+        );
+        set.set_invoked_elsewhere(["sometimes".to_owned()].into());
+        assert_eq!(
+            analysis.compiled_in(2, &set),
+            Some(false),
+            "its invocation of `inner` is in a repetition"
+        );
+        set.set_invoked_elsewhere(["outer".to_owned()].into());
+        assert_eq!(
+            analysis.compiled_in(2, &set),
+            Some(true),
+            "`outer` invoked elsewhere"
+        );
+        let invoked_here = analyze(&format!("{source}outer!();\n")).expect("parses");
+        let set = crate::analysis::CfgSet::default();
+        assert_eq!(
+            invoked_here.compiled_in(2, &set),
+            Some(true),
+            "`outer` invoked here"
+        );
     }
 
     #[test]
