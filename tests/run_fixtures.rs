@@ -986,6 +986,8 @@ fn the_html_report_in_chromium_matches_the_markers_and_the_json() {
     let branches = reported_branches(json);
     let mut sources = Vec::new();
     rust_files(&root, &mut sources);
+    // Examples are not built, so not measured (see `examples_are_not_built`).
+    sources.retain(|path| !path.starts_with(root.join("examples")));
     let mut mismatches = Vec::new();
     for source_path in &sources {
         let relative = source_path
@@ -1911,4 +1913,22 @@ fn an_interrupted_run_stops_its_build_and_exits_130() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(processes_under(root), Vec::<String>::new());
+}
+
+/// Examples are no test executables: `cargo test` builds them by default (only to see that they
+/// compile), coverlay does not, or each save would relink them before its tests could run.
+#[test]
+fn examples_are_not_built() {
+    let examples = fixture("ledger").join("target/coverlay/debug/examples");
+    let _ = std::fs::remove_dir_all(&examples);
+    let run = coverlay_run("ledger", &["--no-doctests", "--no-branches"], &[]);
+    assert!(run.output.status.success(), "{}", text(&run.output));
+    assert!(run.json.is_some(), "{}", text(&run.output));
+    let built: Vec<_> = std::fs::read_dir(&examples)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert!(built.is_empty(), "examples built: {built:?}");
 }

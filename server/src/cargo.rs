@@ -201,6 +201,42 @@ pub fn load_workspace(path: &Path) -> Result<Workspace, CargoError> {
     })
 }
 
+/// A cargo flag that chooses which targets `cargo test` builds and runs.
+pub fn selects_targets(arg: &str) -> bool {
+    let flag = arg.split('=').next().unwrap_or(arg);
+    [
+        "--lib",
+        "--bin",
+        "--bins",
+        "--test",
+        "--tests",
+        "--example",
+        "--examples",
+        "--bench",
+        "--benches",
+        "--all-targets",
+        "--doc",
+    ]
+    .contains(&flag)
+}
+
+/// `cargo test`'s arguments for the test executables: the user's (`cargo_args`, whatever follows
+/// `--` kept last), with `--tests` when they choose no targets. Left alone, `cargo test` also
+/// builds every example, only to see that it compiles: no test runs it, and as examples link the
+/// library, each save would relink them all before its tests could start.
+pub fn test_targets(cargo_args: &[String]) -> Vec<String> {
+    let end = cargo_args
+        .iter()
+        .position(|a| a == "--")
+        .unwrap_or(cargo_args.len());
+    let mut args = cargo_args[..end].to_vec();
+    if !args.iter().any(|a| selects_targets(a)) {
+        args.push("--tests".to_owned());
+    }
+    args.extend_from_slice(&cargo_args[end..]);
+    args
+}
+
 /// What the build reports while it runs.
 pub enum BuildEvent<'a> {
     Compiled { crate_name: &'a str },
@@ -218,7 +254,7 @@ pub fn build_tests(
 ) -> Result<Built, CargoError> {
     let mut command = command(workspace, &["test", "--no-run", "--message-format=json"]);
     command
-        .args(extra_args)
+        .args(test_targets(extra_args))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -610,4 +646,38 @@ fn target_kind(kinds: &[TargetKind]) -> String {
         .first()
         .map(|k| k.to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_flags_are_recognised_with_or_without_a_value() {
+        assert!(selects_targets("--test"));
+        assert!(selects_targets("--test=api"));
+        assert!(selects_targets("--lib"));
+        assert!(!selects_targets("--features"));
+        assert!(!selects_targets("-p"));
+        assert!(!selects_targets("--testing"));
+    }
+
+    #[test]
+    fn only_test_executables_are_built_unless_the_user_chooses_targets() {
+        let args = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+        assert_eq!(test_targets(&[]), ["--tests"]);
+        assert_eq!(
+            test_targets(&args(&["--features", "x", "--", "--test-threads=1"])),
+            ["--features", "x", "--tests", "--", "--test-threads=1"]
+        );
+        assert_eq!(
+            test_targets(&args(&["-p", "a", "--examples"])),
+            ["-p", "a", "--examples"]
+        );
+        assert_eq!(
+            test_targets(&args(&["--", "--lib"])),
+            ["--tests", "--", "--lib"],
+            "after `--`, the executables' own arguments"
+        );
+    }
 }

@@ -215,17 +215,8 @@ fn ask_cargo(workspace: &Workspace, cargo_args: &[String]) -> Result<Vec<Record>
     let dir = tempfile_dir(workspace)?;
     let config = runner_config("record-env", &dir)?;
     let mut command = cargo::command(workspace, &["test", "--no-fail-fast", "--config", &config]);
-    // Arguments after `--` are the test executables': keep them last.
-    let end = cargo_args
-        .iter()
-        .position(|a| a == "--")
-        .unwrap_or(cargo_args.len());
-    command.args(&cargo_args[..end]);
-    // Doctests are compiled by rustdoc when they run: ask only for the test executables.
-    if !cargo_args[..end].iter().any(|a| selects_targets(a)) {
-        command.arg("--tests");
-    }
-    command.args(&cargo_args[end..]);
+    // The executables the build made; doctests are compiled by rustdoc when they run.
+    command.args(cargo::test_targets(cargo_args));
     let output = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -240,25 +231,6 @@ fn ask_cargo(workspace: &Workspace, cargo_args: &[String]) -> Result<Vec<Record>
         ));
     }
     Ok(records?)
-}
-
-/// A cargo flag that chooses which targets `cargo test` builds and runs.
-pub(crate) fn selects_targets(arg: &str) -> bool {
-    let flag = arg.split('=').next().unwrap_or(arg);
-    [
-        "--lib",
-        "--bin",
-        "--bins",
-        "--test",
-        "--tests",
-        "--example",
-        "--examples",
-        "--bench",
-        "--benches",
-        "--all-targets",
-        "--doc",
-    ]
-    .contains(&flag)
 }
 
 fn tempfile_dir(workspace: &Workspace) -> std::io::Result<PathBuf> {
@@ -312,16 +284,6 @@ mod tests {
                 ("LD_LIBRARY_PATH".into(), "/w/target/debug/deps".into()),
             ]
         );
-    }
-
-    #[test]
-    fn target_flags_are_recognised_with_or_without_a_value() {
-        assert!(selects_targets("--test"));
-        assert!(selects_targets("--test=api"));
-        assert!(selects_targets("--lib"));
-        assert!(!selects_targets("--features"));
-        assert!(!selects_targets("-p"));
-        assert!(!selects_targets("--testing"));
     }
 
     #[test]

@@ -1066,7 +1066,7 @@ fn doctest_args(workspace: &Workspace, options: &RunOptions) -> Option<Vec<Strin
         .unwrap_or(options.cargo_args.len());
     if options.cargo_args[..end]
         .iter()
-        .any(|a| crate::test_env::selects_targets(a))
+        .any(|a| cargo::selects_targets(a))
     {
         return None;
     }
