@@ -35,7 +35,7 @@ pub(crate) type Window = [u8; MAX_BACK + MAX_WINDOW];
 pub enum Site {
     /// The `len` bytes from `back` bytes before the address (whole instructions, at least
     /// [`JUMP_LEN`]) move into a trampoline that counts this breakpoint. `also` are the
-    /// breakpoints whose counts derive from its count (see [`derive_counts`]), which must trap
+    /// breakpoints whose counts derive from its count (see [`Derivations`]), which must trap
     /// if the trampoline cannot be built. `moved` counts the instructions. `flags`: the status
     /// flags may be read before they are next written, so the trampoline must keep them.
     /// `taken`: the breakpoint whose counter the trampoline adds to when the last moved

@@ -7,7 +7,7 @@
 //! own lane of counters (see `lanes`). The moved conditional jump whose taken edge is counted
 //! goes to the stub; a site of an edge alone (`Site::Edge`) has no increment at its entry. The
 //! breakpoints it serves (`Site::Jump::also`) take their counts from that counter when it is read
-//! (`sites::derive_counts`). Where the site's flags are live (see `sites::flags_live`; rare in
+//! (`sites::Derivations`). Where the site's flags are live (see `sites::flags_live`; rare in
 //! compiled Rust), the increment is wrapped in `lea rsp,[rsp-128]; push rax; lahf; seto al` … `add al,0x7f; sahf;
 //! pop rax; lea rsp,[rsp+128]`: the red zone below `rsp` is stepped over and all that `inc`
 //! changes is restored, cheaper than `pushfq`/`popfq`. A run that ends with a call of five bytes

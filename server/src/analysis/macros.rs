@@ -197,10 +197,16 @@ fn invokes(tokens: &TokenStream, name: &syn::Ident) -> bool {
     })
 }
 
-/// The macros a transcriber (`trees`) invokes in every expansion: `name!` outside `$(…)`
-/// repetitions (which may repeat zero times) and outside the `macro_rules!` it defines (whose
-/// own invocations say when). A name in a metavariable (`$m!`) is no macro's.
+/// The macros a transcriber (`trees`) invokes in every expansion: `name!(…)` outside `$(…)`
+/// repetitions (which may repeat zero times), outside another invocation's arguments (which
+/// that macro may drop: `stringify!`, `cfg_if!`) and outside the `macro_rules!` it defines
+/// (whose own invocations say when). A name in a metavariable (`$m!`) is no macro's. None at
+/// all when the transcriber mentions `cfg`: a `#[cfg]` may switch any of them off.
 fn always_invoked(trees: &[TokenTree], names: &mut std::collections::BTreeSet<String>) {
+    let stream: TokenStream = trees.iter().cloned().collect();
+    if mentions_cfg(&stream) {
+        return;
+    }
     let mut i = 0;
     while i < trees.len() {
         let dollar = i > 0 && is_punct(&trees[i - 1], '$');
@@ -210,15 +216,24 @@ fn always_invoked(trees: &[TokenTree], names: &mut std::collections::BTreeSet<St
                 let inner: Vec<TokenTree> = group.stream().into_iter().collect();
                 always_invoked(&inner, names);
             }
-            TokenTree::Ident(ident) if trees.get(i + 1).is_some_and(|t| is_punct(t, '!')) => {
-                if ident == "macro_rules" {
-                    // `macro_rules! name { … }`
-                    i += 4;
-                    continue;
-                }
+            // `macro_rules! name { … }` (the name may be a metavariable): skip to its rules.
+            TokenTree::Ident(ident)
+                if ident == "macro_rules" && trees.get(i + 1).is_some_and(|t| is_punct(t, '!')) =>
+            {
+                i += trees[i..]
+                    .iter()
+                    .position(|t| matches!(t, TokenTree::Group(_)))
+                    .unwrap_or(trees.len() - i);
+            }
+            // A call: `name!` and its arguments' group (not `a != b`), which is skipped.
+            TokenTree::Ident(ident)
+                if trees.get(i + 1).is_some_and(|t| is_punct(t, '!'))
+                    && matches!(trees.get(i + 2), Some(TokenTree::Group(_))) =>
+            {
                 if !dollar {
                     names.insert(ident.to_string());
                 }
+                i += 2;
             }
             _ => {}
         }
@@ -524,6 +539,20 @@ mod tests {
         assert!(
             calls("macro_rules! m { (a) => { one!(); }; (b) => {}; }").is_empty(),
             "an invocation may take the rule without it"
+        );
+        assert_eq!(
+            calls(
+                "macro_rules! m { () => {
+                    stringify!(dropped!());
+                    macro_rules! $n { () => { four!(); } }
+                    if a != b { one!{} }
+                }; }"
+            ),
+            ["one", "stringify"]
+        );
+        assert!(
+            calls("macro_rules! m { () => { #[cfg(feature = \"x\")] one!(); }; }").is_empty(),
+            "a cfg may switch any call off"
         );
     }
 

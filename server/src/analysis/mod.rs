@@ -40,8 +40,8 @@ use walker::Walker;
 /// other arms of larger matches; 20: not against arms with constant patterns; 21: both of 18's
 /// rule sets together; 22: functions of macros with several rules and in repetitions, by macro
 /// matching); 23: guarded arms that are bare jumps; 24: macros invoked from other files and
-/// from other macros).
-pub const RULES_VERSION: u32 = 24;
+/// from other macros; 25: not from calls a cfg, another macro or an unexpanded function holds).
+pub const RULES_VERSION: u32 = 25;
 
 /// What one source line is, as far as coverage is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -537,13 +537,22 @@ impl<'s> Walker<'s> {
             }
             all
         };
+        // A call in a function of a macro body is made only where that macro is expanded, which
+        // its gate (made here, not yet among `self.gates`) says: such calls are not counted.
+        let in_macro_function = |line: u32| {
+            self.macro_functions
+                .iter()
+                .any(|(_, first, last, _)| (*first..=*last).contains(&line))
+        };
         // Whether some invocation expands the macro `name` (defined once, ending on `end`) at
         // all, from its invocations after it here or elsewhere.
         let invoked = |name: &str, end: u32| {
             let mut any: Vec<super::Cfg> = self
                 .macro_calls
                 .iter()
-                .filter(|(called, line, _, _)| called == name && *line > end)
+                .filter(|(called, line, _, _)| {
+                    called == name && *line > end && !in_macro_function(*line)
+                })
                 .map(|(_, line, cfg_argument, _)| {
                     super::Cfg::All(invocation_gates(*line, *cfg_argument))
                 })
@@ -564,7 +573,9 @@ impl<'s> Walker<'s> {
             let invocations: Vec<(Vec<super::Cfg>, Option<macros::Taken>)> = self
                 .macro_calls
                 .iter()
-                .filter(|(called, line, _, _)| defined_once && called == name && line > end)
+                .filter(|(called, line, _, _)| {
+                    defined_once && called == name && line > end && !in_macro_function(*line)
+                })
                 .map(|(_, line, cfg_argument, arguments)| {
                     let all = invocation_gates(*line, *cfg_argument);
                     let taken = if matching {
@@ -1666,6 +1677,10 @@ mod tests {
             Some(true),
             "`outer` invoked here"
         );
+        // Calls in a function of a macro nothing invokes are never made.
+        let in_unused = "macro_rules! never {\n    () => { fn h() { outer!(); inner!(); } };\n}\n";
+        let unused = analyze(&format!("{source}{in_unused}")).expect("parses");
+        assert_eq!(unused.compiled_in(2, &set), Some(false));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::event::{ModifyKind, RenameMode};
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
 pub struct Watcher {
@@ -52,9 +53,16 @@ pub fn start(
         let Ok(events) = result else {
             return;
         };
+        // Made, or moved or renamed into the root (the root's watch does not reach inside).
         let created: Vec<&PathBuf> = events
             .iter()
-            .filter(|e| e.kind.is_create())
+            .filter(|e| {
+                e.kind.is_create()
+                    || matches!(
+                        e.kind,
+                        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                    )
+            })
             .flat_map(|e| e.paths.iter())
             .filter(|p| p.parent() == Some(root_dir.as_path()) && p.is_dir())
             .filter(|p| watched_recursively(p, &root_dir, &target))
@@ -90,7 +98,10 @@ pub fn start(
     for entry in std::fs::read_dir(root)?.flatten() {
         let path = entry.path();
         if path.is_dir() && watched_recursively(&path, root, &target_dir) {
-            debouncer.watch(&path, RecursiveMode::Recursive)?;
+            // One directory that cannot be watched (gone already, unreadable) costs only itself.
+            if let Err(error) = debouncer.watch(&path, RecursiveMode::Recursive) {
+                tracing::warn!("cannot watch {}: {error}", path.display());
+            }
         }
     }
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(debouncer);
@@ -190,5 +201,13 @@ mod tests {
         wait_for(&root.join("tests/common/mod.rs"));
         std::fs::write(root.join("tests/it.rs"), "#[test] fn t() {}").unwrap();
         wait_for(&root.join("tests/it.rs"));
+        // A directory moved in from outside the root, then a file in it.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("benches")).unwrap();
+        std::fs::write(outside.path().join("benches/b.rs"), "fn main() {}").unwrap();
+        std::fs::rename(outside.path().join("benches"), root.join("benches")).unwrap();
+        wait_for(&root.join("benches/b.rs"));
+        std::fs::write(root.join("benches/c.rs"), "fn main() {}").unwrap();
+        wait_for(&root.join("benches/c.rs"));
     }
 }
