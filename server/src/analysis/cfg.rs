@@ -22,7 +22,7 @@ pub enum Cfg {
     /// A form rustc would reject (or a newer one): never decided.
     Unknown,
     /// Not a cfg: another file of the package invokes the macro of this name, defined in this
-    /// file only (see `macros`). Kept here because a function a macro body defines is compiled
+    /// file only (see `macros::invoked_elsewhere`). Kept here because a function a macro body defines is compiled
     /// exactly when an invocation and the invocation's own gates say so.
     InvokedElsewhere(String),
 }
@@ -126,63 +126,11 @@ impl CfgSet {
             .insert(("feature".to_owned(), feature.to_owned()));
     }
 
-    /// The macros (see [`invoked_elsewhere`]) that files of the package other than the one this
-    /// set decides for invoke.
+    /// The macros (see `macros::invoked_elsewhere`) that files of the package other than the one
+    /// this set decides for invoke.
     pub fn set_invoked_elsewhere(&mut self, names: HashSet<String>) {
         self.invoked_elsewhere = names;
     }
-}
-
-/// For each of one package's files (with the cfg set that decides its gates, when known): the
-/// names of the macros that its other files invoke in code the build compiles, directly or
-/// through a macro they define that always invokes it and that some file invokes, among those
-/// defined by one file of the package alone (a name two files define leaves open which one an
-/// invocation expands). Textual order between files is not followed: a `#[macro_use]` module is
-/// declared before the modules that invoke its macros.
-pub fn invoked_elsewhere(
-    files: &[(&super::SourceAnalysis, Option<&CfgSet>)],
-) -> Vec<HashSet<String>> {
-    let mut definers: std::collections::HashMap<&str, Vec<usize>> = Default::default();
-    for (i, (analysis, _)) in files.iter().enumerate() {
-        for name in analysis.macro_names() {
-            definers.entry(name).or_default().push(i);
-        }
-    }
-    let invoking: Vec<HashSet<&str>> = files
-        .iter()
-        .map(|(analysis, set)| {
-            analysis
-                .macro_invocations()
-                .filter(|&(_, line)| {
-                    set.and_then(|set| analysis.gates_hold(line, set)) != Some(false)
-                })
-                .map(|(name, _)| name)
-                .collect()
-        })
-        .collect();
-    let invoked_anywhere: HashSet<&str> = invoking.iter().flatten().copied().collect();
-    let through = |k: usize, name: &str| {
-        files[k].0.nested_invocations().any(|(inner, outer)| {
-            inner == name
-                && invoked_anywhere.contains(outer)
-                && definers.get(outer).is_some_and(|by| by.as_slice() == [k])
-        })
-    };
-    (0..files.len())
-        .map(|i| {
-            definers
-                .iter()
-                .filter(|(_, by)| by.as_slice() == [i])
-                .filter(|(name, _)| {
-                    invoking
-                        .iter()
-                        .enumerate()
-                        .any(|(k, names)| k != i && (names.contains(**name) || through(k, name)))
-                })
-                .map(|(name, _)| (*name).to_owned())
-                .collect()
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -256,63 +204,6 @@ mod tests {
         assert_eq!(
             Cfg::Name("debug_assertions".into()).holds(&set),
             Some(false)
-        );
-    }
-
-    #[test]
-    fn a_macro_counts_as_invoked_elsewhere_when_another_file_of_the_package_compiles_a_call() {
-        let analyse = |source: &str| crate::analysis::analyze(source).expect("parses");
-        let defines =
-            analyse("macro_rules! once { () => {} }\nmacro_rules! twice { () => {} }\nonce!();\n");
-        let calls = analyse(
-            "fn f() { once!(); twice!(); }\n#[cfg(feature = \"off\")]\nmod gated { fn g() { never!(); } }\n",
-        );
-        let defines_too =
-            analyse("macro_rules! twice { () => {} }\nmacro_rules! never { () => {} }\n");
-        let set = set();
-        let names = |files: &[(&crate::analysis::SourceAnalysis, Option<&CfgSet>)]| {
-            invoked_elsewhere(files)
-                .into_iter()
-                .map(|names| {
-                    let mut names: Vec<String> = names.into_iter().collect();
-                    names.sort();
-                    names
-                })
-                .collect::<Vec<_>>()
-        };
-        // `twice` has two definitions; `never` is called only where the build compiles nothing.
-        assert_eq!(
-            names(&[
-                (&defines, Some(&set)),
-                (&calls, Some(&set)),
-                (&defines_too, Some(&set))
-            ]),
-            [vec!["once".to_owned()], vec![], vec![]]
-        );
-        // Without a cfg set, a gated call is taken as compiled; one's own calls never count.
-        assert_eq!(
-            names(&[(&defines_too, None), (&calls, None), (&defines, None)]),
-            [vec!["never".to_owned()], vec![], vec!["once".to_owned()]]
-        );
-    }
-
-    #[test]
-    fn a_macro_that_another_files_macro_always_invokes_counts_when_that_one_is_invoked() {
-        let analyse = |source: &str| crate::analysis::analyze(source).expect("parses");
-        let inner = analyse("macro_rules! inner { () => { fn g<T>() {} } }\n");
-        let outer = analyse("macro_rules! outer { () => { inner!(); } }\n");
-        let caller = analyse("outer!();\n");
-        let unused = analyse("fn f() {}\n");
-        let first = |files: &[(&crate::analysis::SourceAnalysis, Option<&CfgSet>)]| {
-            invoked_elsewhere(files).swap_remove(0)
-        };
-        assert_eq!(
-            first(&[(&inner, None), (&outer, None), (&caller, None)]),
-            ["inner".to_owned()].into()
-        );
-        assert!(
-            first(&[(&inner, None), (&outer, None), (&unused, None)]).is_empty(),
-            "`outer` itself is never invoked"
         );
     }
 }

@@ -11,14 +11,16 @@
 //! its own and each repetition around it repeats at least once. When that cannot be told (an
 //! unsupported matcher, an invocation through a path, a macro that invokes itself) the
 //! invocation is not counted as expanding it. Invocations in the package's other files are known
-//! only by name, once every file is analysed (`cfg::invoked_elsewhere`): they count for the
-//! functions any invocation expands. So do invocations in another macro's rules, when that
+//! only by name, once every file is analysed: they count for the
+//! functions any invocation expands ([`invoked_elsewhere`]). So do invocations in another macro's rules, when that
 //! macro makes them in every expansion ([`MacroRules::calls`]) and is invoked itself.
 //!
 //! Left out: a function with a repetition inside (`fn f() { $(g($x);)* }`, no plain Rust), one
 //! in a `macro_rules!` the transcriber defines (expanded by that macro's invocations), and
 //! whether an invocation's arguments switch the function off (a `cfg` passed in as an attribute:
 //! see [`mentions_cfg`]).
+
+use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use syn::{ImplItemFn, Macro};
@@ -97,10 +99,13 @@ pub(super) fn definition(mac: &Macro, name: &syn::Ident) -> (MacroRules, Vec<Mac
         .map(|(matcher, _)| Matcher::parse(matcher.clone()))
         .collect();
     let mut calls = std::collections::BTreeSet::new();
+    // A `#[cfg]` in the transcriber may switch any of its calls off.
     if let [(_, transcriber)] = rules.as_slice() {
-        let trees: Vec<TokenTree> = transcriber.clone().into_iter().collect();
-        always_invoked(&trees, &mut calls);
-        calls.remove(&name.to_string());
+        if !mentions_cfg(transcriber) {
+            let trees: Vec<TokenTree> = transcriber.clone().into_iter().collect();
+            always_invoked(&trees, &mut calls);
+            calls.remove(&name.to_string());
+        }
     }
     let definition = MacroRules {
         rules: rules.len(),
@@ -200,13 +205,8 @@ fn invokes(tokens: &TokenStream, name: &syn::Ident) -> bool {
 /// The macros a transcriber (`trees`) invokes in every expansion: `name!(…)` outside `$(…)`
 /// repetitions (which may repeat zero times), outside another invocation's arguments (which
 /// that macro may drop: `stringify!`, `cfg_if!`) and outside the `macro_rules!` it defines
-/// (whose own invocations say when). A name in a metavariable (`$m!`) is no macro's. None at
-/// all when the transcriber mentions `cfg`: a `#[cfg]` may switch any of them off.
+/// (whose own invocations say when). A name in a metavariable (`$m!`) is no macro's.
 fn always_invoked(trees: &[TokenTree], names: &mut std::collections::BTreeSet<String>) {
-    let stream: TokenStream = trees.iter().cloned().collect();
-    if mentions_cfg(&stream) {
-        return;
-    }
     let mut i = 0;
     while i < trees.len() {
         let dollar = i > 0 && is_punct(&trees[i - 1], '$');
@@ -395,6 +395,58 @@ fn plain(trees: &[TokenTree]) -> Option<TokenStream> {
         i += 1;
     }
     Some(out.into_iter().collect())
+}
+
+/// For each of one package's files (with the cfg set that decides its gates, when known): the
+/// names of the macros that its other files invoke in code the build compiles, directly or
+/// through a macro they define that always invokes it and that some file invokes, among those
+/// defined by one file of the package alone (a name two files define leaves open which one an
+/// invocation expands). Textual order between files is not followed: a `#[macro_use]` module is
+/// declared before the modules that invoke its macros.
+pub fn invoked_elsewhere(
+    files: &[(&super::SourceAnalysis, Option<&super::CfgSet>)],
+) -> Vec<HashSet<String>> {
+    let mut definers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (analysis, _)) in files.iter().enumerate() {
+        for name in analysis.macro_names() {
+            definers.entry(name).or_default().push(i);
+        }
+    }
+    let invoking: Vec<HashSet<&str>> = files
+        .iter()
+        .map(|(analysis, set)| {
+            analysis
+                .macro_invocations()
+                .filter(|&(_, line)| {
+                    set.and_then(|set| analysis.gates_hold(line, set)) != Some(false)
+                })
+                .map(|(name, _)| name)
+                .collect()
+        })
+        .collect();
+    let invoked_anywhere: HashSet<&str> = invoking.iter().flatten().copied().collect();
+    let through = |k: usize, name: &str| {
+        files[k].0.nested_invocations().any(|(inner, outer)| {
+            inner == name
+                && invoked_anywhere.contains(outer)
+                && definers.get(outer).is_some_and(|by| by.as_slice() == [k])
+        })
+    };
+    (0..files.len())
+        .map(|i| {
+            definers
+                .iter()
+                .filter(|(_, by)| by.as_slice() == [i])
+                .filter(|(name, _)| {
+                    invoking
+                        .iter()
+                        .enumerate()
+                        .any(|(k, names)| k != i && (names.contains(**name) || through(k, name)))
+                })
+                .map(|(name, _)| (*name).to_owned())
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -587,5 +639,66 @@ mod tests {
         assert!(mentions_cfg(&args("str, cfg(feature = \"std\")")));
         assert!(mentions_cfg(&args("x, [#[cfg(unix)]]")));
         assert!(!mentions_cfg(&args("str,")));
+    }
+
+    #[test]
+    fn a_macro_counts_as_invoked_elsewhere_when_another_file_of_the_package_compiles_a_call() {
+        let analyse = |source: &str| crate::analysis::analyze(source).expect("parses");
+        let defines =
+            analyse("macro_rules! once { () => {} }\nmacro_rules! twice { () => {} }\nonce!();\n");
+        let calls = analyse(
+            "fn f() { once!(); twice!(); }\n#[cfg(feature = \"off\")]\nmod gated { fn g() { never!(); } }\n",
+        );
+        let defines_too =
+            analyse("macro_rules! twice { () => {} }\nmacro_rules! never { () => {} }\n");
+        let set = crate::analysis::CfgSet::default();
+        let names = |files: &[(
+            &crate::analysis::SourceAnalysis,
+            Option<&crate::analysis::CfgSet>,
+        )]| {
+            invoked_elsewhere(files)
+                .into_iter()
+                .map(|names| {
+                    let mut names: Vec<String> = names.into_iter().collect();
+                    names.sort();
+                    names
+                })
+                .collect::<Vec<_>>()
+        };
+        // `twice` has two definitions; `never` is called only where the build compiles nothing.
+        assert_eq!(
+            names(&[
+                (&defines, Some(&set)),
+                (&calls, Some(&set)),
+                (&defines_too, Some(&set))
+            ]),
+            [vec!["once".to_owned()], vec![], vec![]]
+        );
+        // Without a cfg set, a gated call is taken as compiled; one's own calls never count.
+        assert_eq!(
+            names(&[(&defines_too, None), (&calls, None), (&defines, None)]),
+            [vec!["never".to_owned()], vec![], vec!["once".to_owned()]]
+        );
+    }
+
+    #[test]
+    fn a_macro_that_another_files_macro_always_invokes_counts_when_that_one_is_invoked() {
+        let analyse = |source: &str| crate::analysis::analyze(source).expect("parses");
+        let inner = analyse("macro_rules! inner { () => { fn g<T>() {} } }\n");
+        let outer = analyse("macro_rules! outer { () => { inner!(); } }\n");
+        let caller = analyse("outer!();\n");
+        let unused = analyse("fn f() {}\n");
+        let first = |files: &[(
+            &crate::analysis::SourceAnalysis,
+            Option<&crate::analysis::CfgSet>,
+        )]| { invoked_elsewhere(files).swap_remove(0) };
+        assert_eq!(
+            first(&[(&inner, None), (&outer, None), (&caller, None)]),
+            ["inner".to_owned()].into()
+        );
+        assert!(
+            first(&[(&inner, None), (&outer, None), (&unused, None)]).is_empty(),
+            "`outer` itself is never invoked"
+        );
     }
 }

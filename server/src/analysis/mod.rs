@@ -23,9 +23,10 @@ mod macros;
 mod walker;
 
 pub use branches::{Arm, BranchLine, Construct, MatchArms, Operator};
-pub use cfg::{invoked_elsewhere, Cfg, CfgSet};
+pub use cfg::{Cfg, CfgSet};
 pub use jumps::JumpCount;
 use lexer::{classify_text, split_lines, TextClass};
+pub use macros::invoked_elsewhere;
 use walker::Walker;
 
 /// Part of the key of cached analyses: bump it whenever the same text is analysed differently

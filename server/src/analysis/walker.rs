@@ -600,7 +600,7 @@ impl<'s> Walker<'s> {
                     })
                     .collect();
                 // Invocations in the package's other files are known only by name (see
-                // `cfg::invoked_elsewhere`): enough for a function every invocation expands.
+                // `macros::invoked_elsewhere`): enough for a function every invocation expands.
                 if defined_once && rules.unconditional(place) {
                     expanded_by.push(super::Cfg::InvokedElsewhere(name.clone()));
                     for (outer, outer_end, outer_rules) in &self.macro_definitions {

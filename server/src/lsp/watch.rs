@@ -36,8 +36,8 @@ type Debounced = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
 /// The root is watched alone and each of its directories recursively, but for the ignored ones:
 /// a recursive watch of the root would walk the target directory (thousands of build outputs,
 /// each with a kernel watch and a file-id lookup: 45–90 ms at the server's start on a small crate)
-/// and take every event of every build. A directory created in the root later is watched when it
-/// appears.
+/// and take every event of every build. A directory made, moved or renamed into the root later is
+/// watched when its event arrives.
 pub fn start(
     root: &Path,
     target_dir: PathBuf,
@@ -70,9 +70,7 @@ pub fn start(
         if let (false, Some(slot)) = (created.is_empty(), this.upgrade()) {
             if let Some(debouncer) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                 for dir in &created {
-                    if let Err(error) = debouncer.watch(dir, RecursiveMode::Recursive) {
-                        tracing::warn!("cannot watch {}: {error}", dir.display());
-                    }
+                    watch_tree(debouncer, dir);
                 }
             }
         }
@@ -98,14 +96,18 @@ pub fn start(
     for entry in std::fs::read_dir(root)?.flatten() {
         let path = entry.path();
         if path.is_dir() && watched_recursively(&path, root, &target_dir) {
-            // One directory that cannot be watched (gone already, unreadable) costs only itself.
-            if let Err(error) = debouncer.watch(&path, RecursiveMode::Recursive) {
-                tracing::warn!("cannot watch {}: {error}", path.display());
-            }
+            watch_tree(&mut debouncer, &path);
         }
     }
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(debouncer);
     Ok(Watcher { _debouncer: slot })
+}
+
+/// One directory that cannot be watched (gone already, unreadable) costs only itself.
+fn watch_tree(debouncer: &mut Debounced, dir: &Path) {
+    if let Err(error) = debouncer.watch(dir, RecursiveMode::Recursive) {
+        tracing::warn!("cannot watch {}: {error}", dir.display());
+    }
 }
 
 fn files_in(dir: &Path, files: &mut Vec<PathBuf>) {
